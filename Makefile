@@ -1,0 +1,40 @@
+# raftnode: the two newcomer commands are `make lab` (or `make start-cluster`) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SEEDS ?= 500
+
+# Fragments under mk/ add their own targets and append to TEST_TARGETS.
+TEST_TARGETS := lint test-unit test-sim
+
+.PHONY: venv lint test test-unit test-sim sim bench-log
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check raftnode tests bench
+	$(VENV)/bin/ruff format --check raftnode tests bench
+
+test-unit: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+test-sim: venv
+	RAFTNODE_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q -p no:cacheprovider -n 2 tests/sim
+
+## Long simulation run: make sim SEEDS=20000
+sim: venv
+	RAFTNODE_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q -p no:cacheprovider -n 2 tests/sim
+
+## Appends and compacts 1M entries through the core and the WAL; prints the figures.
+bench-log: venv
+	$(PY) -m bench.log_append
+
+-include mk/*.mk
+
+test: $(TEST_TARGETS)
