@@ -1,0 +1,265 @@
+"""The write-ahead log: Raft entries appended to segment files, one fsync per batch.
+
+Layout: ``<dir>/<seq>-<first index>.wal`` files, replayed in sequence order. Each ``append`` call
+writes its batch as one checksummed frame (see ``records``) with a single ``write`` and a single
+fsync of the active segment (group commit). When the active segment would grow past
+``segment_bytes`` a new one is started first; that batch also fsyncs the directory so the new
+file's name is durable.
+
+Conflict truncation needs no extra record: replay applies each entry like Raft does, so an entry
+whose index is <= the last index replaces the log's suffix from that index on.
+
+Recovery: damage in the last segment with no valid frame after it is a torn write (the batch
+that was being written when the process died; it was never acknowledged) and is cut off with a
+warning. Damage anywhere else, or followed by valid frames, means fsynced data was corrupted:
+``CorruptLogError`` names the file and byte offset and the node refuses to start.
+
+After a failed write or fsync the log refuses further appends (the on-disk state is unknown and
+the page cache cannot be trusted); the process should restart and recover.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+
+from raftnode.raft.types import Entry
+from raftnode.storage.errors import CorruptLogError, StorageError
+from raftnode.storage.files import FileSystem, OpenFile
+from raftnode.storage.records import encode_frame
+from raftnode.storage.segments import (
+    Segment,
+    find_valid_frame,
+    parse_segment_name,
+    scan_segment,
+    segment_name,
+)
+
+log = logging.getLogger(__name__)
+
+
+class WriteAheadLog:
+    """Appends entry batches durably and drops segments a snapshot has made unnecessary.
+
+    Not thread-safe on its own; ``RaftStorage`` serialises calls.
+    """
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        directory: Path,
+        segment_bytes: int,
+        segments: list[Segment],
+        active: OpenFile,
+        last_index: int,
+        snapshot_index: int,
+    ) -> None:
+        self._fs = fs
+        self._dir = directory
+        self._segment_bytes = segment_bytes
+        self._segments = segments
+        self._active = active
+        self._last_index = last_index
+        self._snapshot_index = snapshot_index
+        self._failure: BaseException | None = None
+        self.last_fsync_seconds = 0.0
+
+    @classmethod
+    def open(
+        cls, fs: FileSystem, directory: Path, *, segment_bytes: int, snapshot_index: int
+    ) -> tuple[WriteAheadLog, list[Entry]]:
+        """Recover the log in ``directory``; return it and the replayed entries (all of them,
+        including any at or below ``snapshot_index``)."""
+        if segment_bytes <= 0:
+            raise ValueError(f"segment_bytes must be positive, got {segment_bytes}")
+        if fs.makedirs(directory):
+            fs.fsync_dir(directory.parent)
+        names = sorted(
+            (seq, name)
+            for name in fs.listdir(directory)
+            if (seq := parse_segment_name(name)) is not None
+        )
+        entries: list[Entry] = []
+        segments: list[Segment] = []
+        torn_at: int | None = None
+        for position, (seq, name) in enumerate(names):
+            path = directory / name
+            data = fs.read(path)
+            scan = scan_segment(path, data)
+            if scan.damage is not None:
+                if position != len(names) - 1:
+                    raise CorruptLogError(path, scan.valid_bytes, scan.damage)
+                resume = find_valid_frame(data, scan.valid_bytes)
+                if resume is not None:
+                    raise CorruptLogError(
+                        path,
+                        scan.valid_bytes,
+                        f"{scan.damage}, yet a valid frame follows at byte offset {resume}",
+                    )
+                log.warning(
+                    "wal_torn_tail_truncated file=%s offset=%d dropped_bytes=%d reason=%r",
+                    path,
+                    scan.valid_bytes,
+                    len(data) - scan.valid_bytes,
+                    scan.damage,
+                )
+                torn_at = scan.valid_bytes
+            max_index = 0
+            for offset, frame in scan.frames:
+                _replay(entries, frame, snapshot_index, path, offset)
+                max_index = max(max_index, frame[-1].index)
+            segments.append(Segment(seq, path, scan.valid_bytes, max_index))
+
+        if segments:
+            active = fs.open(segments[-1].path)
+            if torn_at is not None:
+                fs.truncate(active, torn_at)
+                fs.fsync(active)
+        else:
+            path = directory / segment_name(1, snapshot_index + 1)
+            active = fs.open(path)
+            fs.fsync_dir(directory)
+            segments.append(Segment(1, path, 0, 0))
+        last_index = max(entries[-1].index if entries else 0, snapshot_index)
+        wal = cls(fs, directory, segment_bytes, segments, active, last_index, snapshot_index)
+        return wal, entries
+
+    @property
+    def last_index(self) -> int:
+        """The index of the last entry, or the snapshot index if that is higher."""
+        return self._last_index
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The I/O error that stopped the log, if any."""
+        return self._failure
+
+    def segment_paths(self) -> list[Path]:
+        return [s.path for s in self._segments]
+
+    def append(self, entries: Sequence[Entry]) -> float:
+        """Write ``entries`` (contiguous; may overwrite a suffix) durably; return fsync seconds.
+
+        Raises ValueError, writing nothing, when the batch would leave a gap or rewrite entries
+        covered by the snapshot.
+        """
+        if not entries:
+            return 0.0
+        self._check_usable()
+        _check_batch(entries, self._snapshot_index, self._last_index)
+        frame = encode_frame(entries)
+        try:
+            rolled = False
+            active = self._segments[-1]
+            if active.size > 0 and active.size + len(frame) > self._segment_bytes:
+                self._roll(entries[0].index)
+                active, rolled = self._segments[-1], True
+            self._fs.write(self._active, frame)
+            started = time.perf_counter()
+            self._fs.fsync(self._active)
+            if rolled:
+                self._fs.fsync_dir(self._dir)
+            elapsed = time.perf_counter() - started
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        active.size += len(frame)
+        active.max_index = max(active.max_index, entries[-1].index)
+        self._last_index = entries[-1].index
+        self.last_fsync_seconds = elapsed
+        return elapsed
+
+    def set_snapshot_index(self, index: int) -> None:
+        """Entries up to ``index`` are in a snapshot now: never rewrite them; append after it."""
+        self._snapshot_index = max(self._snapshot_index, index)
+        self._last_index = max(self._last_index, index)
+
+    def compact(self, upto_index: int) -> int:
+        """Remove the oldest segments whose entries are all <= ``upto_index``; return how many.
+
+        Only a prefix of the segment sequence is removed, and never the active segment, so replay
+        of what remains still yields the right log.
+        """
+        self._check_usable()
+        removable = 0
+        for segment in self._segments[:-1]:
+            if segment.max_index > upto_index:
+                break
+            removable += 1
+        if not removable:
+            return 0
+        try:
+            for segment in self._segments[:removable]:
+                self._fs.unlink(segment.path)
+            self._fs.fsync_dir(self._dir)
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        del self._segments[:removable]
+        return removable
+
+    def close(self) -> None:
+        self._fs.close(self._active)
+
+    def _roll(self, first_index: int) -> None:
+        seq = self._segments[-1].seq + 1
+        path = self._dir / segment_name(seq, first_index)
+        new = self._fs.open(path)
+        self._fs.close(self._active)
+        self._active = new
+        self._segments.append(Segment(seq, path, 0, 0))
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise StorageError(
+                f"write-ahead log in {self._dir} stopped after an I/O error "
+                f"({self._failure!r}); restart the node to recover"
+            )
+
+
+def _check_batch(entries: Sequence[Entry], snapshot_index: int, last_index: int) -> None:
+    first = entries[0].index
+    if first <= snapshot_index:
+        raise ValueError(
+            f"cannot write entry {first}: entries up to {snapshot_index} are in the snapshot"
+        )
+    if first > last_index + 1:
+        raise ValueError(f"cannot write entry {first}: the log ends at {last_index}")
+    for prev, entry in pairwise(entries):
+        if entry.index != prev.index + 1:
+            raise ValueError(f"batch is not contiguous: entry {entry.index} follows {prev.index}")
+
+
+def _replay(
+    log_entries: list[Entry], frame: list[Entry], snapshot_index: int, path: Path, offset: int
+) -> None:
+    """Apply one frame's entries to the replayed log the way Raft appends them."""
+    first = frame[0].index
+    for prev, entry in pairwise(frame):
+        if entry.index != prev.index + 1:
+            raise CorruptLogError(
+                path, offset, f"entry {entry.index} follows entry {prev.index} inside one frame"
+            )
+    if log_entries:
+        start, last = log_entries[0].index, log_entries[-1].index
+        if first <= last:
+            del log_entries[max(first - start, 0) :]
+        elif first > last + 1:
+            if first > snapshot_index + 1:
+                raise CorruptLogError(
+                    path,
+                    offset,
+                    f"entry {first} follows entry {last}: entries {last + 1}..{first - 1} "
+                    f"are missing and the snapshot only covers up to {snapshot_index}",
+                )
+            log_entries.clear()
+    elif first > snapshot_index + 1:
+        raise CorruptLogError(
+            path,
+            offset,
+            f"the log starts at entry {first} but the snapshot only covers up to {snapshot_index}",
+        )
+    log_entries.extend(frame)
