@@ -1,0 +1,1 @@
+"""Peer networking: framed, authenticated Tornado TCP streams between Raft nodes."""

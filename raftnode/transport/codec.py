@@ -1,0 +1,171 @@
+"""Binary encoding of Raft messages (struct-based, no pickle) and the stream framing.
+
+A frame on the wire is ``u32 length`` (big-endian) followed by ``length`` bytes of payload; one
+payload is one encoded ``Message``. The decoder validates every length against the bytes
+actually present, so a corrupt or hostile frame raises ``CodecError`` instead of allocating or
+reading past the end.
+
+Message layout::
+
+    header   type u8, flags u8, to u64, frm u64, term u64, log_term u64, index u64, commit u64,
+             reject_hint u64, context u64, offset u64, n_entries u32, data_len u32
+    [meta]   when flags has HAS_META: index u64, term u64, n_voters u16, n_learners u16, ids u64*
+    entries  n_entries times: term u64, index u64, type u8, len u32, data
+    data     data_len bytes
+"""
+
+from __future__ import annotations
+
+import struct
+
+from raftnode.raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    MessageType,
+    SnapshotMeta,
+)
+
+FRAME_HEADER = struct.Struct(">I")
+_HEADER = struct.Struct(">BBQQQQQQQQQII")
+_META = struct.Struct(">QQHH")
+_ID = struct.Struct(">Q")
+_ENTRY = struct.Struct(">QQBI")
+
+_REJECT = 1
+_FORCE = 2
+_LEASE = 4
+_DONE = 8
+_HAS_META = 16
+
+DEFAULT_MAX_FRAME_BYTES = 64 << 20
+"""Largest frame accepted: a full append batch or a snapshot chunk plus headroom."""
+
+
+class CodecError(ValueError):
+    """A frame or message that cannot be decoded."""
+
+
+def encode_message(m: Message) -> bytes:
+    flags = (
+        (_REJECT if m.reject else 0)
+        | (_FORCE if m.force else 0)
+        | (_LEASE if m.lease else 0)
+        | (_DONE if m.done else 0)
+        | (_HAS_META if m.snapshot_meta is not None else 0)
+    )
+    parts = [
+        _HEADER.pack(
+            int(m.type),
+            flags,
+            m.to,
+            m.frm,
+            m.term,
+            m.log_term,
+            m.index,
+            m.commit,
+            m.reject_hint,
+            m.context,
+            m.offset,
+            len(m.entries),
+            len(m.data),
+        )
+    ]
+    if m.snapshot_meta is not None:
+        meta = m.snapshot_meta
+        voters = sorted(meta.conf.voters)
+        learners = sorted(meta.conf.learners)
+        parts.append(_META.pack(meta.index, meta.term, len(voters), len(learners)))
+        parts.extend(_ID.pack(i) for i in (*voters, *learners))
+    for e in m.entries:
+        parts.append(_ENTRY.pack(e.term, e.index, int(e.type), len(e.data)))
+        parts.append(e.data)
+    parts.append(m.data)
+    return b"".join(parts)
+
+
+def decode_message(buf: bytes | memoryview) -> Message:
+    view = memoryview(buf)
+    size = len(view)
+    if size < _HEADER.size:
+        raise CodecError(f"message too short: {size} bytes")
+    (
+        mtype,
+        flags,
+        to,
+        frm,
+        term,
+        log_term,
+        index,
+        commit,
+        reject_hint,
+        context,
+        offset,
+        n_entries,
+        data_len,
+    ) = _HEADER.unpack_from(view, 0)
+    try:
+        msg_type = MessageType(mtype)
+    except ValueError as e:
+        raise CodecError(f"unknown message type {mtype}") from e
+    pos = _HEADER.size
+    meta: SnapshotMeta | None = None
+    if flags & _HAS_META:
+        if pos + _META.size > size:
+            raise CodecError("truncated snapshot meta")
+        m_index, m_term, n_voters, n_learners = _META.unpack_from(view, pos)
+        pos += _META.size
+        n_ids = n_voters + n_learners
+        if pos + n_ids * _ID.size > size:
+            raise CodecError("truncated snapshot conf")
+        ids = [_ID.unpack_from(view, pos + i * _ID.size)[0] for i in range(n_ids)]
+        pos += n_ids * _ID.size
+        meta = SnapshotMeta(
+            index=m_index,
+            term=m_term,
+            conf=ConfState(frozenset(ids[:n_voters]), frozenset(ids[n_voters:])),
+        )
+    # Each entry needs at least its header: reject absurd counts before looping.
+    if n_entries * _ENTRY.size > size - pos:
+        raise CodecError(f"entry count {n_entries} exceeds message size")
+    entries: list[Entry] = []
+    for _ in range(n_entries):
+        if pos + _ENTRY.size > size:
+            raise CodecError("truncated entry header")
+        e_term, e_index, e_type, e_len = _ENTRY.unpack_from(view, pos)
+        pos += _ENTRY.size
+        if pos + e_len > size:
+            raise CodecError("truncated entry data")
+        try:
+            etype = EntryType(e_type)
+        except ValueError as e:
+            raise CodecError(f"unknown entry type {e_type}") from e
+        entries.append(Entry(e_term, e_index, etype, bytes(view[pos : pos + e_len])))
+        pos += e_len
+    if pos + data_len != size:
+        raise CodecError(f"message length mismatch: {size - pos} bytes left, data_len={data_len}")
+    return Message(
+        type=msg_type,
+        to=to,
+        frm=frm,
+        term=term,
+        log_term=log_term,
+        index=index,
+        entries=tuple(entries),
+        commit=commit,
+        reject=bool(flags & _REJECT),
+        reject_hint=reject_hint,
+        context=context,
+        force=bool(flags & _FORCE),
+        lease=bool(flags & _LEASE),
+        snapshot_meta=meta,
+        offset=offset,
+        data=bytes(view[pos:]),
+        done=bool(flags & _DONE),
+    )
+
+
+def frame(payload: bytes) -> bytes:
+    """Prefix a payload with its length."""
+    return FRAME_HEADER.pack(len(payload)) + payload

@@ -1,0 +1,316 @@
+"""Peer connections: persistent, authenticated Tornado TCP streams carrying framed messages.
+
+Every node dials every other node once and sends its messages for that node over that stream;
+it receives the other nodes' messages on the streams they dialed to its listener. So each pair
+of nodes shares two streams, one per direction, and each stream is authenticated both ways at
+connect time (``raftnode.transport.auth``).
+
+Sending never blocks the caller: messages are encoded into the peer's queue and a per-peer
+writer task flushes everything queued in one write (batching). When a peer is unreachable its
+queue is dropped (Raft retransmits), the writer reconnects with exponential backoff and the
+queue is bounded, so a dead or stopped peer costs memory only up to ``max_queue_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.tcpclient import TCPClient
+from tornado.tcpserver import TCPServer
+
+from raftnode.config import Address
+from raftnode.raft.types import Message
+from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
+from raftnode.transport.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    FRAME_HEADER,
+    CodecError,
+    decode_message,
+    encode_message,
+    frame,
+)
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+WRITE_TIMEOUT = 5.0
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 2.0
+
+
+class _PeerLink:
+    """The outbound stream to one peer: queue, writer task, reconnect with backoff."""
+
+    def __init__(self, transport: PeerTransport, peer_id: int, address: Address) -> None:
+        self.transport = transport
+        self.peer_id = peer_id
+        self.address = address
+        self.queue: list[bytes] = []
+        self.queued_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.connected = False
+        self.dropped = 0
+        self.task: asyncio.Task[None] | None = None
+        self.stream: IOStream | None = None
+
+    def enqueue(self, payload: bytes) -> None:
+        if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
+            self.dropped += 1
+            return
+        self.queue.append(frame(payload))
+        self.queued_bytes += len(payload) + FRAME_HEADER.size
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        backoff = BACKOFF_MIN
+        while not self.transport.closed:
+            try:
+                stream = await self._connect()
+            except (OSError, StreamClosedError, TimeoutError, AuthError) as e:
+                level = logging.WARNING if isinstance(e, AuthError) else logging.DEBUG
+                log.log(
+                    level,
+                    "peer connect failed",
+                    extra={
+                        "fields": {
+                            "peer": self.peer_id,
+                            "addr": str(self.address),
+                            "error": repr(e),
+                        }
+                    },
+                )
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_MIN
+            self.stream = stream
+            self.connected = True
+            log.info(
+                "peer connected",
+                extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
+            )
+            try:
+                await self._write_loop(stream)
+            except (OSError, StreamClosedError, TimeoutError) as e:
+                log.info(
+                    "peer disconnected",
+                    extra={"fields": {"peer": self.peer_id, "error": repr(e)}},
+                )
+            finally:
+                self.connected = False
+                self.queue.clear()
+                self.queued_bytes = 0
+                self.stream = None
+                stream.close()
+
+    async def _connect(self) -> IOStream:
+        stream = await asyncio.wait_for(
+            TCPClient().connect(self.address.host, self.address.port), CONNECT_TIMEOUT
+        )
+        try:
+            stream.set_nodelay(True)
+            await asyncio.wait_for(
+                dial_handshake(
+                    stream.read_bytes,
+                    stream.write,
+                    self.transport.secret,
+                    self.transport.node_id,
+                    self.peer_id,
+                ),
+                HANDSHAKE_TIMEOUT,
+            )
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    async def _write_loop(self, stream: IOStream) -> None:
+        while not self.transport.closed:
+            if not self.queue:
+                self.wakeup.clear()
+                closed = asyncio.ensure_future(self._closed(stream))
+                waiter = asyncio.ensure_future(self.wakeup.wait())
+                await asyncio.wait({closed, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                closed.cancel()
+                if stream.closed():
+                    raise StreamClosedError()
+                continue
+            batch = b"".join(self.queue)
+            self.queue.clear()
+            self.queued_bytes = 0
+            await asyncio.wait_for(stream.write(batch), WRITE_TIMEOUT)
+
+    @staticmethod
+    async def _closed(stream: IOStream) -> None:
+        # The listener never writes after the handshake: any read completion means "closed".
+        try:
+            await stream.read_bytes(1, partial=True)
+        except StreamClosedError:
+            return
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class _PeerListener(TCPServer):
+    def __init__(self, transport: PeerTransport) -> None:
+        super().__init__(max_buffer_size=transport.max_frame_bytes + 1024)
+        self.transport = transport
+        self.streams: set[IOStream] = set()
+
+    async def handle_stream(self, stream: IOStream, address: tuple[str, int]) -> None:
+        t = self.transport
+        self.streams.add(stream)
+        try:
+            try:
+                peer_id = await asyncio.wait_for(
+                    accept_handshake(
+                        stream.read_bytes, stream.write, t.secret, t.node_id, t.members()
+                    ),
+                    HANDSHAKE_TIMEOUT,
+                )
+            except (AuthError, TimeoutError, StreamClosedError, OSError) as e:
+                t.refused += 1
+                log.warning(
+                    "peer connection refused",
+                    extra={
+                        "fields": {
+                            "remote": f"{address[0]}:{address[1]}",
+                            "reason": str(e) or repr(e),
+                        }
+                    },
+                )
+                if t.on_refused is not None:
+                    t.on_refused()
+                return
+            stream.set_nodelay(True)
+            log.debug("peer accepted", extra={"fields": {"peer": peer_id}})
+            await self._read_loop(stream, peer_id)
+        except StreamClosedError:
+            pass
+        finally:
+            self.streams.discard(stream)
+            stream.close()
+
+    async def _read_loop(self, stream: IOStream, peer_id: int) -> None:
+        t = self.transport
+        while True:
+            (length,) = FRAME_HEADER.unpack(await stream.read_bytes(FRAME_HEADER.size))
+            if length > t.max_frame_bytes:
+                log.warning(
+                    "peer frame too large; closing",
+                    extra={"fields": {"peer": peer_id, "bytes": length, "max": t.max_frame_bytes}},
+                )
+                return
+            payload = await stream.read_bytes(length)
+            try:
+                msg = decode_message(payload)
+            except CodecError as e:
+                log.warning(
+                    "bad peer frame; closing", extra={"fields": {"peer": peer_id, "error": str(e)}}
+                )
+                return
+            if msg.frm != peer_id or msg.to != t.node_id:
+                log.warning(
+                    "peer message with wrong addresses dropped",
+                    extra={"fields": {"peer": peer_id, "frm": msg.frm, "to": msg.to}},
+                )
+                continue
+            t.last_heard[peer_id] = time.monotonic()
+            t.on_message(msg)
+
+
+class PeerTransport:
+    """Sends messages to peers and hands received (authenticated) messages to ``on_message``."""
+
+    def __init__(
+        self,
+        node_id: int,
+        listen: Address,
+        peers: dict[int, Address],
+        secret: bytes,
+        on_message: Callable[[Message], None],
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_queue_bytes: int = 64 << 20,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.listen = listen
+        self.secret = secret
+        self.on_message = on_message
+        self.on_refused = on_refused
+        self.max_frame_bytes = max_frame_bytes
+        self.max_queue_bytes = max_queue_bytes
+        self.closed = False
+        self.refused = 0
+        self.last_heard: dict[int, float] = {}
+        self._links: dict[int, _PeerLink] = {}
+        self._listener = _PeerListener(self)
+        self._initial_peers = dict(peers)
+
+    def members(self) -> set[int]:
+        return {self.node_id, *self._links}
+
+    async def start(self) -> None:
+        """Bind the listener and start dialing every peer."""
+        sockets = _bind(self.listen)
+        self._listener.add_sockets(sockets)
+        for pid, addr in self._initial_peers.items():
+            self.add_peer(pid, addr)
+
+    def add_peer(self, peer_id: int, address: Address) -> None:
+        if peer_id == self.node_id:
+            return
+        old = self._links.get(peer_id)
+        if old is not None:
+            if old.address == address:
+                return
+            old.close()
+        link = _PeerLink(self, peer_id, address)
+        self._links[peer_id] = link
+        link.task = asyncio.ensure_future(link.run())
+
+    def remove_peer(self, peer_id: int) -> None:
+        link = self._links.pop(peer_id, None)
+        if link is not None:
+            link.close()
+
+    def send(self, messages: Iterable[Message]) -> None:
+        """Queue messages for their peers; never blocks, drops when a peer is unreachable."""
+        for m in messages:
+            link = self._links.get(m.to)
+            if link is not None:
+                link.enqueue(encode_message(m))
+
+    def connected(self, peer_id: int) -> bool:
+        link = self._links.get(peer_id)
+        return link is not None and link.connected
+
+    async def close(self) -> None:
+        self.closed = True
+        self._listener.stop()
+        for stream in list(self._listener.streams):
+            stream.close()
+        for link in self._links.values():
+            link.close()
+        tasks = [link.task for link in self._links.values() if link.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+
+def _bind(addr: Address) -> list[socket.socket]:
+    from tornado.netutil import bind_sockets
+
+    return bind_sockets(addr.port, address=addr.host or None, reuse_port=False)

@@ -1,0 +1,107 @@
+"""HMAC handshake: same secret connects both ways; wrong secret, wrong ids, garbage do not."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
+
+SECRET = b"s" * 32
+
+
+class Pipe:
+    """An in-memory, one-direction byte stream with read_exactly/write like an IOStream."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.event = asyncio.Event()
+
+    async def write(self, data: bytes) -> None:
+        self.buf += data
+        self.event.set()
+
+    async def read_exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self.event.clear()
+            await asyncio.wait_for(self.event.wait(), 1.0)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+
+async def run(
+    dial_secret: bytes, accept_secret: bytes, my_id: int = 2, target: int = 1, members=(1, 2, 3)
+):
+    a_to_b, b_to_a = Pipe(), Pipe()
+    dialer = dial_handshake(b_to_a.read_exactly, a_to_b.write, dial_secret, my_id, target)
+    listener = accept_handshake(a_to_b.read_exactly, b_to_a.write, accept_secret, 1, set(members))
+    return await asyncio.gather(dialer, listener, return_exceptions=True)
+
+
+def test_same_secret_authenticates_both_sides() -> None:
+    d, accepted = asyncio.run(run(SECRET, SECRET))
+    assert d is None
+    assert accepted == 2
+
+
+def test_wrong_secret_fails_on_both_sides() -> None:
+    d, accepted = asyncio.run(run(b"x" * 32, SECRET))
+    assert isinstance(d, AuthError)  # the dialer sees the listener's proof does not match
+    assert isinstance(accepted, (AuthError, TimeoutError))
+
+
+def test_unknown_node_id_refused() -> None:
+    _d, accepted = asyncio.run(run(SECRET, SECRET, my_id=9))
+    assert isinstance(accepted, AuthError)
+    assert "not a member" in str(accepted)
+
+
+def test_dialing_the_wrong_node_refused() -> None:
+    _, accepted = asyncio.run(run(SECRET, SECRET, target=3))
+    assert isinstance(accepted, AuthError)
+
+
+def test_garbage_refused() -> None:
+    async def go() -> object:
+        pipe, back = Pipe(), Pipe()
+        await pipe.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\0" * 64)
+        return await asyncio.gather(
+            accept_handshake(pipe.read_exactly, back.write, SECRET, 1, {1, 2, 3}),
+            return_exceptions=True,
+        )
+
+    (res,) = asyncio.run(go())
+    assert isinstance(res, AuthError)
+
+
+def test_replayed_dialer_proof_fails() -> None:
+    """A recorded dialer answer is useless against a fresh listener nonce."""
+
+    async def replay() -> object:
+        # Record a full session's dialer bytes, then replay them to a new listener.
+        rec = Pipe()
+        sent = bytearray()
+        orig = rec.write
+
+        async def tap(data: bytes) -> None:
+            sent.extend(data)
+            await orig(data)
+
+        back = Pipe()
+        await asyncio.gather(
+            dial_handshake(back.read_exactly, tap, SECRET, 2, 1),
+            accept_handshake(rec.read_exactly, back.write, SECRET, 1, {1, 2}),
+        )
+        replayed, sink = Pipe(), Pipe()
+        await replayed.write(bytes(sent))
+        return (
+            await asyncio.gather(
+                accept_handshake(replayed.read_exactly, sink.write, SECRET, 1, {1, 2}),
+                return_exceptions=True,
+            )
+        )[0]
+
+    with pytest.raises(AuthError):
+        raise asyncio.run(replay())  # type: ignore[misc]
