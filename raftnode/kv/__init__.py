@@ -1,0 +1,1 @@
+"""The replicated key-value state machine and the service built on it."""
