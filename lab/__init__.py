@@ -1,0 +1,1 @@
+"""Test infrastructure that runs outside the raftnode package (see lab/raftlab)."""
