@@ -1,0 +1,133 @@
+"""``raftnode serve|check-config|status``: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from raftnode.config import ConfigError, load_config
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from raftnode.logs import configure_logging
+    from raftnode.server import serve
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        for p in e.problems:
+            print(f"config error: {p}", file=sys.stderr)
+        return 1
+    configure_logging(config.log_level, config.log_format, config.node_id)
+    return serve(config)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as e:
+        for p in e.problems:
+            print(f"{args.file}: {p}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: ok (node {config.node_id} of {len(config.cluster)}, "
+        f"client {config.listen_client}, health {config.listen_health}, peer {config.listen_peer})"
+    )
+    return 0
+
+
+def _fetch_status(url: str, timeout: float) -> dict[str, Any]:
+    with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """A readable table of the cluster as one node sees it."""
+    lines = [
+        f"node {status['id']} ({status.get('name', '?')}): {status['role']}, "
+        f"term {status['term']}, leader {status['leader'] or 'unknown'}",
+        f"commit {status['commit']}  applied {status['applied']}  "
+        f"last index {status['last_index']}  snapshot {status['snapshot_index']}  "
+        f"keys {status.get('keys', '?')}",
+        "",
+    ]
+    members = {m["id"]: m for m in status.get("members", [])}
+    peers = {p["id"]: p for p in status.get("peers", [])}
+    row = "{:>3}  {:<8} {:<9} {:<21} {:<21} {:<5} {:>8} {:>6}"
+    lines.append(row.format("ID", "NAME", "ROLE", "CLIENT", "PEER", "CONN", "MATCH", "LAG"))
+    ids = sorted(set(members) | set(peers) | {status["id"]})
+    for i in ids:
+        m = members.get(i, {})
+        p = peers.get(i, {})
+        if i == status["id"]:
+            role, conn, match, lag = status["role"], "self", str(status["last_index"]), "-"
+        else:
+            role = (
+                "leader"
+                if i == status["leader"]
+                else ("voter" if p.get("voter", True) else "learner")
+            )
+            conn = "up" if p.get("connected") else "down"
+            match = str(p["match"]) if "match" in p else "-"
+            lag = str(p["lag"]) if "lag" in p else "-"
+        lines.append(
+            row.format(
+                i,
+                m.get("name", "?"),
+                role,
+                m.get("client", "?"),
+                m.get("peer", "?"),
+                conn,
+                match,
+                lag,
+            )
+        )
+    if status["role"] != "leader":
+        lines.append("")
+        lines.append(
+            "(match and lag are known only on the leader: run `raftnode status` against it)"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    try:
+        status = _fetch_status(args.url, args.timeout)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        print(f"cannot read {args.url}/status: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raftnode", description="A Raft key-value node.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run a node")
+    p.add_argument("--config", "-c", required=True, help="the node's YAML config file")
+    p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("check-config", help="validate a config file (exit 0 when valid)")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_check_config)
+    p = sub.add_parser("status", help="show the cluster as one node sees it")
+    p.add_argument("--url", default="http://127.0.0.1:10001", help="the node's health listener")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    p.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""A local development cluster: N raftnode processes on loopback, for ``make start-cluster``,
+the integration tests and the failover benchmark.
+
+``python -m raftnode.devcluster start --dir data`` writes one config per node under the
+directory (node N: client 808N, health 1000N, peer 908N by default), starts each node as a
+daemon (its own session, pid file and log file under the directory), and waits — bounded —
+until exactly one node answers 200 on ``/primary``. ``stop`` sends SIGTERM to every pid file's
+process, then SIGKILL after a bounded wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True, slots=True)
+class NodePorts:
+    node_id: int
+    client: int
+    health: int
+    peer: int
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNode:
+    ports: NodePorts
+    config: Path
+    pid_file: Path
+    log_file: Path
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.health}"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.client}"
+
+
+def seed_ports(n: int = 3) -> list[NodePorts]:
+    """The seed document's ports: client 808N, health 1000N, peer 908N."""
+    return [NodePorts(i, 8080 + i, 10000 + i, 9080 + i) for i in range(1, n + 1)]
+
+
+def write_configs(
+    base: Path,
+    ports: list[NodePorts],
+    *,
+    timing: dict[str, int] | None = None,
+    snapshot_every: int = 10000,
+    log_level: str = "info",
+) -> list[LocalNode]:
+    """One YAML config per node under ``base`` (and a shared secret file), idempotently."""
+    base = base.resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    secret = base / "secret"
+    if not secret.exists():
+        secret.write_text(secrets.token_hex(32) + "\n")
+        secret.chmod(0o600)
+    cluster = [
+        {
+            "id": p.node_id,
+            "name": f"n{p.node_id}",
+            "peer": f"127.0.0.1:{p.peer}",
+            "client": f"127.0.0.1:{p.client}",
+        }
+        for p in ports
+    ]
+    nodes = []
+    for p in ports:
+        cfg = {
+            "node_id": p.node_id,
+            "data_dir": str(base / f"n{p.node_id}"),
+            "listen": {
+                "client": f"127.0.0.1:{p.client}",
+                "health": f"127.0.0.1:{p.health}",
+                "peer": f"127.0.0.1:{p.peer}",
+            },
+            "cluster": cluster,
+            "secret_file": str(secret),
+            "timing": {
+                "tick_ms": 50,
+                "election_ticks": 10,
+                "heartbeat_ticks": 1,
+                "request_timeout_ms": 5000,
+                "shutdown_transfer_ms": 3000,
+                **(timing or {}),
+            },
+            "snapshot": {"every_entries": snapshot_every},
+            "log": {"level": log_level, "format": "logfmt"},
+        }
+        path = base / f"n{p.node_id}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        nodes.append(LocalNode(p, path, base / f"n{p.node_id}.pid", base / f"n{p.node_id}.log"))
+    return nodes
+
+
+def start_node(node: LocalNode, python: str = sys.executable) -> subprocess.Popen[bytes]:
+    """Start one node as a daemon (own session), appending to its log; writes its pid file."""
+    with open(node.log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [python, "-m", "raftnode.cli", "serve", "--config", str(node.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    node.pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def http_status(url: str, timeout: float = 0.5) -> int:
+    """The status code of a GET (0 when nothing answered)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def leaders(nodes: list[LocalNode]) -> list[LocalNode]:
+    return [n for n in nodes if http_status(n.health_url + "/primary") == 200]
+
+
+def wait_for_leader(nodes: list[LocalNode], timeout: float) -> LocalNode | None:
+    """Poll ``/primary`` until exactly one node answers 200; None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = leaders(nodes)
+        if len(found) == 1:
+            return found[0]
+        time.sleep(0.05)
+    return None
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists"; reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def stop_pid(pid: int, timeout: float) -> None:
+    """SIGTERM, wait (bounded), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def stop_all(base: Path, timeout: float = 10.0) -> int:
+    """Stop every node with a pid file under ``base``; returns how many were running."""
+    stopped = 0
+    for pid_file in sorted(base.glob("n*.pid")):
+        pid = read_pid(pid_file)
+        if pid is not None and pid_alive(pid):
+            stop_pid(pid, timeout)
+            stopped += 1
+        pid_file.unlink(missing_ok=True)
+    return stopped
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    base = Path(args.dir)
+    nodes = write_configs(base, seed_ports(args.nodes))
+    for n in nodes:
+        pid = read_pid(n.pid_file)
+        if pid is not None and pid_alive(pid):
+            print(f"node {n.ports.node_id} already running (pid {pid})")
+            continue
+        start_node(n)
+        print(
+            f"started node {n.ports.node_id}: client :{n.ports.client} health :{n.ports.health} "
+            f"peer :{n.ports.peer} log {n.log_file}"
+        )
+    leader = wait_for_leader(nodes, args.timeout)
+    if leader is None:
+        print(f"no leader within {args.timeout:.0f}s; see the logs under {base}", file=sys.stderr)
+        return 1
+    print(f"leader: node {leader.ports.node_id}")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    n = stop_all(Path(args.dir))
+    print(f"stopped {n} node(s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m raftnode.devcluster")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("start", help="start a local cluster on the seed's ports")
+    p.add_argument("--dir", default="data")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=20.0)
+    p.set_defaults(func=_cmd_start)
+    p = sub.add_parser("stop", help="stop the local cluster")
+    p.add_argument("--dir", default="data")
+    p.set_defaults(func=_cmd_stop)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP listeners: the client key-value API and the health/metrics endpoints (Tornado)."""

@@ -1,0 +1,154 @@
+"""Parsing and validating client requests into commands and read parameters.
+
+Everything here is pure: a bad request raises ``ApiError`` (400 or 413) before anything is
+proposed, so bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from raftnode.config import Limits
+from raftnode.http.errors import ApiError, bad_request, too_large
+from raftnode.kv.commands import Command
+from raftnode.node import CONSISTENCY_LEVELS
+
+DEFAULT_LIST_LIMIT = 1000
+MAX_LIST_LIMIT = 10000
+_ABSENT = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadParams:
+    consistency: str
+
+
+def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
+    """The request body as a JSON object."""
+    if len(body) > limits.max_request_bytes:
+        raise too_large(
+            f"request body is {len(body)} bytes; the limit is {limits.max_request_bytes} bytes"
+        )
+    if not body.strip():
+        raise bad_request("request body is empty; send a JSON object", "bad_json")
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad_request(f"request body is not valid JSON: {e}", "bad_json") from e
+    if not isinstance(obj, dict):
+        raise bad_request("request body must be a JSON object", "bad_json")
+    return obj
+
+
+def check_key(key: Any, limits: Limits, *, where: str = "key") -> str:
+    if key is _ABSENT or key is None:
+        raise bad_request(f"{where} is required", "bad_key")
+    if not isinstance(key, str):
+        raise bad_request(f"{where} must be a string, got {type(key).__name__}", "bad_key")
+    if not key:
+        raise bad_request(f"{where} must not be empty", "bad_key")
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > limits.max_key_bytes:
+        raise too_large(f"{where} is {size} bytes; the limit is {limits.max_key_bytes} bytes")
+    return key
+
+
+def check_value(value: Any, limits: Limits, *, where: str = "value") -> str:
+    if value is _ABSENT:
+        raise bad_request(f"{where} is required", "bad_value")
+    if not isinstance(value, str):
+        raise bad_request(
+            f"{where} must be a string, got {'null' if value is None else type(value).__name__}",
+            "bad_value",
+        )
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > limits.max_value_bytes:
+        raise too_large(f"{where} is {size} bytes; the limit is {limits.max_value_bytes} bytes")
+    return value
+
+
+def _check_fields(obj: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise bad_request(
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+            "bad_field",
+        )
+
+
+def _cas(obj: dict[str, Any], limits: Limits) -> tuple[bool, str | None]:
+    if "prev_value" not in obj:
+        return False, None
+    prev = obj["prev_value"]
+    if prev is None:
+        return True, None
+    return True, check_value(prev, limits, where="prev_value")
+
+
+def put_from_post(body: bytes, limits: Limits) -> Command:
+    """``POST /kv {"key", "value"[, "prev_value"]}``."""
+    obj = parse_body(body, limits)
+    _check_fields(obj, {"key", "value", "prev_value"})
+    key = check_key(obj.get("key", _ABSENT), limits)
+    value = check_value(obj.get("value", _ABSENT), limits)
+    cas, prev = _cas(obj, limits)
+    return Command("put", key, value, cas, prev)
+
+
+def put_from_put(path_key: str, body: bytes, limits: Limits) -> Command:
+    """``PUT /kv/{key} {"value"[, "prev_value"]}`` (a ``key`` field must match the path)."""
+    key = check_key(path_key, limits)
+    obj = parse_body(body, limits)
+    _check_fields(obj, {"key", "value", "prev_value"})
+    if "key" in obj and obj["key"] != key:
+        raise bad_request("body key differs from the key in the URL", "bad_key")
+    value = check_value(obj.get("value", _ABSENT), limits)
+    cas, prev = _cas(obj, limits)
+    return Command("put", key, value, cas, prev)
+
+
+def delete_command(path_key: str, body: bytes, prev_arg: str | None, limits: Limits) -> Command:
+    """``DELETE /kv/{key}``, optionally with ``{"prev_value": ...}`` or ``?prev_value=``."""
+    key = check_key(path_key, limits)
+    cas, prev = False, None
+    if body.strip():
+        obj = parse_body(body, limits)
+        _check_fields(obj, {"prev_value"})
+        cas, prev = _cas(obj, limits)
+    if prev_arg is not None:
+        cas, prev = True, check_value(prev_arg, limits, where="prev_value")
+    return Command("delete", key, None, cas, prev)
+
+
+def consistency(arg: str | None) -> str:
+    if arg is None or arg == "":
+        return "linearizable"
+    if arg not in CONSISTENCY_LEVELS:
+        raise bad_request(
+            f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}, got {arg!r}",
+            "bad_param",
+        )
+    return arg
+
+
+def list_limit(arg: str | None) -> int:
+    if arg is None or arg == "":
+        return DEFAULT_LIST_LIMIT
+    if not arg.isdigit() or not 1 <= int(arg) <= MAX_LIST_LIMIT:
+        raise bad_request(
+            f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {arg!r}", "bad_param"
+        )
+    return int(arg)
+
+
+def check_params(given: list[str], allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            "bad_param",
+            f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed)) or 'none'}",
+        )

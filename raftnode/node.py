@@ -1,0 +1,683 @@
+"""The runtime: one ``RaftCore`` driven with storage and peer transport on one Tornado IOLoop.
+
+Inputs reach the core as they happen (a tick every ``tick_seconds``, each peer message, each
+proposal or read). One ready loop turns the core's outputs into effects, always in the order
+the core requires: persist (in a worker thread, one fsync per batch), then send, then apply,
+then ``advance``. While a persist is in flight the IOLoop keeps stepping messages and ticks, so
+heartbeats never wait for the disk, and everything that accumulated meanwhile is persisted by
+the next batch (group commit).
+
+Applications reach the node through ``propose`` (resolves with the state machine's result for
+that entry), ``read_barrier`` (resolves once a read of the local state machine is as fresh as
+the requested consistency), leader-change listeners and the read-only properties. The
+embedding API (``raftnode.embed``) documents this surface for applications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tornado.ioloop import PeriodicCallback
+
+from raftnode.config import Address
+from raftnode.metrics import NodeMetrics
+from raftnode.raft.config import RaftConfig
+from raftnode.raft.core import RaftCore, Ready, Role
+from raftnode.raft.errors import NotLeaderError
+from raftnode.raft.types import (
+    NO_NODE,
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    Snapshot,
+)
+from raftnode.storage.raft_storage import RaftStorage
+from raftnode.transport.peer import PeerTransport
+
+log = logging.getLogger(__name__)
+
+CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+
+
+class StateMachine(Protocol):
+    """What an application replicates with Raft. Called on the IOLoop thread, in log order."""
+
+    def apply(self, index: int, data: bytes) -> Any:
+        """Apply one committed command; the return value resolves that entry's ``propose``."""
+
+    def snapshot(self) -> bytes:
+        """Serialize the whole state (called between applies)."""
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a snapshot's (``b""`` means empty)."""
+
+
+class NodeError(Exception):
+    """Base class of the errors a request can get from the node."""
+
+
+class NotLeader(NodeError):
+    """This node cannot take the write; ``leader_id`` is the leader to ask (0 when unknown)."""
+
+    def __init__(self, leader_id: int) -> None:
+        super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
+        self.leader_id = leader_id
+
+
+class Unavailable(NodeError):
+    """No leader, no quorum, or the node is shutting down: nothing was done, retry later."""
+
+
+class OutcomeUnknown(NodeError):
+    """The write was proposed but its fate is not known within the deadline (it may apply)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """How to run one node. ``members`` maps every initial voter (this node too) to its
+    peer address; it only matters the first time a data directory is used."""
+
+    node_id: int
+    data_dir: Path
+    listen_peer: Address
+    members: Mapping[int, Address]
+    secret: bytes
+    tick_seconds: float = 0.05
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    snapshot_every_entries: int = 10000
+    replica_max_lag: int = 100
+
+
+@dataclass(slots=True)
+class _Proposal:
+    term: int
+    future: asyncio.Future[Any]
+
+
+LeaderListener = Callable[[int, int], None]
+"""Called with (leader_id, term) whenever the known leader changes (0 = none known)."""
+
+
+class RaftNode:
+    """A running Raft member around a ``StateMachine``; see the module docstring."""
+
+    def __init__(
+        self,
+        options: NodeOptions,
+        state_machine: StateMachine,
+        *,
+        metrics: NodeMetrics | None = None,
+        rng: random.Random | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.node_id = options.node_id
+        self.state_machine = state_machine
+        self.metrics = metrics or NodeMetrics()
+        self._rng = rng or random.Random()
+        self._on_fatal = on_fatal
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"raft-disk-{self.node_id}"
+        )
+        self.storage: RaftStorage | None = None
+        self.core: RaftCore | None = None
+        self.transport: PeerTransport | None = None
+        self._ticker: PeriodicCallback | None = None
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._proposals: dict[int, _Proposal] = {}
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_waiters: list[tuple[int, int, asyncio.Future[int]]] = []
+        self._read_ids = itertools.count(self._rng.getrandbits(40) << 16)
+        self._leader_listeners: list[LeaderListener] = []
+        self._leader_events: list[asyncio.Future[None]] = []
+        self.applied_index = 0
+        self.applied_term = 0
+        self.applied_conf = ConfState()
+        self._last_snapshot_index = 0
+        self._leader_commit_seen = 0
+        self._observed: tuple[Role, int, int] | None = None
+        self.started = False
+        self.stopping = False
+        self.failure: BaseException | None = None
+        self.last_leader_change = time.monotonic()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open (or bootstrap) storage, restore the state machine, listen and start ticking."""
+        o = self.options
+        loop = asyncio.get_running_loop()
+        storage = await loop.run_in_executor(self._executor, RaftStorage.open, o.data_dir)
+        self.storage = storage
+        hard_state, snapshot, entries = storage.hard_state, storage.snapshot, storage.entries()
+        if snapshot is None and not entries and hard_state == HardState():
+            entries = RaftCore.bootstrap_entries(o.members)
+            hard_state = HardState(term=1, commit=1)
+            await loop.run_in_executor(self._executor, storage.persist, entries, hard_state)
+            log.info("bootstrapped new cluster", extra={"fields": {"voters": sorted(o.members)}})
+        cfg = RaftConfig(
+            node_id=o.node_id,
+            election_ticks=o.election_ticks,
+            heartbeat_ticks=o.heartbeat_ticks,
+            tick_seconds=o.tick_seconds,
+        )
+        self.core = RaftCore(
+            cfg, rng=self._rng, hard_state=hard_state, snapshot=snapshot, entries=entries
+        )
+        if snapshot is not None:
+            self.state_machine.restore(snapshot.data)
+            self.applied_index = self._last_snapshot_index = snapshot.meta.index
+            self.applied_term = snapshot.meta.term
+            self.applied_conf = snapshot.meta.conf
+        log.info(
+            "storage loaded",
+            extra={
+                "fields": {
+                    "term": hard_state.term,
+                    "commit": hard_state.commit,
+                    "snapshot_index": snapshot.meta.index if snapshot else 0,
+                    "last_index": self.core.last_index,
+                }
+            },
+        )
+        peers = {i: a for i, a in o.members.items() if i != o.node_id}
+        self.transport = PeerTransport(
+            o.node_id,
+            o.listen_peer,
+            peers,
+            o.secret,
+            self._on_peer_message,
+            on_refused=self.metrics.peer_refused.inc,
+        )
+        await self.transport.start()
+        self._loop_task = asyncio.ensure_future(self._ready_loop())
+        self._ticker = PeriodicCallback(self._tick, o.tick_seconds * 1000)
+        self._ticker.start()
+        self.started = True
+        self._observe()
+        self._wake.set()
+
+    async def stop(self, transfer_timeout: float = 0.0) -> None:
+        """Hand leadership over (bounded by ``transfer_timeout``), then stop and close storage."""
+        if self.stopping:
+            return
+        if transfer_timeout > 0 and self.is_leader:
+            await self.transfer_leadership(transfer_timeout)
+        self.stopping = True
+        if self._ticker is not None:
+            self._ticker.stop()
+        for p in self._proposals.values():
+            if not p.future.done():
+                p.future.set_exception(OutcomeUnknown("the node is shutting down"))
+        self._proposals.clear()
+        self._fail_reads(Unavailable("the node is shutting down"))
+        self._wake.set()
+        if self._loop_task is not None:
+            try:
+                await asyncio.wait_for(self._loop_task, 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("ready loop did not finish in time")
+        if self.transport is not None:
+            await self.transport.close()
+        if self.storage is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.storage.close)
+        self._executor.shutdown(wait=False)
+        log.info("node stopped")
+
+    async def transfer_leadership(self, timeout: float, target: int | None = None) -> bool:
+        """Ask the most caught-up follower (or ``target``) to take over; True once it has."""
+        core = self._core()
+        if core.role is not Role.LEADER:
+            return False
+        try:
+            chosen = core.transfer_leadership(target)
+        except NotLeaderError:
+            return False
+        if chosen == NO_NODE:
+            return False
+        self.metrics.leadership_transfers.inc()
+        log.info(
+            "transferring leadership",
+            extra={"fields": {"target": chosen, "term": core.term}},
+        )
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if core.role is not Role.LEADER:
+                break
+            await asyncio.sleep(0.01)
+        if core.role is Role.LEADER:
+            log.warning("leadership transfer timed out", extra={"fields": {"target": chosen}})
+            return False
+        # Wait (briefly) to hear who leads now, for the log line.
+        while time.monotonic() < deadline and core.leader_id in (NO_NODE, self.node_id):
+            await asyncio.sleep(0.01)
+        log.info(
+            "leadership transferred",
+            extra={"fields": {"target": chosen, "leader": core.leader_id, "term": core.term}},
+        )
+        return True
+
+    # -- application API -------------------------------------------------------------------
+
+    async def propose(self, data: bytes, timeout: float) -> Any:
+        """Replicate ``data``; returns the state machine's result once it applied here.
+
+        Raises ``NotLeader`` (nothing done: forward to the leader), ``Unavailable`` (nothing
+        done, retry) or ``OutcomeUnknown`` (it may or may not apply).
+        """
+        core = self._core()
+        if self.stopping or self.failure is not None:
+            raise Unavailable("the node is shutting down")
+        try:
+            index = core.propose(data)
+        except NotLeaderError as e:
+            raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals[index] = _Proposal(core.term, fut)
+        self.metrics.proposals_pending.set(len(self._proposals))
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise OutcomeUnknown(
+                f"entry {index} was proposed but not applied within {timeout:.1f}s"
+            ) from None
+        finally:
+            self._proposals.pop(index, None)
+            self.metrics.proposals_pending.set(len(self._proposals))
+
+    async def read_barrier(self, consistency: str, timeout: float) -> None:
+        """Return once reading the local state machine satisfies ``consistency``.
+
+        ``linearizable``: a ReadIndex round confirms the leader, then this node applies up to
+        the read index. ``lease``: the leader answers from its lease (no round trip) when it
+        holds one. ``stale``: immediately. Raises ``Unavailable`` when no leader can confirm.
+        """
+        if consistency == "stale":
+            return
+        if consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(f"unknown consistency {consistency!r}")
+        core = self._core()
+        if self.stopping or self.failure is not None:
+            raise Unavailable("the node is shutting down")
+        rid = next(self._read_ids)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[rid] = fut
+        core.read_index(rid, time.monotonic(), lease=consistency == "lease")
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise Unavailable(f"no leader confirmed the read within {timeout:.1f}s") from None
+        finally:
+            self._reads.pop(rid, None)
+
+    async def wait_for_leader(self, timeout: float) -> int:
+        """Wait (bounded) until some leader is known; returns its id, 0 on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = self.leader_id
+            if leader != NO_NODE or self.stopping:
+                return leader
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return NO_NODE
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._leader_events.append(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                return self.leader_id
+
+    def add_leader_listener(self, listener: LeaderListener) -> None:
+        self._leader_listeners.append(listener)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _core(self) -> RaftCore:
+        if self.core is None:
+            raise Unavailable("the node is starting")
+        return self.core
+
+    @property
+    def role(self) -> Role:
+        return self.core.role if self.core is not None else Role.FOLLOWER
+
+    @property
+    def term(self) -> int:
+        return self.core.term if self.core is not None else 0
+
+    @property
+    def leader_id(self) -> int:
+        return self.core.leader_id if self.core is not None else NO_NODE
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core is not None and self.core.role is Role.LEADER
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.commit_index if self.core is not None else 0
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.started
+            and self.failure is None
+            and self.storage is not None
+            and self.storage.healthy
+        )
+
+    def has_quorum(self) -> bool:
+        return self.core is not None and self.core.has_quorum_contact()
+
+    def replica_lag(self) -> int:
+        """How many committed entries this node has not applied yet, as far as it knows."""
+        return max(self._leader_commit_seen, self.commit_index) - self.applied_index
+
+    def is_caught_up_replica(self, max_lag: int) -> bool:
+        """A follower that knows a live leader and is at most ``max_lag`` entries behind."""
+        core = self.core
+        if core is None or core.role is not Role.FOLLOWER or core.leader_id == NO_NODE:
+            return False
+        if core.election_elapsed >= core.cfg.election_ticks:
+            return False
+        return self.replica_lag() <= max_lag
+
+    def status(self) -> dict[str, Any]:
+        """The node as it sees itself and its peers (for ``/status``)."""
+        core = self.core
+        peers: list[dict[str, Any]] = []
+        if core is not None:
+            last = core.last_index
+            for pid in sorted(core.conf.members() - {self.node_id}):
+                entry: dict[str, Any] = {
+                    "id": pid,
+                    "voter": pid in core.conf.voters,
+                    "connected": self.transport.connected(pid) if self.transport else False,
+                }
+                pr = core.progress.get(pid) if core.role is Role.LEADER else None
+                if pr is not None:
+                    entry.update(
+                        match=pr.match,
+                        next=pr.next,
+                        lag=max(0, last - pr.match),
+                        active=pr.recent_active,
+                    )
+                peers.append(entry)
+        return {
+            "id": self.node_id,
+            "role": self.role.value,
+            "term": self.term,
+            "leader": self.leader_id,
+            "commit": self.commit_index,
+            "applied": self.applied_index,
+            "last_index": core.last_index if core is not None else 0,
+            "snapshot_index": self._last_snapshot_index,
+            "lag": self.replica_lag(),
+            "quorum": self.has_quorum() if self.is_leader else None,
+            "healthy": self.healthy,
+            "voters": sorted(core.conf.voters) if core is not None else [],
+            "peers": peers,
+        }
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.core is None or self.failure is not None:
+            return
+        self.core.tick(time.monotonic())
+        self._after_input()
+
+    def _on_peer_message(self, msg: Message) -> None:
+        if self.core is None or self.stopping or self.failure is not None:
+            return
+        if msg.type is MessageType.APPEND and msg.term >= self.core.term:
+            self._leader_commit_seen = max(self._leader_commit_seen, msg.commit)
+        self.core.step(msg, time.monotonic())
+        self._after_input()
+
+    def _after_input(self) -> None:
+        self._observe()
+        assert self.core is not None
+        if self.core.has_ready():
+            self._wake.set()
+
+    # -- the ready loop --------------------------------------------------------------------
+
+    async def _ready_loop(self) -> None:
+        core = self._core()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while core.has_ready() and not self.stopping:
+                    rd = core.ready()
+                    await self._handle_ready(rd)
+                    core.advance(rd)
+                    self._observe()
+                    await self._maybe_snapshot()
+                if self.stopping:
+                    return
+        except Exception as e:  # storage failure or a bug: stop serving, let systemd restart
+            self.failure = e
+            log.critical("ready loop failed; node stops serving", exc_info=True)
+            self._fail_reads(Unavailable("the node failed"))
+            if self._on_fatal is not None:
+                self._on_fatal(e)
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        assert self.storage is not None and self.transport is not None
+        loop = asyncio.get_running_loop()
+        if rd.snapshot is not None:
+            await loop.run_in_executor(self._executor, self.storage.save_snapshot, rd.snapshot)
+            self._install_snapshot(rd.snapshot)
+        if rd.entries or rd.hard_state is not None:
+            seconds = await loop.run_in_executor(
+                self._executor, self.storage.persist, rd.entries, rd.hard_state
+            )
+            if rd.entries:
+                self.metrics.fsync_seconds.observe(seconds)
+                self.metrics.persist_entries.observe(len(rd.entries))
+        if rd.messages:
+            self.transport.send(rd.messages)
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        for rs in rd.read_states:
+            fut = self._reads.get(rs.request_id)
+            if fut is None or fut.done():
+                continue
+            if rs.error is not None:
+                fut.set_exception(Unavailable(f"read refused: {rs.error}"))
+            elif rs.index <= self.applied_index:
+                fut.set_result(rs.index)
+            else:
+                heapq.heappush(self._read_waiters, (rs.index, rs.request_id, fut))
+        self._release_read_waiters()
+        m = self.metrics
+        m.commit_index.set(self.commit_index)
+        m.applied_index.set(self.applied_index)
+        m.last_index.set(self.core.last_index if self.core else 0)
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.index <= self.applied_index:
+            return
+        result: Any = None
+        if entry.type is EntryType.CONF_CHANGE:
+            change = ConfChange.decode(entry.data)
+            self._apply_conf_change(change)
+        elif entry.data:
+            result = self.state_machine.apply(entry.index, entry.data)
+        self.applied_index = entry.index
+        self.applied_term = entry.term
+        p = self._proposals.pop(entry.index, None)
+        if p is not None and not p.future.done():
+            if p.term == entry.term:
+                p.future.set_result(result)
+            else:
+                p.future.set_exception(
+                    Unavailable(
+                        "leadership changed before the write committed; nothing was written"
+                    )
+                )
+
+    def _apply_conf_change(self, change: ConfChange) -> None:
+        self.applied_conf = change.result
+        assert self.transport is not None
+        for node in change.result.members():
+            addr = change.context.get("peer") if node == change.node_id else None
+            if addr and node != self.node_id:
+                host, _, port = addr.rpartition(":")
+                self.transport.add_peer(node, Address(host, int(port)))
+        if change.node_id and change.node_id not in change.result.members():
+            self.transport.remove_peer(change.node_id)
+        log.info(
+            "configuration applied",
+            extra={
+                "fields": {
+                    "op": change.op.name.lower(),
+                    "node_id": change.node_id,
+                    **change.result.to_json(),
+                }
+            },
+        )
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        meta = snapshot.meta
+        self.state_machine.restore(snapshot.data)
+        self.applied_index = self._last_snapshot_index = meta.index
+        self.applied_term = meta.term
+        self.applied_conf = meta.conf
+        self.metrics.snapshot_bytes.observe(len(snapshot.data))
+        self.metrics.snapshots.labels(kind="received").inc()
+        for index in [i for i in self._proposals if i <= meta.index]:
+            p = self._proposals.pop(index)
+            if not p.future.done():
+                p.future.set_exception(OutcomeUnknown("a snapshot replaced the pending write"))
+        log.info(
+            "snapshot installed",
+            extra={"fields": {"index": meta.index, "term": meta.term, "bytes": len(snapshot.data)}},
+        )
+
+    async def _maybe_snapshot(self) -> None:
+        core = self._core()
+        if self.applied_index - self._last_snapshot_index < self.options.snapshot_every_entries:
+            return
+        if core.applied_index < self.applied_index:
+            return
+        meta = core.snapshot_meta(self.applied_index)
+        t0 = time.monotonic()
+        snapshot = Snapshot(meta, self.state_machine.snapshot())
+        assert self.storage is not None
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.storage.save_snapshot, snapshot
+        )
+        core.compact(snapshot)
+        self._last_snapshot_index = meta.index
+        self.metrics.snapshot_bytes.observe(len(snapshot.data))
+        self.metrics.snapshots.labels(kind="taken").inc()
+        log.info(
+            "snapshot taken",
+            extra={
+                "fields": {
+                    "index": meta.index,
+                    "bytes": len(snapshot.data),
+                    "seconds": round(time.monotonic() - t0, 4),
+                }
+            },
+        )
+
+    def _release_read_waiters(self) -> None:
+        while self._read_waiters and self._read_waiters[0][0] <= self.applied_index:
+            index, _, fut = heapq.heappop(self._read_waiters)
+            if not fut.done():
+                fut.set_result(index)
+
+    def _fail_reads(self, exc: Exception) -> None:
+        for fut in self._reads.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._reads.clear()
+        self._read_waiters.clear()
+
+    # -- observation -----------------------------------------------------------------------
+
+    def _observe(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        now = (core.role, core.term, core.leader_id)
+        if now == self._observed:
+            return
+        before = self._observed
+        self._observed = now
+        role, term, leader = now
+        m = self.metrics
+        m.term.set(term)
+        m.set_role(role.value)
+        m.leader_id.set(leader)
+        fields = {"role": role.value, "term": term, "leader": leader}
+        if before is None or before[0] is not role:
+            if role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+                if role is Role.CANDIDATE:
+                    m.elections.inc()
+                log.info("election started", extra={"fields": fields})
+            elif role is Role.LEADER:
+                log.info("became leader", extra={"fields": fields})
+            elif before is not None:
+                log.info("became follower", extra={"fields": fields})
+        if (before is None and leader != NO_NODE) or (before is not None and before[2] != leader):
+            if leader != NO_NODE:
+                m.leader_changes.inc()
+                self._leader_commit_seen = 0
+            self.last_leader_change = time.monotonic()
+            log.info(
+                "leader changed",
+                extra={"fields": {**fields, "previous": before[2] if before else 0}},
+            )
+            for fut in self._leader_events:
+                if not fut.done():
+                    fut.set_result(None)
+            self._leader_events.clear()
+            for listener in list(self._leader_listeners):
+                try:
+                    listener(leader, term)
+                except Exception:
+                    log.exception("leader listener failed")
+        if role is Role.LEADER:
+            self._update_lag_metrics()
+
+    def _update_lag_metrics(self) -> None:
+        core = self.core
+        if core is None or core.role is not Role.LEADER:
+            return
+        last = core.last_index
+        for pid, pr in core.progress.items():
+            if pid != self.node_id:
+                self.metrics.replication_lag.labels(peer=str(pid)).set(max(0, last - pr.match))
+
+    def refresh_metrics(self) -> None:
+        """Update gauges that are not event driven (called before ``/metrics`` renders)."""
+        self._update_lag_metrics()
+        if self.transport is not None and self.core is not None:
+            for pid in self.core.conf.members() - {self.node_id}:
+                self.metrics.peer_connected.labels(peer=str(pid)).set(
+                    1 if self.transport.connected(pid) else 0
+                )

@@ -1,0 +1,171 @@
+"""The raftnode service process: config -> node + KV store + listeners + systemd life cycle.
+
+``serve`` runs until SIGTERM/SIGINT. On SIGTERM a leader first hands leadership to the most
+caught-up follower (bounded by ``timing.shutdown_transfer_ms``), so the cluster does not wait an
+election timeout for a new leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+
+from raftnode.config import NodeConfig
+from raftnode.embed import options_from_config
+from raftnode.http.client_api import ClientApiSettings, make_client_app
+from raftnode.http.health import make_health_app
+from raftnode.kv.service import KeyValueService
+from raftnode.kv.store import KeyValueStore
+from raftnode.metrics import NodeMetrics
+from raftnode.node import RaftNode
+from raftnode.systemd_notify import SystemdNotifier
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 5.0
+
+
+class RaftnodeServer:
+    def __init__(self, config: NodeConfig, notifier: SystemdNotifier | None = None) -> None:
+        self.config = config
+        self.metrics = NodeMetrics()
+        self.store = KeyValueStore()
+        self.notifier = notifier or SystemdNotifier()
+        self.node = RaftNode(
+            options_from_config(config), self.store, metrics=self.metrics, on_fatal=self._fatal
+        )
+        t = config.timing
+        election_seconds = t.election_ticks * t.tick_ms / 1000
+        self.service = KeyValueService(
+            self.node, self.store, leader_wait=max(1.0, 4 * election_seconds)
+        )
+        self.client_server: HTTPServer | None = None
+        self.health_server: HTTPServer | None = None
+        self._periodic: list[PeriodicCallback] = []
+        self._stopped = asyncio.Event()
+        self._exit_code = 0
+        self._shutting_down = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        cfg = self.config
+        await self.node.start()
+        settings = ClientApiSettings(
+            node_id=cfg.node_id,
+            limits=cfg.limits,
+            request_timeout=cfg.timing.request_timeout_ms / 1000,
+            leader_clients={m.id: m.client for m in cfg.cluster},
+        )
+        self.client_server = HTTPServer(
+            make_client_app(self.service, settings, self.metrics),
+            max_body_size=cfg.limits.max_request_bytes * 2,
+            idle_connection_timeout=60,
+        )
+        self.client_server.listen(cfg.listen_client.port, cfg.listen_client.host)
+        self.health_server = HTTPServer(
+            make_health_app(self.node, self.metrics, self._extra_status)
+        )
+        self.health_server.listen(cfg.listen_health.port, cfg.listen_health.host)
+        self.node.add_leader_listener(lambda leader, term: self._send_status())
+        if self.notifier.watchdog_seconds:
+            self._every(self.notifier.watchdog_seconds / 2, self.notifier.watchdog)
+        self._every(STATUS_INTERVAL, self._send_status)
+        self.notifier.ready(self._status_line())
+        log.info(
+            "serving",
+            extra={
+                "fields": {
+                    "client": str(cfg.listen_client),
+                    "health": str(cfg.listen_health),
+                    "peer": str(cfg.listen_peer),
+                    "data_dir": str(cfg.data_dir),
+                }
+            },
+        )
+        if cfg.insecure and cfg.secret is None:
+            log.warning(
+                "peer authentication uses an empty secret (insecure: true); "
+                "do not use in production"
+            )
+
+    def _every(self, seconds: float, fn: Any) -> None:
+        pc = PeriodicCallback(fn, seconds * 1000)
+        pc.start()
+        self._periodic.append(pc)
+
+    def _extra_status(self) -> dict[str, Any]:
+        m = self.config.me
+        return {
+            "name": m.name,
+            "keys": len(self.store),
+            "revision": self.store.revision,
+            "members": [
+                {"id": x.id, "name": x.name, "client": str(x.client), "peer": str(x.peer)}
+                for x in self.config.cluster
+            ],
+        }
+
+    def _status_line(self) -> str:
+        n = self.node
+        return (
+            f"role={n.role.value} term={n.term} leader={n.leader_id} "
+            f"commit={n.commit_index} applied={n.applied_index}"
+        )
+
+    def _send_status(self) -> None:
+        self.notifier.status(self._status_line())
+
+    def _fatal(self, exc: BaseException) -> None:
+        self._exit_code = 1
+        self._tasks.add(asyncio.ensure_future(self.shutdown(transfer=False)))
+
+    def request_shutdown(self, signame: str) -> None:
+        log.info("shutdown requested", extra={"fields": {"signal": signame}})
+        self._tasks.add(asyncio.ensure_future(self.shutdown(transfer=True)))
+
+    async def shutdown(self, transfer: bool) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self.notifier.stopping()
+        if self.client_server is not None:
+            self.client_server.stop()
+        timeout = self.config.timing.shutdown_transfer_ms / 1000 if transfer else 0.0
+        try:
+            await self.node.stop(transfer_timeout=timeout)
+        except Exception:
+            log.exception("error while stopping the node")
+            self._exit_code = 1
+        for pc in self._periodic:
+            pc.stop()
+        if self.health_server is not None:
+            self.health_server.stop()
+        if self.client_server is not None:
+            await asyncio.wait_for(self.client_server.close_all_connections(), 2.0)
+        self._stopped.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_shutdown, sig.name)
+        try:
+            await self.start()
+        except Exception:
+            log.exception("startup failed")
+            await self.node.stop()
+            return 1
+        await self._stopped.wait()
+        self.notifier.close()
+        return self._exit_code
+
+
+def serve(config: NodeConfig) -> int:
+    """Run the service until a signal stops it; returns the process exit code."""
+    return asyncio.run(RaftnodeServer(config).run())
