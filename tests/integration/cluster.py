@@ -1,0 +1,176 @@
+"""A real three-process cluster on loopback for the integration tests (and nothing else).
+
+Ports are picked free by the OS (not the seed's), every process runs in its own session, and
+``close`` kills every process (SIGCONT, then SIGKILL) and removes the data directory, so a
+failing test leaves nothing behind. Every wait takes a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from raftnode.devcluster import LocalNode, NodePorts, start_node, write_configs
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<{self.status} {self.body[:200]!r}>"
+
+
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10.0, raw: bytes | None = None
+) -> Response:
+    """One HTTP request; status 0 means nothing answered (connection refused, timeout)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return Response(resp.status, dict(resp.headers), resp.read())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, dict(e.headers), e.read())
+    except (urllib.error.URLError, OSError):
+        return Response(0, {}, b"")
+
+
+class Cluster:
+    def __init__(
+        self, n: int = 3, *, snapshot_every: int = 10000, request_timeout_ms: int = 5000
+    ) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="raftnode-it-"))
+        ports = free_ports(3 * n)
+        self.nodes: list[LocalNode] = write_configs(
+            self.base,
+            [NodePorts(i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]) for i in range(n)],
+            timing={"request_timeout_ms": request_timeout_ms},
+            snapshot_every=snapshot_every,
+        )
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- processes -------------------------------------------------------------------------
+
+    def node(self, node_id: int) -> LocalNode:
+        return self.nodes[node_id - 1]
+
+    def start(self, node_id: int | None = None) -> None:
+        for n in self.nodes if node_id is None else [self.node(node_id)]:
+            self.procs[n.ports.node_id] = start_node(n)
+
+    def signal(self, node_id: int, sig: signal.Signals) -> None:
+        self.procs[node_id].send_signal(sig)
+
+    def kill(self, node_id: int) -> None:
+        p = self.procs.pop(node_id)
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+        p.wait(timeout=10)
+
+    def wait_exit(self, node_id: int, timeout: float) -> int:
+        rc = self.procs[node_id].wait(timeout=timeout)
+        del self.procs[node_id]
+        return rc
+
+    def close(self) -> None:
+        for node_id in list(self.procs):
+            with contextlib.suppress(Exception):
+                self.kill(node_id)
+        if os.environ.get("RAFTNODE_KEEP_TEST_DATA"):
+            return
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def log(self, node_id: int) -> str:
+        return self.node(node_id).log_file.read_text(errors="replace")
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def url(self, node_id: int, path: str) -> str:
+        return f"{self.node(node_id).client_url}{path}"
+
+    def health(self, node_id: int, path: str, method: str = "GET") -> Response:
+        return http(method, f"{self.node(node_id).health_url}{path}", timeout=2.0)
+
+    def status(self, node_id: int) -> dict[str, Any]:
+        r = self.health(node_id, "/status")
+        assert r.status == 200, r
+        return r.json()
+
+    def put(self, node_id: int, key: str, value: str, timeout: float = 10.0) -> Response:
+        return http("POST", self.url(node_id, "/kv"), {"key": key, "value": value}, timeout)
+
+    def get(self, node_id: int, key: str, consistency: str | None = None) -> Response:
+        q = f"?consistency={consistency}" if consistency else ""
+        return http("GET", self.url(node_id, f"/kv/{key}{q}"))
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def leader(self, timeout: float = 15.0, among: list[int] | None = None) -> int:
+        """The id of the single node answering /primary 200 (among ``among``)."""
+        ids = among or [n for n in self.procs]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [i for i in ids if self.health(i, "/primary").status == 200]
+            if len(found) == 1:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no single leader among {ids} within {timeout}s")
+
+    def wait_for(
+        self, what: str, predicate: Any, timeout: float = 15.0, interval: float = 0.05
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def put_retrying(
+        self, node_ids: list[int], key: str, value: str, timeout: float = 15.0
+    ) -> Response:
+        """Write through any of ``node_ids`` until one acknowledges (bounded)."""
+        deadline = time.monotonic() + timeout
+        i = 0
+        while True:
+            r = self.put(node_ids[i % len(node_ids)], key, value, timeout=5.0)
+            if r.status == 200:
+                return r
+            if time.monotonic() > deadline:
+                raise AssertionError(f"write {key} not acknowledged within {timeout}s: {r}")
+            i += 1
+            time.sleep(0.05)

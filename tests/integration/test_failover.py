@@ -1,0 +1,173 @@
+"""Crashes, pauses and shutdowns of real processes: leaders change, acknowledged writes stay."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+
+from tests.integration.cluster import Cluster, http
+
+ELECTION_TIMEOUT = 0.5  # tick_ms 50 * election_ticks 10: the minimum election timeout
+
+
+class Writer(threading.Thread):
+    """Writes key-0, key-1, ... round-robin through the given nodes; records what was acked."""
+
+    def __init__(self, c: Cluster, nodes: list[int], prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.c, self.nodes, self.prefix = c, nodes, prefix
+        self.acked: dict[str, str] = {}
+        self.stop = threading.Event()
+        self.i = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            key = f"{self.prefix}-{self.i}"
+            node = self.nodes[self.i % len(self.nodes)]
+            r = self.c.put(node, key, str(self.i), timeout=6.0)
+            if r.status == 200:
+                self.acked[key] = str(self.i)
+            self.i += 1
+            time.sleep(0.005)
+
+
+def assert_all_present(c: Cluster, node: int, acked: dict[str, str]) -> None:
+    items = {}
+    prefix = next(iter(acked)).rsplit("-", 1)[0] + "-"
+    r = http("GET", c.url(node, f"/kv?prefix={prefix}&limit=10000"))
+    assert r.status == 200, r
+    items = {it["key"]: it["value"] for it in r.json()["items"]}
+    missing = {k: v for k, v in acked.items() if items.get(k) != v}
+    assert not missing, f"node {node} lost acknowledged writes: {sorted(missing)[:10]}"
+
+
+def test_kill_leader_new_leader_and_no_acknowledged_write_lost(cluster: Cluster) -> None:
+    c = cluster
+    old = c.leader()
+    writer = Writer(c, [1, 2, 3], "k9")
+    writer.start()
+    try:
+        c.wait_for("some writes", lambda: len(writer.acked) >= 30, timeout=20)
+        c.kill(old)
+        killed_at = time.monotonic()
+        rest = [i for i in (1, 2, 3) if i != old]
+        new = c.leader(timeout=10, among=rest)
+        assert new != old
+        acked_at_kill = len(writer.acked)
+        c.wait_for("writes resume", lambda: len(writer.acked) >= acked_at_kill + 20, timeout=15)
+        assert time.monotonic() - killed_at < 15
+        c.start(old)
+        c.wait_for(
+            "old leader rejoins", lambda: c.health(old, "/replica").status == 200, timeout=15
+        )
+    finally:
+        writer.stop.set()
+        writer.join(timeout=10)
+    for node in (1, 2, 3):
+        assert_all_present(c, node, writer.acked)
+
+
+def test_paused_leader_is_replaced_and_serves_no_stale_read(cluster: Cluster) -> None:
+    c = cluster
+    old = c.leader()
+    assert c.put(old, "color", "red").status == 200
+    c.signal(old, signal.SIGSTOP)
+    try:
+        rest = [i for i in (1, 2, 3) if i != old]
+        new = c.leader(timeout=10, among=rest)
+        assert c.put(new, "color", "blue").status == 200
+        old_term = c.status(new)["term"]
+    finally:
+        c.signal(old, signal.SIGCONT)
+    # From the moment it resumes, the old leader must never answer a linearizable read with the
+    # value it had: either the new value or an error.
+    deadline = time.monotonic() + 5
+    seen = []
+    while time.monotonic() < deadline:
+        r = c.get(old, "color")
+        seen.append(r.status)
+        if r.status == 200:
+            assert r.json() == {"value": "blue"}, "stale linearizable read from the deposed leader"
+        if r.status == 200 and c.health(old, "/primary").status == 503:
+            break
+        time.sleep(0.02)
+    assert 200 in seen
+    c.wait_for("old leader steps down", lambda: c.status(old)["role"] == "follower", timeout=10)
+    assert c.status(old)["term"] >= old_term
+    assert c.leader(timeout=10) == new
+    assert c.get(old, "color", "lease").json() == {"value": "blue"}
+
+
+def test_kill_all_and_restart_keeps_every_acknowledged_write(cluster: Cluster) -> None:
+    c = cluster  # snapshots every 50 entries: recovery goes through snapshot + log
+    acked = {}
+    leader = c.leader()
+    for i in range(180):
+        key = f"dur-{i}"
+        r = c.put([1, 2, 3][i % 3], key, f"v{i}")
+        assert r.status == 200, r
+        acked[key] = f"v{i}"
+    assert "snapshot taken" in c.log(leader)
+    for node in (1, 2, 3):
+        c.kill(node)
+    c.start()
+    c.leader(timeout=15)
+    for node in (1, 2, 3):
+        assert_all_present(c, node, acked)
+
+
+def test_sigterm_on_leader_hands_leadership_over(cluster: Cluster) -> None:
+    c = cluster
+    old = c.leader()
+    assert c.put(old, "before", "x").status == 200
+    term = c.status(old)["term"]
+    c.signal(old, signal.SIGTERM)
+    sent_at = time.monotonic()
+    rest = [i for i in (1, 2, 3) if i != old]
+    new = c.leader(timeout=10, among=rest)
+    took = time.monotonic() - sent_at
+    assert c.wait_exit(old, timeout=10) == 0
+    log = c.log(old)
+    assert "leadership transferred" in log, log[-2000:]
+    # A transfer elects the target in the very next term, with no election timeout elapsing.
+    assert c.status(new)["term"] == term + 1
+    print(
+        f"leadership handed over in {took * 1000:.0f} ms (election timeout >= {ELECTION_TIMEOUT}s)"
+    )
+    assert c.put(new, "after", "y").status == 200
+    assert c.get(new, "before").json() == {"value": "x"}
+
+
+def test_without_quorum_writes_get_503_and_unknown_outcomes_504() -> None:
+    c = Cluster(request_timeout_ms=2000)
+    try:
+        c.start()
+        leader = c.leader()
+        assert c.put(leader, "q", "1").status == 200
+        followers = [i for i in (1, 2, 3) if i != leader]
+        for f in followers:
+            c.signal(f, signal.SIGSTOP)
+        # The leader accepts the proposal but cannot commit it: the outcome is unknown.
+        r = c.put(leader, "q", "2", timeout=10)
+        assert r.status == 504, r
+        assert r.json()["error"] == "outcome_unknown"
+        # Once it noticed it lost its quorum it steps down: no leader, 503 with Retry-After.
+        c.wait_for(
+            "leader steps down", lambda: c.health(leader, "/primary").status == 503, timeout=10
+        )
+        r = c.put(leader, "q", "3", timeout=10)
+        assert r.status == 503 and "Retry-After" in r.headers, r
+        r = c.get(leader, "q")
+        assert r.status == 503 and "Retry-After" in r.headers, r
+        assert c.get(leader, "q", "stale").status == 200
+        for f in followers:
+            c.signal(f, signal.SIGCONT)
+        c.leader(timeout=15)
+        assert c.get(leader, "q").status == 200
+    finally:
+        for f in (1, 2, 3):
+            with contextlib.suppress(Exception):
+                c.signal(f, signal.SIGCONT)
+        c.close()
