@@ -1,0 +1,136 @@
+"""Failover benchmark: kill -9 the leader N times, measure until writes succeed again.
+
+Runs a local three-node cluster (free loopback ports, a temporary data directory), then N
+times: wait until all three nodes are up and caught up, SIGKILL the leader, and time from the
+kill until a write through any surviving node is acknowledged (the client retries round-robin
+over the survivors with a short per-request timeout). The killed node is restarted before the
+next round. Prints every round and the median and max.
+
+    python -m bench.failover --kills 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from raftnode.devcluster import (
+    LocalNode,
+    NodePorts,
+    http_status,
+    start_node,
+    wait_for_leader,
+    write_configs,
+)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def write_ok(node: LocalNode, key: str, value: str, timeout: float) -> bool:
+    body = json.dumps({"key": key, "value": value}).encode()
+    req = urllib.request.Request(node.client_url + "/kv", data=body, method="POST")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until(what: str, predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--request-timeout", type=float, default=1.0)
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args(argv)
+
+    base = Path(tempfile.mkdtemp(prefix="raftnode-bench-"))
+    ports = free_ports(9)
+    nodes = write_configs(
+        base, [NodePorts(i + 1, *ports[3 * i : 3 * i + 3]) for i in range(3)], log_level="info"
+    )
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    times: list[float] = []
+    try:
+        for n in nodes:
+            procs[n.ports.node_id] = start_node(n)
+        for round_ in range(1, args.kills + 1):
+            wait_until(
+                "all nodes caught up",
+                lambda: (
+                    wait_for_leader(nodes, 0.2) is not None
+                    and sum(http_status(n.health_url + "/replica") == 200 for n in nodes) == 2
+                ),
+                30,
+            )
+            leader = wait_for_leader(nodes, 10)
+            assert leader is not None
+            lid = leader.ports.node_id
+            survivors = [n for n in nodes if n is not leader]
+            procs[lid].send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            i = 0
+            while not write_ok(survivors[i % 2], f"bench-{round_}", str(i), args.request_timeout):
+                i += 1
+                if time.monotonic() - killed > 30:
+                    raise RuntimeError("no write succeeded within 30s of the kill")
+            took = time.monotonic() - killed
+            times.append(took)
+            procs[lid].wait(timeout=10)
+            new = wait_for_leader(survivors, 5)
+            print(
+                f"round {round_:2d}: killed leader n{lid}, writes resumed after "
+                f"{took * 1000:6.0f} ms (new leader n{new.ports.node_id if new else '?'}, "
+                f"{i + 1} attempts)",
+                flush=True,
+            )
+            procs[lid] = start_node(leader)
+        print(
+            f"\nfailover over {len(times)} leader kills: "
+            f"median {statistics.median(times) * 1000:.0f} ms, "
+            f"max {max(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms "
+            f"(tick 50 ms, election timeout 500-1000 ms)"
+        )
+        return 0
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        if args.keep:
+            print(f"data and logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
