@@ -45,7 +45,7 @@ cluster-status: venv
 
 ## Real processes on loopback (free ports, not the seed's): elections, failover, errors, auth.
 test-integration: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration examples
 
 ## Kill the leader 10 times; prints median and max time until a write succeeds again.
 bench-failover: venv

@@ -14,6 +14,7 @@ queue is bounded, so a dead or stopped peer costs memory only up to ``max_queue_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.netutil import bind_sockets
 from tornado.tcpclient import TCPClient
 from tornado.tcpserver import TCPServer
 
@@ -132,29 +134,30 @@ class _PeerLink:
         return stream
 
     async def _write_loop(self, stream: IOStream) -> None:
-        while not self.transport.closed:
-            if not self.queue:
-                self.wakeup.clear()
-                closed = asyncio.ensure_future(self._closed(stream))
-                waiter = asyncio.ensure_future(self.wakeup.wait())
-                await asyncio.wait({closed, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                closed.cancel()
-                if stream.closed():
+        # The listener never writes after the handshake, so one pending read per connection
+        # completes only when the stream closes; it is the close detector while idle.
+        closed = asyncio.ensure_future(self._closed(stream))
+        try:
+            while not self.transport.closed:
+                if closed.done():
                     raise StreamClosedError()
-                continue
-            batch = b"".join(self.queue)
-            self.queue.clear()
-            self.queued_bytes = 0
-            await asyncio.wait_for(stream.write(batch), WRITE_TIMEOUT)
+                if not self.queue:
+                    self.wakeup.clear()
+                    waiter = asyncio.ensure_future(self.wakeup.wait())
+                    await asyncio.wait({closed, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    continue
+                batch = b"".join(self.queue)
+                self.queue.clear()
+                self.queued_bytes = 0
+                await asyncio.wait_for(stream.write(batch), WRITE_TIMEOUT)
+        finally:
+            closed.cancel()
 
     @staticmethod
     async def _closed(stream: IOStream) -> None:
-        # The listener never writes after the handshake: any read completion means "closed".
-        try:
+        with contextlib.suppress(StreamClosedError, OSError):
             await stream.read_bytes(1, partial=True)
-        except StreamClosedError:
-            return
 
     def close(self) -> None:
         if self.stream is not None:
@@ -311,6 +314,4 @@ class PeerTransport:
 
 
 def _bind(addr: Address) -> list[socket.socket]:
-    from tornado.netutil import bind_sockets
-
     return bind_sockets(addr.port, address=addr.host or None, reuse_port=False)
