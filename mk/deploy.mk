@@ -1,0 +1,35 @@
+# raftnode deployment bundle: Ansible roles, playbooks and inventories (roles/, playbooks/,
+# inventories/, site.yml). The deploy tools come from the `deploy` extra, installed by
+# $(VENV)/.deploy-installed (mk/lab.mk).
+WHEELHOUSE ?= build/wheelhouse
+ANSIBLE_INVENTORY ?= inventories/production
+ANSIBLE_LINT_PATHS := site.yml playbooks roles inventories molecule
+DEPLOY_BIN := $(CURDIR)/$(VENV)/bin
+
+TEST_TARGETS += lint-ansible
+
+.PHONY: lint-ansible wheels deploy rolling-restart
+
+## yamllint + ansible-lint (production profile) + a syntax check of site.yml.
+lint-ansible: $(VENV)/.deploy-installed
+	PATH="$(DEPLOY_BIN):$$PATH" $(VENV)/bin/yamllint --strict .
+	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-lint --profile production $(ANSIBLE_LINT_PATHS)
+	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook --syntax-check -i $(ANSIBLE_INVENTORY) site.yml
+	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook --syntax-check -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
+
+## The wheels the raftnode role ships: this checkout and its dependencies (hosts install
+## them with pip --no-index). Built for the controller's Python: hosts need the same
+## minor version (Debian 12: 3.11).
+wheels: $(VENV)/.installed
+	rm -rf $(WHEELHOUSE)
+	mkdir -p $(WHEELHOUSE)
+	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) .
+	@ls $(WHEELHOUSE)
+
+## ansible-playbook site.yml against ANSIBLE_INVENTORY (default: inventories/production).
+deploy: $(VENV)/.deploy-installed wheels
+	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook -i $(ANSIBLE_INVENTORY) site.yml
+
+## Restart every Raft node, followers first, the leader last.
+rolling-restart: $(VENV)/.deploy-installed
+	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
