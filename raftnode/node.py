@@ -268,10 +268,11 @@ class RaftNode:
         # Wait (briefly) to hear who leads now, for the log line.
         while time.monotonic() < deadline and core.leader_id in (NO_NODE, self.node_id):
             await asyncio.sleep(0.01)
-        log.info(
-            "leadership transferred",
-            extra={"fields": {"target": chosen, "leader": core.leader_id, "term": core.term}},
-        )
+        fields = {"target": chosen, "leader": core.leader_id, "term": core.term}
+        if core.leader_id in (NO_NODE, self.node_id):
+            log.warning("stepped down without a confirmed successor", extra={"fields": fields})
+            return False
+        log.info("leadership transferred", extra={"fields": fields})
         return True
 
     # -- application API -------------------------------------------------------------------
