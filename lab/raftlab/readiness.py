@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,28 +45,35 @@ def failed_units(init: ProcessRef) -> list[str]:
     return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
 
 
+def _probe(probe: GuestProbe, private_key: Path) -> bool:
+    if not is_alive(probe.init):
+        raise LabError(f"{probe.name} died while booting (see its console.log)")
+    probe.last_state = system_state(probe.init)
+    return probe.last_state in BOOTED_STATES and ssh_answers(private_key, probe.address)
+
+
 def wait_until_ready(
     probes: list[GuestProbe],
     private_key: Path,
     timeout: float,
     on_ready: Callable[[GuestProbe, float], None] | None = None,
 ) -> None:
-    """Poll every guest until systemd is up and SSH answers; LabError naming laggards."""
+    """Poll every guest (in parallel) until systemd is up and SSH answers; LabError on timeout."""
     started = time.monotonic()
     deadline = started + timeout
-    while True:
-        for probe in (p for p in probes if not p.ready):
-            if not is_alive(probe.init):
-                raise LabError(f"{probe.name} died while booting (see its console.log)")
-            probe.last_state = system_state(probe.init)
-            if probe.last_state in BOOTED_STATES and ssh_answers(private_key, probe.address):
-                probe.ready = True
-                if on_ready is not None:
-                    on_ready(probe, time.monotonic() - started)
-        pending = [p for p in probes if not p.ready]
-        if not pending:
-            return
-        if time.monotonic() >= deadline:
-            summary = ", ".join(f"{p.name}: {p.last_state}" for p in pending)
-            raise LabError(f"hosts not ready after {timeout:.0f}s ({summary})")
-        time.sleep(0.5)
+    with ThreadPoolExecutor(max_workers=max(1, len(probes))) as pool:
+        while True:
+            pending = [p for p in probes if not p.ready]
+            results = pool.map(lambda p: (p, _probe(p, private_key)), pending)
+            for probe, ready in results:
+                if ready:
+                    probe.ready = True
+                    if on_ready is not None:
+                        on_ready(probe, time.monotonic() - started)
+            pending = [p for p in probes if not p.ready]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                summary = ", ".join(f"{p.name}: {p.last_state}" for p in pending)
+                raise LabError(f"hosts not ready after {timeout:.0f}s ({summary})")
+            time.sleep(0.3)
