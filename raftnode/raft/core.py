@@ -1,0 +1,1015 @@
+"""The Raft consensus core: a deterministic state machine with no I/O and no clock reads.
+
+The application feeds inputs in (``tick``, ``step``, ``propose``, ``read_index``, ...) and takes the
+outputs from ``ready()``: entries and hard state to persist, messages to send, committed entries to
+apply, reads that became safe. It must persist a ``Ready`` before it sends its messages, apply the
+committed entries after persisting, then call ``advance``. Time is given, never read: ticks drive
+elections and heartbeats, and ``now`` (a monotonic clock reading) dates heartbeat rounds for the
+leader lease.
+
+Implements leader election with PreVote and CheckQuorum, log replication with fast backtracking
+and flow control, ReadIndex and lease reads (also for followers, through the leader), snapshots
+sent in chunks, leadership transfer, and single-server membership changes with learners.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from raftnode.raft.config import RaftConfig
+from raftnode.raft.errors import ConfChangeError, NotLeaderError
+from raftnode.raft.log import RaftLog
+from raftnode.raft.membership import MembershipTracker
+from raftnode.raft.progress import Progress, ProgressState
+from raftnode.raft.quorum import VoteResult, committed_index, has_quorum, vote_result
+from raftnode.raft.read_only import ReadTracker
+from raftnode.raft.types import (
+    NO_NODE,
+    ConfChange,
+    ConfChangeOp,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Snapshot,
+    SnapshotMeta,
+)
+
+MT = MessageType
+
+
+class Role(Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre_candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(slots=True)
+class Ready:
+    """Work for the application, in this order: persist, send, apply, then ``advance``."""
+
+    hard_state: HardState | None = None
+    entries: list[Entry] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+    messages: list[Message] = field(default_factory=list)
+    committed_entries: list[Entry] = field(default_factory=list)
+    read_states: list[ReadState] = field(default_factory=list)
+
+    def must_sync(self) -> bool:
+        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+
+
+@dataclass(slots=True)
+class _IncomingSnapshot:
+    meta: SnapshotMeta
+    chunks: list[bytes]
+    received: int
+
+
+class RaftCore:
+    """One node's Raft state. Not thread-safe: drive it from one thread (one IOLoop)."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        *,
+        rng: random.Random,
+        hard_state: HardState | None = None,
+        snapshot: Snapshot | None = None,
+        entries: Sequence[Entry] = (),
+    ):
+        hard_state = hard_state or HardState()
+        self.cfg = config
+        self.id = config.node_id
+        self._rng = rng
+        meta = snapshot.meta if snapshot is not None else SnapshotMeta()
+        self._snapshot: Snapshot | None = snapshot
+        self.log = RaftLog(meta.index, meta.term, [e for e in entries if e.index > meta.index])
+        self._members = MembershipTracker(meta.conf, meta.index)
+        self._members.observe(self.log.slice(self.log.first_index(), self.log.last_index() + 1))
+
+        self.term = hard_state.term
+        self.vote = hard_state.vote
+        self.log.committed = max(meta.index, min(hard_state.commit, self.log.last_index()))
+        self._handed_applied = meta.index
+        self._last_hard_state = HardState(self.term, self.vote, self.log.committed)
+
+        self.role = Role.FOLLOWER
+        self.leader_id = NO_NODE
+        self.progress: dict[int, Progress] = {}
+        self._votes: dict[int, bool] = {}
+        self._msgs: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._reads = ReadTracker()
+        self._waiting_reads: list[tuple[int, int]] = []
+        self._follower_reads: set[int] = set()
+        self._pending_snapshot: Snapshot | None = None
+        self._incoming: _IncomingSnapshot | None = None
+        self._dirty_peers: set[int] = set()
+
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._ticks_since_boot = 0
+        self._ticks = 0
+        self._randomized_timeout = 0
+        self.transferee = NO_NODE
+        self._transfer_elapsed = 0
+        self._term_start_index = 0
+        self._now = 0.0
+        self._reset_randomized_timeout()
+
+    # ------------------------------------------------------------------------------------
+    # Bootstrap and state
+    # ------------------------------------------------------------------------------------
+    @staticmethod
+    def bootstrap_entries(voters: Iterable[int]) -> list[Entry]:
+        """The first log entry of a new cluster: its initial configuration, at term 1.
+
+        Every initial member persists exactly this entry (and ``HardState(term=1, commit=1)``)
+        before starting, so all logs agree on it; nodes that join later receive it from the leader.
+        """
+        conf = ConfState(voters=frozenset(voters))
+        if not conf.voters or any(v <= 0 for v in conf.voters):
+            raise ValueError("a cluster needs at least one voter, with positive ids")
+        change = ConfChange(ConfChangeOp.BOOTSTRAP, NO_NODE, conf)
+        return [Entry(term=1, index=1, type=EntryType.CONF_CHANGE, data=change.encode())]
+
+    @property
+    def conf(self) -> ConfState:
+        return self._members.current
+
+    @property
+    def commit_index(self) -> int:
+        return self.log.committed
+
+    @property
+    def applied_index(self) -> int:
+        return self.log.applied
+
+    @property
+    def last_index(self) -> int:
+        return self.log.last_index()
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.committed)
+
+    def is_voter(self) -> bool:
+        return self.id in self.conf.voters
+
+    def has_quorum_contact(self) -> bool:
+        """Leader only: a majority of voters was heard from within the last election timeout."""
+        if self.role is not Role.LEADER:
+            return False
+        return has_quorum(self.conf.voters, self._is_recently_active)
+
+    def lease_valid(self, now: float) -> bool:
+        """Whether the leader may answer a read from its own state without a quorum round."""
+        if self.role is not Role.LEADER or self.transferee != NO_NODE:
+            return False
+        if not self._committed_in_term():
+            return False
+        start = self._reads.lease_start(self.conf.voters, self.id)
+        return start is not None and now < start + self.cfg.lease_seconds
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """Metadata for a snapshot of the state machine at applied ``index``."""
+        if index > self.log.applied or index < self.log.offset:
+            raise ValueError(
+                f"snapshot index {index} must lie between {self.log.offset} and applied "
+                f"{self.log.applied}"
+            )
+        term = self.log.term(index)
+        assert term is not None
+        return SnapshotMeta(index=index, term=term, conf=self._members.at(index))
+
+    # ------------------------------------------------------------------------------------
+    # Inputs
+    # ------------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        self._now = now
+        self._ticks += 1
+        self._ticks_since_boot += 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._tick_election()
+
+    def propose(self, data: bytes) -> int:
+        """Append ``data`` as a new entry; returns its index. Leader only."""
+        self._check_can_propose()
+        return self._append_own([(EntryType.NORMAL, data)])
+
+    def propose_many(self, datas: Sequence[bytes]) -> int:
+        """Append several entries at once; returns the index of the first one."""
+        self._check_can_propose()
+        last = self._append_own([(EntryType.NORMAL, d) for d in datas])
+        return last - len(datas) + 1
+
+    def propose_conf_change(
+        self, op: ConfChangeOp, node_id: int, context: dict[str, str] | None = None
+    ) -> int:
+        """Propose a single-server membership change; returns its entry index.
+
+        ADD_LEARNER adds a non-voting member; ADD_VOTER adds a voter or promotes a learner (which
+        must have caught up); REMOVE removes a voter or learner. Only one change may be
+        uncommitted at a time, and the leader must have committed an entry of its own term first.
+        """
+        self._check_can_propose()
+        if op is ConfChangeOp.BOOTSTRAP:
+            raise ConfChangeError("bootstrap is not a change that can be proposed")
+        if node_id <= 0:
+            raise ConfChangeError(f"node id must be positive, got {node_id}")
+        if not self._committed_in_term():
+            raise ConfChangeError("the new leader has not committed an entry yet; retry shortly")
+        if self._members.last_change_index() > self.log.committed:
+            raise ConfChangeError("another membership change is still in progress")
+        conf = self.conf
+        if op is ConfChangeOp.ADD_VOTER:
+            if node_id in conf.voters:
+                raise ConfChangeError(f"node {node_id} is already a voter")
+            if node_id in conf.learners:
+                pr = self.progress.get(node_id)
+                lag = self.log.last_index() - (pr.match if pr else 0)
+                if lag > self.cfg.learner_catchup_entries:
+                    raise ConfChangeError(
+                        f"learner {node_id} is {lag} entries behind; promote it once it has "
+                        f"caught up (within {self.cfg.learner_catchup_entries})"
+                    )
+            result = ConfState(conf.voters | {node_id}, conf.learners - {node_id})
+        elif op is ConfChangeOp.ADD_LEARNER:
+            if node_id in conf.members():
+                raise ConfChangeError(f"node {node_id} is already a member")
+            result = ConfState(conf.voters, conf.learners | {node_id})
+        else:
+            if node_id not in conf.members():
+                raise ConfChangeError(f"node {node_id} is not a member")
+            if conf.voters == {node_id}:
+                raise ConfChangeError("cannot remove the last voter")
+            result = ConfState(conf.voters - {node_id}, conf.learners - {node_id})
+        change = ConfChange(op, node_id, result, dict(context or {}))
+        return self._append_own([(EntryType.CONF_CHANGE, change.encode())])
+
+    def read_index(self, request_id: int, now: float, lease: bool = False) -> None:
+        """Ask for a linearizable read; the answer comes back as a ``ReadState``.
+
+        On the leader, ``lease=True`` answers at once while the lease holds. On a follower, the
+        request goes to the leader; with no known leader it fails at once.
+        """
+        self._now = now
+        if self.role is Role.LEADER:
+            self._leader_read(self.id, request_id, lease)
+            return
+        if self.leader_id == NO_NODE:
+            self._read_states.append(ReadState(request_id, 0, "no_leader"))
+            return
+        self._follower_reads.add(request_id)
+        self._send(
+            Message(MT.READ_INDEX, to=self.leader_id, frm=self.id, context=request_id, lease=lease)
+        )
+
+    def transfer_leadership(self, target: int | None = None) -> int:
+        """Hand leadership to ``target`` (default: the most caught-up voter). Returns the target,
+        or 0 when there is nobody to hand over to."""
+        if self.role is not Role.LEADER:
+            raise NotLeaderError("only the leader can transfer leadership", self.leader_id)
+        if target is None:
+            candidates = [v for v in self.conf.voters if v != self.id and v in self.progress]
+            if not candidates:
+                return NO_NODE
+            target = max(
+                candidates,
+                key=lambda v: (self.progress[v].recent_active, self.progress[v].match, -v),
+            )
+        if target == self.id:
+            return NO_NODE
+        if target not in self.conf.voters:
+            raise ValueError(f"node {target} is not a voter")
+        self.transferee = target
+        self._transfer_elapsed = 0
+        self.election_elapsed = 0
+        if self.progress[target].match == self.log.last_index():
+            self._send_timeout_now(target)
+        else:
+            self._dirty_peers.add(target)
+        return target
+
+    def compact(self, snapshot: Snapshot) -> None:
+        """The application snapshotted its state at ``snapshot.meta.index`` (taken from
+        ``snapshot_meta``): keep it for lagging followers and drop older log entries, retaining
+        ``compaction_retain`` entries so briefly lagging followers need no snapshot."""
+        meta = snapshot.meta
+        if meta.index > self.log.applied:
+            raise ValueError(f"snapshot index {meta.index} is beyond applied {self.log.applied}")
+        if self._snapshot is not None and meta.index <= self._snapshot.meta.index:
+            return
+        self._snapshot = snapshot
+        compact_to = min(meta.index, self.log.applied) - self.cfg.compaction_retain
+        if compact_to > self.log.offset:
+            self.log.compact(compact_to)
+            self._members.compact(compact_to)
+
+    def step(self, m: Message, now: float) -> None:
+        """Handle a message from a peer."""
+        self._now = now
+        if m.term > self.term:
+            if m.type in (MT.VOTE, MT.PRE_VOTE) and not m.force and self._in_leader_lease():
+                # A leader is alive (or we just booted): ignore disruptive candidates. This is
+                # what makes the leader lease safe and keeps a rejoining node from deposing a
+                # healthy leader.
+                return
+            if m.type is MT.PRE_VOTE or (m.type is MT.PRE_VOTE_RESP and not m.reject):
+                pass  # a pre-vote does not change anybody's term
+            elif m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
+                self._become_follower(m.term, m.frm)
+            else:
+                self._become_follower(m.term, NO_NODE)
+        elif m.term < self.term and m.term != 0:
+            if m.type in (MT.APPEND, MT.HEARTBEAT):
+                # Tell a stale leader about the newer term, so that a node that was partitioned
+                # (and, with PreVote, never raised its term) does not block it forever.
+                self._send(Message(MT.APPEND_RESP, to=m.frm, frm=self.id, term=self.term))
+            elif m.type is MT.PRE_VOTE:
+                self._send(
+                    Message(MT.PRE_VOTE_RESP, to=m.frm, frm=self.id, term=self.term, reject=True)
+                )
+            return
+
+        if m.type in (MT.VOTE, MT.PRE_VOTE):
+            self._handle_vote_request(m)
+            return
+        if self.role is Role.LEADER:
+            self._step_leader(m)
+        elif self.role is Role.FOLLOWER:
+            self._step_follower(m)
+        else:
+            self._step_candidate(m)
+
+    # ------------------------------------------------------------------------------------
+    # Outputs
+    # ------------------------------------------------------------------------------------
+    def has_ready(self) -> bool:
+        return bool(
+            self._msgs
+            or self._dirty_peers
+            or self._read_states
+            or self._pending_snapshot is not None
+            or self.log.unstable_from <= self.log.last_index()
+            or self.log.committed > self._handed_applied
+            or self._hard_state_changed()
+        )
+
+    def ready(self) -> Ready:
+        if self._dirty_peers and self.role is Role.LEADER:
+            for peer in sorted(self._dirty_peers):
+                self._send_append(peer)
+        self._dirty_peers.clear()
+        rd = Ready()
+        if self._hard_state_changed():
+            rd.hard_state = self.hard_state()
+            self._last_hard_state = rd.hard_state
+        if self._pending_snapshot is not None:
+            rd.snapshot = self._pending_snapshot
+            self._pending_snapshot = None
+        rd.entries = self.log.unstable_entries()
+        if rd.entries:
+            self.log.mark_handed_to_storage(rd.entries[-1].index)
+        if self.log.committed > self._handed_applied:
+            rd.committed_entries = self.log.slice(self._handed_applied + 1, self.log.committed + 1)
+            self._handed_applied = self.log.committed
+        rd.messages, self._msgs = self._msgs, []
+        rd.read_states, self._read_states = self._read_states, []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The application persisted, sent and applied ``rd``."""
+        if rd.snapshot is not None:
+            self.log.applied = max(self.log.applied, rd.snapshot.meta.index)
+        if rd.committed_entries:
+            self.log.applied = max(self.log.applied, rd.committed_entries[-1].index)
+
+    # ------------------------------------------------------------------------------------
+    # Roles
+    # ------------------------------------------------------------------------------------
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = NO_NODE
+        self.leader_id = NO_NODE
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_randomized_timeout()
+        self._votes = {}
+        self.transferee = NO_NODE
+        self._dirty_peers.clear()
+        self._fail_pending_reads("leader_changed")
+        self._reads = ReadTracker()
+        self._waiting_reads = []
+        self._reset_progress()
+
+    def _reset_progress(self) -> None:
+        last = self.log.last_index()
+        old = self.progress
+        self.progress = {}
+        for member in self.conf.members():
+            pr = Progress(last + 1, self.cfg.max_inflight)
+            if member == self.id:
+                pr.match = last
+            if member in old:
+                pr.recent_active = old[member].recent_active
+            self.progress[member] = pr
+
+    def _become_follower(self, term: int, leader: int) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+
+    def _become_pre_candidate(self) -> None:
+        # Unlike a real candidate, a pre-candidate keeps its term and vote.
+        self._fail_pending_reads("leader_changed")
+        self.role = Role.PRE_CANDIDATE
+        self._votes = {}
+        self.leader_id = NO_NODE
+        self._reset_randomized_timeout()
+
+    def _become_candidate(self) -> None:
+        self._reset(self.term + 1)
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        for peer, pr in self.progress.items():
+            pr.recent_active = peer == self.id
+        # A no-op entry of the new term: committing it commits everything before it
+        # (Raft paper, 5.4.2), and it marks when the leader may serve reads.
+        self._term_start_index = self.log.last_index() + 1
+        self._append_own([(EntryType.NORMAL, b"")])
+
+    def _campaign(self, pre_vote: bool, force: bool = False) -> None:
+        if pre_vote:
+            self._become_pre_candidate()
+            term = self.term + 1
+            msg_type = MT.PRE_VOTE
+        else:
+            self._become_candidate()
+            term = self.term
+            msg_type = MT.VOTE
+        self._votes[self.id] = True
+        if self._tally() is VoteResult.WON:
+            self._won_election(pre_vote)
+            return
+        for voter in sorted(self.conf.voters):
+            if voter == self.id:
+                continue
+            self._send(
+                Message(
+                    msg_type,
+                    to=voter,
+                    frm=self.id,
+                    term=term,
+                    index=self.log.last_index(),
+                    log_term=self.log.last_term(),
+                    force=force,
+                )
+            )
+
+    def _won_election(self, pre_vote: bool) -> None:
+        if pre_vote:
+            self._campaign(pre_vote=False)
+        else:
+            self._become_leader()
+
+    def _tally(self) -> VoteResult:
+        return vote_result(self.conf.voters, self._votes)
+
+    # ------------------------------------------------------------------------------------
+    # Ticks
+    # ------------------------------------------------------------------------------------
+    def _tick_election(self) -> None:
+        self.election_elapsed += 1
+        if self.election_elapsed >= self._randomized_timeout and self._promotable():
+            self.election_elapsed = 0
+            self._campaign(pre_vote=self.cfg.pre_vote)
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.cfg.election_ticks:
+            self.election_elapsed = 0
+            if self.cfg.check_quorum:
+                if not has_quorum(self.conf.voters, self._is_recently_active):
+                    self._become_follower(self.term, NO_NODE)
+                    return
+                for peer, pr in self.progress.items():
+                    pr.recent_active = peer == self.id
+            if self.transferee != NO_NODE:
+                self.transferee = NO_NODE  # the transfer took too long: give up, keep leading
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+        self._resend_stalled_snapshots()
+
+    def _promotable(self) -> bool:
+        return self.id in self.conf.voters and self._incoming is None
+
+    def _in_leader_lease(self) -> bool:
+        """Whether this node heard from a leader less than an election timeout ago (or booted
+        less than an election timeout ago, when it cannot know)."""
+        if not self.cfg.check_quorum:
+            return False
+        recent = self.leader_id != NO_NODE or self._ticks_since_boot < self.cfg.election_ticks
+        return recent and self.election_elapsed < self.cfg.election_ticks
+
+    def _reset_randomized_timeout(self) -> None:
+        et = self.cfg.election_ticks
+        self._randomized_timeout = et + self._rng.randrange(et)
+
+    def _is_recently_active(self, node: int) -> bool:
+        if node == self.id:
+            return True
+        pr = self.progress.get(node)
+        return pr is not None and pr.recent_active
+
+    # ------------------------------------------------------------------------------------
+    # Votes
+    # ------------------------------------------------------------------------------------
+    def _handle_vote_request(self, m: Message) -> None:
+        resp_type = MT.VOTE_RESP if m.type is MT.VOTE else MT.PRE_VOTE_RESP
+        can_vote = (
+            self.vote == m.frm
+            or (self.vote == NO_NODE and self.leader_id == NO_NODE)
+            or (m.type is MT.PRE_VOTE and m.term > self.term)
+        )
+        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+            self._send(Message(resp_type, to=m.frm, frm=self.id, term=m.term))
+            if m.type is MT.VOTE:
+                self.election_elapsed = 0
+                self.vote = m.frm
+        else:
+            self._send(Message(resp_type, to=m.frm, frm=self.id, term=self.term, reject=True))
+
+    def _step_candidate(self, m: Message) -> None:
+        expected = MT.PRE_VOTE_RESP if self.role is Role.PRE_CANDIDATE else MT.VOTE_RESP
+        if m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
+            self._become_follower(m.term, m.frm)
+            self._step_follower(m)
+        elif m.type is expected:
+            self._votes.setdefault(m.frm, not m.reject)
+            result = self._tally()
+            if result is VoteResult.WON:
+                self._won_election(self.role is Role.PRE_CANDIDATE)
+            elif result is VoteResult.LOST:
+                self._become_follower(self.term, NO_NODE)
+        elif m.type is MT.TIMEOUT_NOW:
+            pass  # already campaigning
+        elif m.type is MT.READ_INDEX:
+            self._send(self._read_reject(m))
+
+    # ------------------------------------------------------------------------------------
+    # Follower
+    # ------------------------------------------------------------------------------------
+    def _step_follower(self, m: Message) -> None:
+        t = m.type
+        if t is MT.APPEND:
+            self.election_elapsed = 0
+            self.leader_id = m.frm
+            self._handle_append(m)
+        elif t is MT.HEARTBEAT:
+            self.election_elapsed = 0
+            self.leader_id = m.frm
+            if m.commit > self.log.committed:
+                self.log.commit_to(min(m.commit, self.log.last_index()))
+            self._send(
+                Message(MT.HEARTBEAT_RESP, to=m.frm, frm=self.id, term=self.term, context=m.context)
+            )
+        elif t is MT.SNAPSHOT:
+            self.election_elapsed = 0
+            self.leader_id = m.frm
+            self._handle_snapshot_chunk(m)
+        elif t is MT.TIMEOUT_NOW:
+            if self._promotable():
+                self._campaign(pre_vote=False, force=True)
+        elif t is MT.READ_INDEX_RESP:
+            if m.context in self._follower_reads:
+                self._follower_reads.discard(m.context)
+                if m.reject:
+                    self._read_states.append(ReadState(m.context, 0, "not_leader"))
+                else:
+                    self._read_states.append(ReadState(m.context, m.index))
+        elif t is MT.READ_INDEX:
+            self._send(self._read_reject(m))
+
+    def _handle_append(self, m: Message) -> None:
+        if m.index < self.log.committed:
+            self._send(
+                Message(
+                    MT.APPEND_RESP, to=m.frm, frm=self.id, term=self.term, index=self.log.committed
+                )
+            )
+            return
+        last_index_before = self.log.last_index()
+        last_new, written_from = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        if last_new is not None:
+            if written_from is not None:
+                if written_from <= last_index_before:
+                    self._members.truncate_from(written_from)
+                self._members.observe([e for e in m.entries if e.index >= written_from])
+            self._send(
+                Message(MT.APPEND_RESP, to=m.frm, frm=self.id, term=self.term, index=last_new)
+            )
+            return
+        hint = min(m.index, self.log.last_index())
+        hint = self.log.find_conflict_by_term(hint, m.log_term)
+        hint_term = self.log.term(hint) or 0
+        self._send(
+            Message(
+                MT.APPEND_RESP,
+                to=m.frm,
+                frm=self.id,
+                term=self.term,
+                index=m.index,
+                reject=True,
+                reject_hint=hint,
+                log_term=hint_term,
+            )
+        )
+
+    def _handle_snapshot_chunk(self, m: Message) -> None:
+        meta = m.snapshot_meta
+        assert meta is not None
+        reply = Message(MT.SNAPSHOT_RESP, to=m.frm, frm=self.id, term=self.term, index=meta.index)
+        if meta.index <= self.log.committed:
+            # Nothing to install: answer as if it was, with where we are.
+            self._incoming = None
+            self._send(_with(reply, offset=m.offset + len(m.data), done=True))
+            self._send(
+                Message(
+                    MT.APPEND_RESP, to=m.frm, frm=self.id, term=self.term, index=self.log.committed
+                )
+            )
+            return
+        if m.offset == 0:
+            self._incoming = _IncomingSnapshot(meta, [], 0)
+        inc = self._incoming
+        if inc is None or inc.meta != meta or inc.received != m.offset:
+            received = inc.received if inc is not None and inc.meta == meta else 0
+            self._send(_with(reply, offset=received, reject=True))
+            return
+        inc.chunks.append(m.data)
+        inc.received += len(m.data)
+        if not m.done:
+            self._send(_with(reply, offset=inc.received))
+            return
+        self._incoming = None
+        snapshot = Snapshot(meta, b"".join(inc.chunks))
+        self._restore(snapshot)
+        self._send(_with(reply, offset=inc.received, done=True))
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        meta = snapshot.meta
+        if self.log.match_term(meta.index, meta.term):
+            # We have the snapshot's entries already: just commit up to it.
+            self.log.commit_to(meta.index)
+            return
+        self.log.restore(meta.index, meta.term)
+        self._members.reset(meta.conf, meta.index)
+        self._snapshot = snapshot
+        self._pending_snapshot = snapshot
+        self._handed_applied = meta.index
+        self._reset_progress()
+
+    # ------------------------------------------------------------------------------------
+    # Leader
+    # ------------------------------------------------------------------------------------
+    def _step_leader(self, m: Message) -> None:
+        pr = self.progress.get(m.frm)
+        t = m.type
+        if t is MT.READ_INDEX:
+            self._leader_read(m.frm, m.context, m.lease)
+            return
+        if pr is None:
+            return
+        pr.recent_active = True
+        if t is MT.APPEND_RESP:
+            self._handle_append_resp(m, pr)
+        elif t is MT.HEARTBEAT_RESP:
+            pr.probe_sent = False
+            if pr.match < self.log.last_index() and pr.state is not ProgressState.SNAPSHOT:
+                if (
+                    pr.state is ProgressState.REPLICATE
+                    and self._ticks - pr.last_ack_tick > self._replication_stall_ticks()
+                ):
+                    # The peer answers heartbeats but not our appends: some were lost (e.g. a
+                    # reconnect). Probe from its match index again instead of waiting forever.
+                    pr.become_probe()
+                self._dirty_peers.add(m.frm)
+            if m.context:
+                self._reads.ack(m.frm, m.context)
+                self._release_reads()
+        elif t is MT.SNAPSHOT_RESP:
+            self._handle_snapshot_resp(m, pr)
+
+    def _replication_stall_ticks(self) -> int:
+        return max(2 * self.cfg.heartbeat_ticks, self.cfg.election_ticks // 4)
+
+    def _handle_append_resp(self, m: Message, pr: Progress) -> None:
+        pr.last_ack_tick = self._ticks
+        if m.reject:
+            hint = m.reject_hint
+            if m.log_term > 0:
+                hint = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
+            if pr.maybe_decrease_to(m.index, hint):
+                if pr.state is ProgressState.REPLICATE:
+                    pr.become_probe()
+                self._dirty_peers.add(m.frm)
+            return
+        if pr.maybe_update(m.index):
+            if pr.state is ProgressState.PROBE:
+                pr.become_replicate()
+            elif pr.state is ProgressState.SNAPSHOT and pr.match >= self._snapshot_index(pr):
+                pr.become_probe()
+            elif pr.state is ProgressState.REPLICATE:
+                pr.inflights.free_up_to(m.index)
+            if self._maybe_commit():
+                self._dirty_peers.update(p for p in self.progress if p != self.id)
+            self._dirty_peers.add(m.frm)
+            if m.frm == self.transferee and pr.match == self.log.last_index():
+                self._send_timeout_now(m.frm)
+        elif pr.state is ProgressState.REPLICATE:
+            pr.inflights.free_up_to(m.index)
+            self._dirty_peers.add(m.frm)
+        elif pr.state is ProgressState.PROBE and pr.next <= self.log.last_index():
+            self._dirty_peers.add(m.frm)
+
+    def _snapshot_index(self, pr: Progress) -> int:
+        return pr.snapshot.meta.index if pr.snapshot is not None else 0
+
+    def _handle_snapshot_resp(self, m: Message, pr: Progress) -> None:
+        if pr.state is not ProgressState.SNAPSHOT or pr.snapshot is None:
+            return
+        if m.index != pr.snapshot.meta.index:
+            return
+        if m.done:
+            pr.maybe_update(m.index)
+            pr.become_probe()
+            self._dirty_peers.add(m.frm)
+            return
+        pr.snapshot_acked = m.offset
+        self._send_snapshot_chunk(m.frm, pr)
+
+    def _send_timeout_now(self, peer: int) -> None:
+        self._send(Message(MT.TIMEOUT_NOW, to=peer, frm=self.id, term=self.term))
+
+    def _maybe_commit(self) -> bool:
+        voters = self.conf.voters
+        index = committed_index(voters, self._match_of)
+        if index > self.log.committed and self.log.term(index) == self.term:
+            self.log.commit_to(index)
+            self._on_commit_advanced()
+            return True
+        return False
+
+    def _match_of(self, node: int) -> int:
+        if node == self.id:
+            return self.log.last_index()
+        pr = self.progress.get(node)
+        return pr.match if pr is not None else 0
+
+    def _on_commit_advanced(self) -> None:
+        if self._waiting_reads and self._committed_in_term():
+            waiting, self._waiting_reads = self._waiting_reads, []
+            for requester, request_id in waiting:
+                self._leader_read(requester, request_id, lease=False)
+        if (
+            self.id not in self.conf.voters
+            and self._members.last_change_index() <= self.log.committed
+        ):
+            # Our own removal is committed: hand over by stepping down; the others elect.
+            self._become_follower(self.term, NO_NODE)
+
+    def _committed_in_term(self) -> bool:
+        return self.log.committed >= self._term_start_index > 0
+
+    def _check_can_propose(self) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeaderError("this node is not the leader", self.leader_id)
+        if self.transferee != NO_NODE:
+            raise NotLeaderError("leadership is being transferred", self.transferee)
+
+    def _append_own(self, items: list[tuple[EntryType, bytes]]) -> int:
+        index = self.log.last_index()
+        entries = []
+        for entry_type, data in items:
+            index += 1
+            entries.append(Entry(term=self.term, index=index, type=entry_type, data=data))
+        self.log.append(entries)
+        if self._members.observe(entries):
+            self._on_conf_changed()
+        self._maybe_commit()
+        self._dirty_peers.update(p for p in self.progress if p != self.id)
+        return index
+
+    def _on_conf_changed(self) -> None:
+        last = self.log.last_index()
+        members = self.conf.members()
+        for member in members:
+            if member not in self.progress:
+                pr = Progress(last + 1, self.cfg.max_inflight)
+                if member == self.id:
+                    pr.match = last
+                pr.recent_active = True  # give it an election timeout to answer
+                self.progress[member] = pr
+        for gone in [p for p in self.progress if p not in members and p != self.id]:
+            del self.progress[gone]
+        if self.transferee != NO_NODE and self.transferee not in self.conf.voters:
+            self.transferee = NO_NODE
+
+    def _send_append(self, peer: int) -> None:
+        """Send what the peer's window allows: new entries, or an empty append that carries a
+        newer commit index (so followers apply, and serve reads, without waiting a heartbeat)."""
+        pr = self.progress.get(peer)
+        if pr is None or peer == self.id:
+            return
+        while not pr.is_paused():
+            prev_index = pr.next - 1
+            prev_term = self.log.term(prev_index)
+            if prev_term is None:
+                self._start_snapshot(peer, pr)
+                return
+            last = self.log.last_index()
+            entries: list[Entry] = []
+            if pr.next <= last:
+                hi = min(last + 1, pr.next + self.cfg.max_batch_entries)
+                entries = self.log.slice(pr.next, hi, self.cfg.max_batch_bytes)
+            elif pr.state is ProgressState.REPLICATE and pr.commit_sent >= self.log.committed:
+                return
+            self._send(
+                Message(
+                    MT.APPEND,
+                    to=peer,
+                    frm=self.id,
+                    term=self.term,
+                    index=prev_index,
+                    log_term=prev_term,
+                    entries=tuple(entries),
+                    commit=self.log.committed,
+                )
+            )
+            pr.commit_sent = self.log.committed
+            pr.sent_entries(entries[-1].index if entries else prev_index)
+            if pr.state is ProgressState.PROBE or not entries:
+                return
+
+    def _start_snapshot(self, peer: int, pr: Progress) -> None:
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise AssertionError(
+                f"follower {peer} needs compacted entries but there is no snapshot"
+            )
+        pr.become_snapshot(snapshot)
+        self._send_snapshot_chunk(peer, pr)
+
+    def _send_snapshot_chunk(self, peer: int, pr: Progress) -> None:
+        snapshot = pr.snapshot
+        assert snapshot is not None
+        start = pr.snapshot_acked
+        chunk = snapshot.data[start : start + self.cfg.snapshot_chunk_bytes]
+        done = start + len(chunk) >= len(snapshot.data)
+        pr.snapshot_sent_tick = self._ticks
+        self._send(
+            Message(
+                MT.SNAPSHOT,
+                to=peer,
+                frm=self.id,
+                term=self.term,
+                snapshot_meta=snapshot.meta,
+                offset=start,
+                data=chunk,
+                done=done,
+            )
+        )
+
+    def _resend_stalled_snapshots(self) -> None:
+        for peer, pr in self.progress.items():
+            if (
+                pr.state is ProgressState.SNAPSHOT
+                and self._ticks - pr.snapshot_sent_tick >= 2 * self.cfg.heartbeat_ticks + 2
+            ):
+                self._send_snapshot_chunk(peer, pr)
+
+    def _broadcast_heartbeat(self) -> None:
+        round_ = self._reads.start_round(self._now)
+        for peer, pr in self.progress.items():
+            if peer == self.id:
+                continue
+            self._send(
+                Message(
+                    MT.HEARTBEAT,
+                    to=peer,
+                    frm=self.id,
+                    term=self.term,
+                    commit=min(pr.match, self.log.committed),
+                    context=round_,
+                )
+            )
+        self._release_reads()
+
+    def _leader_read(self, requester: int, request_id: int, lease: bool) -> None:
+        if not self._committed_in_term():
+            self._waiting_reads.append((requester, request_id))
+            return
+        if lease and self.lease_valid(self._now):
+            self._answer_read(requester, request_id, self.log.committed)
+            return
+        self._reads.add(requester, request_id, self.log.committed)
+        if len(self.conf.voters - {self.id}) == 0:
+            self._reads.start_round(self._now)
+            self._release_reads()
+        elif not self._reads.has_unacked_round(self.conf.voters, self.id):
+            # No round in flight: start one now. Otherwise the read rides the next round, which
+            # is sent when the current one completes, so concurrent reads share one round trip.
+            self._broadcast_heartbeat()
+
+    def _release_reads(self) -> None:
+        for read in self._reads.release(self.conf.voters, self.id):
+            self._answer_read(read.requester, read.request_id, read.index)
+        if self._reads.round_wanted and not self._reads.has_unacked_round(
+            self.conf.voters, self.id
+        ):
+            self._broadcast_heartbeat()
+
+    def _answer_read(self, requester: int, request_id: int, index: int) -> None:
+        if requester == self.id:
+            self._read_states.append(ReadState(request_id, index))
+        else:
+            self._send(
+                Message(
+                    MT.READ_INDEX_RESP,
+                    to=requester,
+                    frm=self.id,
+                    term=self.term,
+                    context=request_id,
+                    index=index,
+                )
+            )
+
+    def _read_reject(self, m: Message) -> Message:
+        return Message(
+            MT.READ_INDEX_RESP,
+            to=m.frm,
+            frm=self.id,
+            term=self.term,
+            context=m.context,
+            reject=True,
+        )
+
+    def _fail_pending_reads(self, reason: str) -> None:
+        pending = [(r.requester, r.request_id) for r in self._reads.drain()]
+        pending.extend(self._waiting_reads)
+        self._waiting_reads = []
+        for requester, request_id in pending:
+            if requester == self.id:
+                self._read_states.append(ReadState(request_id, 0, reason))
+            else:
+                self._send(
+                    Message(
+                        MT.READ_INDEX_RESP,
+                        to=requester,
+                        frm=self.id,
+                        term=self.term,
+                        context=request_id,
+                        reject=True,
+                    )
+                )
+        for request_id in sorted(self._follower_reads):
+            self._read_states.append(ReadState(request_id, 0, reason))
+        self._follower_reads.clear()
+
+    # ------------------------------------------------------------------------------------
+    # Plumbing
+    # ------------------------------------------------------------------------------------
+    def _send(self, m: Message) -> None:
+        self._msgs.append(m)
+
+    def _hard_state_changed(self) -> bool:
+        last = self._last_hard_state
+        return last.term != self.term or last.vote != self.vote or last.commit != self.log.committed
+
+
+def _with(m: Message, **changes: object) -> Message:
+    from dataclasses import replace
+
+    return replace(m, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""What the leader knows about each follower's log, and how much it may send it.
+
+A follower is in one of three states (as in etcd's raft):
+- PROBE: the leader does not know where the follower's log matches; it sends one append per
+  heartbeat interval and waits for the answer.
+- REPLICATE: the match is known; the leader streams appends optimistically, bounded by a window of
+  in-flight messages.
+- SNAPSHOT: the follower needs entries the leader has compacted; the leader sends a snapshot in
+  chunks and waits for each chunk's acknowledgement.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+
+from raftnode.raft.types import Snapshot
+
+
+class ProgressState(Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
+
+
+class Inflights:
+    """A bounded window of in-flight appends, identified by their last index."""
+
+    __slots__ = ("_last_indexes", "capacity")
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._last_indexes: deque[int] = deque()
+
+    def add(self, last_index: int) -> None:
+        self._last_indexes.append(last_index)
+
+    def free_up_to(self, index: int) -> None:
+        while self._last_indexes and self._last_indexes[0] <= index:
+            self._last_indexes.popleft()
+
+    def full(self) -> bool:
+        return len(self._last_indexes) >= self.capacity
+
+    def reset(self) -> None:
+        self._last_indexes.clear()
+
+    def __len__(self) -> int:
+        return len(self._last_indexes)
+
+
+class Progress:
+    """Replication progress of one peer, as the leader sees it."""
+
+    __slots__ = (
+        "commit_sent",
+        "inflights",
+        "last_ack_tick",
+        "match",
+        "next",
+        "probe_sent",
+        "recent_active",
+        "snapshot",
+        "snapshot_acked",
+        "snapshot_sent_tick",
+        "state",
+    )
+
+    def __init__(self, next_index: int, max_inflight: int):
+        self.match = 0
+        self.next = next_index
+        self.state = ProgressState.PROBE
+        self.probe_sent = False
+        self.recent_active = False
+        self.inflights = Inflights(max_inflight)
+        self.snapshot: Snapshot | None = None
+        self.snapshot_acked = 0
+        self.snapshot_sent_tick = 0
+        self.commit_sent = 0
+        self.last_ack_tick = 0
+
+    def become_probe(self) -> None:
+        if self.state is ProgressState.SNAPSHOT and self.snapshot is not None:
+            self.next = max(self.match + 1, self.snapshot.meta.index + 1)
+        else:
+            self.next = self.match + 1
+        self._reset(ProgressState.PROBE)
+
+    def become_replicate(self) -> None:
+        self.next = self.match + 1
+        self._reset(ProgressState.REPLICATE)
+
+    def become_snapshot(self, snapshot: Snapshot) -> None:
+        self._reset(ProgressState.SNAPSHOT)
+        self.snapshot = snapshot
+        self.snapshot_acked = 0
+
+    def _reset(self, state: ProgressState) -> None:
+        self.state = state
+        self.probe_sent = False
+        self.inflights.reset()
+        if state is not ProgressState.SNAPSHOT:
+            self.snapshot = None
+            self.snapshot_acked = 0
+
+    def maybe_update(self, index: int) -> bool:
+        """Record an acknowledgement of everything up to ``index``. True when match advanced."""
+        updated = False
+        if index > self.match:
+            self.match = index
+            updated = True
+            self.probe_sent = False
+        self.next = max(self.next, index + 1)
+        return updated
+
+    def maybe_decrease_to(self, rejected: int, match_hint: int) -> bool:
+        """Handle a rejected append at ``rejected``. False when the rejection is stale."""
+        if self.state is ProgressState.REPLICATE:
+            if rejected <= self.match:
+                return False
+            self.next = self.match + 1
+            return True
+        if self.next - 1 != rejected:
+            return False
+        self.next = max(min(rejected, match_hint + 1), self.match + 1)
+        self.probe_sent = False
+        return True
+
+    def is_paused(self) -> bool:
+        if self.state is ProgressState.PROBE:
+            return self.probe_sent
+        if self.state is ProgressState.REPLICATE:
+            return self.inflights.full()
+        return True
+
+    def sent_entries(self, last_index: int) -> None:
+        if self.state is ProgressState.REPLICATE:
+            self.next = last_index + 1
+            self.inflights.add(last_index)
+        elif self.state is ProgressState.PROBE:
+            self.probe_sent = True
+
+    def __repr__(self) -> str:
+        return f"Progress(match={self.match}, next={self.next}, state={self.state.value})"

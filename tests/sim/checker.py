@@ -1,0 +1,93 @@
+"""Raft's safety properties, checked incrementally while a simulation runs.
+
+- Election Safety: at most one leader per term.
+- Log Matching: two logs holding an entry with the same index and term agree on its data and on
+  the term of the entry before it (which, by induction, makes their prefixes identical).
+- Leader Completeness: a new leader's log holds every entry committed so far.
+- State Machine Safety: every node applies the same entry at each index, in order, exactly once.
+- Linearizable reads: a read answered at a node reflects every write acknowledged before the read
+  started (the node's applied index is at least the index of each such write).
+"""
+
+from __future__ import annotations
+
+from raftnode.raft import Entry
+
+
+class SafetyViolation(AssertionError):
+    pass
+
+
+class SafetyChecker:
+    def __init__(self) -> None:
+        self.leaders: dict[int, int] = {}
+        self.entries: dict[tuple[int, int], tuple[bytes, int, int]] = {}
+        self.committed: dict[int, Entry] = {}
+        self.max_committed = 0
+        self.max_acked_write_index = 0
+
+    def on_leader(self, node: int, term: int, log_terms: dict[int, int | None]) -> None:
+        """``log_terms`` maps each committed index the leader still holds to its term there."""
+        other = self.leaders.setdefault(term, node)
+        if other != node:
+            raise SafetyViolation(
+                f"election safety: nodes {other} and {node} both lead term {term}"
+            )
+        for index, term_at in log_terms.items():
+            expected = self.committed[index].term
+            if term_at != expected:
+                raise SafetyViolation(
+                    f"leader completeness: leader {node} of term {term} has term {term_at} at "
+                    f"committed index {index}, expected {expected}"
+                )
+
+    def on_persist(self, node: int, entry: Entry, prev_term: int) -> None:
+        key = (entry.index, entry.term)
+        seen = self.entries.get(key)
+        value = (entry.data, prev_term, int(entry.type))
+        if seen is None:
+            self.entries[key] = value
+        elif seen != value:
+            raise SafetyViolation(
+                f"log matching: node {node} has entry index={entry.index} term={entry.term} "
+                f"(data={entry.data[:40]!r}, prev_term={prev_term}) differing from another log's "
+                f"(data={seen[0][:40]!r}, prev_term={seen[1]})"
+            )
+
+    def on_commit(self, node: int, entry: Entry) -> None:
+        known = self.committed.get(entry.index)
+        if known is None:
+            self.committed[entry.index] = entry
+            self.max_committed = max(self.max_committed, entry.index)
+        elif known != entry:
+            raise SafetyViolation(
+                f"committed entries differ at index {entry.index}: node {node} has {entry}, "
+                f"another node committed {known}"
+            )
+
+    def on_apply(self, node: int, entry: Entry, applied_before: int) -> None:
+        if entry.index != applied_before + 1:
+            raise SafetyViolation(
+                f"node {node} applied index {entry.index} right after {applied_before}: "
+                "entries must be applied in order, exactly once"
+            )
+        known = self.committed.get(entry.index)
+        if known is not None and known != entry:
+            raise SafetyViolation(
+                f"state machine safety: node {node} applied {entry} at index {entry.index}, "
+                f"the committed entry there is {known}"
+            )
+        if known is None:
+            self.on_commit(node, entry)
+
+    def on_write_acked(self, index: int) -> None:
+        self.max_acked_write_index = max(self.max_acked_write_index, index)
+
+    def on_read(
+        self, node: int, started_after_index: int, served_at_applied: int, kind: str
+    ) -> None:
+        if served_at_applied < started_after_index:
+            raise SafetyViolation(
+                f"stale {kind} read on node {node}: served at applied index {served_at_applied}, "
+                f"but a write at index {started_after_index} was acknowledged before it started"
+            )
