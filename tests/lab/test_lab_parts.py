@@ -1,0 +1,133 @@
+"""The lab's pure parts: naming, addressing, mirror discovery, inventory and recipe hashing.
+
+These need neither root nor a running lab, so they also run on a developer's laptop.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lab.raftlab import LabError, LabNetwork
+from lab.raftlab.addressing import LabHost
+from lab.raftlab.image_recipe import ImageRecipe
+from lab.raftlab.inventory import molecule_instances, render_inventory
+from lab.raftlab.mirror import mirror_from_deb822, mirror_from_one_line
+from lab.raftlab.state import LabRecord, default_bridge, validate_lab_name
+
+
+def test_addresses_follow_host_names() -> None:
+    network = LabNetwork("10.77.0.0/24")
+    hosts = network.hosts(["n1", "n2", "n3", "lb1", "lb2", "client"])
+    assert [(h.name, h.group, h.address) for h in hosts] == [
+        ("n1", "raft", "10.77.0.11"),
+        ("n2", "raft", "10.77.0.12"),
+        ("n3", "raft", "10.77.0.13"),
+        ("lb1", "lb", "10.77.0.21"),
+        ("lb2", "lb", "10.77.0.22"),
+        ("client", "client", "10.77.0.31"),
+    ]
+    assert network.vip == "10.77.0.100"
+    assert network.controller_address == "10.77.0.1"
+    assert LabNetwork("10.78.4.0/24").host("lb2").address == "10.78.4.22"
+
+
+@pytest.mark.parametrize("name", ["web1", "n0", "n10", "lb", "N1", "client0"])
+def test_unknown_host_names_are_refused(name: str) -> None:
+    with pytest.raises(LabError, match="naming rule"):
+        LabNetwork().host(name)
+
+
+def test_two_hosts_on_one_address_are_refused() -> None:
+    with pytest.raises(LabError, match="share"):
+        LabNetwork().hosts(["client", "client1"])
+
+
+@pytest.mark.parametrize("subnet", ["10.77.0.0/26", "8.8.8.0/24", "10.77.0.1/24", "fd00::/64"])
+def test_unsuitable_subnets_are_refused(subnet: str) -> None:
+    with pytest.raises(LabError):
+        LabNetwork(subnet)
+
+
+def test_lab_names_fit_interface_names() -> None:
+    assert default_bridge("raftlab") == "br-raftlab"
+    assert len(default_bridge("a-very-long-lab-name")) == 15
+    for bad in ("", "Upper", "1abc", "with space", "x" * 21):
+        with pytest.raises(LabError):
+            validate_lab_name(bad)
+
+
+def test_mirror_comes_from_the_machine_configuration() -> None:
+    deb822 = """\
+Types: deb
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+"""
+    assert mirror_from_deb822(deb822) == "http://mirror.example/debian"
+    security_first = "\n\n".join(reversed(deb822.split("\n\n")))
+    assert mirror_from_deb822(security_first) == "http://mirror.example/debian"
+    one_line = (
+        "# comment\n"
+        "deb http://security.example/debian-security bookworm-security main\n"
+        "deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bookworm main\n"
+    )
+    assert mirror_from_one_line(one_line) == "http://mirror.example/debian"
+    assert mirror_from_deb822("") is None
+
+
+def test_recipe_hash_changes_with_packages_and_build_version() -> None:
+    base = ImageRecipe()
+    assert base.digest() == ImageRecipe().digest()
+    assert ImageRecipe(packages=(*base.packages, "less")).digest() != base.digest()
+    assert ImageRecipe(build_version=base.build_version + 1).digest() != base.digest()
+    reordered = ImageRecipe(packages=tuple(reversed(base.packages)))
+    assert reordered.digest() == base.digest()
+
+
+def _record() -> LabRecord:
+    network = LabNetwork("10.77.0.0/24")
+    hosts: list[LabHost] = network.hosts(["n1", "lb1"])
+    return LabRecord("smoke", network.subnet, "br-smoke", "/images/x/rootfs", hosts)
+
+
+def test_inventory_groups_hosts_and_connects_as_root_over_ssh() -> None:
+    record = _record()
+    text = render_inventory(record)
+    assert '    raft:\n      hosts:\n        n1:\n          ansible_host: "10.77.0.11"' in text
+    assert "    lb:\n      hosts:\n        lb1:" in text
+    assert 'ansible_user: "root"' in text
+    assert f'ansible_ssh_private_key_file: "{record.ssh_key}"' in text
+    assert "StrictHostKeyChecking=no" in text
+    assert 'ansible_python_interpreter: "/usr/bin/python3"' in text
+    assert 'raftlab_vip: "10.77.0.100"' in text
+    assert "client:" not in text
+    parsed = yaml.safe_load(text)
+    n1 = parsed["all"]["children"]["raft"]["hosts"]["n1"]
+    assert n1["ansible_host"] == "10.77.0.11" and n1["ansible_port"] == 22
+    assert set(parsed["all"]["children"]) == {"raft", "lb"}
+
+
+def test_molecule_instance_config_lists_every_host() -> None:
+    record = _record()
+    assert molecule_instances(record) == [
+        {
+            "instance": "n1",
+            "address": "10.77.0.11",
+            "user": "root",
+            "port": 22,
+            "identity_file": str(record.ssh_key),
+        },
+        {
+            "instance": "lb1",
+            "address": "10.77.0.21",
+            "user": "root",
+            "port": 22,
+            "identity_file": str(record.ssh_key),
+        },
+    ]
