@@ -171,3 +171,36 @@ def test_without_quorum_writes_get_503_and_unknown_outcomes_504() -> None:
             with contextlib.suppress(Exception):
                 c.signal(f, signal.SIGCONT)
         c.close()
+
+
+def test_follower_far_behind_catches_up_from_a_snapshot(cluster: Cluster) -> None:
+    """A follower that missed more entries than the leader keeps gets a snapshot (chunked)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = cluster  # snapshots every 50 entries; the core keeps 1000 entries past a snapshot
+    leader = c.leader()
+    lagging = next(i for i in (1, 2, 3) if i != leader)
+    c.kill(lagging)
+    live = [i for i in (1, 2, 3) if i != lagging]
+
+    def write(i: int) -> tuple[str, str]:
+        r = c.put_retrying(live, f"snap-{i}", f"v{i}")
+        assert r.status == 200
+        return f"snap-{i}", f"v{i}"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        acked = dict(pool.map(write, range(1300)))
+    c.start(lagging)
+    c.wait_for(
+        "lagging node installs a snapshot",
+        lambda: "snapshot installed" in c.log(lagging),
+        timeout=30,
+    )
+    c.wait_for(
+        "lagging node caught up",
+        lambda: c.health(lagging, "/replica?lag=0").status == 200,
+        timeout=30,
+    )
+    r = http("GET", c.url(lagging, "/kv?prefix=snap-&limit=10000&consistency=stale"))
+    items = {it["key"]: it["value"] for it in r.json()["items"]}
+    assert items == acked
