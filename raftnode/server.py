@@ -24,6 +24,7 @@ from raftnode.kv.service import KeyValueService
 from raftnode.kv.store import KeyValueStore
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
+from raftnode.storage.errors import StorageError
 from raftnode.systemd_notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -151,15 +152,29 @@ class RaftnodeServer:
             await asyncio.wait_for(self.client_server.close_all_connections(), 2.0)
         self._stopped.set()
 
+    async def _stop_after_failed_start(self) -> None:
+        for server in (self.client_server, self.health_server):
+            if server is not None:
+                server.stop()
+        try:
+            await self.node.stop()
+        except Exception:
+            log.debug("cleanup after failed start", exc_info=True)
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown, sig.name)
         try:
             await self.start()
+        except (OSError, StorageError) as e:
+            # The usual causes (a port in use, a locked or corrupt data directory) need no trace.
+            log.error("startup failed", extra={"fields": {"error": str(e)}})
+            await self._stop_after_failed_start()
+            return 1
         except Exception:
             log.exception("startup failed")
-            await self.node.stop()
+            await self._stop_after_failed_start()
             return 1
         await self._stopped.wait()
         self.notifier.close()
