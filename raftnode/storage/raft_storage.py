@@ -18,8 +18,9 @@ Durability contract:
   because the commit index can always be re-learned from the leader; on restart
   ``hard_state.commit`` is ``max(saved commit, snapshot index)``.
 * ``save_snapshot`` makes the snapshot durable before any segment it covers is removed.
-* Entries after a snapshot are kept (as etcd does), even if the snapshot came from a leader and
-  did not match them: they are uncommitted and the leader's next append overwrites them.
+* ``save_snapshot`` (a local snapshot) keeps the entries after it; ``install_snapshot`` (a
+  leader's snapshot that replaced the log, ``Ready.snapshot``) also voids every entry after its
+  index, durably, exactly as the consensus core discards its log.
 
 Thread-safety: every public method takes an internal lock, so calls from different threads are
 serialised; nothing here touches an event loop, so the Tornado runtime may call ``persist`` from a
@@ -210,6 +211,14 @@ class RaftStorage:
             if self._current != self._saved:
                 self._save_hard_state()
             self._wal.compact(index)
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Save a snapshot received from the leader, which replaces the whole log: entries after
+        its index are voided (a reset record in the WAL), so recovery never brings them back."""
+        self.save_snapshot(snapshot)
+        with self._mutex:
+            self._check_usable()
+            self._wal.reset(snapshot.meta.index, snapshot.meta.term)
 
     def compact(self, upto_index: int) -> int:
         """Remove segments whose entries are all <= ``upto_index``; return how many.

@@ -5,6 +5,10 @@ A segment file is a sequence of frames, one per ``persist`` batch::
     frame  := length:u32  crc32(payload):u32  payload[length]
     payload := record+
     record := kind:u8 ...   (ENTRY: term:u64 index:u64 type:u8 data_len:u32 data)
+                            (RESET: term:u64 index:u64 0:u8 0:u32, alone in its frame)
+
+A RESET frame records that the log was replaced by a snapshot received from the leader at
+``index``/``term``: entries after ``index`` written before it are void (see ``LogReset``).
 
 All integers are little-endian. A batch is one frame on purpose: it is written with a single
 ``write`` and made durable by a single fsync, so after a crash the only frame that can be damaged
@@ -17,12 +21,27 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from raftnode.raft.types import Entry, EntryType
 
 FRAME_HEADER = struct.Struct("<II")
 ENTRY_HEADER = struct.Struct("<BQQBI")
 KIND_ENTRY = 1
+KIND_RESET = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LogReset:
+    """The log was replaced by a snapshot at ``index``: earlier-written entries after it are void.
+
+    The consensus core discards its whole log when it installs a leader's snapshot that its log
+    does not match; this record makes recovery do the same, so stale entries can never come back
+    after a restart and follow a snapshot they do not belong to.
+    """
+
+    index: int
+    term: int
 
 
 class RecordError(ValueError):
@@ -37,6 +56,12 @@ def encode_frame(entries: Sequence[Entry]) -> bytes:
         parts.append(pack(KIND_ENTRY, e.term, e.index, e.type, len(e.data)))
         parts.append(e.data)
     payload = b"".join(parts)
+    return FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_reset(index: int, term: int) -> bytes:
+    """Encode a ``LogReset`` as a frame of its own."""
+    payload = ENTRY_HEADER.pack(KIND_RESET, term, index, 0, 0)
     return FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -57,7 +82,7 @@ def read_frame(buf: bytes, offset: int) -> tuple[memoryview, int] | str:
     return payload, start + length
 
 
-def decode_entries(payload: memoryview) -> list[Entry]:
+def decode_entries(payload: memoryview) -> list[Entry] | LogReset:
     """Decode the records of a frame whose checksum already matched."""
     entries: list[Entry] = []
     unpack = ENTRY_HEADER.unpack_from
@@ -67,6 +92,10 @@ def decode_entries(payload: memoryview) -> list[Entry]:
         if end - pos < size:
             raise RecordError(f"truncated record header at payload offset {pos}")
         kind, term, index, etype, data_len = unpack(payload, pos)
+        if kind == KIND_RESET:
+            if pos != 0 or end != size:
+                raise RecordError(f"reset record not alone in its frame at payload offset {pos}")
+            return LogReset(index, term)
         if kind != KIND_ENTRY:
             raise RecordError(f"unknown record kind {kind} at payload offset {pos}")
         pos += size

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from raftnode.raft.types import Entry
 from raftnode.storage.errors import CorruptLogError
-from raftnode.storage.records import FRAME_HEADER, RecordError, decode_entries, read_frame
+from raftnode.storage.records import (
+    FRAME_HEADER,
+    LogReset,
+    RecordError,
+    decode_entries,
+    read_frame,
+)
 
 _NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 
@@ -40,8 +46,8 @@ class Segment:
 class SegmentScan:
     """The valid frames at the start of a segment, and where and why reading stopped."""
 
-    frames: list[tuple[int, list[Entry]]]
-    """(byte offset, entries) of each valid frame, in file order."""
+    frames: list[tuple[int, list[Entry] | LogReset]]
+    """(byte offset, entries or a log reset) of each valid frame, in file order."""
     valid_bytes: int
     damage: str | None
     """Why the bytes from ``valid_bytes`` on are not a frame; None when the file ended cleanly."""
@@ -49,7 +55,7 @@ class SegmentScan:
 
 def scan_segment(path: Path, data: bytes) -> SegmentScan:
     """Read frames from the start of ``data`` until the end or the first damaged frame."""
-    frames: list[tuple[int, list[Entry]]] = []
+    frames: list[tuple[int, list[Entry] | LogReset]] = []
     offset = 0
     while offset < len(data):
         result = read_frame(data, offset)

@@ -29,7 +29,7 @@ from pathlib import Path
 from raftnode.raft.types import Entry
 from raftnode.storage.errors import CorruptLogError, StorageError
 from raftnode.storage.files import FileSystem, OpenFile
-from raftnode.storage.records import encode_frame
+from raftnode.storage.records import LogReset, encode_frame, encode_reset
 from raftnode.storage.segments import (
     Segment,
     find_valid_frame,
@@ -109,6 +109,12 @@ class WriteAheadLog:
                 torn_at = scan.valid_bytes
             max_index = 0
             for offset, frame in scan.frames:
+                if isinstance(frame, LogReset):
+                    while entries and entries[-1].index > frame.index:
+                        entries.pop()
+                    snapshot_index = max(snapshot_index, frame.index)
+                    max_index = max(max_index, frame.index)
+                    continue
                 _replay(entries, frame, snapshot_index, path, offset)
                 max_index = max(max_index, frame[-1].index)
             segments.append(Segment(seq, path, scan.valid_bytes, max_index))
@@ -170,6 +176,25 @@ class WriteAheadLog:
         active.max_index = max(active.max_index, entries[-1].index)
         self._last_index = entries[-1].index
         self.last_fsync_seconds = elapsed
+        return elapsed
+
+    def reset(self, index: int, term: int) -> float:
+        """Durably void every entry after ``index`` (a leader's snapshot replaced the log)."""
+        self._check_usable()
+        frame = encode_reset(index, term)
+        try:
+            self._fs.write(self._active, frame)
+            started = time.perf_counter()
+            self._fs.fsync(self._active)
+            elapsed = time.perf_counter() - started
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        active = self._segments[-1]
+        active.size += len(frame)
+        active.max_index = max(active.max_index, index)
+        self._last_index = index
+        self._snapshot_index = max(self._snapshot_index, index)
         return elapsed
 
     def set_snapshot_index(self, index: int) -> None:
