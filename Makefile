@@ -24,12 +24,9 @@ lint: venv
 test-unit: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
-test-sim: venv
-	RAFTNODE_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q -p no:cacheprovider -n 2 tests/sim
-
-## Long simulation run: make sim SEEDS=20000
-sim: venv
-	RAFTNODE_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q -p no:cacheprovider -n 2 tests/sim
+## The deterministic cluster simulation (500 seeds in make test; make sim SEEDS=20000 for a long run)
+test-sim sim: venv
+	$(PY) -m tests.sim.runner --seeds $(SEEDS)
 
 ## Appends and compacts 1M entries through the core and the WAL; prints the figures.
 bench-log: venv
