@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 lint: venv
 	$(VENV)/bin/ruff check raftnode tests bench
 	$(VENV)/bin/ruff format --check raftnode tests bench
+	$(VENV)/bin/mypy raftnode
 
 test-unit: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
