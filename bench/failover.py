@@ -15,7 +15,6 @@ import argparse
 import json
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,22 +27,12 @@ from pathlib import Path
 from raftnode.devcluster import (
     LocalNode,
     NodePorts,
+    free_ports,
     http_status,
     start_node,
     wait_for_leader,
     write_configs,
 )
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def write_ok(node: LocalNode, key: str, value: str, timeout: float) -> bool:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +55,38 @@ class LocalNode:
 def seed_ports(n: int = 3) -> list[NodePorts]:
     """The seed document's ports: client 808N, health 1000N, peer 908N."""
     return [NodePorts(i, 8080 + i, 10000 + i, 9080 + i) for i in range(1, n + 1)]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` bindable loopback ports below the kernel's ephemeral range.
+
+    Ports the OS hands out for ``bind(0)`` come from the ephemeral range, where any outgoing
+    connection may take them again between a node's kill and its restart; ports below it are
+    only ever taken by listeners. The start is randomized so parallel sessions rarely overlap.
+    """
+    lo = 20000
+    hi = min(_ephemeral_range()[0], 32768)
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(lo, hi)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 def write_configs(

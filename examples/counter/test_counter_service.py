@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -17,17 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from counter_service import Counter, make_app
 
+from raftnode.devcluster import free_ports
 from raftnode.embed import Address, NodeOptions, NotLeader, RaftNode
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 async def wait_leader(nodes: list[RaftNode], timeout: float = 10.0) -> RaftNode:

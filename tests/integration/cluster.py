@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,20 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from raftnode.devcluster import LocalNode, NodePorts, start_node, write_configs
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+from raftnode.devcluster import LocalNode, NodePorts, free_ports, start_node, write_configs
 
 
 class Response:
