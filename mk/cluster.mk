@@ -32,7 +32,9 @@ start-lb:
 
 stop-lb:
 	@if [ -f $(HAPROXY_PID) ]; then \
-		kill $$(cat $(HAPROXY_PID)) 2>/dev/null || true; rm -f $(HAPROXY_PID); echo "haproxy stopped"; \
+		pid=$$(cat $(HAPROXY_PID)); kill $$pid 2>/dev/null || true; \
+		for i in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+		rm -f $(HAPROXY_PID); echo "haproxy stopped"; \
 	fi
 
 ## Stop the local nodes (SIGTERM, SIGKILL after 10s) and the local haproxy.

@@ -95,9 +95,15 @@ class _ApiHandler(tornado.web.RequestHandler):
 
     async def _write(self, cmd: Command) -> str:
         try:
-            result = await self.service.write(cmd, self.deadline)
-        except NotLeader as e:
-            return await self._forward(e.leader_id)
+            while True:
+                try:
+                    result = await self.service.write(cmd, self.deadline)
+                    break
+                except NotLeader as e:
+                    forwarded = await self._forward(e.leader_id)
+                    if forwarded is not None:
+                        return forwarded
+                    # Leadership moved to this node while forwarding: propose here.
         except Unavailable as e:
             raise unavailable(f"{e}; retry shortly") from e
         except OutcomeUnknown as e:
@@ -140,8 +146,10 @@ class _ApiHandler(tornado.web.RequestHandler):
                 500, {"error": result.error or "internal", "message": "the command failed to apply"}
             )
 
-    async def _forward(self, leader_id: int) -> str:
-        hops = int(self.request.headers.get(HOPS_HEADER, "0") or 0)
+    async def _forward(self, leader_id: int) -> str | None:
+        """Relay the request to the leader; None when this node became the leader meanwhile."""
+        hops_text = self.request.headers.get(HOPS_HEADER, "0")
+        hops = int(hops_text) if hops_text.isdigit() else MAX_HOPS
         while True:
             remaining = self.deadline - time.monotonic()
             addr = self.api.leader_clients.get(leader_id)
@@ -157,14 +165,10 @@ class _ApiHandler(tornado.web.RequestHandler):
             except ForwardNotSent:
                 self.metrics.forwarded.labels(outcome="not_sent").inc()
                 # The leader is probably gone: wait for the cluster to name another one.
-                await self.service.node.wait_for_leader(0.0)
-                await asyncio.sleep(min(0.1, max(0.0, self.deadline - time.monotonic())))
-                new_leader = self.service.node.leader_id
+                await asyncio.sleep(min(0.05, max(0.0, self.deadline - time.monotonic())))
                 if self.service.node.is_leader:
-                    raise unavailable(
-                        "leadership moved to this node during forwarding; retry"
-                    ) from None
-                leader_id = new_leader or leader_id
+                    return None
+                leader_id = self.service.node.leader_id or leader_id
                 continue
             except ForwardUnknown as e:
                 self.metrics.forwarded.labels(outcome="unknown").inc()
