@@ -35,15 +35,22 @@ from raftnode.devcluster import (
 )
 
 
-def write_ok(node: LocalNode, key: str, value: str, timeout: float) -> bool:
+def write_status(node: LocalNode, key: str, value: str, timeout: float) -> str:
+    """ "200" on success, else the status code or the client-side error, for the report."""
     body = json.dumps({"key": key, "value": value}).encode()
     req = urllib.request.Request(node.client_url + "/kv", data=body, method="POST")
     req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+            return str(resp.status)
+    except urllib.error.HTTPError as e:
+        try:
+            return f"{e.code} {json.loads(e.read())['error']}"
+        except (ValueError, KeyError, TypeError):
+            return str(e.code)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return "timeout" if "timed out" in str(reason) else type(reason).__name__
 
 
 def wait_until(what: str, predicate: object, timeout: float) -> None:
@@ -88,7 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             procs[lid].send_signal(signal.SIGKILL)
             killed = time.monotonic()
             i = 0
-            while not write_ok(survivors[i % 2], f"bench-{round_}", str(i), args.request_timeout):
+            failures: list[str] = []
+            while True:
+                status = write_status(
+                    survivors[i % 2], f"bench-{round_}", str(i), args.request_timeout
+                )
+                if status == "200":
+                    break
+                failures.append(status)
                 i += 1
                 if time.monotonic() - killed > 30:
                     raise RuntimeError("no write succeeded within 30s of the kill")
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"round {round_:2d}: killed leader n{lid}, writes resumed after "
                 f"{took * 1000:6.0f} ms (new leader n{new.ports.node_id if new else '?'}, "
-                f"{i + 1} attempts)",
+                f"{i + 1} attempts{': ' + ', '.join(failures) if failures else ''})",
                 flush=True,
             )
             procs[lid] = start_node(leader)

@@ -389,6 +389,10 @@ class RaftNode:
     def has_quorum(self) -> bool:
         return self.core is not None and self.core.has_quorum_contact()
 
+    def peer_connected(self, node_id: int) -> bool:
+        """Whether this node's stream to ``node_id`` is up (a crashed peer shows as down)."""
+        return self.transport is not None and self.transport.connected(node_id)
+
     def replica_lag(self) -> int:
         """How many committed entries this node has not applied yet, as far as it knows."""
         return max(self._leader_commit_seen, self.commit_index) - self.applied_index
@@ -488,7 +492,7 @@ class RaftNode:
         assert self.storage is not None and self.transport is not None
         loop = asyncio.get_running_loop()
         if rd.snapshot is not None:
-            await loop.run_in_executor(self._executor, self.storage.save_snapshot, rd.snapshot)
+            await loop.run_in_executor(self._executor, self.storage.install_snapshot, rd.snapshot)
             self._install_snapshot(rd.snapshot)
         if rd.entries or rd.hard_state is not None:
             seconds = await loop.run_in_executor(

@@ -157,6 +157,15 @@ class _ApiHandler(tornado.web.RequestHandler):
                 raise unavailable(
                     f"the leader (node {leader_id}) could not be reached; retry shortly"
                 )
+            node = self.service.node
+            if not node.peer_connected(leader_id):
+                # Our stream to the leader is down: it probably crashed. Forwarding now could
+                # end in a reset with an unknown outcome; wait for a reconnect or a new leader.
+                await asyncio.sleep(min(0.05, max(0.0, remaining)))
+                if node.is_leader:
+                    return None
+                leader_id = node.leader_id or leader_id
+                continue
             url = f"http://{addr.host}:{addr.port}{self.request.uri}"
             try:
                 resp = await forward(
