@@ -135,15 +135,20 @@ class RaftnodeServer:
         if self._shutting_down:
             return
         self._shutting_down = True
+        try:
+            await self._shutdown(transfer)
+        except Exception:
+            log.exception("error during shutdown")
+            self._exit_code = 1
+        finally:
+            self._stopped.set()
+
+    async def _shutdown(self, transfer: bool) -> None:
         self.notifier.stopping()
         if self.client_server is not None:
             self.client_server.stop()
         timeout = self.config.timing.shutdown_transfer_ms / 1000 if transfer else 0.0
-        try:
-            await self.node.stop(transfer_timeout=timeout)
-        except Exception:
-            log.exception("error while stopping the node")
-            self._exit_code = 1
+        await self.node.stop(transfer_timeout=timeout)
         for pc in self._periodic:
             pc.stop()
         if self.health_server is not None:
@@ -153,7 +158,6 @@ class RaftnodeServer:
                 await asyncio.wait_for(self.client_server.close_all_connections(), 2.0)
             except TimeoutError:
                 log.warning("client connections still open at exit")
-        self._stopped.set()
 
     async def _stop_after_failed_start(self) -> None:
         for server in (self.client_server, self.health_server):
