@@ -69,7 +69,7 @@ def format_status(status: dict[str, Any]) -> str:
             role = (
                 "leader"
                 if i == status["leader"]
-                else ("voter" if p.get("voter", True) else "learner")
+                else ("follower" if p.get("voter", True) else "learner")
             )
             conn = "up" if p.get("connected") else "down"
             match = str(p["match"]) if "match" in p else "-"
