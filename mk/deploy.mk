@@ -4,6 +4,7 @@
 WHEELHOUSE ?= build/wheelhouse
 ANSIBLE_INVENTORY ?= inventories/production
 ANSIBLE_LINT_PATHS := site.yml playbooks roles inventories molecule
+YAMLLINT_PATHS := $(ANSIBLE_LINT_PATHS) .ansible-lint .yamllint
 DEPLOY_BIN := $(CURDIR)/$(VENV)/bin
 
 TEST_TARGETS += lint-ansible
@@ -12,7 +13,7 @@ TEST_TARGETS += lint-ansible
 
 ## yamllint + ansible-lint (production profile) + a syntax check of site.yml.
 lint-ansible: $(VENV)/.deploy-installed
-	PATH="$(DEPLOY_BIN):$$PATH" $(VENV)/bin/yamllint --strict .
+	PATH="$(DEPLOY_BIN):$$PATH" $(VENV)/bin/yamllint --strict $(YAMLLINT_PATHS)
 	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-lint --profile production $(ANSIBLE_LINT_PATHS)
 	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook --syntax-check -i $(ANSIBLE_INVENTORY) site.yml
 	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook --syntax-check -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
