@@ -1,0 +1,110 @@
+"""The deployed stack: sandboxed Raft nodes, HAProxy routing writes to the leader, one VIP."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import lab_probe
+import pytest
+
+# -- per host ---------------------------------------------------------------------------------
+
+
+def groups_of(host: Any) -> list[str]:
+    return host.ansible.get_variables().get("group_names", [])
+
+
+def http_code(host: Any, url: str) -> str:
+    return host.run(f"curl -s -o /dev/null -m 3 -w '%{{http_code}}' {url}").stdout.strip()
+
+
+def test_raftnode_runs_as_a_sandboxed_notify_service(host: Any) -> None:
+    if "raft" not in groups_of(host):
+        pytest.skip("not a raft host")
+    assert host.service("raftnode").is_running
+    assert host.service("raftnode").is_enabled
+    props = dict(
+        line.split("=", 1)
+        for line in host.run(
+            "systemctl show raftnode -p Type -p NotifyAccess -p WatchdogUSec -p TimeoutStopUSec "
+            "-p User -p NRestarts"
+        ).stdout.splitlines()
+    )
+    assert props["Type"] == "notify"
+    assert props["NotifyAccess"] == "main"
+    assert props["WatchdogUSec"] == "15s"
+    assert props["TimeoutStopUSec"] == "13s"  # 3 s hand-over + 10 s margin
+    assert props["User"] == "raftnode"
+    assert props["NRestarts"] == "0"
+    pid = host.run("systemctl show raftnode -p MainPID --value").stdout.strip()
+    status = host.file(f"/proc/{pid}/status").content_string
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), "the node must run without capabilities"
+
+
+def test_raftnode_unit_rates_2_or_better(host: Any) -> None:
+    if "raft" not in groups_of(host):
+        pytest.skip("not a raft host")
+    out = host.run("systemd-analyze security raftnode.service").stdout
+    level = float(re.search(r"Overall exposure level for raftnode.service: ([0-9.]+)", out)[1])
+    assert level <= 2.0, out
+
+
+def test_raftnode_files_are_private(host: Any) -> None:
+    if "raft" not in groups_of(host):
+        pytest.skip("not a raft host")
+    secret = host.file("/etc/raftnode/secret")
+    assert (secret.user, secret.group, secret.mode) == ("raftnode", "raftnode", 0o600)
+    config = host.file("/etc/raftnode/raftnode.yaml")
+    assert (config.user, config.group, config.mode) == ("root", "raftnode", 0o640)
+    data = host.file("/var/lib/raftnode")
+    assert (data.user, data.mode) == ("raftnode", 0o700)
+    assert host.run("/opt/raftnode/bin/raftnode check-config /etc/raftnode/raftnode.yaml").rc == 0
+
+
+def test_raftnode_listens_and_is_ready(host: Any) -> None:
+    if "raft" not in groups_of(host):
+        pytest.skip("not a raft host")
+    for port in (8081, 9081, 10001):
+        assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    assert http_code(host, "http://127.0.0.1:10001/readiness") == "200"
+    assert http_code(host, "http://127.0.0.1:10001/health") == "200"
+
+
+def test_balancer_runs_haproxy_and_keepalived(host: Any) -> None:
+    if "lb" not in groups_of(host):
+        pytest.skip("not a lb host")
+    for service in ("haproxy", "keepalived"):
+        assert host.service(service).is_running
+        assert host.service(service).is_enabled
+    assert host.run("haproxy -c -q -f /etc/haproxy/haproxy.cfg").rc == 0
+    check = "/usr/local/sbin/keepalived-config-test /etc/keepalived/keepalived.conf"
+    assert host.run(check).rc == 0
+    assert host.sysctl("net.ipv4.ip_nonlocal_bind") == 1
+    assert http_code(host, "http://127.0.0.1:8080/haproxy-health") == "200"
+    assert http_code(host, "http://127.0.0.1:8404/metrics") == "200"
+
+
+# -- the cluster, seen from the controller ---------------------------------------------------
+
+
+def test_exactly_one_leader(lab) -> None:
+    codes = lab_probe.primary_codes(list(lab.raft.values()))
+    assert sorted(codes.values()) == [200] + [503] * (len(codes) - 1), codes
+
+
+def test_write_through_vip_reads_back_everywhere(lab) -> None:
+    result = lab_probe.write(lab.vip_url, "molecule-default", "alice", timeout=10)
+    assert result["status"] == 200, result
+    status, _, body = lab_probe.request(f"{lab.vip_url}/kv/molecule-default")
+    assert status == 200 and b"alice" in body
+    for address in lab.raft.values():  # linearizable reads on every node
+        status, _, body = lab_probe.request(f"http://{address}:8081/kv/molecule-default")
+        assert status == 200 and b"alice" in body, address
+
+
+def test_haproxy_sends_writes_to_the_leader_only(lab) -> None:
+    leader_address = lab_probe.leader(list(lab.raft.values()))
+    leader_name = next(name for name, a in lab.raft.items() if a == leader_address)
+    for lb in lab.lb:
+        assert lab_probe.write_servers(lab.stats_url(lb)) == [leader_name], lb
