@@ -34,3 +34,13 @@ deploy: $(VENV)/.deploy-installed wheels
 ## Restart every Raft node, followers first, the leader last.
 rolling-restart: $(VENV)/.deploy-installed
 	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
+
+## A running cluster on local test hosts: boots the lab (mk/lab.mk: LAB_NAME, LAB_HOSTS,
+## LAB_SUBNET), builds the wheels and runs site.yml onto it. Then, with the default subnet:
+##   curl -X POST http://10.77.0.100:8080/kv -H 'Content-Type: application/json' -d '{"key":"a","value":"1"}'
+## `make lab-down` removes it.
+.PHONY: lab
+lab: $(VENV)/.deploy-installed wheels lab-up
+	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg RAFTLAB_NAME=$(LAB_NAME) \
+		$(VENV)/bin/ansible-playbook -i inventories/lab -i .lab/$(LAB_NAME).yml site.yml
+	@echo "lab: cluster behind http://$$(python3 -m lab.raftlab --name $(LAB_NAME) status | sed -n 's/.* vip \([0-9.]*\).*/\1/p'):8080"
