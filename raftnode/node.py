@@ -491,6 +491,9 @@ class RaftNode:
     async def _handle_ready(self, rd: Ready) -> None:
         assert self.storage is not None and self.transport is not None
         loop = asyncio.get_running_loop()
+        if rd.early_messages:
+            # The leader's appends go out while its own fsync runs (see Ready).
+            self.transport.send(rd.early_messages)
         if rd.snapshot is not None:
             await loop.run_in_executor(self._executor, self.storage.install_snapshot, rd.snapshot)
             self._install_snapshot(rd.snapshot)

@@ -53,11 +53,19 @@ class Role(Enum):
 
 @dataclass(slots=True)
 class Ready:
-    """Work for the application, in this order: persist, send, apply, then ``advance``."""
+    """Work for the application, in this order: send ``early_messages``, persist, send
+    ``messages``, apply, then ``advance``.
+
+    ``early_messages`` are the leader's replication messages: they may leave before the leader's
+    own entries are durable (Raft thesis, 10.2.1), because the leader counts itself towards a
+    commit only once ``advance`` reports its entries persisted. Everything else (votes, append
+    acknowledgements) must wait for the persist.
+    """
 
     hard_state: HardState | None = None
     entries: list[Entry] = field(default_factory=list)
     snapshot: Snapshot | None = None
+    early_messages: list[Message] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
@@ -106,6 +114,8 @@ class RaftCore:
         self.progress: dict[int, Progress] = {}
         self._votes: dict[int, bool] = {}
         self._msgs: list[Message] = []
+        self._early_msgs: list[Message] = []
+        self._persisted = self.log.last_index()
         self._read_states: list[ReadState] = []
         self._reads = ReadTracker()
         self._waiting_reads: list[tuple[int, int]] = []
@@ -361,6 +371,7 @@ class RaftCore:
     def has_ready(self) -> bool:
         return bool(
             self._msgs
+            or self._early_msgs
             or self._dirty_peers
             or self._read_states
             or self._pending_snapshot is not None
@@ -388,15 +399,24 @@ class RaftCore:
             rd.committed_entries = self.log.slice(self._handed_applied + 1, self.log.committed + 1)
             self._handed_applied = self.log.committed
         rd.messages, self._msgs = self._msgs, []
+        rd.early_messages, self._early_msgs = self._early_msgs, []
         rd.read_states, self._read_states = self._read_states, []
         return rd
 
     def advance(self, rd: Ready) -> None:
-        """The application persisted, sent and applied ``rd``."""
+        """The application persisted, sent and applied ``rd`` (the latest ``ready()``)."""
+        durable = self._persisted
         if rd.snapshot is not None:
             self.log.applied = max(self.log.applied, rd.snapshot.meta.index)
+            durable = rd.snapshot.meta.index
+        if rd.entries:
+            durable = rd.entries[-1].index
+        # A suffix truncated since ``ready()`` is not durable any more, whatever was written.
+        self._persisted = min(durable, self.log.unstable_from - 1)
         if rd.committed_entries:
             self.log.applied = max(self.log.applied, rd.committed_entries[-1].index)
+        if self.role is Role.LEADER and self._maybe_commit():
+            self._dirty_peers.update(p for p in self.progress if p != self.id)
 
     # ------------------------------------------------------------------------------------
     # Roles
@@ -685,6 +705,7 @@ class RaftCore:
             self.log.commit_to(meta.index)
             return
         self.log.restore(meta.index, meta.term)
+        self._persisted = min(self._persisted, meta.index)
         self._members.reset(meta.conf, meta.index)
         self._snapshot = snapshot
         self._pending_snapshot = snapshot
@@ -784,7 +805,8 @@ class RaftCore:
 
     def _match_of(self, node: int) -> int:
         if node == self.id:
-            return self.log.last_index()
+            # Our own entries count once durable, and not if truncated since they were.
+            return min(self._persisted, self.log.unstable_from - 1)
         pr = self.progress.get(node)
         return pr.match if pr is not None else 0
 
@@ -1002,11 +1024,18 @@ class RaftCore:
     # Plumbing
     # ------------------------------------------------------------------------------------
     def _send(self, m: Message) -> None:
-        self._msgs.append(m)
+        if self.role is Role.LEADER and m.type in _EARLY_TYPES:
+            self._early_msgs.append(m)
+        else:
+            self._msgs.append(m)
 
     def _hard_state_changed(self) -> bool:
         last = self._last_hard_state
         return last.term != self.term or last.vote != self.vote or last.commit != self.log.committed
+
+
+_EARLY_TYPES = frozenset({MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT})
+"""Leader messages that do not depend on the leader's own persistence."""
 
 
 def _with(m: Message, **changes: object) -> Message:

@@ -130,6 +130,12 @@ class SimNode:
     def drain(self) -> None:
         while self.alive and self.core.has_ready():
             rd = self.core.ready()
+            for m in rd.early_messages:
+                self.sim.network.send(m)
+            if self.sim.rng.random() < self.sim.crash_mid_ready:
+                self.sim.trace(self.id, "crash after sending appends, before persisting them")
+                self.sim.crash(self.id)
+                return
             self.persist(rd)
             if self.sim.rng.random() < self.sim.crash_mid_ready:
                 self.sim.trace(self.id, "crash after persisting, before sending")

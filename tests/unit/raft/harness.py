@@ -53,8 +53,8 @@ class Net:
                 self.snapshots[node_id] = rd.snapshot
             self.applied[node_id].extend(e.data for e in rd.committed_entries)
             self.read_states[node_id].extend(rd.read_states)
-            self.pending.extend(rd.messages)
-            self.sent.extend(rd.messages)
+            self.pending.extend(rd.early_messages + rd.messages)
+            self.sent.extend(rd.early_messages + rd.messages)
             core.advance(rd)
 
     def deliver(

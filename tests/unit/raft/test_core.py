@@ -164,13 +164,29 @@ def test_5_4_2_leader_commits_only_entries_of_its_own_term_by_counting() -> None
     )
     core._become_candidate()
     core._become_leader()  # term 4; appends a no-op at index 3
-    core.ready()
+    core.advance(core.ready())
     from raftnode.raft import Message
 
     core.step(Message(MT.APPEND_RESP, to=1, frm=2, term=core.term, index=2), 0.0)
     assert core.commit_index == 1, "an old-term entry must not be committed by counting replicas"
     core.step(Message(MT.APPEND_RESP, to=1, frm=2, term=core.term, index=3), 0.0)
     assert core.commit_index == 3
+
+
+def test_10_2_1_leader_sends_before_its_fsync_but_counts_itself_only_once_durable() -> None:
+    from raftnode.raft import Message
+
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    index = leader.propose(b"x")
+    rd = leader.ready()
+    assert [m.to for m in rd.early_messages if m.type is MT.APPEND] == [2, 3]
+    # Node 2 acknowledges while the leader's own fsync is still running: 1 of 3 is not a majority.
+    leader.step(Message(MT.APPEND_RESP, to=1, frm=2, term=leader.term, index=index), net.now)
+    assert leader.commit_index < index
+    leader.advance(rd)  # now the leader's copy is durable too
+    assert leader.commit_index == index
 
 
 # --- Reads -----------------------------------------------------------------------------------
