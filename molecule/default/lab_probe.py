@@ -75,18 +75,23 @@ def ephemeral(name: str) -> Path:
 def request(
     url: str, method: str = "GET", body: dict[str, Any] | None = None, timeout: float = 3.0
 ) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers, body); status 0 when no HTTP answer came (refused, reset, timeout)."""
+    """(status, headers with lower-case names, body); status 0 when no HTTP answer came."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, _lower(resp.headers.items()), resp.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, _lower(e.headers.items()), e.read()
     except (OSError, urllib.error.URLError):
         return 0, {}, b""
+
+
+def _lower(items: Any) -> dict[str, str]:
+    """Header names are case-insensitive (HAProxy sends retry-after, Tornado Retry-After)."""
+    return {name.lower(): value for name, value in items}
 
 
 def primary_codes(addresses: list[str], port: int = HEALTH_PORT) -> dict[str, int]:
@@ -107,7 +112,7 @@ def write(base_url: str, key: str, value: str, timeout: float) -> dict[str, Any]
     return {
         "status": status,
         "seconds": round(time.monotonic() - started, 3),
-        "retry_after": headers.get("Retry-After"),
+        "retry_after": headers.get("retry-after"),
     }
 
 
