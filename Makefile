@@ -34,5 +34,7 @@ bench-log: venv
 	$(PY) -m bench.log_append
 
 -include mk/*.mk
+# Last, as the slowest: the Molecule scenarios on lab hosts (mk/deploy.mk).
+TEST_TARGETS += test-molecule
 
 test: $(TEST_TARGETS)

@@ -44,3 +44,13 @@ lab: $(VENV)/.deploy-installed wheels lab-up
 	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg RAFTLAB_NAME=$(LAB_NAME) \
 		$(VENV)/bin/ansible-playbook -i inventories/lab -i .lab/$(LAB_NAME).yml site.yml
 	@echo "lab: cluster behind http://$$(python3 -m lab.raftlab --name $(LAB_NAME) status | sed -n 's/.* vip \([0-9.]*\).*/\1/p'):8080"
+
+## Every Molecule scenario on lab hosts, one after another (root): default (converge,
+## idempotence, routing), failover, quorum, lb-failover. `make test` runs them last.
+MOLECULE_SCENARIOS ?= default failover quorum lb-failover
+.PHONY: test-molecule
+test-molecule: $(VENV)/.deploy-installed
+	@set -e; for scenario in $(MOLECULE_SCENARIOS); do \
+		echo "== molecule test -s $$scenario"; \
+		PATH="$(DEPLOY_BIN):$$PATH" $(VENV)/bin/molecule test -s $$scenario; \
+	done
