@@ -24,7 +24,8 @@ lint-ansible: $(VENV)/.deploy-installed
 wheels: $(VENV)/.installed
 	rm -rf $(WHEELHOUSE)
 	mkdir -p $(WHEELHOUSE)
-	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) .
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+		$(PY) -m pip wheel --quiet --no-cache-dir --wheel-dir $(WHEELHOUSE) .
 	@ls $(WHEELHOUSE)
 
 ## ansible-playbook site.yml against ANSIBLE_INVENTORY (default: inventories/production).
@@ -43,7 +44,13 @@ rolling-restart: $(VENV)/.deploy-installed
 lab: $(VENV)/.deploy-installed wheels lab-up
 	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg RAFTLAB_NAME=$(LAB_NAME) \
 		$(VENV)/bin/ansible-playbook -i inventories/lab -i .lab/$(LAB_NAME).yml site.yml
+	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg RAFTLAB_NAME=$(LAB_NAME) \
+		$(VENV)/bin/ansible-playbook -i inventories/lab -i .lab/$(LAB_NAME).yml playbooks/smoke-test.yml
 	@echo "lab: cluster behind http://$$(python3 -m lab.raftlab --name $(LAB_NAME) status | sed -n 's/.* vip \([0-9.]*\).*/\1/p'):8080"
+	@python3 -m lab.raftlab --name $(LAB_NAME) status
+	@echo "lab: on a host: python3 -m lab.raftlab --name $(LAB_NAME) exec n1 -- systemctl status raftnode"
+	@echo "lab: over SSH:  ssh -i $$(sed -n 's/.*ansible_ssh_private_key_file: *//p' .lab/$(LAB_NAME).yml | head -1) root@ADDRESS (addresses above)"
+	@echo "lab: make lab-down removes it all"
 
 ## Every Molecule scenario on lab hosts, one after another (root): default (converge,
 ## idempotence, routing), failover, quorum, lb-failover. `make test` runs them last.
