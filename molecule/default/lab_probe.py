@@ -8,6 +8,10 @@ their testinfra tests (imported).
     python3 lab_probe.py write-until-ok http://10.77.0.100:8080 --key k --timeout 30
     python3 lab_probe.py write-once http://10.77.0.100:8080 --key k --timeout 10
     python3 lab_probe.py write-servers http://10.77.0.21:8404
+    python3 lab_probe.py read http://10.77.0.11:8081 --key k --consistency stale
+    python3 lab_probe.py write-loop http://10.77.0.100:8080 --duration 15 --out loop.json
+    python3 lab_probe.py poll-status http://10.77.0.11:10001/primary --while-status 200 --run CMD...
+    python3 lab_probe.py converged 10.77.0.11 10.77.0.12 10.77.0.13 --timeout 30
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +125,7 @@ def write_until_ok(
     base_url: str, key: str, timeout: float, interval: float = 0.05
 ) -> dict[str, Any]:
     """Write key=attempt-N until one answer is 200 or the deadline passes."""
+    started_at = time.time()
     started = time.monotonic()
     deadline = started + timeout
     codes: dict[str, int] = {}
@@ -131,6 +137,7 @@ def write_until_ok(
         if status == 200:
             return {
                 "ok": True,
+                "started_at": started_at,
                 "seconds": round(time.monotonic() - started, 3),
                 "attempts": attempt,
                 "codes": codes,
@@ -139,10 +146,179 @@ def write_until_ok(
         time.sleep(interval)
     return {
         "ok": False,
+        "started_at": started_at,
         "seconds": round(time.monotonic() - started, 3),
         "attempts": attempt,
         "codes": codes,
     }
+
+
+def write_loop(
+    base_url: str,
+    duration: float,
+    interval: float = 0.005,
+    timeout: float = 2.0,
+    prefix: str = "loop-",
+) -> dict[str, Any]:
+    """Write distinct keys (prefix + n) one after another for ``duration`` seconds.
+
+    Each write waits for its answer (at most ``timeout``), then the loop sleeps ``interval``.
+    The unavailability window is the longest interval between the acknowledgements (200
+    answers) of two consecutive successful writes: a client writing continuously got no
+    write acknowledged for that long.
+    """
+    run = f"{os.getpid()}-{int(time.time() * 1000)}"
+    started_at = time.time()
+    t0 = time.monotonic()
+    deadline = t0 + duration
+    codes: dict[str, int] = {}
+    acked: dict[str, str] = {}
+    writes: list[dict[str, Any]] = []
+    last_ok: float | None = None
+    window = 0.0
+    window_from = window_to = None
+    first_failure = last_failure = None
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        key, value = f"{prefix}{n}", f"{run}-{n}"
+        sent = time.monotonic() - t0
+        status = request(f"{base_url}/kv", "POST", {"key": key, "value": value}, timeout)[0]
+        answered = time.monotonic() - t0
+        codes[str(status)] = codes.get(str(status), 0) + 1
+        writes.append({"key": key, "sent": round(sent, 4), "status": status})
+        if status == 200:
+            acked[key] = value
+            if last_ok is not None and answered - last_ok > window:
+                window, window_from, window_to = answered - last_ok, last_ok, answered
+            last_ok = answered
+        else:
+            if first_failure is None:
+                first_failure = sent
+            last_failure = sent
+        time.sleep(interval)
+    return {
+        "started_at": started_at,
+        "duration_s": round(time.monotonic() - t0, 3),
+        "total": n,
+        "acked_count": len(acked),
+        "codes": codes,
+        "window_ms": round(window * 1000, 1),
+        "window_from_s": None if window_from is None else round(window_from, 3),
+        "window_to_s": None if window_to is None else round(window_to, 3),
+        "first_failure_s": None if first_failure is None else round(first_failure, 3),
+        "last_failure_s": None if last_failure is None else round(last_failure, 3),
+        "acked": acked,
+        "writes": writes,
+    }
+
+
+def poll_status(
+    url: str,
+    while_status: int,
+    timeout: float,
+    interval: float = 0.05,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run ``command`` (if any), then poll ``url`` until it stops answering ``while_status``.
+
+    ``seconds`` counts from the start of the command, ``seconds_after_command`` from its end.
+    """
+    started_at = time.time()
+    t0 = time.monotonic()
+    command_rc = None
+    if command:
+        command_rc = subprocess.run(command, timeout=60, check=False).returncode
+    t1 = time.monotonic()
+    deadline = t1 + timeout
+    polls = 0
+    status = while_status
+    while time.monotonic() < deadline:
+        polls += 1
+        status = request(url, timeout=min(2.0, timeout))[0]
+        if status != while_status:
+            break
+        time.sleep(interval)
+    now = time.monotonic()
+    return {
+        "changed": status != while_status,
+        "status": status,
+        "started_at": started_at,
+        "command_rc": command_rc,
+        "command_seconds": round(t1 - t0, 3),
+        "seconds": round(now - t0, 3),
+        "seconds_after_command": round(now - t1, 3),
+        "polls": polls,
+    }
+
+
+def status_of(address: str, port: int = HEALTH_PORT) -> dict[str, Any] | None:
+    status, _, body = request(f"http://{address}:{port}/status", timeout=2.0)
+    return json.loads(body) if status == 200 else None
+
+
+def converged(
+    addresses: list[str], timeout: float, port: int = HEALTH_PORT, stable: float = 1.0
+) -> dict[str, Any]:
+    """Wait until every node reports the same commit and applied index, one leader, for
+    ``stable`` seconds in a row."""
+    started = time.monotonic()
+    deadline = started + timeout
+    since: float | None = None
+    statuses: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        statuses = {a: status_of(a, port) for a in addresses}
+        ok = all(statuses.values())
+        if ok:
+            marks = {(s["commit"], s["applied"], s["term"], s["leader"]) for s in statuses.values()}
+            roles = sorted(s["role"] for s in statuses.values())
+            ok = len(marks) == 1 and roles.count("leader") == 1
+        if ok:
+            since = since or time.monotonic()
+            if time.monotonic() - since >= stable:
+                break
+        else:
+            since = None
+        time.sleep(0.1)
+    done = since is not None and time.monotonic() - since >= stable
+    return {
+        "ok": done,
+        "seconds": round(time.monotonic() - started, 3),
+        "status": {
+            a: None
+            if s is None
+            else {k: s[k] for k in ("role", "term", "leader", "commit", "applied")}
+            for a, s in statuses.items()
+        },
+    }
+
+
+def read_key(
+    base_url: str, key: str, consistency: str | None = None, timeout: float = 5.0
+) -> tuple[int, str | None, float]:
+    """(status, value or None, seconds) of GET /kv/KEY."""
+    query = f"?consistency={consistency}" if consistency else ""
+    started = time.monotonic()
+    status, _, body = request(
+        f"{base_url}/kv/{urllib.parse.quote(key, safe='')}{query}", timeout=timeout
+    )
+    value = json.loads(body).get("value") if status == 200 else None
+    return status, value, round(time.monotonic() - started, 3)
+
+
+def list_prefix(
+    base_url: str, prefix: str, consistency: str | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str]]:
+    """(status, {key: value}) of GET /kv?prefix=...&limit=10000."""
+    query = {"prefix": prefix, "limit": "10000"}
+    if consistency:
+        query["consistency"] = consistency
+    status, _, body = request(f"{base_url}/kv?{urllib.parse.urlencode(query)}", timeout=timeout)
+    if status != 200:
+        return status, {}
+    data = json.loads(body)
+    assert not data["more"], "more than 10000 keys under the prefix"
+    return status, {item["key"]: item["value"] for item in data["items"]}
 
 
 def write_servers(stats_url: str) -> list[str]:
@@ -177,6 +353,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0)
     p = sub.add_parser("write-servers")
     p.add_argument("stats_url")
+    p = sub.add_parser("read")
+    p.add_argument("url")
+    p.add_argument("--key", required=True)
+    p.add_argument("--consistency")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p = sub.add_parser("write-loop")
+    p.add_argument("url")
+    p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument("--interval", type=float, default=0.005)
+    p.add_argument("--timeout", type=float, default=2.0, help="per request")
+    p.add_argument("--prefix", default="loop-")
+    p.add_argument("--out", help="write the full JSON here and print a summary")
+    p = sub.add_parser("poll-status")
+    p.add_argument("url")
+    p.add_argument("--while-status", type=int, default=200)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--run", nargs=argparse.REMAINDER, help="a command to run first (last option)")
+    p = sub.add_parser("converged")
+    p.add_argument("addresses", nargs="+")
+    p.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
 
     if args.command == "leader":
@@ -185,6 +382,19 @@ def main(argv: list[str] | None = None) -> int:
         out = write_until_ok(args.url, args.key, args.timeout)
     elif args.command == "write-once":
         out = write(args.url, args.key, args.value, args.timeout)
+    elif args.command == "read":
+        status, value, seconds = read_key(args.url, args.key, args.consistency, args.timeout)
+        out = {"status": status, "value": value, "seconds": seconds}
+    elif args.command == "write-loop":
+        args.duration = min(args.duration, 120.0)
+        out = write_loop(args.url, args.duration, args.interval, args.timeout, args.prefix)
+        if args.out:
+            Path(args.out).write_text(json.dumps(out, indent=1))
+            out = {k: v for k, v in out.items() if k not in ("acked", "writes")}
+    elif args.command == "poll-status":
+        out = poll_status(args.url, args.while_status, args.timeout, args.interval, args.run)
+    elif args.command == "converged":
+        out = converged(args.addresses, args.timeout)
     else:
         out = write_servers(args.stats_url)
     json.dump(out, sys.stdout)

@@ -1,4 +1,6 @@
-"""After the leader's host crashed and came back: a new leader took over fast, nothing lost."""
+"""The leader's raftnode was SIGKILLed while a client wrote through the VIP every few ms:
+a new leader took over within a bounded window, no acknowledged write was lost, and systemd
+restarted the old node, which came back as a follower."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "default"))
 import lab_probe
 
 # Raft needs 0.5-1 s to elect, HAProxy up to 0.25 s to see it; the bound is generous on purpose.
-FAILOVER_BOUND_S = 15.0
+WINDOW_BOUND_MS = 5000.0
 
 LAB = lab_probe.load_lab()
 
@@ -20,35 +22,76 @@ def report() -> dict:
     return json.loads(lab_probe.ephemeral("failover.json").read_text())
 
 
-def test_a_new_leader_took_over() -> None:
+def loop() -> dict:
+    return json.loads(Path(report()["loop_file"]).read_text())
+
+
+def unit(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_a_new_leader_took_over_and_only_one_leads() -> None:
     r = report()
     assert r["new_leader"] is not None, r
     assert r["new_leader"] != r["old_leader"], r
-
-
-def test_writes_through_the_vip_came_back_quickly() -> None:
-    write = report()["write"]
-    assert write["ok"], write
-    assert write["seconds"] < FAILOVER_BOUND_S, write
-
-
-def test_acknowledged_write_survived_the_crash() -> None:
-    status, _, body = lab_probe.request(f"{LAB.vip_url}/kv/before-failover")
-    assert status == 200 and b"kept" in body
-
-
-def test_the_write_after_failover_is_there() -> None:
-    value = report()["write"]["value"]
-    status, _, body = lab_probe.request(f"{LAB.vip_url}/kv/after-failover")
-    assert status == 200 and value.encode() in body
-
-
-def test_rebooted_node_rejoined_and_one_leader_remains() -> None:
     codes = lab_probe.primary_codes(list(LAB.raft.values()))
     assert sorted(codes.values()) == [200, 503, 503], codes
+    assert codes[LAB.raft[r["new_leader"]]] == 200, codes
+
+
+def test_write_unavailability_window_is_bounded() -> None:
+    summary = report()["loop"]
+    print(
+        f"write-unavailability window: {summary['window_ms']} ms "
+        f"(from {summary['window_from_s']} s to {summary['window_to_s']} s into the loop; "
+        f"failures from {summary['first_failure_s']} s to {summary['last_failure_s']} s; "
+        f"{summary['acked_count']}/{summary['total']} acked; codes {summary['codes']})"
+    )
+    # The loop ran its full duration (the crash came ~2 s in) and writes kept succeeding.
+    assert summary["duration_s"] >= 10, summary
+    assert summary["window_to_s"] is not None, summary
+    assert summary["window_ms"] < WINDOW_BOUND_MS, summary
+
+
+def test_every_acknowledged_write_reads_back_through_the_vip() -> None:
+    acked = loop()["acked"]
+    assert acked
+    wrong = {}
+    for key, value in acked.items():
+        status, got, _ = lab_probe.read_key(LAB.vip_url, key)
+        if status != 200 or got != value:
+            wrong[key] = (value, status, got)
+    assert not wrong, f"{len(wrong)} of {len(acked)} acknowledged writes lost: {wrong}"
+
+
+def test_every_acknowledged_write_is_on_every_node() -> None:
+    acked = loop()["acked"]
+    for name, address in LAB.raft.items():
+        status, items = lab_probe.list_prefix(f"http://{address}:8081", "loop-")
+        assert status == 200, name
+        missing = {k: v for k, v in acked.items() if items.get(k) != v}
+        assert not missing, f"{name}: {len(missing)} acknowledged writes missing or wrong"
+
+
+def test_write_before_the_crash_survived() -> None:
+    status, value, _ = lab_probe.read_key(LAB.vip_url, "before-failover")
+    assert (status, value) == (200, "kept")
+
+
+def test_systemd_restarted_the_killed_process() -> None:
+    r = report()
+    before, after = unit(r["unit_before"]), unit(r["unit_after"])
+    assert int(before["MainPID"]) == r["killed_pid"] > 0, r
+    assert int(after["MainPID"]) not in (0, r["killed_pid"]), r
+    assert int(after["NRestarts"]) >= int(before["NRestarts"]) + 1, r
+
+
+def test_old_leader_is_back_as_a_follower() -> None:
     old = LAB.raft[report()["old_leader"]]
-    status, _, _ = lab_probe.request(f"http://{old}:10001/readiness")
-    assert status == 200
+    status = lab_probe.status_of(old)
+    assert status is not None and status["role"] == "follower", status
+    assert lab_probe.request(f"http://{old}:10001/readiness")[0] == 200
+    assert lab_probe.request(f"http://{old}:10001/primary")[0] == 503
 
 
 def test_haproxy_routes_writes_to_the_current_leader() -> None:
