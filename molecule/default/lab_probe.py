@@ -226,9 +226,10 @@ def poll_status(
     """
     started_at = time.time()
     t0 = time.monotonic()
-    command_rc = None
-    if command:
-        command_rc = subprocess.run(command, timeout=60, check=False).returncode
+    command_rc, command_output = None, ""
+    if command:  # its output goes into the result: stdout must stay one JSON document
+        done = subprocess.run(command, timeout=60, check=False, capture_output=True, text=True)
+        command_rc, command_output = done.returncode, (done.stdout + done.stderr).strip()
     t1 = time.monotonic()
     deadline = t1 + timeout
     polls = 0
@@ -245,6 +246,7 @@ def poll_status(
         "status": status,
         "started_at": started_at,
         "command_rc": command_rc,
+        "command_output": command_output,
         "command_seconds": round(t1 - t0, 3),
         "seconds": round(now - t0, 3),
         "seconds_after_command": round(now - t1, 3),
