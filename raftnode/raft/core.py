@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from raftnode.raft.config import RaftConfig
@@ -596,7 +596,7 @@ class RaftCore:
         elif m.type is MT.TIMEOUT_NOW:
             pass  # already campaigning
         elif m.type is MT.READ_INDEX:
-            self._send(self._read_reject(m))
+            self._answer_read(m.frm, m.context, 0, "not_leader")
 
     # ------------------------------------------------------------------------------------
     # Follower
@@ -630,7 +630,7 @@ class RaftCore:
                 else:
                     self._read_states.append(ReadState(m.context, m.index))
         elif t is MT.READ_INDEX:
-            self._send(self._read_reject(m))
+            self._answer_read(m.frm, m.context, 0, "not_leader")
 
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
@@ -973,9 +973,12 @@ class RaftCore:
         ):
             self._broadcast_heartbeat()
 
-    def _answer_read(self, requester: int, request_id: int, index: int) -> None:
+    def _answer_read(
+        self, requester: int, request_id: int, index: int, error: str | None = None
+    ) -> None:
+        """Answer a read: a ReadState for our own, a READ_INDEX_RESP for a follower's."""
         if requester == self.id:
-            self._read_states.append(ReadState(request_id, index))
+            self._read_states.append(ReadState(request_id, 0 if error else index, error))
         else:
             self._send(
                 Message(
@@ -984,38 +987,17 @@ class RaftCore:
                     frm=self.id,
                     term=self.term,
                     context=request_id,
-                    index=index,
+                    index=0 if error else index,
+                    reject=error is not None,
                 )
             )
-
-    def _read_reject(self, m: Message) -> Message:
-        return Message(
-            MT.READ_INDEX_RESP,
-            to=m.frm,
-            frm=self.id,
-            term=self.term,
-            context=m.context,
-            reject=True,
-        )
 
     def _fail_pending_reads(self, reason: str) -> None:
         pending = [(r.requester, r.request_id) for r in self._reads.drain()]
         pending.extend(self._waiting_reads)
         self._waiting_reads = []
         for requester, request_id in pending:
-            if requester == self.id:
-                self._read_states.append(ReadState(request_id, 0, reason))
-            else:
-                self._send(
-                    Message(
-                        MT.READ_INDEX_RESP,
-                        to=requester,
-                        frm=self.id,
-                        term=self.term,
-                        context=request_id,
-                        reject=True,
-                    )
-                )
+            self._answer_read(requester, request_id, 0, reason)
         for request_id in sorted(self._follower_reads):
             self._read_states.append(ReadState(request_id, 0, reason))
         self._follower_reads.clear()
@@ -1039,6 +1021,4 @@ _EARLY_TYPES = frozenset({MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT})
 
 
 def _with(m: Message, **changes: object) -> Message:
-    from dataclasses import replace
-
     return replace(m, **changes)  # type: ignore[arg-type]
