@@ -103,28 +103,22 @@ class RaftLog:
         return index
 
     # --- writing -------------------------------------------------------------------------
-    def append(self, entries: Sequence[Entry]) -> int | None:
-        """Append entries that directly follow the last one, or overwrite a suffix.
-
-        Returns the index from which the log was truncated, if it was.
-        """
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append entries that directly follow the last one, or overwrite a suffix."""
         if not entries:
-            return None
+            return
         first = entries[0].index
-        truncated_from: int | None = None
         if first <= self.last_index():
             if first <= self.committed:
                 raise AssertionError(
                     f"truncating committed entry {first} (commit {self.committed})"
                 )
             del self._ents[first - self.offset - 1 :]
-            truncated_from = first
             if first < self.unstable_from:
                 self.unstable_from = first
         elif first != self.last_index() + 1:
             raise AssertionError(f"gap in log: appending {first} after {self.last_index()}")
         self._ents.extend(entries)
-        return truncated_from
 
     def maybe_append(
         self, prev_index: int, prev_term: int, commit: int, entries: Sequence[Entry]

@@ -34,12 +34,10 @@ class MembershipTracker:
                 changed = True
         return changed
 
-    def truncate_from(self, index: int) -> bool:
+    def truncate_from(self, index: int) -> None:
         """Forget configurations at or after ``index`` (their entries were overwritten)."""
-        before = len(self._changes)
         while self._changes and self._changes[-1][0] >= index:
             self._changes.pop()
-        return len(self._changes) != before
 
     def at(self, index: int) -> ConfState:
         conf = self._base

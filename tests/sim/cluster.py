@@ -74,8 +74,6 @@ class SimDisk:
 
 @dataclass
 class PendingWrite:
-    index: int
-    term: int
     write_id: int
 
 
@@ -414,7 +412,7 @@ class Simulation:
             index = node.core.propose(data)
         except NotLeaderError:
             return
-        node.writes[index] = PendingWrite(index, node.core.term, self.next_write_id)
+        node.writes[index] = PendingWrite(self.next_write_id)
         node.drain()
 
     def client_read(self) -> None:
