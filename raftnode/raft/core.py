@@ -51,24 +51,47 @@ class Role(Enum):
     LEADER = "leader"
 
 
+@dataclass(frozen=True, slots=True)
+class SoftState:
+    """What the node is right now, as the application shows it: neither persisted nor needed
+    after a restart (etcd's ``SoftState``). ``leader_id`` is ``NO_NODE`` while none is known."""
+
+    role: Role
+    term: int
+    leader_id: int
+
+
 @dataclass(slots=True)
 class Ready:
     """Work for the application, in this order: send ``early_messages``, persist, send
-    ``messages``, apply, then ``advance``.
-
-    ``early_messages`` are the leader's replication messages: they may leave before the leader's
-    own entries are durable (Raft thesis, 10.2.1), because the leader counts itself towards a
-    commit only once ``advance`` reports its entries persisted. Everything else (votes, append
-    acknowledgements) must wait for the persist.
+    ``messages``, apply, then ``advance``. Each field says what the application owes it.
     """
 
+    soft_state: SoftState | None = None
+    """Set when role, term or known leader changed since the previous ``Ready`` (and in the
+    first one): the application updates what it shows (metrics, listeners, health) from it."""
     hard_state: HardState | None = None
+    """Persist (atomically, durably) before sending ``messages``; set only when it changed. A
+    vote or term that leaves before it is durable could be cast twice after a crash."""
     entries: list[Entry] = field(default_factory=list)
+    """Append durably before sending ``messages``. They may overwrite a suffix already on disk
+    (a new leader's log wins): storage truncates from ``entries[0].index``."""
     snapshot: Snapshot | None = None
+    """A snapshot received from the leader: install it (storage, then the state machine)
+    before persisting ``entries``; it replaces every log entry it covers."""
     early_messages: list[Message] = field(default_factory=list)
+    """The leader's replication messages: send them before persisting (Raft thesis 10.2.1).
+    Safe because the leader counts itself towards a commit only once ``advance`` reports its own
+    entries durable."""
     messages: list[Message] = field(default_factory=list)
+    """Everything else (votes, append acknowledgements, ...): send only after the persist,
+    since each one promises what the node has stored."""
     committed_entries: list[Entry] = field(default_factory=list)
+    """Apply to the state machine in order, after the persist. Contiguous, starting right after
+    the previous ``Ready``'s last committed entry (or the installed snapshot)."""
     read_states: list[ReadState] = field(default_factory=list)
+    """Reads that became safe: answer each once the state machine applied ``index`` (or
+    refuse it when ``error`` is set)."""
 
 
 @dataclass(slots=True)
@@ -105,6 +128,7 @@ class RaftCore:
         self.log.committed = max(meta.index, min(hard_state.commit, self.log.last_index()))
         self._handed_applied = meta.index
         self._last_hard_state = HardState(self.term, self.vote, self.log.committed)
+        self._last_soft_state: SoftState | None = None
 
         self.role = Role.FOLLOWER
         self.leader_id = NO_NODE
@@ -170,6 +194,9 @@ class RaftCore:
 
     def hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
+
+    def soft_state(self) -> SoftState:
+        return SoftState(self.role, self.term, self.leader_id)
 
     def is_voter(self) -> bool:
         return self.id in self.conf.voters
@@ -375,6 +402,7 @@ class RaftCore:
             or self.log.unstable_from <= self.log.last_index()
             or self.log.committed > self._handed_applied
             or self._hard_state_changed()
+            or self._soft_state_changed()
         )
 
     def ready(self) -> Ready:
@@ -383,6 +411,8 @@ class RaftCore:
                 self._send_append(peer)
         self._dirty_peers.clear()
         rd = Ready()
+        if self._soft_state_changed():
+            rd.soft_state = self._last_soft_state = self.soft_state()
         if self._hard_state_changed():
             rd.hard_state = self.hard_state()
             self._last_hard_state = rd.hard_state
@@ -1011,6 +1041,15 @@ class RaftCore:
     def _hard_state_changed(self) -> bool:
         last = self._last_hard_state
         return last.term != self.term or last.vote != self.vote or last.commit != self.log.committed
+
+    def _soft_state_changed(self) -> bool:
+        last = self._last_soft_state
+        return (
+            last is None
+            or last.role is not self.role
+            or last.term != self.term
+            or last.leader_id != self.leader_id
+        )
 
 
 _EARLY_TYPES = frozenset({MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT})

@@ -29,6 +29,7 @@ from tornado.tcpserver import TCPServer
 from raftnode.config import Address
 from raftnode.raft.types import Message
 from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
+from raftnode.transport.carrier import Deliver
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_HEADER,
@@ -235,7 +236,8 @@ class _PeerListener(TCPServer):
 
 
 class PeerTransport:
-    """Sends messages to peers and hands received (authenticated) messages to ``on_message``."""
+    """Sends messages to peers and hands received (authenticated) messages to the ``deliver``
+    callback given to ``start`` (the ``MessageCarrier`` protocol)."""
 
     def __init__(
         self,
@@ -243,7 +245,6 @@ class PeerTransport:
         listen: Address,
         peers: dict[int, Address],
         secret: bytes,
-        on_message: Callable[[Message], None],
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_queue_bytes: int = 64 << 20,
@@ -252,7 +253,7 @@ class PeerTransport:
         self.node_id = node_id
         self.listen = listen
         self.secret = secret
-        self.on_message = on_message
+        self.on_message: Deliver = _drop
         self.on_refused = on_refused
         self.max_frame_bytes = max_frame_bytes
         self.max_queue_bytes = max_queue_bytes
@@ -266,8 +267,9 @@ class PeerTransport:
     def members(self) -> set[int]:
         return {self.node_id, *self._links}
 
-    async def start(self) -> None:
-        """Bind the listener and start dialing every peer."""
+    async def start(self, deliver: Deliver) -> None:
+        """Bind the listener and start dialing every peer; received messages go to ``deliver``."""
+        self.on_message = deliver
         sockets = _bind(self.listen)
         self._listener.add_sockets(sockets)
         for pid, addr in self._initial_peers.items():
@@ -311,6 +313,10 @@ class PeerTransport:
         tasks = [link.task for link in self._links.values() if link.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
+
+
+def _drop(message: Message) -> None:
+    """Where messages go before ``start`` names a receiver: nowhere."""
 
 
 def _bind(addr: Address) -> list[socket.socket]:
