@@ -128,6 +128,12 @@ class _Proposal:
     future: asyncio.Future[Any]
 
 
+def _expire(fut: asyncio.Future[Any], error: Callable[[], NodeError]) -> None:
+    """A request's deadline passed: fail its future unless it was answered meanwhile."""
+    if not fut.done():
+        fut.set_exception(error())
+
+
 LeaderListener = Callable[[int, int], None]
 """Called with (leader_id, term) whenever the known leader changes (0 = none known)."""
 
@@ -330,17 +336,23 @@ class RaftNode:
         return result
 
     async def _await_applied(self, index: int, term: int, timeout: float) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         self._proposals[index] = _Proposal(term, fut)
         self.metrics.proposals_pending.set(len(self._proposals))
         self._wake.set()
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            raise OutcomeUnknown(
+        timer = loop.call_later(
+            timeout,
+            _expire,
+            fut,
+            lambda: OutcomeUnknown(
                 f"entry {index} was proposed but not applied within {timeout:.1f}s"
-            ) from None
+            ),
+        )
+        try:
+            return await fut
         finally:
+            timer.cancel()
             self._proposals.pop(index, None)
             self.metrics.proposals_pending.set(len(self._proposals))
 
@@ -361,11 +373,16 @@ class RaftNode:
         self._reads[rid] = fut
         core.read_index(rid, self._clock(), lease=consistency == "lease")
         self._wake.set()
+        timer = asyncio.get_running_loop().call_later(
+            timeout,
+            _expire,
+            fut,
+            lambda: Unavailable(f"no leader confirmed the read within {timeout:.1f}s"),
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            raise Unavailable(f"no leader confirmed the read within {timeout:.1f}s") from None
+            await fut
         finally:
+            timer.cancel()
             self._reads.pop(rid, None)
 
     async def wait_for_leader(self, timeout: float) -> int:

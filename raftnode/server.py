@@ -18,7 +18,7 @@ from tornado.ioloop import PeriodicCallback
 
 from raftnode.config import NodeConfig
 from raftnode.embed import options_from_config
-from raftnode.http.client_api import ClientApiSettings, make_client_app
+from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.health import make_health_app
 from raftnode.kv.service import KeyValueService
 from raftnode.kv.store import KeyValueStore
@@ -46,7 +46,8 @@ class RaftnodeServer:
         self.service = KeyValueService(
             self.node, self.store, leader_wait=max(1.0, 4 * election_seconds)
         )
-        self.client_server: HTTPServer | None = None
+        self.client_api: ClientApi | None = None
+        self.client_server: asyncio.Server | None = None
         self.health_server: HTTPServer | None = None
         self._periodic: list[PeriodicCallback] = []
         self._stopped = asyncio.Event()
@@ -62,14 +63,10 @@ class RaftnodeServer:
             node_id=cfg.node_id,
             limits=cfg.limits,
             request_timeout=cfg.timing.request_timeout_ms / 1000,
-            leader_clients={m.id: m.client for m in cfg.cluster},
+            member_clients={m.id: m.client for m in cfg.cluster},
         )
-        self.client_server = HTTPServer(
-            make_client_app(self.service, settings, self.metrics),
-            max_body_size=cfg.limits.max_request_bytes * 2,
-            idle_connection_timeout=60,
-        )
-        self.client_server.listen(cfg.listen_client.port, cfg.listen_client.host)
+        self.client_api = ClientApi(self.service, settings, self.metrics)
+        self.client_server = await self.client_api.serve(cfg.listen_client)
         self.health_server = HTTPServer(
             make_health_app(self.node, self.metrics, self._extra_status)
         )
@@ -146,23 +143,21 @@ class RaftnodeServer:
     async def _shutdown(self, transfer: bool) -> None:
         self.notifier.stopping()
         if self.client_server is not None:
-            self.client_server.stop()
+            self.client_server.close()
         timeout = self.config.timing.shutdown_transfer_ms / 1000 if transfer else 0.0
         await self.node.stop(transfer_timeout=timeout)
         for pc in self._periodic:
             pc.stop()
         if self.health_server is not None:
             self.health_server.stop()
-        if self.client_server is not None:
-            try:
-                await asyncio.wait_for(self.client_server.close_all_connections(), 2.0)
-            except TimeoutError:
-                log.warning("client connections still open at exit")
+        if self.client_api is not None and not await self.client_api.close_connections(2.0):
+            log.warning("client requests still in flight at exit")
 
     async def _stop_after_failed_start(self) -> None:
-        for server in (self.client_server, self.health_server):
-            if server is not None:
-                server.stop()
+        if self.client_server is not None:
+            self.client_server.close()
+        if self.health_server is not None:
+            self.health_server.stop()
         try:
             await self.node.stop()
         except Exception:
