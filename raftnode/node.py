@@ -28,9 +28,10 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from raftnode.config import Address
 from raftnode.metrics import NodeMetrics
@@ -49,6 +50,15 @@ from raftnode.raft.types import (
     MessageType,
     Snapshot,
 )
+from raftnode.state_keeping import (
+    DurableKeeper,
+    DurableStateMachine,
+    RunBlocking,
+    SnapshottingKeeper,
+    StateKeeper,
+    StateMachine,
+    executor_runner,
+)
 from raftnode.storage.log_store import DiskLogStore, LogStore
 from raftnode.transport.carrier import MessageCarrier
 from raftnode.transport.peer import PeerTransport
@@ -59,19 +69,6 @@ CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
 
 Clock = Callable[[], float]
 """Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
-
-
-class StateMachine(Protocol):
-    """What an application replicates with Raft. Called on the event loop, in log order."""
-
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed command; the return value resolves that entry's ``propose``."""
-
-    def snapshot(self) -> bytes:
-        """Serialize the whole state (called between applies)."""
-
-    def restore(self, data: bytes) -> None:
-        """Replace the whole state with a snapshot's (``b""`` means empty)."""
 
 
 class NodeError(Exception):
@@ -142,13 +139,14 @@ class RaftNode:
     """A running Raft member around a ``StateMachine``; see the module docstring.
 
     ``log_store``, ``carrier`` and ``clock`` default to the production ones built from
-    ``options``; ``raft_config`` to ``options.raft_config()``.
+    ``options``; ``raft_config`` to ``options.raft_config()``; ``run_blocking`` (how the state
+    machine's slow calls leave the event loop) to a worker thread of the node's own.
     """
 
     def __init__(
         self,
         options: NodeOptions,
-        state_machine: StateMachine,
+        state_machine: StateMachine | DurableStateMachine,
         *,
         metrics: NodeMetrics | None = None,
         rng: random.Random | None = None,
@@ -157,6 +155,7 @@ class RaftNode:
         carrier: MessageCarrier | None = None,
         clock: Clock = time.monotonic,
         raft_config: RaftConfig | None = None,
+        run_blocking: RunBlocking | None = None,
     ) -> None:
         self.options = options
         self.node_id = options.node_id
@@ -174,6 +173,20 @@ class RaftNode:
             options.secret,
             on_refused=self.metrics.peer_refused.inc,
         )
+        self._state_executor: ThreadPoolExecutor | None = None
+        if run_blocking is None:
+            self._state_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"raft-state-{options.node_id}"
+            )
+            run_blocking = executor_runner(self._state_executor)
+        self._keeper: StateKeeper = (
+            DurableKeeper(state_machine, options.data_dir, run_blocking)
+            if isinstance(state_machine, DurableStateMachine)
+            else SnapshottingKeeper(state_machine)
+        )
+        self._compaction: asyncio.Task[None] | None = None
+        self._materializing: asyncio.Task[None] | None = None
+        self._installed_marker: Snapshot | None = None
         self.core: RaftCore | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
         self._next_tick_at = 0.0
@@ -207,6 +220,8 @@ class RaftNode:
             log.info("bootstrapped new cluster", extra={"fields": {"voters": sorted(o.members)}})
         elif state.is_empty:
             log.info("empty data directory: waiting for the cluster's leader to send its state")
+        snapshot, self.applied_index = await self._keeper.start(snapshot)
+        self._last_snapshot_index = snapshot.meta.index if snapshot is not None else 0
         self.core = RaftCore(
             self._raft_config,
             rng=self._rng,
@@ -214,16 +229,14 @@ class RaftNode:
             snapshot=snapshot,
             entries=entries,
         )
-        if snapshot is not None:
-            self.state_machine.restore(snapshot.data)
-            self.applied_index = self._last_snapshot_index = snapshot.meta.index
         log.info(
             "storage loaded",
             extra={
                 "fields": {
                     "term": hard_state.term,
                     "commit": hard_state.commit,
-                    "snapshot_index": snapshot.meta.index if snapshot else 0,
+                    "snapshot_index": self._last_snapshot_index,
+                    "applied": self.applied_index,
                     "last_index": self.core.last_index,
                 }
             },
@@ -247,16 +260,22 @@ class RaftNode:
                 await asyncio.wait_for(self._loop_task, 5.0)
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("ready loop did not finish in time")
+        for task in (self._compaction, self._materializing):
+            if task is not None and not task.done():
+                task.cancel()
         await self.carrier.close()
         await self.log_store.close()
+        if self._state_executor is not None:
+            self._state_executor.shutdown(wait=False)
         log.info("node stopped")
 
     def abandon(self) -> None:
         """Stop at once, as if the process died: nothing more is persisted, sent or answered
         (what the simulation does to crash a node; the log store is left as it is)."""
         self._halt("the node crashed")
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+        for task in (self._loop_task, self._compaction, self._materializing):
+            if task is not None:
+                task.cancel()
 
     def _halt(self, why: str) -> None:
         self.stopping = True
@@ -536,15 +555,25 @@ class RaftNode:
                     rd = core.ready()
                     await self._handle_ready(rd)
                     core.advance(rd)
-                    await self._maybe_snapshot()
+                    if self._installed_marker is not None:
+                        # Keep only a marker of an installed snapshot: its data is in the
+                        # durable state machine now.
+                        core.compact(self._installed_marker)
+                        self._installed_marker = None
+                    self._maybe_compact()
                 if self.stopping:
                     return
         except Exception as e:  # storage failure or a bug: stop serving, let systemd restart
-            self.failure = e
-            log.critical("ready loop failed; node stops serving", exc_info=True)
-            self._fail_reads(Unavailable("the node failed"))
-            if self._on_fatal is not None:
-                self._on_fatal(e)
+            self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        if self.failure is not None:
+            return
+        self.failure = e
+        log.critical("node failed; it stops serving", exc_info=e)
+        self._fail_reads(Unavailable("the node failed"))
+        if self._on_fatal is not None:
+            self._on_fatal(e)
 
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.soft_state is not None:
@@ -553,8 +582,9 @@ class RaftNode:
             # The leader's appends go out while its own fsync runs (see Ready).
             self.carrier.send(rd.early_messages)
         if rd.snapshot is not None:
-            await self.log_store.install_snapshot(rd.snapshot)
-            self._install_snapshot(rd.snapshot)
+            await self._install_snapshot(rd.snapshot)
+        if rd.snapshot_wanted and self._materializing is None:
+            self._materializing = asyncio.ensure_future(self._materialize())
         if rd.entries or rd.hard_state is not None:
             seconds = await self.log_store.persist(rd.entries, rd.hard_state)
             if rd.entries:
@@ -566,6 +596,8 @@ class RaftNode:
             self.carrier.send(rd.messages)
         for entry in rd.committed_entries:
             self._apply(entry)
+        if rd.committed_entries:
+            self._keeper.end_batch(self.applied_index)
         for rs in rd.read_states:
             fut = self._reads.get(rs.request_id)
             if fut is None or fut.done():
@@ -591,7 +623,7 @@ class RaftNode:
             self._apply_conf_change(change)
             result = change.result
         elif entry.data:
-            result = self.state_machine.apply(entry.index, entry.data)
+            result = self._keeper.apply(entry.index, entry.data)
         self.applied_index = entry.index
         p = self._proposals.pop(entry.index, None)
         if p is not None and not p.future.done():
@@ -623,9 +655,15 @@ class RaftNode:
             },
         )
 
-    def _install_snapshot(self, snapshot: Snapshot) -> None:
+    async def _install_snapshot(self, snapshot: Snapshot) -> None:
+        """A snapshot from the leader replaces the state: the state machine takes it first,
+        then the log store keeps what the keeper says (the snapshot, or a marker of it)."""
         meta = snapshot.meta
-        self.state_machine.restore(snapshot.data)
+        started = time.monotonic()
+        kept = await self._keeper.install(snapshot)
+        await self.log_store.install_snapshot(kept)
+        if not kept.complete:
+            self._installed_marker = kept
         self.applied_index = self._last_snapshot_index = meta.index
         self.metrics.snapshot_bytes.observe(len(snapshot.data))
         self.metrics.snapshots.labels(kind="received").inc()
@@ -635,30 +673,81 @@ class RaftNode:
                 p.future.set_exception(OutcomeUnknown("a snapshot replaced the pending write"))
         log.info(
             "snapshot installed",
-            extra={"fields": {"index": meta.index, "term": meta.term, "bytes": len(snapshot.data)}},
-        )
-
-    async def _maybe_snapshot(self) -> None:
-        core = self._core()
-        if self.applied_index - self._last_snapshot_index < self.options.snapshot_every_entries:
-            return
-        if core.applied_index < self.applied_index:
-            return
-        meta = core.snapshot_meta(self.applied_index)
-        started = time.monotonic()
-        snapshot = Snapshot(meta, self.state_machine.snapshot())
-        await self.log_store.save_snapshot(snapshot)
-        if self.stopping:
-            return
-        core.compact(snapshot)
-        self._last_snapshot_index = meta.index
-        self.metrics.snapshot_bytes.observe(len(snapshot.data))
-        self.metrics.snapshots.labels(kind="taken").inc()
-        log.info(
-            "snapshot taken",
             extra={
                 "fields": {
                     "index": meta.index,
+                    "term": meta.term,
+                    "bytes": len(snapshot.data),
+                    "seconds": round(time.monotonic() - started, 4),
+                }
+            },
+        )
+
+    def _maybe_compact(self) -> None:
+        """Every ``snapshot_every_entries`` applied entries, compact the log in the background
+        (the ready loop never waits for it)."""
+        core = self._core()
+        if self.applied_index - self._last_snapshot_index < self.options.snapshot_every_entries:
+            return
+        if core.applied_index < self.applied_index or self._compaction is not None:
+            return
+        self._compaction = asyncio.ensure_future(self._compact())
+
+    async def _compact(self) -> None:
+        core = self._core()
+        started = time.monotonic()
+        try:
+            snapshot = await self._keeper.compaction_snapshot(
+                self.applied_index, core.snapshot_meta
+            )
+            if snapshot is None or snapshot.meta.index <= self._last_snapshot_index:
+                return
+            await self.log_store.save_snapshot(snapshot)
+            if self.stopping or snapshot.meta.index <= self._last_snapshot_index:
+                return
+            core.compact(snapshot)
+            self._last_snapshot_index = snapshot.meta.index
+        except Exception as e:
+            self._fail(e)
+            return
+        finally:
+            self._compaction = None
+        self.metrics.snapshot_bytes.observe(len(snapshot.data))
+        self.metrics.snapshots.labels(kind="taken").inc()
+        log.info(
+            "log compacted",
+            extra={
+                "fields": {
+                    "index": snapshot.meta.index,
+                    "bytes": len(snapshot.data),
+                    "seconds": round(time.monotonic() - started, 4),
+                }
+            },
+        )
+
+    async def _materialize(self) -> None:
+        """A follower needs a complete snapshot: take one off the loop and offer it."""
+        core = self._core()
+        started = time.monotonic()
+        try:
+            snapshot = await self._keeper.materialize(core.snapshot_meta)
+            if snapshot is None or self.stopping:
+                return
+            if snapshot.meta.index > core.applied_index:
+                return  # the core is still replaying what the store holds: asked again later
+            core.compact(snapshot)
+            self._wake.set()
+        except Exception as e:
+            self._fail(e)
+            return
+        finally:
+            self._materializing = None
+        self.metrics.snapshots.labels(kind="materialized").inc()
+        log.info(
+            "snapshot materialized for a follower",
+            extra={
+                "fields": {
+                    "index": snapshot.meta.index,
                     "bytes": len(snapshot.data),
                     "seconds": round(time.monotonic() - started, 4),
                 }

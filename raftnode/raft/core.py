@@ -92,6 +92,10 @@ class Ready:
     read_states: list[ReadState] = field(default_factory=list)
     """Reads that became safe: answer each once the state machine applied ``index`` (or
     refuse it when ``error`` is set)."""
+    snapshot_wanted: bool = False
+    """A follower needs entries compacted into an incomplete snapshot (a durable state
+    machine's compaction point): materialize a complete snapshot at or after it, off the event
+    loop, and hand it to ``compact``. Until then that follower waits."""
 
 
 @dataclass(slots=True)
@@ -142,6 +146,7 @@ class RaftCore:
         self._waiting_reads: list[tuple[int, int]] = []
         self._follower_reads: set[int] = set()
         self._pending_snapshot: Snapshot | None = None
+        self._snapshot_wanted = False
         self._incoming: _IncomingSnapshot | None = None
         self._dirty_peers: set[int] = set()
 
@@ -345,8 +350,13 @@ class RaftCore:
         meta = snapshot.meta
         if meta.index > self.log.applied:
             raise ValueError(f"snapshot index {meta.index} is beyond applied {self.log.applied}")
-        if self._snapshot is not None and meta.index <= self._snapshot.meta.index:
-            return
+        current = self._snapshot
+        if current is not None and (
+            meta.index < current.meta.index
+            or (meta.index == current.meta.index and snapshot.complete == current.complete)
+        ):
+            return  # an older one, or the same again (replacing a marker with a complete
+            # snapshot at its index, or dropping a complete one's data, is allowed)
         self._snapshot = snapshot
         compact_to = min(meta.index, self.log.applied) - self.cfg.compaction_retain
         if compact_to > self.log.offset:
@@ -403,6 +413,7 @@ class RaftCore:
             or self.log.committed > self._handed_applied
             or self._hard_state_changed()
             or self._soft_state_changed()
+            or self._snapshot_wanted
         )
 
     def ready(self) -> Ready:
@@ -428,6 +439,7 @@ class RaftCore:
         rd.messages, self._msgs = self._msgs, []
         rd.early_messages, self._early_msgs = self._early_msgs, []
         rd.read_states, self._read_states = self._read_states, []
+        rd.snapshot_wanted, self._snapshot_wanted = self._snapshot_wanted, False
         return rd
 
     def advance(self, rd: Ready) -> None:
@@ -928,6 +940,9 @@ class RaftCore:
             raise AssertionError(
                 f"follower {peer} needs compacted entries but there is no snapshot"
             )
+        if not snapshot.complete:
+            self._snapshot_wanted = True  # the follower waits (in PROBE) until one is offered
+            return
         pr.become_snapshot(snapshot)
         self._send_snapshot_chunk(peer, pr)
 
