@@ -38,7 +38,7 @@ timeout you pass.
 
 from __future__ import annotations
 
-from raftnode.config import Address, NodeConfig
+from raftnode.config import Address
 from raftnode.node import (
     CONSISTENCY_LEVELS,
     NodeError,
@@ -49,6 +49,7 @@ from raftnode.node import (
     StateMachine,
     Unavailable,
 )
+from raftnode.node_options import options_from_config
 
 __all__ = [
     "CONSISTENCY_LEVELS",
@@ -62,20 +63,3 @@ __all__ = [
     "Unavailable",
     "options_from_config",
 ]
-
-
-def options_from_config(config: NodeConfig) -> NodeOptions:
-    """``NodeOptions`` from a validated raftnode YAML config (peer addresses, timing, secret)."""
-    if config.secret is None and not config.insecure:
-        raise ValueError("a cluster secret is required unless the config says insecure: true")
-    return NodeOptions(
-        node_id=config.node_id,
-        data_dir=config.data_dir,
-        listen_peer=config.listen_peer,
-        members={m.id: m.peer for m in config.cluster},
-        secret=config.secret or b"",
-        tick_seconds=config.timing.tick_ms / 1000,
-        election_ticks=config.timing.election_ticks,
-        heartbeat_ticks=config.timing.heartbeat_ticks,
-        snapshot_every_entries=config.snapshot_every_entries,
-    )

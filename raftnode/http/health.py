@@ -15,11 +15,10 @@ from typing import Any
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from raftnode.defaults import REPLICA_MAX_LAG
 from raftnode.logs import log_health_request
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
-
-DEFAULT_REPLICA_LAG = 100
 
 
 class _HealthHandler(tornado.web.RequestHandler):
@@ -88,7 +87,7 @@ class ReplicaHandler(_HealthHandler):
     endpoint = "replica"
 
     def verdict(self) -> tuple[bool, str]:
-        arg = self.get_query_argument("lag", str(DEFAULT_REPLICA_LAG))
+        arg = self.get_query_argument("lag", str(REPLICA_MAX_LAG))
         if not arg.isdigit():
             raise tornado.web.HTTPError(400, "lag must be a non-negative integer")
         n = self.node
@@ -124,7 +123,7 @@ class ReadinessHandler(_HealthHandler):
             return False, "not healthy"
         if n.is_leader:
             return (True, "ready (leader)") if n.has_quorum() else (False, "leader without quorum")
-        if n.is_caught_up_replica(DEFAULT_REPLICA_LAG):
+        if n.is_caught_up_replica(REPLICA_MAX_LAG):
             return True, "ready (follower)"
         return False, f"not ready (leader={n.leader_id} lag={n.replica_lag()})"
 
