@@ -60,7 +60,7 @@ class RaftnodeServer:
             node_id=cfg.node_id,
             limits=cfg.limits,
             request_timeout=cfg.timing.request_timeout_seconds,
-            leader_clients={m.id: m.client for m in cfg.cluster},
+            member_clients={m.id: m.client for m in cfg.cluster},
         )
         self.client_server = HTTPServer(
             make_client_app(self.service, settings, self.metrics),

@@ -1,8 +1,8 @@
 """The health listener: role and readiness as status codes, ``/status`` JSON, ``/metrics``.
 
 Answers come from in-memory state only (no Raft round trips, no disk), so a load balancer can
-poll every few hundred milliseconds. GET, HEAD and OPTIONS all answer the same status code:
-HAProxy's bare ``option httpchk`` sends OPTIONS.
+poll every few hundred milliseconds. Each endpoint implements GET only; HEAD and OPTIONS answer
+the same status code through it (HAProxy's bare ``option httpchk`` sends OPTIONS).
 """
 
 from __future__ import annotations
@@ -40,32 +40,30 @@ class _HealthHandler(tornado.web.RequestHandler):
             endpoint=self.endpoint, code=str(self.get_status())
         ).observe(time.monotonic() - self.started)
 
+    def head(self) -> None:
+        # Tornado sends HEAD the headers GET would (Content-Length included) and drops the body.
+        self.get()
+
+    def options(self) -> None:
+        self.set_header("Allow", "GET, HEAD, OPTIONS")
+        self.get()
+
+
+class _VerdictHandler(_HealthHandler):
+    """The answer is the status code: 200 when ``verdict`` holds, 503 when not."""
+
     def verdict(self) -> tuple[bool, str]:
         raise NotImplementedError
 
-    def _answer(self, with_body: bool) -> None:
+    def get(self) -> None:
         ok, reason = self.verdict()
         self.set_status(200 if ok else 503)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        if with_body:
-            self.finish(f"{reason}\n")
-        else:
-            self.set_header("Content-Length", str(len(reason) + 1))
-            self.finish()
-
-    def get(self) -> None:
-        self._answer(True)
-
-    def head(self) -> None:
-        self._answer(False)
-
-    def options(self) -> None:
-        self.set_header("Allow", "GET, HEAD, OPTIONS")
-        self._answer(True)
+        self.finish(f"{reason}\n")
 
 
-class PrimaryHandler(_HealthHandler):
+class PrimaryHandler(_VerdictHandler):
     """200 only on a leader that heard from a quorum within the last election timeout."""
 
     endpoint = "primary"
@@ -81,7 +79,7 @@ class PrimaryHandler(_HealthHandler):
         return True, f"leader term={n.term}"
 
 
-class ReplicaHandler(_HealthHandler):
+class ReplicaHandler(_VerdictHandler):
     """200 only on a follower that knows a live leader and lags at most ``?lag=N`` entries."""
 
     endpoint = "replica"
@@ -100,7 +98,7 @@ class ReplicaHandler(_HealthHandler):
         )
 
 
-class HealthHandler(_HealthHandler):
+class HealthHandler(_VerdictHandler):
     """200 while the process runs and its storage accepts writes."""
 
     endpoint = "health"
@@ -112,7 +110,7 @@ class HealthHandler(_HealthHandler):
         return False, f"unhealthy: {n.failure!r}" if n.failure else "unhealthy: storage not usable"
 
 
-class ReadinessHandler(_HealthHandler):
+class ReadinessHandler(_VerdictHandler):
     """200 once the node serves: healthy, a leader is known (or it leads with quorum), caught up."""
 
     endpoint = "readiness"
@@ -141,14 +139,6 @@ class StatusHandler(_HealthHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self._status(), indent=None, separators=(",", ":")))
 
-    def head(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.finish()
-
-    def options(self) -> None:
-        self.set_header("Allow", "GET, HEAD, OPTIONS")
-        self.finish()
-
 
 class MetricsHandler(_HealthHandler):
     endpoint = "metrics"
@@ -157,14 +147,6 @@ class MetricsHandler(_HealthHandler):
         self.node.refresh_metrics()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(self.metrics.render())
-
-    def head(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish()
-
-    def options(self) -> None:
-        self.set_header("Allow", "GET, HEAD, OPTIONS")
-        self.finish()
 
 
 def make_health_app(
