@@ -121,23 +121,30 @@ class RaftStorage:
         commit = max(saved.commit, snapshot_index)
         if commit > wal.last_index:
             log.warning(
-                "hard_state_commit_clamped file=%s saved_commit=%d last_index=%d",
-                hard_state_file.path,
-                saved.commit,
-                wal.last_index,
+                "hard state commit clamped to the log",
+                extra={
+                    "fields": {
+                        "file": str(hard_state_file.path),
+                        "saved_commit": saved.commit,
+                        "last_index": wal.last_index,
+                    }
+                },
             )
             commit = wal.last_index
         recovered = HardState(term=saved.term, vote=saved.vote, commit=commit)
         log.info(
-            "storage_recovered dir=%s term=%d vote=%d commit=%d snapshot_index=%d "
-            "first_index=%d last_index=%d",
-            data_dir,
-            recovered.term,
-            recovered.vote,
-            recovered.commit,
-            snapshot_index,
-            entries[0].index if entries else snapshot_index + 1,
-            wal.last_index,
+            "storage recovered",
+            extra={
+                "fields": {
+                    "dir": str(data_dir),
+                    "term": recovered.term,
+                    "vote": recovered.vote,
+                    "commit": recovered.commit,
+                    "snapshot_index": snapshot_index,
+                    "first_index": entries[0].index if entries else snapshot_index + 1,
+                    "last_index": wal.last_index,
+                }
+            },
         )
         return cls(
             fs=fs,

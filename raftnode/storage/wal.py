@@ -100,11 +100,15 @@ class WriteAheadLog:
                         f"{scan.damage}, yet a valid frame follows at byte offset {resume}",
                     )
                 log.warning(
-                    "wal_torn_tail_truncated file=%s offset=%d dropped_bytes=%d reason=%r",
-                    path,
-                    scan.valid_bytes,
-                    len(data) - scan.valid_bytes,
-                    scan.damage,
+                    "wal torn tail truncated",
+                    extra={
+                        "fields": {
+                            "file": str(path),
+                            "offset": scan.valid_bytes,
+                            "dropped_bytes": len(data) - scan.valid_bytes,
+                            "reason": scan.damage,
+                        }
+                    },
                 )
                 torn_at = scan.valid_bytes
             max_index = 0
