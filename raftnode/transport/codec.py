@@ -27,7 +27,8 @@ from raftnode.raft.types import (
     SnapshotMeta,
 )
 
-FRAME_HEADER = struct.Struct(">I")
+MESSAGE_FRAME_HEADER = struct.Struct(">I")
+"""Before every Raft message on a peer stream: the encoded message's length."""
 _HEADER = struct.Struct(">BBQQQQQQQQQII")
 _META = struct.Struct(">QQHH")
 _ID = struct.Struct(">Q")
@@ -168,4 +169,4 @@ def decode_message(buf: bytes | memoryview) -> Message:
 
 def frame(payload: bytes) -> bytes:
     """Prefix a payload with its length."""
-    return FRAME_HEADER.pack(len(payload)) + payload
+    return MESSAGE_FRAME_HEADER.pack(len(payload)) + payload

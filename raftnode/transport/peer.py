@@ -31,7 +31,7 @@ from raftnode.raft.types import Message
 from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
-    FRAME_HEADER,
+    MESSAGE_FRAME_HEADER,
     CodecError,
     decode_message,
     encode_message,
@@ -67,7 +67,7 @@ class _PeerLink:
             self.dropped += 1
             return
         self.queue.append(frame(payload))
-        self.queued_bytes += len(payload) + FRAME_HEADER.size
+        self.queued_bytes += len(payload) + MESSAGE_FRAME_HEADER.size
         self.wakeup.set()
 
     async def run(self) -> None:
@@ -209,7 +209,8 @@ class _PeerListener(TCPServer):
     async def _read_loop(self, stream: IOStream, peer_id: int) -> None:
         t = self.transport
         while True:
-            (length,) = FRAME_HEADER.unpack(await stream.read_bytes(FRAME_HEADER.size))
+            header = await stream.read_bytes(MESSAGE_FRAME_HEADER.size)
+            (length,) = MESSAGE_FRAME_HEADER.unpack(header)
             if length > t.max_frame_bytes:
                 log.warning(
                     "peer frame too large; closing",
