@@ -58,14 +58,12 @@ class _PeerLink:
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
         self.connected = False
-        self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self.stream: IOStream | None = None
 
     def enqueue(self, payload: bytes) -> None:
         if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
-            self.dropped += 1
-            return
+            return  # dropped: Raft retransmits what matters
         self.queue.append(frame(payload))
         self.queued_bytes += len(payload) + MESSAGE_FRAME_HEADER.size
         self.wakeup.set()
@@ -184,7 +182,6 @@ class _PeerListener(TCPServer):
                     HANDSHAKE_TIMEOUT,
                 )
             except (AuthError, TimeoutError, StreamClosedError, OSError) as e:
-                t.refused += 1
                 log.warning(
                     "peer connection refused",
                     extra={
@@ -258,7 +255,6 @@ class PeerTransport:
         self.max_frame_bytes = max_frame_bytes
         self.max_queue_bytes = max_queue_bytes
         self.closed = False
-        self.refused = 0
         self.last_heard: dict[int, float] = {}
         self._links: dict[int, _PeerLink] = {}
         self._listener = _PeerListener(self)
