@@ -147,9 +147,6 @@ class WriteAheadLog:
         """The I/O error that stopped the log, if any."""
         return self._failure
 
-    def segment_paths(self) -> list[Path]:
-        return [s.path for s in self._segments]
-
     def append(self, entries: Sequence[Entry]) -> float:
         """Write ``entries`` (contiguous; may overwrite a suffix) durably; return fsync seconds.
 
