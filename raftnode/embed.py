@@ -31,14 +31,16 @@ Run a node and use it from your handlers::
 
 ``propose`` raises ``NotLeader`` (nothing done; ``leader_id`` says where to go), ``Unavailable``
 (nothing done, retry later) or ``OutcomeUnknown`` (it may still apply: check before retrying a
-non-idempotent command). ``read_barrier`` takes ``"linearizable"`` (ReadIndex), ``"lease"``
-(leader lease, no round trip) or ``"stale"`` (local state as is). Every wait is bounded by the
+non-idempotent command). ``read_barrier`` takes a ``Consistency``: ``LINEARIZABLE`` (ReadIndex),
+``LEASE`` (leader lease, no round trip) or ``STALE`` (local state as is); the plain strings
+``"linearizable"``, ``"lease"`` and ``"stale"`` are the same values. Every wait is bounded by the
 timeout you pass.
 """
 
 from __future__ import annotations
 
 from raftnode.config import Address
+from raftnode.consistency import Consistency
 from raftnode.node import (
     CONSISTENCY_LEVELS,
     NodeError,
@@ -54,6 +56,7 @@ from raftnode.node_options import options_from_config
 __all__ = [
     "CONSISTENCY_LEVELS",
     "Address",
+    "Consistency",
     "NodeError",
     "NodeOptions",
     "NotLeader",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from raftnode.consistency import Consistency
 from raftnode.kv.commands import Command, CommandResult
 from raftnode.kv.store import KeyValueStore
 from raftnode.node import NotLeader, RaftNode, Unavailable
@@ -48,7 +49,7 @@ class KeyValueService:
             assert isinstance(result, CommandResult)
             return result
 
-    async def read_barrier(self, consistency: str, deadline: float) -> None:
+    async def read_barrier(self, consistency: Consistency, deadline: float) -> None:
         """Wait until the local store may answer at ``consistency``; retries across elections."""
         budget_end = min(deadline, time.monotonic() + self.leader_wait)
         while True:
