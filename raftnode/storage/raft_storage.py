@@ -118,20 +118,7 @@ class RaftStorage:
             fs.close(lock_file)
             raise
         entries = [e for e in replayed if e.index > snapshot_index]
-        commit = max(saved.commit, snapshot_index)
-        if commit > wal.last_index:
-            log.warning(
-                "hard state commit clamped to the log",
-                extra={
-                    "fields": {
-                        "file": str(hard_state_file.path),
-                        "saved_commit": saved.commit,
-                        "last_index": wal.last_index,
-                    }
-                },
-            )
-            commit = wal.last_index
-        recovered = HardState(term=saved.term, vote=saved.vote, commit=commit)
+        recovered = _hard_state_within_log(saved, snapshot_index, wal.last_index, hard_state_file)
         log.info(
             "storage recovered",
             extra={
@@ -289,3 +276,24 @@ def _check_hard_state(current: HardState, new: HardState, last_index: int) -> No
         )
     if new.commit > last_index:
         raise ValueError(f"commit {new.commit} is past the last entry {last_index}")
+
+
+def _hard_state_within_log(
+    saved: HardState, snapshot_index: int, last_index: int, file: HardStateFile
+) -> HardState:
+    """The saved hard state, its commit index at least the snapshot's and at most the log's
+    end (a commit beyond the durable log is clamped, with a warning naming the file)."""
+    commit = max(saved.commit, snapshot_index)
+    if commit > last_index:
+        log.warning(
+            "hard state commit clamped to the log",
+            extra={
+                "fields": {
+                    "file": str(file.path),
+                    "saved_commit": saved.commit,
+                    "last_index": last_index,
+                }
+            },
+        )
+        commit = last_index
+    return HardState(term=saved.term, vote=saved.vote, commit=commit)
