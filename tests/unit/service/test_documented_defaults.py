@@ -56,3 +56,18 @@ def test_address_parses_host_port_and_bracketed_ipv6() -> None:
 def test_address_refuses_what_is_not_host_port(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         Address.parse(text)
+
+
+def test_role_defaults_that_repeat_a_runtime_default_agree_with_it() -> None:
+    """roles/raftnode restates some defaults; whatever it still restates must not drift."""
+    role = yaml.safe_load((DOC.parents[1] / "roles/raftnode/defaults/main.yml").read_text())
+    code = {
+        "raftnode_timing": asdict(Timing()),
+        "raftnode_limits": asdict(Limits()),
+        "raftnode_snapshot_every_entries": Snapshot().every_entries,
+        "raftnode_log_level": str(LogSettings().level),
+        "raftnode_log_format": str(LogSettings().format),
+    }
+    for key, value in code.items():
+        if key in role:
+            assert role[key] == value, key
