@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from raftnode.config import Address
+from raftnode.consistency import Consistency
+from raftnode.defaults import Snapshot as SnapshotDefaults
+from raftnode.defaults import Timing
 from raftnode.metrics import NodeMetrics
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
@@ -65,7 +68,7 @@ from raftnode.transport.peer import PeerTransport
 
 log = logging.getLogger(__name__)
 
-CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+CONSISTENCY_LEVELS = tuple(Consistency)
 
 Clock = Callable[[], float]
 """Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
@@ -103,10 +106,10 @@ class NodeOptions:
     listen_peer: Address
     members: Mapping[int, Address]
     secret: bytes
-    tick_seconds: float = 0.05
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
-    snapshot_every_entries: int = 10000
+    tick_seconds: float = Timing().tick_seconds
+    election_ticks: int = Timing().election_ticks
+    heartbeat_ticks: int = Timing().heartbeat_ticks
+    snapshot_every_entries: int = SnapshotDefaults().every_entries
     initial_cluster_state: Literal["new", "existing"] = "new"
 
     def raft_config(self) -> RaftConfig:
@@ -640,8 +643,7 @@ class RaftNode:
         for node in change.result.members():
             addr = change.context.get("peer") if node == change.node_id else None
             if addr and node != self.node_id:
-                host, _, port = addr.rpartition(":")
-                self.carrier.add_peer(node, Address(host, int(port)))
+                self.carrier.add_peer(node, Address.parse(addr))
         if change.node_id and change.node_id not in change.result.members():
             self.carrier.remove_peer(change.node_id)
         log.info(

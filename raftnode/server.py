@@ -17,13 +17,13 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from raftnode.config import NodeConfig
-from raftnode.embed import options_from_config
 from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.health import make_health_app
 from raftnode.kv.service import KeyValueService
 from raftnode.kv.store import KeyValueStore
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
+from raftnode.node_options import options_from_config
 from raftnode.storage.errors import StorageError
 from raftnode.systemd_notify import SystemdNotifier
 
@@ -41,10 +41,8 @@ class RaftnodeServer:
         self.node = RaftNode(
             options_from_config(config), self.store, metrics=self.metrics, on_fatal=self._fatal
         )
-        t = config.timing
-        election_seconds = t.election_ticks * t.tick_ms / 1000
         self.service = KeyValueService(
-            self.node, self.store, leader_wait=max(1.0, 4 * election_seconds)
+            self.node, self.store, leader_wait=max(1.0, 4 * config.timing.election_seconds)
         )
         self.client_api: ClientApi | None = None
         self.client_server: asyncio.Server | None = None
@@ -62,7 +60,7 @@ class RaftnodeServer:
         settings = ClientApiSettings(
             node_id=cfg.node_id,
             limits=cfg.limits,
-            request_timeout=cfg.timing.request_timeout_ms / 1000,
+            request_timeout=cfg.timing.request_timeout_seconds,
             member_clients={m.id: m.client for m in cfg.cluster},
         )
         self.client_api = ClientApi(self.service, settings, self.metrics)
@@ -144,7 +142,7 @@ class RaftnodeServer:
         self.notifier.stopping()
         if self.client_server is not None:
             self.client_server.close()
-        timeout = self.config.timing.shutdown_transfer_ms / 1000 if transfer else 0.0
+        timeout = self.config.timing.shutdown_transfer_seconds if transfer else 0.0
         await self.node.stop(transfer_timeout=timeout)
         for pc in self._periodic:
             pc.stop()

@@ -19,9 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftnode.config import Address, Limits
+from raftnode.consistency import Consistency
 from raftnode.http import requests
 from raftnode.http.connection import HttpConnection, Request, Response
-from raftnode.http.errors import ApiError, outcome_unknown, too_large, unavailable
+from raftnode.http.errors import (
+    ApiError,
+    ErrorCode,
+    not_found,
+    outcome_unknown,
+    too_large,
+    unavailable,
+)
 from raftnode.http.forward import HOPS_HEADER, MAX_HOPS, ForwardNotSent, ForwardUnknown, forward
 from raftnode.kv.commands import Command, CommandResult
 from raftnode.kv.service import KeyValueService
@@ -70,7 +78,7 @@ def error_response(err: ApiError) -> Response:
 
 def refusal(status: int, code: str, message: str) -> Response:
     """The answer to a request the connection itself refuses (malformed, too large)."""
-    return error_response(ApiError(status, code, message))
+    return error_response(ApiError(status, ErrorCode(code), message))
 
 
 class ClientApi:
@@ -123,7 +131,7 @@ class ClientApi:
         try:
             answer = await run(request, deadline)
         except ApiError as e:
-            answer = _Answer(error_response(e), e.code)
+            answer = _Answer(error_response(e), str(e.code))
         if kind == "write":
             self.metrics.write_seconds.labels(op=label, outcome=answer.outcome).observe(
                 time.monotonic() - started
@@ -204,7 +212,7 @@ class ClientApi:
             return _Answer(json_response(200, body, headers), "ok")
         if result.error == "cas_mismatch":
             conflict = {
-                "error": "cas_mismatch",
+                "error": ErrorCode.CAS_MISMATCH,
                 "message": "the key's current value does not match prev_value; nothing was written",
                 "key": cmd.key,
                 "current_value": result.current_value,
@@ -212,10 +220,8 @@ class ClientApi:
             }
             return _Answer(json_response(409, conflict, headers), "cas_mismatch")
         if result.error == "not_found":
-            raise ApiError(
-                404, "not_found", f"key {cmd.key!r} does not exist", extra={"key": cmd.key}
-            )
-        raise ApiError(500, result.error or "internal", "the command failed to apply")
+            raise not_found(cmd.key)
+        raise ApiError(500, ErrorCode.INTERNAL, f"the command failed to apply ({result.error})")
 
     async def _forward(self, request: Request, leader_id: int, deadline: float) -> _Answer | None:
         """Relay the request to the leader; None when this node became the leader meanwhile."""
@@ -262,7 +268,7 @@ class ClientApi:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def _read_barrier(self, consistency: str, deadline: float) -> None:
+    async def _read_barrier(self, consistency: Consistency, deadline: float) -> None:
         try:
             await self.service.read_barrier(consistency, deadline)
         except Unavailable as e:
@@ -275,7 +281,7 @@ class ClientApi:
         await self._read_barrier(consistency, deadline)
         record = self.service.store.get(key)
         if record is None:
-            raise _not_found(key)
+            raise not_found(key)
         headers = {"X-Raftnode-Revision": str(record.mod_revision)}
         return _Answer(json_response(200, {"value": record.value}, headers), "ok")
 
@@ -303,26 +309,22 @@ class ClientApi:
         return _Answer(json_response(200, body, headers), "ok")
 
 
-def _not_found(key: str) -> ApiError:
-    return ApiError(404, "not_found", f"key {key!r} does not exist", extra={"key": key})
-
-
 def _consistency_label(request: Request) -> str:
     """The metrics label for a read: its consistency when valid (validated again later)."""
-    value = request.param("consistency") or "linearizable"
-    return value if value in ("linearizable", "lease", "stale") else "invalid"
+    value = request.param("consistency") or Consistency.LINEARIZABLE
+    return value if value in set(Consistency) else "invalid"
 
 
 def _method_not_allowed(method: str, path: str) -> _Run:
     async def refuse(request: Request, deadline: float) -> _Answer:
-        raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
+        raise ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
 
     return refuse
 
 
 def _no_route(path: str) -> _Run:
     async def refuse(request: Request, deadline: float) -> _Answer:
-        raise ApiError(404, "no_route", f"no endpoint {path}; see /kv")
+        raise ApiError(404, ErrorCode.NO_ROUTE, f"no endpoint {path}; see /kv")
 
     return refuse
 

@@ -32,7 +32,7 @@ from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
 from raftnode.transport.carrier import Deliver
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
-    FRAME_HEADER,
+    MESSAGE_FRAME_HEADER,
     CodecError,
     decode_message,
     encode_message,
@@ -59,16 +59,14 @@ class _PeerLink:
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
         self.connected = False
-        self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self.stream: IOStream | None = None
 
     def enqueue(self, payload: bytes) -> None:
         if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
-            self.dropped += 1
-            return
+            return  # dropped: Raft retransmits what matters
         self.queue.append(frame(payload))
-        self.queued_bytes += len(payload) + FRAME_HEADER.size
+        self.queued_bytes += len(payload) + MESSAGE_FRAME_HEADER.size
         self.wakeup.set()
 
     async def run(self) -> None:
@@ -185,7 +183,6 @@ class _PeerListener(TCPServer):
                     HANDSHAKE_TIMEOUT,
                 )
             except (AuthError, TimeoutError, StreamClosedError, OSError) as e:
-                t.refused += 1
                 log.warning(
                     "peer connection refused",
                     extra={
@@ -210,7 +207,8 @@ class _PeerListener(TCPServer):
     async def _read_loop(self, stream: IOStream, peer_id: int) -> None:
         t = self.transport
         while True:
-            (length,) = FRAME_HEADER.unpack(await stream.read_bytes(FRAME_HEADER.size))
+            header = await stream.read_bytes(MESSAGE_FRAME_HEADER.size)
+            (length,) = MESSAGE_FRAME_HEADER.unpack(header)
             if length > t.max_frame_bytes:
                 log.warning(
                     "peer frame too large; closing",
@@ -258,7 +256,6 @@ class PeerTransport:
         self.max_frame_bytes = max_frame_bytes
         self.max_queue_bytes = max_queue_bytes
         self.closed = False
-        self.refused = 0
         self.last_heard: dict[int, float] = {}
         self._links: dict[int, _PeerLink] = {}
         self._listener = _PeerListener(self)

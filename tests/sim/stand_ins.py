@@ -158,6 +158,6 @@ class SimStateMachine:
         return json.dumps({"kv": self.kv, "last": self.last_write}, sort_keys=True).encode()
 
     def restore(self, data: bytes) -> None:
-        state = json.loads(data) if data else {"kv": {}, "last": 0}
+        state: dict[str, Any] = json.loads(data) if data else {"kv": {}, "last": 0}
         self.kv = state["kv"]
         self.last_write = state["last"]
