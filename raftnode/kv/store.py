@@ -49,10 +49,11 @@ File format (version 1; the live store and snapshot files share it). An SQLite 3
 
 Keys and values are stored as UTF-8 (``surrogatepass``, so any Python string round-trips); byte
 order of UTF-8 equals code point order, so listings sort exactly as Python sorts strings. A
-snapshot file is the store compacted by ``VACUUM INTO`` in rollback-journal mode, fsynced, then
-renamed into place; ``SnapshotInfo.sha256`` is the SHA-256 of the whole file. Restoring is a
-validated copy of such a file. ``inspect_snapshot(path)`` reads a snapshot's index, revision, key
-count, size and checksum without a store.
+snapshot file is a copy of the store (SQLite's online backup, or ``VACUUM INTO`` when
+compacting) in rollback-journal mode, fsynced, then renamed into place; ``SnapshotInfo.sha256``
+is the SHA-256 of the whole file. Restoring is a validated copy of such a file.
+``inspect_snapshot(path)`` reads a snapshot's index, revision, key count, size and checksum
+without a store.
 
 Measurements and the choice of SQLite over LMDB and the old dict: ``docs/storage.md``.
 """
@@ -85,6 +86,8 @@ DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # checkpoints (on the loop thread) once the WAL holds this many pages (~40 MiB at 4 KiB pages).
 DEFAULT_AUTOCHECKPOINT_PAGES = 10_000
 
+# Snapshot and sync connections stream through the data once: a small cache of their own.
+_READER_CACHE_BYTES = 2 * 1024 * 1024
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _ENC = "utf-8"
 _ERRORS = "surrogatepass"
@@ -332,11 +335,12 @@ class KeyValueStore:
 
     # -- opening and closing ---------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_bytes: int | None = None) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
-        conn.execute(f"PRAGMA cache_size = {-max(1, self._cache_bytes // 1024)}")
+        cache = self._cache_bytes if cache_bytes is None else cache_bytes
+        conn.execute(f"PRAGMA cache_size = {-max(1, cache // 1024)}")
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -596,7 +600,7 @@ class KeyValueStore:
         """
         with self._sync_lock:
             if self._sync_conn is None:
-                self._sync_conn = self._connect()
+                self._sync_conn = self._connect(_READER_CACHE_BYTES)
             conn = self._sync_conn
             index = int(conn.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()[0])
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -610,24 +614,36 @@ class KeyValueStore:
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def snapshot_to(self, dest: Path) -> SnapshotInfo:
+    def snapshot_to(self, dest: Path, *, compact: bool = False) -> SnapshotInfo:
         """Write a consistent snapshot of the last ``commit()`` to ``dest`` (a worker thread).
 
-        ``VACUUM INTO`` on a separate read connection: a WAL read transaction sees a stable
-        view while the loop keeps applying, and the copy comes out compacted. The file is
-        written beside ``dest``, fsynced while its SHA-256 is computed, then renamed.
+        Runs on its own read connection: a WAL read transaction sees a stable view while the
+        loop keeps applying and committing. By default SQLite's online backup copies the pages
+        in one step (about 4x faster than ``compact``); ``compact=True`` uses ``VACUUM INTO``,
+        which rebuilds the b-trees and leaves free pages out (smaller after many deletes). The
+        file is written beside ``dest`` in rollback-journal mode, fsynced while its SHA-256 is
+        computed, then renamed over ``dest``.
         """
         dest = Path(dest)
         tmp = dest.with_name(dest.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        conn = self._connect()
+        src = self._connect(_READER_CACHE_BYTES)
         try:
-            conn.execute("VACUUM INTO ?", (str(tmp),))
+            if compact:
+                src.execute("VACUUM INTO ?", (str(tmp),))
+            else:
+                out = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    src.backup(out)  # all pages in one step: one read transaction
+                    # The copy carries the source's WAL flag; a snapshot is a plain file.
+                    out.execute("PRAGMA journal_mode = DELETE").fetchone()
+                finally:
+                    out.close()
         except sqlite3.Error as e:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"{self.path}: snapshot to {dest} failed: {e}") from e
         finally:
-            conn.close()
+            src.close()
         info = inspect_snapshot(tmp)
         os.replace(tmp, dest)
         _fsync_path(dest.parent, directory=True)

@@ -24,11 +24,17 @@ def fill(store: KeyValueStore, n: int, start: int = 0) -> Applier:
     return a
 
 
-def test_snapshot_to_restore_from_round_trip(store: KeyValueStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compact", [False, True])
+def test_snapshot_to_restore_from_round_trip(
+    store: KeyValueStore, tmp_path: Path, compact: bool
+) -> None:
     a = fill(store, 1000)
     a.delete("key/000005")
     store.commit()
-    info = store.snapshot_to(tmp_path / "snap.db")
+    info = store.snapshot_to(tmp_path / "snap.db", compact=compact)
+    assert not (tmp_path / "snap.db.tmp").exists()
+    header = (tmp_path / "snap.db").read_bytes()[:20]
+    assert header[18:20] == b"\x01\x01"  # rollback-journal mode: no WAL beside a snapshot
     assert (info.applied_index, info.revision, info.key_count) == (1001, 1001, 999)
     assert info.logical_bytes == store.quota_used_bytes
     data = (tmp_path / "snap.db").read_bytes()
@@ -61,8 +67,9 @@ def test_snapshot_is_the_last_commit_not_the_open_batch(
     assert info.applied_index == 10 and info.key_count == 10
 
 
+@pytest.mark.parametrize("compact", [False, True])
 def test_snapshot_while_applies_continue_equals_state_at_its_index(
-    store: KeyValueStore, tmp_path: Path
+    store: KeyValueStore, tmp_path: Path, compact: bool
 ) -> None:
     """The loop keeps applying and committing while a worker thread takes the snapshot."""
     a = fill(store, 20_000)
@@ -74,7 +81,7 @@ def test_snapshot_while_applies_continue_equals_state_at_its_index(
     result: dict[str, object] = {}
 
     def take() -> None:
-        result["info"] = store.snapshot_to(tmp_path / "snap.db")
+        result["info"] = store.snapshot_to(tmp_path / "snap.db", compact=compact)
 
     history[store.applied_index] = [(k, r.value) for k, r in ref.list("")]
     t = threading.Thread(target=take)
