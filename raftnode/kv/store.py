@@ -312,6 +312,8 @@ class KeyValueStore:
         self._sync_conn: sqlite3.Connection | None = None
         self._durable = 0
         self._closed = False
+        # A copy left by a restore that crashed before its swap is of no use.
+        self._staged_path().unlink(missing_ok=True)
         self._conn = self._open_writer()
         self._load_meta()
         self.sync()
@@ -599,18 +601,23 @@ class KeyValueStore:
         the read is in those files, so it is durable once the fsyncs return.
         """
         with self._sync_lock:
-            if self._sync_conn is None:
-                self._sync_conn = self._connect(_READER_CACHE_BYTES)
-            conn = self._sync_conn
-            index = int(conn.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()[0])
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            wal = self.path.with_name(self.path.name + "-wal")
-            with contextlib.suppress(FileNotFoundError):
-                _fsync_path(wal)
-            _fsync_path(self.path)
-            if index > self._durable:
-                self._durable = index
+            return self._sync_locked()
+
+    def _sync_locked(self) -> int:
+        if self._closed:
             return self._durable
+        if self._sync_conn is None:
+            self._sync_conn = self._connect(_READER_CACHE_BYTES)
+        conn = self._sync_conn
+        index = int(conn.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()[0])
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        wal = self.path.with_name(self.path.name + "-wal")
+        with contextlib.suppress(FileNotFoundError):
+            _fsync_path(wal)
+        _fsync_path(self.path)
+        if index > self._durable:
+            self._durable = index
+        return self._durable
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -712,10 +719,11 @@ class KeyValueStore:
                 self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
             os.replace(staged, self.path)
             _fsync_path(self.path.parent, directory=True)
+            # Reopen under the lock: a concurrent sync() must not open the files in between.
             self._durable = 0
-        self._conn = self._open_writer()
-        self._load_meta()
-        self.sync()
+            self._conn = self._open_writer()
+            self._load_meta()
+            self._sync_locked()
 
     # -- interim: the core's in-memory Snapshot.data (StateMachine protocol) ---------------
 
