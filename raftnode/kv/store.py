@@ -143,15 +143,16 @@ def _fsync_path(path: Path, *, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _hash_and_fsync(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a file, reading it once; fsyncs it on the way."""
+def _hash_file(path: Path, *, fsync: bool) -> tuple[str, int]:
+    """SHA-256 and size of a file, reading it once; with ``fsync``, fsyncs it on the way."""
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
             size += len(chunk)
-        os.fsync(f.fileno())
+        if fsync:
+            os.fsync(f.fileno())
     return h.hexdigest(), size
 
 
@@ -220,9 +221,12 @@ def inspect_snapshot(path: Path, *, verify: bool = False) -> SnapshotInfo:
     row (O(data)). Raises ``StoreFormatError`` naming the file when it is not a raftnode store,
     is damaged, or has a newer format version.
     """
-    path = Path(path)
+    return _inspect(Path(path), verify=verify, fsync=False)
+
+
+def _inspect(path: Path, *, verify: bool, fsync: bool) -> SnapshotInfo:
     header = _check_header(path)
-    sha, size = _hash_and_fsync(path)
+    sha, size = _hash_file(path, fsync=fsync)
     # A live store in WAL mode (header bytes 18/19 == 2) must be read through its WAL.
     wal_mode = header[18] == 2
     try:
@@ -296,6 +300,8 @@ class KeyValueStore:
     ) -> None:
         if max_store_bytes is not None and max_store_bytes <= 0:
             raise ValueError("max_store_bytes must be positive (or None for no quota)")
+        if cache_bytes < 1024:
+            raise ValueError("cache_bytes must be at least 1024")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
         self._tempdir: str | None = None
@@ -651,7 +657,7 @@ class KeyValueStore:
             raise StoreError(f"{self.path}: snapshot to {dest} failed: {e}") from e
         finally:
             src.close()
-        info = inspect_snapshot(tmp)
+        info = _inspect(tmp, verify=False, fsync=True)
         os.replace(tmp, dest)
         _fsync_path(dest.parent, directory=True)
         return info
@@ -676,7 +682,7 @@ class KeyValueStore:
                 conn.execute("PRAGMA journal_mode = DELETE").fetchone()
             finally:
                 conn.close()
-            return inspect_snapshot(staged, verify=True)
+            return _inspect(staged, verify=True, fsync=True)
         except (StoreError, sqlite3.Error) as e:
             staged.unlink(missing_ok=True)
             msg = str(e).replace(str(staged), "the copy")

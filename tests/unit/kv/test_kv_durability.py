@@ -103,3 +103,34 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         KeyValueStore.open(tmp_path / "a", max_store_bytes=0)
     with pytest.raises(ValueError):
         KeyValueStore.open(tmp_path / "b", synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_sync_from_a_worker_thread_while_the_loop_commits(store: KeyValueStore) -> None:
+    import threading
+
+    seen: list[int] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(store.sync())
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    a = Applier(store)
+    committed = []
+    for _ in range(100):
+        for _ in range(20):
+            a.put(f"k{a.index % 300}", str(a.index))
+        store.commit()
+        committed.append(store.applied_index)
+    stop.set()
+    t.join()
+    assert not errors
+    assert seen == sorted(seen)  # durable index never goes backwards
+    assert all(s in committed or s == 0 for s in seen)  # always a committed batch boundary
+    assert store.sync() == store.applied_index == 2000
