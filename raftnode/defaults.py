@@ -61,11 +61,15 @@ class Timing:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """``limits:`` in the YAML: the largest key, value and request body a client may send."""
+    """``limits:`` in the YAML: the largest key, value and request body a client may send, and
+    how large the store may grow."""
 
     max_key_bytes: int = at_least(1, default=1024)
     max_value_bytes: int = at_least(1, default=1 << 20)
     max_request_bytes: int = at_least(64, default=2 << 20)
+    max_store_bytes: int = at_least(0, default=2 << 30)
+    """The store's quota (etcd's ``--quota-backend-bytes``): keys plus values, in bytes; past
+    it, writes that add data are refused with 507. 0 turns the quota off."""
 
     def problems(self) -> list[str]:
         return []

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from raftnode.defaults import LogSettings, Snapshot, Timing
+from raftnode.defaults import Limits, LogSettings, Snapshot, Timing
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +96,7 @@ def write_configs(
     ports: list[NodePorts],
     *,
     timing: dict[str, int] | None = None,
+    limits: dict[str, int] | None = None,
     snapshot_every: int = Snapshot().every_entries,
     log_level: str = LogSettings().level,
 ) -> list[LocalNode]:
@@ -132,6 +133,7 @@ def write_configs(
             "cluster": cluster,
             "secret_file": str(secret),
             "timing": {**asdict(Timing()), **(timing or {})},
+            "limits": {**asdict(Limits()), **(limits or {})},
             "snapshot": {"every_entries": snapshot_every},
             "log": {"level": str(log_level), "format": str(LogSettings().format)},
         }

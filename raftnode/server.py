@@ -20,7 +20,7 @@ from raftnode.config import NodeConfig
 from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.health import make_health_app
 from raftnode.kv.service import KeyValueService
-from raftnode.kv.store import KeyValueStore
+from raftnode.kv.store import KeyValueStore, StoreError
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
 from raftnode.node_options import options_from_config
@@ -30,13 +30,18 @@ from raftnode.systemd_notify import SystemdNotifier
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 5.0
+STORE_FILE = "kv.sqlite"
+"""The key-value store inside the data directory (beside the Raft log)."""
 
 
 class RaftnodeServer:
     def __init__(self, config: NodeConfig, notifier: SystemdNotifier | None = None) -> None:
         self.config = config
         self.metrics = NodeMetrics()
-        self.store = KeyValueStore()
+        quota = config.limits.max_store_bytes or None
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = KeyValueStore.open(config.data_dir / STORE_FILE, max_store_bytes=quota)
+        self.metrics.watch_store(lambda: self.store.quota_used_bytes, quota)
         self.notifier = notifier or SystemdNotifier()
         self.node = RaftNode(
             options_from_config(config), self.store, metrics=self.metrics, on_fatal=self._fatal
@@ -144,6 +149,7 @@ class RaftnodeServer:
             self.client_server.close()
         timeout = self.config.timing.shutdown_transfer_seconds if transfer else 0.0
         await self.node.stop(transfer_timeout=timeout)
+        self.store.close()
         for pc in self._periodic:
             pc.stop()
         if self.health_server is not None:
@@ -158,6 +164,7 @@ class RaftnodeServer:
             self.health_server.stop()
         try:
             await self.node.stop()
+            self.store.close()
         except Exception:
             log.debug("cleanup after failed start", exc_info=True)
 
@@ -183,4 +190,9 @@ class RaftnodeServer:
 
 def serve(config: NodeConfig) -> int:
     """Run the service until a signal stops it; returns the process exit code."""
-    return asyncio.run(RaftnodeServer(config).run())
+    try:
+        server = RaftnodeServer(config)
+    except (OSError, StoreError) as e:
+        log.error("startup failed", extra={"fields": {"error": str(e)}})
+        return 1
+    return asyncio.run(server.run())

@@ -27,11 +27,12 @@ from raftnode.http.errors import (
     ErrorCode,
     not_found,
     outcome_unknown,
+    quota_exceeded,
     too_large,
     unavailable,
 )
 from raftnode.http.forward import HOPS_HEADER, MAX_HOPS, ForwardNotSent, ForwardUnknown, forward
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
 from raftnode.kv.service import KeyValueService
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
@@ -200,8 +201,7 @@ class ClientApi:
             raise outcome_unknown(f"{e}; read the key to learn whether it was written") from e
         return self._write_answer(cmd, result)
 
-    @staticmethod
-    def _write_answer(cmd: Command, result: CommandResult) -> _Answer:
+    def _write_answer(self, cmd: Command, result: CommandResult) -> _Answer:
         headers = {"X-Raftnode-Revision": str(result.revision)}
         if result.ok:
             body: dict[str, Any] = {"ok": True, "key": cmd.key, "revision": result.revision}
@@ -221,6 +221,9 @@ class ClientApi:
             return _Answer(json_response(409, conflict, headers), "cas_mismatch")
         if result.error == "not_found":
             raise not_found(cmd.key)
+        if result.error == QUOTA_EXCEEDED:
+            self.metrics.quota_refused()
+            raise quota_exceeded(cmd.key, self.service.store.max_store_bytes)
         raise ApiError(500, ErrorCode.INTERNAL, f"the command failed to apply ({result.error})")
 
     async def _forward(self, request: Request, leader_id: int, deadline: float) -> _Answer | None:

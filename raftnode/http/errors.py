@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
     INTERNAL = "internal"
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 class ApiError(Exception):
@@ -73,3 +74,13 @@ def outcome_unknown(message: str) -> ApiError:
 
 def not_found(key: str) -> ApiError:
     return ApiError(404, ErrorCode.NOT_FOUND, f"key {key!r} does not exist", extra={"key": key})
+
+
+def quota_exceeded(key: str, quota: int | None) -> ApiError:
+    return ApiError(
+        507,
+        ErrorCode.QUOTA_EXCEEDED,
+        f"the store is at its quota of {quota} bytes (limits.max_store_bytes); nothing was "
+        "written: delete keys or raise the quota on every node",
+        extra={"key": key},
+    )

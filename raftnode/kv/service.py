@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from raftnode.consistency import Consistency
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
 from raftnode.kv.store import KeyValueStore
 from raftnode.node import NotLeader, RaftNode, Unavailable
 
@@ -29,6 +29,9 @@ class KeyValueService:
         Raises ``NotLeader`` with the leader to forward to; when no leader is known it first
         waits for one (bounded), and raises ``Unavailable`` if none appears.
         """
+        if self.store.would_exceed_quota(cmd):
+            # Refused before proposing; applying checks again, the same way on every node.
+            return CommandResult(ok=False, revision=self.store.revision, error=QUOTA_EXCEEDED)
         waited = False
         while True:
             remaining = deadline - time.monotonic()

@@ -75,7 +75,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +501,7 @@ class KeyValueStore:
                     revision=self._revision,
                     current_value=current_value,
                     existed=existed,
-                    error="quota_exceeded",
+                    error=QUOTA_EXCEEDED,
                 )
             rev = self._revision + 1
             if existed:
