@@ -432,6 +432,14 @@ class KeyValueStore:
     def __len__(self) -> int:
         return self._key_count
 
+    def disk_usage_bytes(self) -> int:
+        """Bytes the store's files take (database + WAL), for a metric (any thread)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total
+
     def durable_index(self) -> int:
         """Up to which index the store survives a power loss (any thread).
 
