@@ -432,6 +432,14 @@ class KeyValueStore:
     def __len__(self) -> int:
         return self._key_count
 
+    def disk_usage_bytes(self) -> int:
+        """Bytes the store's files take (database + WAL), for a metric (any thread)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total
+
     def durable_index(self) -> int:
         """Up to which index the store survives a power loss (any thread).
 
@@ -665,10 +673,11 @@ class KeyValueStore:
     def _staged_path(self) -> Path:
         return self.path.with_name(self.path.name + ".restore")
 
-    def stage_restore(self, src: Path) -> SnapshotInfo:
+    def stage_restore(self, src: Path, *, expect_sha256: str | None = None) -> SnapshotInfo:
         """Copy and validate a snapshot file beside the store (a worker thread; O(data)).
 
-        The loop keeps serving the old state meanwhile; ``restore_from`` then swaps it in.
+        The loop keeps serving the old state meanwhile; ``finish_restore`` then swaps it in.
+        ``expect_sha256`` (e.g. ``SnapshotInfo.sha256`` from the sender) must match the file.
         """
         src = Path(src)
         staged = self._staged_path()
@@ -682,7 +691,12 @@ class KeyValueStore:
                 conn.execute("PRAGMA journal_mode = DELETE").fetchone()
             finally:
                 conn.close()
-            return _inspect(staged, verify=True, fsync=True)
+            info = _inspect(staged, verify=True, fsync=True)
+            if expect_sha256 is not None and info.sha256 != expect_sha256:
+                raise StoreFormatError(
+                    f"checksum mismatch: sha256 {info.sha256}, expected {expect_sha256}"
+                )
+            return info
         except (StoreError, sqlite3.Error) as e:
             staged.unlink(missing_ok=True)
             msg = str(e).replace(str(staged), "the copy")
@@ -691,7 +705,7 @@ class KeyValueStore:
             staged.unlink(missing_ok=True)
             raise
 
-    def restore_from(self, src: Path) -> None:
+    def restore_from(self, src: Path, *, expect_sha256: str | None = None) -> None:
         """Replace the whole state with a snapshot file's, atomically.
 
         ``stage_restore(src)`` (validated copy beside the store, fsynced), then
@@ -701,7 +715,7 @@ class KeyValueStore:
         mid-restore the store is either wholly the old state or wholly the new one; the runtime
         tells which from ``applied_index`` (and restores again if it is the old one).
         """
-        self.stage_restore(src)
+        self.stage_restore(src, expect_sha256=expect_sha256)
         self.finish_restore()
 
     def finish_restore(self) -> None:

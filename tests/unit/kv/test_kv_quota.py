@@ -47,6 +47,8 @@ def test_quota_counts_utf8_bytes(store: KeyValueStore) -> None:
     a = Applier(store)
     a.put("é", "😀")
     assert store.quota_used_bytes == 2 + 4
+    store.commit()
+    assert store.disk_usage_bytes() >= 4096  # the files, not the logical size
 
 
 def test_no_quota_never_refuses(store: KeyValueStore) -> None:

@@ -108,11 +108,15 @@ def test_snapshot_while_applies_continue_equals_state_at_its_index(
 
 def test_stage_then_finish_restore(store: KeyValueStore, tmp_path: Path) -> None:
     fill(store, 30)
-    store.snapshot_to(tmp_path / "snap.db")
+    sent = store.snapshot_to(tmp_path / "snap.db")
     with KeyValueStore.open(tmp_path / "b.sqlite") as b:
         with pytest.raises(Exception, match="no staged snapshot"):
             b.finish_restore()
-        info = b.stage_restore(tmp_path / "snap.db")
+        with pytest.raises(StoreFormatError, match=r"snap\.db: .*checksum mismatch"):
+            b.stage_restore(tmp_path / "snap.db", expect_sha256="0" * 64)
+        assert not b.path.with_name("b.sqlite.restore").exists()
+        info = b.stage_restore(tmp_path / "snap.db", expect_sha256=sent.sha256)
+        assert info == sent
         assert info.key_count == 30 and len(b) == 0  # still the old state until the swap
         b.finish_restore()
         assert len(b) == 30 and b.applied_index == 30
