@@ -84,19 +84,15 @@ def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
     if plt is None:
         return None
     fig, (ax_tp, ax_rss) = plt.subplots(1, 2, figsize=(13, 5))
-    for system, run in result["systems"].items():
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    for (system, run), color in zip(result["systems"].items(), colors, strict=False):
         points = run["intervals"]
         keys = [p["keys"] for p in points]
-        ax_tp.plot(keys, [p["ok_per_s"] for p in points], "o-", label=system)
+        ax_tp.plot(keys, [p["ok_per_s"] for p in points], "o-", color=color, label=system)
         largest = [max(p["rss_mb"].values(), default=0) for p in points]
-        ax_rss.plot(keys, largest, "o-", label=f"{system} max")
-        ax_rss.plot(
-            keys,
-            [min(p["rss_mb"].values(), default=0) for p in points],
-            "--",
-            alpha=0.5,
-            label=f"{system} min",
-        )
+        smallest = [min(p["rss_mb"].values(), default=0) for p in points]
+        ax_rss.plot(keys, largest, "o-", color=color, label=f"{system} largest node")
+        ax_rss.plot(keys, smallest, "--", color=color, alpha=0.6, label=f"{system} smallest node")
     ax_tp.set_title("Writes/s per interval (a new key per write)")
     ax_tp.set_ylabel("writes/s (2xx)")
     ax_tp.set_ylim(bottom=0)
@@ -104,6 +100,7 @@ def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
     ax_rss.set_ylabel("MB")
     ax_rss.set_ylim(bottom=0)
     for ax in (ax_tp, ax_rss):
+        ax.set_xlim(left=0)
         ax.set_xlabel("keys in the store")
         ax.grid(True, alpha=0.3)
         ax.legend()

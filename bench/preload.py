@@ -24,6 +24,22 @@ def put_request(dialect: str, key: str, value: str) -> tuple[str, bytes]:
     return "/kv", json.dumps({"key": key, "value": value}).encode()
 
 
+def write_one(url: str, dialect: str, key: str, value: str, timeout: float = 2.0) -> int:
+    """One write; its status code (0 when nothing answered)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    path, body = put_request(dialect, key, value)
+    try:
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        return int(resp.status)
+    except (OSError, http.client.HTTPException):
+        return 0
+    finally:
+        conn.close()
+
+
 def _writer(url: str, dialect: str, keys: list[str], value: str, deadline: float) -> int:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)

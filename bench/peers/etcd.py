@@ -160,15 +160,32 @@ class EtcdCluster:
         via = next(o for o in self.nodes if o is not m)
         member_id = self.member_id(m)
         self.stop_node(m)
-        code, _ = request_json(via.client_url + "/v3/cluster/member/remove", {"ID": member_id})
-        if code != 200:
-            raise RuntimeError(f"etcd member remove {m.name}: HTTP {code}")
+        # etcd refuses a reconfiguration (503) until the leader has seen a quorum active for a
+        # few seconds, e.g. right after a restart: retry, bounded.
+        codes: list[int] = []
+
+        def removed() -> bool:
+            url = via.client_url + "/v3/cluster/member/remove"
+            codes.append(request_json(url, {"ID": member_id}, timeout=5.0)[0])
+            return codes[-1] == 200
+
+        try:
+            wait_until(f"etcd member remove {m.name}", removed, 60.0)
+        except TimeoutError as e:
+            raise RuntimeError(f"{e} (last HTTP {codes[-1] if codes else 0})") from e
         add = {"peerURLs": [m.peer_url]}
         code, _ = request_json(via.client_url + "/v3/cluster/member/add", add)
         if code != 200:
             raise RuntimeError(f"etcd member add {m.name}: HTTP {code}")
         shutil.rmtree(m.data_dir, ignore_errors=True)
         self._start(m, state="existing")
+
+    def progress_index(self, m: EtcdMember) -> int:
+        """What a caught-up member must have applied: ``m``'s (the leader's) revision."""
+        return self.revision(m)
+
+    def caught_up(self, m: EtcdMember, index: int) -> bool:
+        return self.is_ready(m) and self.revision(m) >= index
 
     def rss(self) -> dict[str, int]:
         return {m.name: rss_bytes(m.proc.pid) if m.proc else 0 for m in self.nodes}

@@ -101,6 +101,13 @@ class RaftnodeCluster:
     def commit_index(self, node: LocalNode) -> int:
         return int(self.status(node).get("commit", 0) or 0)  # type: ignore[call-overload]
 
+    def progress_index(self, node: LocalNode) -> int:
+        """What a caught-up node must have applied: ``node``'s (the leader's) commit index."""
+        return self.commit_index(node)
+
+    def caught_up(self, node: LocalNode, index: int) -> bool:
+        return self.is_ready(node) and self.applied(node) >= index
+
     def rss(self) -> dict[str, int]:
         return {
             f"n{nid}": rss_bytes(proc.pid)  # type: ignore[attr-defined]
