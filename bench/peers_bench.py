@@ -204,10 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     if not bench.rows:
         return 1
-    print()
-    print(f"{args.seconds:g} s per run, {args.rounds} A/B rounds, means of the rounds' ok/s,")
-    print("medians of their latencies; A/B is A's ok/s over B's. One machine, noisy.")
-    print(format_rows(bench.rows))
+    table = "\n".join(
+        [
+            f"{args.seconds:g} s per run, {args.rounds} A/B rounds, means of the rounds' ok/s,",
+            "medians of their latencies; A/B is A's ok/s over B's. One machine, noisy.",
+            format_rows(bench.rows),
+        ]
+    )
+    print("\n" + table)
+    (args.out / "peers.txt").write_text(table + "\n")
     result = {
         "meta": {**meta, "seconds": args.seconds, "rounds": args.rounds, "keys": args.keys},
         "rows": [r.to_json() for r in bench.rows],

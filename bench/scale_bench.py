@@ -265,9 +265,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     if not runs:
         return 1
-    print()
-    print("One machine, noisy. RSS from /proc/PID/status; terms from /status and etcd's status.")
-    print(summary_table(runs))
+    table = "\n".join(
+        [
+            "One machine, noisy. RSS from /proc/PID/status; terms from /status and etcd's status.",
+            summary_table(runs),
+        ]
+    )
+    print("\n" + table)
+    (args.out / "scale.txt").write_text(table + "\n")
     result = {
         "meta": {
             "started": started,
