@@ -1,0 +1,1 @@
+"""The clusters the side-by-side benchmarks start: raftnode, etcd, PySyncObj, and HAProxy."""

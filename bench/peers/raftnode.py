@@ -1,0 +1,126 @@
+"""A three-node raftnode cluster on free loopback ports, for the side-by-side benchmarks.
+
+Configs come from ``raftnode.devcluster.write_configs`` (what ``make start-cluster`` runs), on
+free ports, never the seed's 808N/1000N/908N; every node is a child of the caller's
+``ProcessGroup``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from bench.procs import ProcessGroup, http_status, request_json, rss_bytes, wait_until
+from raftnode.devcluster import LocalNode, NodePorts, free_ports, start_node, write_configs
+
+
+class RaftnodeCluster:
+    name = "raftnode"
+    dialect = "raftnode"
+
+    def __init__(self, base: Path, procs: ProcessGroup, size: int = 3) -> None:
+        self.base = base
+        self.procs = procs
+        ports = free_ports(3 * size)
+        self.nodes: list[LocalNode] = write_configs(
+            base,
+            [
+                NodePorts(i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])
+                for i in range(size)
+            ],
+            log_level="warning",
+        )
+        self._procs: dict[int, object] = {}
+
+    def start(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            self._start(node)
+        wait_until("raftnode leader", lambda: self.leader() is not None, timeout)
+        wait_until("raftnode all ready", self.all_ready, timeout)
+
+    def _start(self, node: LocalNode) -> None:
+        self._procs[node.ports.node_id] = self.procs.adopt(start_node(node))
+
+    def stop_node(self, node: LocalNode) -> None:
+        proc = self._procs.pop(node.ports.node_id, None)
+        if proc is not None:
+            self.procs.stop(proc)  # type: ignore[arg-type]
+
+    def restart_node(self, node: LocalNode, wipe: bool = False) -> None:
+        self.stop_node(node)
+        if wipe:
+            shutil.rmtree(self.data_dir(node), ignore_errors=True)
+        self._start(node)
+
+    def data_dir(self, node: LocalNode) -> Path:
+        return self.base.resolve() / f"n{node.ports.node_id}"
+
+    def all_ready(self) -> bool:
+        return all(http_status(n.health_url + "/readiness") == 200 for n in self.nodes)
+
+    def is_ready(self, node: LocalNode) -> bool:
+        return http_status(node.health_url + "/readiness") == 200
+
+    def leader(self) -> LocalNode | None:
+        found = [n for n in self.nodes if http_status(n.health_url + "/primary") == 200]
+        return found[0] if len(found) == 1 else None
+
+    def wait_leader(self, timeout: float = 30.0) -> LocalNode:
+        found: list[LocalNode] = []
+
+        def check() -> bool:
+            node = self.leader()
+            found[:] = [node] if node else []
+            return node is not None
+
+        wait_until("raftnode leader", check, timeout)
+        return found[0]
+
+    def follower(self) -> LocalNode:
+        leader = self.wait_leader()
+        return next(n for n in self.nodes if n is not leader)
+
+    def status(self, node: LocalNode) -> dict[str, object]:
+        code, body = request_json(node.health_url + "/status")
+        return body if code == 200 and isinstance(body, dict) else {}
+
+    def term_and_leader(self) -> tuple[int, int]:
+        """The highest term any node reports, and the leader id that node names (0: none)."""
+        best = (0, 0)
+        for node in self.nodes:
+            st = self.status(node)
+            term, leader = int(st.get("term", 0) or 0), int(st.get("leader", 0) or 0)  # type: ignore[call-overload]
+            if (term, leader) > best:
+                best = (term, leader)
+        return best
+
+    def applied(self, node: LocalNode) -> int:
+        return int(self.status(node).get("applied", 0) or 0)  # type: ignore[call-overload]
+
+    def commit_index(self, node: LocalNode) -> int:
+        return int(self.status(node).get("commit", 0) or 0)  # type: ignore[call-overload]
+
+    def progress_index(self, node: LocalNode) -> int:
+        """What a caught-up node must have applied: ``node``'s (the leader's) commit index."""
+        return self.commit_index(node)
+
+    def caught_up(self, node: LocalNode, index: int) -> bool:
+        return self.is_ready(node) and self.applied(node) >= index
+
+    def rss(self) -> dict[str, int]:
+        return {
+            f"n{nid}": rss_bytes(proc.pid)  # type: ignore[attr-defined]
+            for nid, proc in sorted(self._procs.items())
+        }
+
+    def leader_url(self) -> str:
+        return self.wait_leader().client_url
+
+    def follower_url(self) -> str:
+        return self.follower().client_url
+
+    def settle(self) -> None:
+        """Wait (bounded) until every node is ready again after a load run."""
+        time.sleep(0.2)
+        wait_until("raftnode all ready", self.all_ready, 60.0)

@@ -1,0 +1,115 @@
+"""PNG plots of the peer and scale benchmarks' JSON (matplotlib, from the ``bench`` extra).
+
+Each function returns the path it wrote, or None (with a note) when matplotlib is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing (pip install -e '.[bench]'): no PNG", file=sys.stderr)
+        return None
+    return plt
+
+
+def plot_peers(result: dict[str, Any], path: Path) -> Path | None:
+    plt = _pyplot()
+    if plt is None:
+        return None
+    rows = result["rows"]
+    writes = [r for r in rows if r["name"] == "write leader"]
+    writes.sort(key=lambda r: r["connections"])
+    fig, (ax_tp, ax_lat, ax_ratio) = plt.subplots(1, 3, figsize=(17, 5))
+    conns = [r["connections"] for r in writes]
+    for side, color in (("a", "tab:blue"), ("b", "tab:orange")):
+        if not writes:
+            break
+        label = writes[0][side]["system"]
+        tp = [r[side]["ok_per_s"] for r in writes]
+        ax_tp.plot(conns, tp, "o-", color=color, label=label)
+        p50 = [r[side]["p50_ms"] for r in writes]
+        p99 = [r[side]["p99_ms"] for r in writes]
+        ax_lat.plot(conns, p50, "o-", color=color, label=f"{label} p50")
+        ax_lat.plot(conns, p99, "s--", color=color, alpha=0.6, label=f"{label} p99")
+    for ax in (ax_tp, ax_lat):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(conns or [1], [str(c) for c in conns] or ["1"])
+        ax.set_xlabel("connections")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    ax_tp.set_ylabel("writes/s to the leader (2xx)")
+    ax_tp.set_title("Write throughput")
+    ax_tp.set_ylim(bottom=0)
+    ax_lat.set_ylabel("latency (ms)")
+    ax_lat.set_yscale("log")
+    ax_lat.set_title("Write latency percentiles")
+    labels = [
+        f"{r['name']} c{r['connections']}\n{r['a']['system']} / {r['b']['system']}" for r in rows
+    ]
+    ratios = [r["ratio"] or 0.0 for r in rows]
+    y = list(range(len(rows)))
+    ax_ratio.barh(y, ratios, color="tab:blue")
+    for i, r in enumerate(rows):
+        if r.get("target"):
+            ax_ratio.plot([r["target"]], [i], "r|", markersize=18, label="target")
+    ax_ratio.axvline(1.0, color="grey", lw=1)
+    ax_ratio.set_yticks(y, labels, fontsize=7)
+    ax_ratio.invert_yaxis()
+    ax_ratio.set_xlabel("ratio A / B (ok/s)")
+    ax_ratio.set_title("Per row")
+    meta = result.get("meta", {})
+    fig.suptitle(
+        f"raftnode side by side, {meta.get('seconds', '?')} s per run, "
+        f"{meta.get('rounds', '?')} A/B rounds, {meta.get('cpus', '?')} CPUs "
+        f"(one machine: noisy)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, (ax_tp, ax_rss) = plt.subplots(1, 2, figsize=(13, 5))
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    for (system, run), color in zip(result["systems"].items(), colors, strict=False):
+        points = run["intervals"]
+        keys = [p["keys"] for p in points]
+        ax_tp.plot(keys, [p["ok_per_s"] for p in points], "o-", color=color, label=system)
+        largest = [max(p["rss_mb"].values(), default=0) for p in points]
+        smallest = [min(p["rss_mb"].values(), default=0) for p in points]
+        ax_rss.plot(keys, largest, "o-", color=color, label=f"{system} largest node")
+        ax_rss.plot(keys, smallest, "--", color=color, alpha=0.6, label=f"{system} smallest node")
+    ax_tp.set_title("Writes/s per interval (a new key per write)")
+    ax_tp.set_ylabel("writes/s (2xx)")
+    ax_tp.set_ylim(bottom=0)
+    ax_rss.set_title("RSS per node")
+    ax_rss.set_ylabel("MB")
+    ax_rss.set_ylim(bottom=0)
+    for ax in (ax_tp, ax_rss):
+        ax.set_xlim(left=0)
+        ax.set_xlabel("keys in the store")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    meta = result.get("meta", {})
+    fig.suptitle(
+        f"Growing store, {meta.get('connections', '?')} connections, "
+        f"{meta.get('interval', '?')} s intervals (one machine: noisy)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

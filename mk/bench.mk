@@ -1,0 +1,26 @@
+# Side-by-side benchmarks of issue 8: raftnode against etcd (Debian etcd-server) and PySyncObj,
+# driven by wrk (bench/wrk/kv.lua). Both install what is missing (apt-get etcd-server wrk haproxy,
+# a PySyncObj virtualenv under build/) and write JSON and PNG under $(BENCH_OUT).
+BENCH_SECONDS ?= 10
+BENCH_ROUNDS ?= 2
+BENCH_OUT ?= build/bench
+BENCH_KEYS ?= 1000000
+BENCH_DURATION ?= 240
+BENCH_INTERVAL ?= 10
+
+.PHONY: bench-venv bench-peers bench-scale
+
+bench-venv: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+## raftnode vs etcd (and PySyncObj, and via HAProxy) side by side, A/B/A/B; BENCH_SECONDS=3 for a quick run.
+bench-peers: bench-venv
+	$(PY) -m bench.peers_bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) --out $(BENCH_OUT)
+
+## Grow the store (a new key per write, 64 connections) on raftnode and etcd; BENCH_KEYS, BENCH_DURATION (s per system), BENCH_INTERVAL.
+bench-scale: bench-venv
+	$(PY) -m bench.scale_bench --keys $(BENCH_KEYS) --duration $(BENCH_DURATION) \
+		--interval $(BENCH_INTERVAL) --out $(BENCH_OUT)

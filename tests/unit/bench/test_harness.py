@@ -1,0 +1,42 @@
+"""Pure parts of the harness: the HAProxy config rewrite and the growing run's pacing."""
+
+import argparse
+
+import pytest
+
+from bench.peers.haproxy import LOCAL_CFG, render_config
+from bench.preload import put_request
+from bench.scale_bench import GrowingRun, next_chunk_seconds
+
+
+def test_haproxy_config_uses_the_clusters_ports_on_loopback() -> None:
+    ports = {1: (21001, 22001), 2: (21002, 22002), 3: (21003, 22003)}
+    text = render_config(LOCAL_CFG.read_text(), ports, bind=23000, stats=23001)
+    assert "bind 127.0.0.1:23000" in text
+    assert "bind 127.0.0.1:23001" in text
+    assert "server n2 127.0.0.1:21002 check port 22002" in text
+    config = "\n".join(line.split("#")[0] for line in text.splitlines())
+    assert "*:8080" not in config and ":8081" not in config and "10001" not in config
+
+
+def test_haproxy_config_refuses_a_template_it_cannot_rewrite() -> None:
+    with pytest.raises(ValueError):
+        render_config("server n1 127.0.0.1:8081 check", {}, bind=1, stats=2)
+
+
+def test_etcd_writes_are_base64_and_others_plain_json() -> None:
+    path, body = put_request("etcd", "bench-1", "xy")
+    assert path == "/v3/kv/put"
+    assert body == b'{"key": "YmVuY2gtMQ==", "value": "eHk="}'
+    assert put_request("raftnode", "k", "v") == ("/kv", b'{"key": "k", "value": "v"}')
+
+
+def test_chunks_shorten_near_the_key_target_and_the_time_budget() -> None:
+    run = GrowingRun("raftnode", cluster=argparse.Namespace())
+    assert next_chunk_seconds(run, key_target=1000, interval=10, duration=240) == 10
+    run.keys, run.load_s = 9000, 9.0  # 1000 writes/s, 1000 keys to go
+    assert next_chunk_seconds(run, key_target=10000, interval=10, duration=240) == 1
+    run.keys, run.load_s = 1000, 238.0
+    assert next_chunk_seconds(run, key_target=10**6, interval=10, duration=240) == 2
+    run.leaders_seen = [1, 1, 2, 2, 1]
+    assert run.leader_changes == 2

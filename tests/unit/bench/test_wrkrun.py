@@ -1,0 +1,57 @@
+"""wrk's output as kv.lua's done() prints it, read back into a result."""
+
+import pytest
+
+from bench.wrkrun import LUA_SCRIPT, WrkError, parse_wrk_output, wrk_argv
+
+SAMPLE = """Running 3s test @ http://127.0.0.1:20001
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+Requests/sec:   1620.75
+WRK-JSON {"duration_us":2000000,"requests":4100,"bytes":846745,"ok":4000,"non2xx":100,\
+"errors":{"connect":1,"read":2,"write":0,"status":100,"timeout":3},\
+"latency_us":{"min":204,"max":17368,"mean":2933.2,"stdev":2736.5,"p50":1586,"p90":7043,\
+"p99":12105,"p999":14809}}
+"""
+
+
+def test_parses_the_json_line() -> None:
+    r = parse_wrk_output(SAMPLE)
+    assert r.duration_s == 2.0
+    assert r.requests == 4100
+    assert r.ok == 4000
+    assert r.ok_per_s == 2000.0
+    # status errors are the non-2xx answers, counted once; socket errors are the rest.
+    assert r.non2xx == 100
+    assert r.socket_errors == 6
+    assert r.errors == 106
+    assert r.latency_ms("p50") == pytest.approx(1.586)
+    assert r.latency_ms("p99") == pytest.approx(12.105)
+    assert r.to_json()["ok_per_s"] == 2000.0
+
+
+def test_takes_the_last_json_line() -> None:
+    first = SAMPLE.replace('"ok":4000', '"ok":1')
+    assert parse_wrk_output(first + SAMPLE).ok == 4000
+
+
+def test_missing_or_malformed_line_is_an_error() -> None:
+    with pytest.raises(WrkError, match="no WRK-JSON"):
+        parse_wrk_output("Requests/sec: 10\n")
+    with pytest.raises(WrkError, match="malformed"):
+        parse_wrk_output('WRK-JSON {"duration_us": 1}\n')
+
+
+def test_argv_passes_script_args_and_bounds() -> None:
+    argv = wrk_argv(
+        "http://127.0.0.1:1/",
+        connections=1,
+        seconds=2.6,
+        script_args={"dialect": "etcd", "mode": "read"},
+        threads=2,
+    )
+    assert argv[:3] == ["wrk", "-t1", "-c1"]
+    assert "-d3s" in argv
+    assert str(LUA_SCRIPT) in argv
+    assert argv[-3:] == ["--", "dialect=etcd", "mode=read"]
+    assert LUA_SCRIPT.exists()
