@@ -156,7 +156,6 @@ class RaftCore:
         self._ticks = 0
         self._randomized_timeout = 0
         self.transferee = NO_NODE
-        self._transfer_elapsed = 0
         self._term_start_index = 0
         self._now = 0.0
         self._reset_randomized_timeout()
@@ -335,7 +334,6 @@ class RaftCore:
         if target not in self.conf.voters:
             raise ValueError(f"node {target} is not a voter")
         self.transferee = target
-        self._transfer_elapsed = 0
         self.election_elapsed = 0
         if self.progress[target].match == self.log.last_index():
             self._send_timeout_now(target)
