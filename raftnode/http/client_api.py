@@ -10,6 +10,7 @@ JSON.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -31,7 +32,15 @@ from raftnode.http.errors import (
     too_large,
     unavailable,
 )
-from raftnode.http.forward import HOPS_HEADER, MAX_HOPS, ForwardNotSent, ForwardUnknown, forward
+from raftnode.http.forward import (
+    HOPS_HEADER,
+    IDEMPOTENCY_HEADER,
+    MAX_HOPS,
+    REPLAYED_HEADER,
+    ForwardNotSent,
+    ForwardUnknown,
+    forward,
+)
 from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
 from raftnode.kv.service import KeyValueService
 from raftnode.metrics import NodeMetrics
@@ -185,6 +194,9 @@ class ClientApi:
         return await self._write(request, cmd, deadline)
 
     async def _write(self, request: Request, cmd: Command, deadline: float) -> _Answer:
+        request_id = requests.idempotency_key(request.headers.get(IDEMPOTENCY_HEADER.lower()))
+        if request_id is not None:
+            cmd = dataclasses.replace(cmd, request_id=request_id, stamp=time.time())
         try:
             while True:
                 try:
@@ -203,6 +215,8 @@ class ClientApi:
 
     def _write_answer(self, cmd: Command, result: CommandResult) -> _Answer:
         headers = {"X-Raftnode-Revision": str(result.revision)}
+        if result.replayed:
+            headers[REPLAYED_HEADER] = "true"
         if result.ok:
             body: dict[str, Any] = {"ok": True, "key": cmd.key, "revision": result.revision}
             if cmd.op == "put":
@@ -248,7 +262,14 @@ class ClientApi:
                 continue
             url = f"http://{addr.host}:{addr.port}{request.raw_path}"
             try:
-                resp = await forward(url, request.method, request.body, hops, remaining)
+                resp = await forward(
+                    url,
+                    request.method,
+                    request.body,
+                    hops,
+                    remaining,
+                    request.headers.get(IDEMPOTENCY_HEADER.lower()),
+                )
             except ForwardNotSent:
                 self.metrics.forwarded.labels(outcome="not_sent").inc()
                 # The leader is probably gone: wait for the cluster to name another one.

@@ -14,7 +14,17 @@ from tornado.simple_httpclient import HTTPTimeoutError
 
 HOPS_HEADER = "X-Raftnode-Hops"
 MAX_HOPS = 2
-_RELAYED_HEADERS = ("Content-Type", "Retry-After", "X-Raftnode-Revision", "X-Raftnode-Node")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""A client's key for one logical write: retries with the same key apply it at most once."""
+REPLAYED_HEADER = "Idempotent-Replayed"
+"""Set to ``true`` on the answer to a retry: the write had applied before, this is its outcome."""
+_RELAYED_HEADERS = (
+    "Content-Type",
+    "Retry-After",
+    "X-Raftnode-Revision",
+    "X-Raftnode-Node",
+    REPLAYED_HEADER,
+)
 
 
 class ForwardNotSent(Exception):
@@ -33,13 +43,21 @@ class ForwardedResponse:
 
 
 async def forward(
-    url: str, method: str, body: bytes | None, hops: int, timeout: float
+    url: str,
+    method: str,
+    body: bytes | None,
+    hops: int,
+    timeout: float,
+    idempotency_key: str | None = None,
 ) -> ForwardedResponse:
+    headers = {"Content-Type": "application/json", HOPS_HEADER: str(hops + 1)}
+    if idempotency_key is not None:
+        headers[IDEMPOTENCY_HEADER] = idempotency_key
     request = HTTPRequest(
         url,
         method=method,
         body=body if body else (b"" if method in ("POST", "PUT") else None),
-        headers={"Content-Type": "application/json", HOPS_HEADER: str(hops + 1)},
+        headers=headers,
         connect_timeout=min(1.0, timeout),
         request_timeout=timeout,
         allow_nonstandard_methods=True,

@@ -146,3 +146,19 @@ def check_params(given: list[str], allowed: set[str]) -> None:
             f"allowed: {', '.join(sorted(allowed)) or 'none'}",
             ErrorCode.BAD_PARAM,
         )
+
+
+MAX_IDEMPOTENCY_KEY = 128
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The ``Idempotency-Key`` header: 1-128 printable ASCII characters, or absent."""
+    if header is None:
+        return None
+    if not 0 < len(header) <= MAX_IDEMPOTENCY_KEY or not all(" " < c < "\x7f" for c in header):
+        raise bad_request(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters "
+            "without spaces",
+            ErrorCode.BAD_PARAM,
+        )
+    return header

@@ -21,6 +21,12 @@ class Command:
     value: str | None = None
     cas: bool = False
     prev_value: str | None = None
+    request_id: str | None = None
+    """The client's idempotency key: a command carrying one applies at most once; a retry
+    gets the first outcome (Raft dissertation 6.3)."""
+    stamp: float = 0.0
+    """The proposing leader's wall clock (seconds), for expiring remembered request ids the
+    same way on every node."""
 
     def encode(self) -> bytes:
         obj: dict[str, object] = {"op": self.op, "k": self.key}
@@ -28,6 +34,9 @@ class Command:
             obj["v"] = self.value
         if self.cas:
             obj["p"] = self.prev_value
+        if self.request_id is not None:
+            obj["i"] = self.request_id
+            obj["t"] = self.stamp
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
@@ -42,6 +51,8 @@ class Command:
             value=obj.get("v"),
             cas="p" in obj,
             prev_value=obj.get("p"),
+            request_id=obj.get("i"),
+            stamp=float(obj.get("t", 0.0)),
         )
 
 
@@ -59,3 +70,15 @@ class CommandResult:
     current_value: str | None = None
     existed: bool = False
     error: str | None = None
+    replayed: bool = False
+    """The command's request id had applied before: this is that first outcome, again."""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            [self.ok, self.revision, self.prev_value, self.current_value, self.existed, self.error]
+        )
+
+    @classmethod
+    def replay_of(cls, text: str) -> CommandResult:
+        ok, revision, prev, current, existed, error = json.loads(text)
+        return cls(ok, revision, prev, current, existed, error, replayed=True)

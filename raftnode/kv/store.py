@@ -102,6 +102,17 @@ _SCHEMA = (
     "INSERT INTO meta (id, applied_index, revision, key_count, logical_bytes)"
     " VALUES (0, 0, 0, 0, 0)",
 )
+_REQUESTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS requests (id BLOB PRIMARY KEY, idx INTEGER NOT NULL,"
+    " stamp REAL NOT NULL, result TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS requests_by_idx ON requests (idx)",
+)
+"""Outcomes of commands that carried a request id (idempotency key), kept for
+``REQUEST_RETENTION_SECONDS`` (by the commands' own stamps) and at most ``REQUEST_RETENTION_COUNT``
+of them, so a retried write applies once (Raft dissertation 6.3, client sessions)."""
+REQUEST_RETENTION_SECONDS = 3600.0
+REQUEST_RETENTION_COUNT = 100_000
+_EXPIRE_EVERY = 256
 
 
 class StoreError(Exception):
@@ -201,7 +212,7 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> tuple[int, int, int, int
 
 def _init_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
-    for stmt in _SCHEMA:
+    for stmt in (*_SCHEMA, *_REQUESTS_SCHEMA):
         conn.execute(stmt)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
@@ -386,6 +397,9 @@ class KeyValueStore:
         return conn
 
     def _load_meta(self) -> None:
+        for stmt in _REQUESTS_SCHEMA:  # stores made before request ids existed lack it
+            self._conn.execute(stmt)
+        (self._request_count,) = self._conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         index, revision, count, nbytes = _read_meta(self._conn, self.path)
         self._applied = self._pending_index = index
         self._revision = revision
@@ -478,6 +492,39 @@ class KeyValueStore:
                 "undecodable command skipped", extra={"fields": {"index": index, "error": str(e)}}
             )
             return CommandResult(ok=False, revision=self._revision, error="bad_command")
+        if cmd.request_id is None:
+            return self._apply_command(cmd)
+        rid = cmd.request_id.encode(_ENC, _ERRORS)
+        row = self._conn.execute("SELECT result FROM requests WHERE id = ?", (rid,)).fetchone()
+        if row is not None:
+            return CommandResult.replay_of(row[0])
+        result = self._apply_command(cmd)
+        self._remember(rid, index, cmd.stamp, result)
+        return result
+
+    def _remember(self, rid: bytes, index: int, stamp: float, result: CommandResult) -> None:
+        """Keep a request id's outcome; forget the oldest past the count, and (every
+        ``_EXPIRE_EVERY`` entries, by the commands' stamps) those past the retention time."""
+        conn = self._conn
+        conn.execute(
+            "INSERT INTO requests (id, idx, stamp, result) VALUES (?, ?, ?, ?)",
+            (rid, index, stamp, result.to_json()),
+        )
+        self._request_count += 1
+        if self._request_count > REQUEST_RETENTION_COUNT:
+            excess = self._request_count - REQUEST_RETENTION_COUNT
+            conn.execute(
+                "DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY idx LIMIT ?)",
+                (excess,),
+            )
+            self._request_count -= excess
+        if index % _EXPIRE_EVERY == 0:
+            cur = conn.execute(
+                "DELETE FROM requests WHERE stamp < ?", (stamp - REQUEST_RETENTION_SECONDS,)
+            )
+            self._request_count -= max(0, cur.rowcount)
+
+    def _apply_command(self, cmd: Command) -> CommandResult:
         conn = self._conn
         kb = cmd.key.encode(_ENC, _ERRORS)
         row = conn.execute("SELECT value FROM kv WHERE key = ?", (kb,)).fetchone()

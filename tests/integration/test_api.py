@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import time
+import urllib.error
+import urllib.request
+from typing import Any
 
 import pytest
 
@@ -215,3 +219,32 @@ def test_stranger_on_peer_port_is_refused(shared_cluster: Cluster) -> None:
         x for x in metrics.splitlines() if x.startswith("raftnode_peer_connections_refused_total")
     )
     assert float(line.split()[-1]) >= 3
+
+
+def _post_with_key(url: str, body: dict[str, str], key: str) -> tuple[int, dict[str, str], Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    req.add_header("Idempotency-Key", key)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_a_write_retried_with_its_idempotency_key_applies_once(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    follower = others(c, leader)[0]
+    body = {"key": "idem", "value": "first"}
+    status, headers, first = _post_with_key(c.url(leader, "/kv"), body, "client-7-write-1")
+    assert status == 200 and "Idempotent-Replayed" not in headers
+    assert c.put(leader, "idem", "second").status == 200
+    # The retry, this time through a follower (forwarded to the leader with its key).
+    status, headers, again = _post_with_key(c.url(follower, "/kv"), body, "client-7-write-1")
+    assert status == 200 and headers.get("Idempotent-Replayed") == "true"
+    assert again["revision"] == first["revision"]
+    for node in (1, 2, 3):
+        assert c.get(node, "idem").json() == {"value": "second"}
+    status, _, bad = _post_with_key(c.url(leader, "/kv"), body, "has space")
+    assert status == 400 and "Idempotency-Key" in bad["message"]
