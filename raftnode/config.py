@@ -82,6 +82,9 @@ class NodeConfig:
     cluster: tuple[Member, ...]
     secret: bytes | None
     insecure: bool = False
+    initial_cluster_state: str = "new"
+    """etcd's meaning: ``new`` bootstraps an empty data directory from ``cluster``; ``existing``
+    never does: the node waits to be added (``raftnode member add``) and contacted."""
     timing: Timing = field(default_factory=Timing)
     limits: Limits = field(default_factory=Limits)
     snapshot: Snapshot = field(default_factory=Snapshot)
@@ -276,6 +279,8 @@ def _secret(c: _Checker, top: dict[str, Any], base_dir: Path | None) -> tuple[by
     return secret, insecure
 
 
+CLUSTER_STATES = ("new", "existing")
+
 TOP_KEYS = {
     "node_id",
     "data_dir",
@@ -283,6 +288,7 @@ TOP_KEYS = {
     "cluster",
     "secret_file",
     "insecure",
+    "initial_cluster_state",
     "timing",
     "limits",
     "snapshot",
@@ -301,6 +307,9 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
     listen_client, listen_health, listen_peer = _listen_section(c, top.get("listen"))
     cluster = _cluster_section(c, top.get("cluster"), node_id)
     secret, insecure = _secret(c, top, base_dir)
+    state = c.string(top, "initial_cluster_state", "initial_cluster_state", "new")
+    if state not in CLUSTER_STATES:
+        c.fail("initial_cluster_state", f"must be new or existing, got {state!r}")
     config = NodeConfig(
         node_id=node_id,
         data_dir=data_dir,
@@ -310,6 +319,7 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
         cluster=cluster,
         secret=secret,
         insecure=insecure,
+        initial_cluster_state=state,
         timing=_integer_section(c, top.get("timing"), "timing", Timing),
         limits=_integer_section(c, top.get("limits"), "limits", Limits),
         snapshot=_integer_section(c, top.get("snapshot"), "snapshot", Snapshot),

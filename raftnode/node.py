@@ -40,7 +40,7 @@ from raftnode.defaults import Timing
 from raftnode.metrics import NodeMetrics
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
-from raftnode.raft.errors import NotLeaderError
+from raftnode.raft.errors import ConfChangeError, NotLeaderError
 from raftnode.raft.types import (
     NO_NODE,
     ConfChange,
@@ -200,6 +200,11 @@ class RaftNode:
         self._read_waiters: list[tuple[int, int, asyncio.Future[int]]] = []
         self._read_ids = itertools.count(self._rng.getrandbits(40) << 16)
         self._leader_listeners: list[LeaderListener] = []
+        self._conf_listeners: list[Callable[[ConfChange], None]] = []
+        self.member_peers: dict[int, Address] = dict(options.members)
+        """Every member's peer address as this node knows it (initial members, then each
+        applied change's ``peer`` context)."""
+        self._promoting: asyncio.Task[None] | None = None
         self._state_waiters: list[asyncio.Future[None]] = []
         self._shown = SoftState(Role.FOLLOWER, 0, NO_NODE)
         self.applied_index = 0
@@ -418,6 +423,37 @@ class RaftNode:
     def add_leader_listener(self, listener: LeaderListener) -> None:
         self._leader_listeners.append(listener)
 
+    def add_conf_listener(self, listener: Callable[[ConfChange], None]) -> None:
+        """Called with each membership change as it applies here (its context included)."""
+        self._conf_listeners.append(listener)
+
+    def members(self) -> list[dict[str, Any]]:
+        """Every member with its role and address; on the leader also match index, lag and
+        whether it was heard from recently (``reachable``)."""
+        core = self._core()
+        conf = core.conf
+        last = core.last_index
+        out: list[dict[str, Any]] = []
+        for member in sorted(conf.members()):
+            address = self.member_peers.get(member)
+            entry: dict[str, Any] = {
+                "id": member,
+                "role": "voter" if member in conf.voters else "learner",
+                "peer": str(address) if address is not None else None,
+                "leader": member == core.leader_id,
+            }
+            if core.role is Role.LEADER:
+                pr = core.progress.get(member)
+                match = last if member == self.node_id else (pr.match if pr else 0)
+                entry.update(
+                    match=match,
+                    lag=max(0, last - match),
+                    reachable=member == self.node_id
+                    or (pr is not None and pr.recent_active and self.carrier.connected(member)),
+                )
+            out.append(entry)
+        return out
+
     # -- state -----------------------------------------------------------------------------
 
     def _core(self) -> RaftCore:
@@ -532,6 +568,29 @@ class RaftNode:
             return
         self.core.tick(self._clock())
         self._after_input()
+        if self.core.role is Role.LEADER and self.core.conf.learners and self._promoting is None:
+            self._promote_caught_up_learner()
+
+    def _promote_caught_up_learner(self) -> None:
+        """The leader makes a learner a voter once it is within the core's catch-up rule."""
+        core = self._core()
+        limit = core.cfg.learner_catchup_entries
+        for learner in sorted(core.conf.learners):
+            pr = core.progress.get(learner)
+            if pr is not None and pr.recent_active and core.last_index - pr.match <= limit:
+                self._promoting = asyncio.ensure_future(self._promote(learner))
+                return
+
+    async def _promote(self, learner: int) -> None:
+        try:
+            await self.change_membership(ConfChangeOp.ADD_VOTER, learner, {}, 5.0)
+            log.info("learner promoted to voter", extra={"fields": {"node_id": learner}})
+        except (NodeError, ConfChangeError) as e:
+            log.info(
+                "learner not promoted yet", extra={"fields": {"node_id": learner, "why": str(e)}}
+            )
+        finally:
+            self._promoting = None
 
     def _on_peer_message(self, msg: Message) -> None:
         if self.core is None or self.stopping or self.failure is not None:
@@ -640,12 +699,19 @@ class RaftNode:
                 )
 
     def _apply_conf_change(self, change: ConfChange) -> None:
-        for node in change.result.members():
-            addr = change.context.get("peer") if node == change.node_id else None
-            if addr and node != self.node_id:
-                self.carrier.add_peer(node, Address.parse(addr))
+        addr = change.context.get("peer")
+        if addr and change.node_id in change.result.members():
+            self.member_peers[change.node_id] = Address.parse(addr)
+            if change.node_id != self.node_id:
+                self.carrier.add_peer(change.node_id, Address.parse(addr))
         if change.node_id and change.node_id not in change.result.members():
+            self.member_peers.pop(change.node_id, None)
             self.carrier.remove_peer(change.node_id)
+        for listener in list(self._conf_listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("membership listener failed")
         log.info(
             "configuration applied",
             extra={

@@ -24,4 +24,5 @@ def options_from_config(config: NodeConfig) -> NodeOptions:
         election_ticks=config.timing.election_ticks,
         heartbeat_ticks=config.timing.heartbeat_ticks,
         snapshot_every_entries=config.snapshot.every_entries,
+        initial_cluster_state="existing" if config.initial_cluster_state == "existing" else "new",
     )

@@ -195,4 +195,10 @@ def serve(config: NodeConfig) -> int:
     except (OSError, StoreError) as e:
         log.error("startup failed", extra={"fields": {"error": str(e)}})
         return 1
+    import os
+
+    if os.environ.get("RAFTNODE_EXPERIMENT_UVLOOP") == "1":
+        import uvloop
+
+        uvloop.install()
     return asyncio.run(server.run())
