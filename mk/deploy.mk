@@ -4,7 +4,7 @@
 WHEELHOUSE ?= build/wheelhouse
 ANSIBLE_INVENTORY ?= inventories/production
 ANSIBLE_LINT_PATHS := site.yml playbooks roles inventories molecule
-YAMLLINT_PATHS := $(ANSIBLE_LINT_PATHS) .ansible-lint .yamllint
+YAMLLINT_PATHS := $(ANSIBLE_LINT_PATHS) .ansible-lint .yamllint .config/molecule
 DEPLOY_BIN := $(CURDIR)/$(VENV)/bin
 
 TEST_TARGETS += lint-ansible
