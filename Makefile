@@ -5,10 +5,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SEEDS ?= 500
 
-# Fragments under mk/ add their own targets and append to TEST_TARGETS.
+# Fragments under mk/ add their own targets and append to TEST_TARGETS: mk/cluster.mk (local
+# processes), mk/deploy.mk (Ansible tools, lint, deploy), mk/lab.mk (lab hosts, lab tests).
 TEST_TARGETS := lint test-unit test-sim
+.DEFAULT_GOAL := help
 
-.PHONY: venv lint test test-unit test-sim sim bench-log
+.PHONY: help venv lint test test-unit test-sim sim bench-log
+
+## List the documented targets: the `## ` comments right above each target, in every fragment.
+help:
+	@awk '/^## / { doc[++n] = substr($$0, 4); next } \
+		n && /^[A-Za-z0-9_. -]+:([^=]|$$)/ { \
+			split($$0, t, ":"); printf "\n  %s\n", t[1]; \
+			for (i = 1; i <= n; i++) printf "      %s\n", doc[i]; \
+		} \
+		{ n = 0 }' $(MAKEFILE_LIST)
+
+## The project virtualenv (.venv) with raftnode and its dev tools.
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -31,6 +44,7 @@ lint: venv
 		MYPYPATH=molecule/default $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
 	done
 
+## Unit tests.
 test-unit: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
@@ -43,7 +57,8 @@ bench-log: venv
 	$(PY) -m bench.log_append
 
 -include mk/*.mk
-# Last, as the slowest: the Molecule scenarios on lab hosts (mk/deploy.mk).
+# Last, as the slowest: the Molecule scenarios on lab hosts (mk/lab.mk).
 TEST_TARGETS += test-molecule
 
+## Every test: lint, unit, simulation, integration, Ansible lint, lab, Molecule scenarios.
 test: $(TEST_TARGETS)

@@ -1,4 +1,4 @@
-# Local quick start: three raftnode processes on the seed's ports, and HAProxy in front.
+# Local quick start: three raftnode processes on the default ports, and HAProxy in front.
 #   node N: client API 808N, health 1000N, Raft peers 908N; HAProxy on 8080 (stats on 8404)
 # Configs, data, pid files and logs live under $(CLUSTER_DIR).
 CLUSTER_DIR ?= data
@@ -30,6 +30,7 @@ start-lb:
 		echo "haproxy on :8080 (stats http://127.0.0.1:8404/), pid $$(cat $(HAPROXY_PID))"; \
 	fi
 
+## Stop the local HAProxy.
 stop-lb:
 	@if [ -f $(HAPROXY_PID) ]; then \
 		pid=$$(cat $(HAPROXY_PID)); kill $$pid 2>/dev/null || true; \
@@ -42,10 +43,11 @@ stop-cluster: stop-lb
 	@if [ -x $(PY) ]; then $(PY) -m raftnode.devcluster stop --dir $(CLUSTER_DIR); \
 	else python3 -m raftnode.devcluster stop --dir $(CLUSTER_DIR); fi
 
+## The cluster as node 1 sees it (raftnode status).
 cluster-status: venv
 	$(VENV)/bin/raftnode status --url http://127.0.0.1:10001
 
-## Real processes on loopback (free ports, not the seed's): elections, failover, errors, auth.
+## Real processes on loopback (free ports, not the default ones): elections, failover, errors, auth.
 test-integration: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration examples
 

@@ -1,22 +1,32 @@
 # raftnode deployment bundle: Ansible roles, playbooks and inventories (roles/, playbooks/,
-# inventories/, site.yml). The deploy tools come from the `deploy` extra, installed by
-# $(VENV)/.deploy-installed (mk/lab.mk).
+# inventories/, site.yml), and the tools that drive them (the `deploy` extra in .venv).
+# The lab hosts they can run against are in mk/lab.mk.
 WHEELHOUSE ?= build/wheelhouse
 ANSIBLE_INVENTORY ?= inventories/production
 ANSIBLE_LINT_PATHS := site.yml playbooks roles inventories molecule
-YAMLLINT_PATHS := $(ANSIBLE_LINT_PATHS) .ansible-lint .yamllint
+YAMLLINT_PATHS := $(ANSIBLE_LINT_PATHS) .ansible-lint .yamllint .config/molecule requirements.yml
 DEPLOY_BIN := $(CURDIR)/$(VENV)/bin
+# Every Ansible command runs with the project's tools first on PATH and its ansible.cfg.
+ANSIBLE_ENV := PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg
+ANSIBLE_PLAYBOOK := $(ANSIBLE_ENV) $(DEPLOY_BIN)/ansible-playbook
 
 TEST_TARGETS += lint-ansible
 
-.PHONY: lint-ansible wheels deploy rolling-restart
+.PHONY: deploy-venv lint-ansible wheels deploy rolling-restart
 
-## yamllint + ansible-lint (production profile) + a syntax check of site.yml.
+## Ansible, ansible-lint, yamllint, Molecule and testinfra (the `deploy` extra) in .venv.
+deploy-venv: $(VENV)/.deploy-installed
+
+$(VENV)/.deploy-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,deploy]'
+	touch $@
+
+## yamllint + ansible-lint (production profile) + a syntax check of the playbooks.
 lint-ansible: $(VENV)/.deploy-installed
-	PATH="$(DEPLOY_BIN):$$PATH" $(VENV)/bin/yamllint --strict $(YAMLLINT_PATHS)
-	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-lint --profile production $(ANSIBLE_LINT_PATHS)
-	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook --syntax-check -i $(ANSIBLE_INVENTORY) site.yml
-	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook --syntax-check -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
+	$(ANSIBLE_ENV) $(DEPLOY_BIN)/yamllint --strict $(YAMLLINT_PATHS)
+	$(ANSIBLE_ENV) $(DEPLOY_BIN)/ansible-lint --profile production $(ANSIBLE_LINT_PATHS)
+	$(ANSIBLE_PLAYBOOK) --syntax-check -i $(ANSIBLE_INVENTORY) site.yml
+	$(ANSIBLE_PLAYBOOK) --syntax-check -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
 
 ## The wheels the raftnode role ships: this checkout and its dependencies (hosts install
 ## them with pip --no-index). Built for the controller's Python: hosts need the same
@@ -30,34 +40,8 @@ wheels: $(VENV)/.installed
 
 ## ansible-playbook site.yml against ANSIBLE_INVENTORY (default: inventories/production).
 deploy: $(VENV)/.deploy-installed wheels
-	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook -i $(ANSIBLE_INVENTORY) site.yml
+	$(ANSIBLE_PLAYBOOK) -i $(ANSIBLE_INVENTORY) site.yml
 
 ## Restart every Raft node, followers first, the leader last.
 rolling-restart: $(VENV)/.deploy-installed
-	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg $(VENV)/bin/ansible-playbook -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
-
-## A running cluster on local test hosts: boots the lab (mk/lab.mk: LAB_NAME, LAB_HOSTS,
-## LAB_SUBNET), builds the wheels and runs site.yml onto it. Then, with the default subnet:
-##   curl -X POST http://10.77.0.100:8080/kv -H 'Content-Type: application/json' -d '{"key":"a","value":"1"}'
-## `make lab-down` removes it.
-.PHONY: lab
-lab: $(VENV)/.deploy-installed wheels lab-up
-	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg RAFTLAB_NAME=$(LAB_NAME) \
-		$(VENV)/bin/ansible-playbook -i inventories/lab -i .lab/$(LAB_NAME).yml site.yml
-	PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg RAFTLAB_NAME=$(LAB_NAME) \
-		$(VENV)/bin/ansible-playbook -i inventories/lab -i .lab/$(LAB_NAME).yml playbooks/smoke-test.yml
-	@echo "lab: cluster behind http://$$(python3 -m lab.raftlab --name $(LAB_NAME) status | sed -n 's/.* vip \([0-9.]*\).*/\1/p'):8080"
-	@python3 -m lab.raftlab --name $(LAB_NAME) status
-	@echo "lab: on a host: python3 -m lab.raftlab --name $(LAB_NAME) exec n1 -- systemctl status raftnode"
-	@echo "lab: over SSH:  ssh -i $$(sed -n 's/.*ansible_ssh_private_key_file: *//p' .lab/$(LAB_NAME).yml | head -1) root@ADDRESS (addresses above)"
-	@echo "lab: make lab-down removes it all"
-
-## Every Molecule scenario on lab hosts, one after another (root): default (converge,
-## idempotence, routing), failover, quorum, lb-failover. `make test` runs them last.
-MOLECULE_SCENARIOS ?= default failover quorum lb-failover
-.PHONY: test-molecule
-test-molecule: $(VENV)/.deploy-installed
-	@set -e; for scenario in $(MOLECULE_SCENARIOS); do \
-		echo "== molecule test -s $$scenario"; \
-		PATH="$(DEPLOY_BIN):$$PATH" $(VENV)/bin/molecule test -s $$scenario; \
-	done
+	$(ANSIBLE_PLAYBOOK) -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from raftnode import __version__
 from raftnode.config import ConfigError, load_config
 
 
@@ -109,6 +110,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raftnode", description="A Raft key-value node.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run a node")
     p.add_argument("--config", "-c", required=True, help="the node's YAML config file")

@@ -231,23 +231,98 @@ def stop_all(base: Path, timeout: float = 10.0) -> int:
     return stopped
 
 
+@dataclass(slots=True)
+class StartedNode:
+    """A node this ``start`` launched: its process and where its log was when it began."""
+
+    node: LocalNode
+    proc: subprocess.Popen[bytes]
+    log_offset: int
+
+
+def failure_line(log_file: Path, offset: int) -> str:
+    """The line of the node's own log that says why it stopped: its last error line, else its
+    last line (a traceback's last line is the exception)."""
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"(cannot read {log_file}: {e.strerror})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "level=error" in line or '"error"' in line.lower()]
+    return (errors or lines or ["(nothing in its log)"])[-1]
+
+
+def exited(started: list[StartedNode]) -> list[StartedNode]:
+    return [s for s in started if s.proc.poll() is not None]
+
+
+def wait_until_up(
+    nodes: list[LocalNode], started: list[StartedNode], timeout: float
+) -> tuple[LocalNode | None, list[StartedNode]]:
+    """Poll until one node leads and every node this run started is alive and answers on its
+    health port; stop early when one of them exits. Returns (leader or None, exited nodes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dead = exited(started)
+        if dead:
+            return None, dead
+        found = leaders(nodes)
+        serving = all(http_status(s.node.health_url + "/health") != 0 for s in started)
+        if len(found) == 1 and serving:
+            # A node can lose its port a moment after binding another: look once more.
+            time.sleep(0.2)
+            dead = exited(started)
+            return (None, dead) if dead else (found[0], [])
+        if time.monotonic() >= deadline:
+            return None, []
+        time.sleep(0.05)
+
+
 def _cmd_start(args: argparse.Namespace) -> int:
     base = Path(args.dir)
-    nodes = write_configs(base, seed_ports(args.nodes))
+    return start_cluster(write_configs(base, seed_ports(args.nodes)), args.timeout, base)
+
+
+def start_cluster(nodes: list[LocalNode], timeout: float, base: Path) -> int:
+    """Start the nodes not yet running and report: 0 once one leads and every node started
+    here serves; 1 naming each node that exited (with its own log line) or when no leader
+    came within timeout."""
+    started: list[StartedNode] = []
     for n in nodes:
         pid = read_pid(n.pid_file)
         if pid is not None and pid_alive(pid):
             print(f"node {n.ports.node_id} already running (pid {pid})")
             continue
-        start_node(n)
+        offset = n.log_file.stat().st_size if n.log_file.exists() else 0
+        started.append(StartedNode(n, start_node(n), offset))
         print(
-            f"started node {n.ports.node_id}: client :{n.ports.client} health :{n.ports.health} "
-            f"peer :{n.ports.peer} log {n.log_file}"
+            f"starting node {n.ports.node_id}: client :{n.ports.client} "
+            f"health :{n.ports.health} peer :{n.ports.peer} log {n.log_file}"
         )
-    leader = wait_for_leader(nodes, args.timeout)
-    if leader is None:
-        print(f"no leader within {args.timeout:.0f}s; see the logs under {base}", file=sys.stderr)
+    leader, dead = wait_until_up(nodes, started, timeout)
+    for s in dead:
+        s.node.pid_file.unlink(missing_ok=True)
+        print(
+            f"node {s.node.ports.node_id} failed to start (exit code {s.proc.returncode}): "
+            f"{failure_line(s.node.log_file, s.log_offset)}",
+            file=sys.stderr,
+        )
+    if dead:
+        running = [s.node.ports.node_id for s in started if s not in dead]
+        if running:
+            print(
+                f"nodes {', '.join(map(str, running))} still run; `make stop-cluster` "
+                f"(python -m raftnode.devcluster stop --dir {base}) stops them",
+                file=sys.stderr,
+            )
         return 1
+    if leader is None:
+        print(f"no leader within {timeout:.0f}s; see the logs under {base}", file=sys.stderr)
+        return 1
+    for s in started:
+        print(f"started node {s.node.ports.node_id} (pid {s.proc.pid})")
     print(f"leader: node {leader.ports.node_id}")
     return 0
 

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 
 from .errors import LabError
 
-DEFAULT_SUBNET = "10.77.0.0/24"
+DEFAULT_SUBNET = "10.77.0.0/24"  # `make lab`; what the docs' example addresses assume
+# `up --subnet auto` takes the first /24 of this pool that no lab and no interface on this
+# machine uses. The pool leaves out DEFAULT_SUBNET, so test labs never take the address
+# a developer's `make lab` is about to use.
+AUTO_SUBNET = "auto"
+SUBNET_POOL = "10.77.0.0/16"
 CONTROLLER_OFFSET = 1  # the host side of the bridge
 VIP_OFFSET = 100  # reserved for keepalived's virtual address
 
@@ -91,3 +96,13 @@ class LabNetwork:
                 raise LabError(f"hosts {seen[host.address]} and {host.name} share {host.address}")
             seen[host.address] = host.name
         return hosts
+
+
+def pick_free_subnet(taken: list[ipaddress.IPv4Network], pool: str = SUBNET_POOL) -> str:
+    """The first /24 of pool (other than DEFAULT_SUBNET) that overlaps nothing in taken."""
+    reserved = ipaddress.IPv4Network(DEFAULT_SUBNET)
+    for candidate in ipaddress.IPv4Network(pool).subnets(new_prefix=24):
+        if candidate.overlaps(reserved) or any(candidate.overlaps(t) for t in taken):
+            continue
+        return str(candidate)
+    raise LabError(f"every /24 of the lab pool {pool} is in use: `list` the labs and `down` some")

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from .addressing import DEFAULT_SUBNET
+from .addressing import AUTO_SUBNET, DEFAULT_SUBNET, SUBNET_POOL
 from .errors import LabError
 from .host_requirements import ensure_host_tools, require_root
 from .image_build import ensure_image
 from .image_recipe import ImageRecipe
 from .inventory import molecule_instances
 from .lab import READY_TIMEOUT_S, Lab, destroy_lab, up_lab
-from .state import all_lab_names
+from .state import all_lab_names, unique_lab_name
 
 DEFAULT_LAB = "raftlab"
 
@@ -51,7 +51,19 @@ def _parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="create and boot hosts; waits until SSH answers")
     up.add_argument("--hosts", default="n1,n2,n3,lb1,lb2", help="comma list (default: %(default)s)")
-    up.add_argument("--subnet", default=DEFAULT_SUBNET, help="default: %(default)s")
+    up.add_argument(
+        "--subnet",
+        default=DEFAULT_SUBNET,
+        help=f"a private /24 or /25, or '{AUTO_SUBNET}': the first free /24 of {SUBNET_POOL} "
+        "(never the default, %(default)s)",
+    )
+    up.add_argument(
+        "--unique-name",
+        action="store_true",
+        help="take --name as a prefix and add a random suffix; the name is printed "
+        "(and written to --name-file)",
+    )
+    up.add_argument("--name-file", help="write the lab's name to this file once it is chosen")
     up.add_argument("--bridge", help="bridge name (default: br-<name>)")
     up.add_argument("--timeout", type=float, default=READY_TIMEOUT_S, help="ready wait, seconds")
     up.add_argument(
@@ -108,11 +120,19 @@ def _cmd_image(args: argparse.Namespace) -> int:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    name = args.name
+    if args.unique_name:
+        name = unique_lab_name(args.name)
+    if args.name_file:
+        # Written before anything is created, so a caller can always `down` what it started.
+        Path(args.name_file).write_text(name + "\n")
+    print(f"raftlab: lab name {name}", flush=True)
     lab, report = up_lab(
-        args.name,
+        name,
         hosts,
         subnet=args.subnet,
         bridge=args.bridge,
+        reuse=not args.unique_name,
         ready_timeout=args.timeout,
         keep_on_failure=args.keep_on_failure,
     )
@@ -122,6 +142,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     image = report.image
     figures = {
         "lab": lab.name,
+        "subnet": lab.record.subnet,
         "reused": report.reused,
         "image_s": round(image.seconds, 1) if image else None,
         "image_cached": image.cached if image else None,

@@ -18,6 +18,7 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "openssh-server",
     "python3",
     "python3-venv",
+    "python3-packaging",  # Ansible's pip module (the raftnode role)
     "sudo",
     "ca-certificates",
     # Networking and the fault primitives.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import faults, process_control
-from .addressing import DEFAULT_SUBNET, LabHost, LabNetwork
+from .addressing import AUTO_SUBNET, DEFAULT_SUBNET, LabHost, LabNetwork, pick_free_subnet
 from .bridge import addresses_in_use, create_bridge
 from .errors import LabError
 from .guest_disk import provision_disk
@@ -32,7 +32,13 @@ from .paths import state_root
 from .processes import ProcessRef
 from .readiness import GuestProbe, failed_units, system_state, wait_until_ready
 from .ssh_access import ensure_key, ssh_argv
-from .state import LabRecord, all_lab_names, default_bridge, validate_lab_name
+from .state import (
+    LabRecord,
+    all_lab_names,
+    default_bridge,
+    unique_lab_name,
+    validate_lab_name,
+)
 from .teardown import destroy_lab_unlocked
 
 READY_TIMEOUT_S = 180.0
@@ -230,6 +236,24 @@ class Lab:
         return path
 
 
+def allocation_lock() -> AbstractContextManager[None]:
+    """Held while a new lab checks or picks its subnet and records it: two `up`s at once
+    never take the same subnet or bridge."""
+    return exclusive_lock(
+        state_root() / ".locks" / "allocate.lock", timeout=LAB_LOCK_TIMEOUT_S, what="subnets"
+    )
+
+
+def _networks_in_use(name: str) -> list[ipaddress.IPv4Network]:
+    """Every subnet another lab recorded or an interface of this machine has."""
+    taken = [
+        record.network.network
+        for record in map(LabRecord.load, all_lab_names())
+        if record is not None and record.name != name
+    ]
+    return taken + [ipaddress.IPv4Interface(cidr).network for cidr in addresses_in_use()]
+
+
 def _check_no_clash(network: LabNetwork, bridge: str, name: str) -> None:
     ours = network.network
     for other_name in all_lab_names():
@@ -239,7 +263,7 @@ def _check_no_clash(network: LabNetwork, bridge: str, name: str) -> None:
         if other.network.network.overlaps(ours):
             raise LabError(
                 f"lab {other_name!r} already uses {other.subnet}: pick another --subnet "
-                f"(e.g. 10.78.0.0/24) or `down --name {other_name}`"
+                f"(`--subnet auto` takes a free one) or `down --name {other_name}`"
             )
         if other.bridge == bridge:
             raise LabError(
@@ -250,31 +274,54 @@ def _check_no_clash(network: LabNetwork, bridge: str, name: str) -> None:
             raise LabError(f"{network.subnet} overlaps {cidr} configured on this machine")
 
 
+def _claim_subnet(subnet: str, bridge: str, name: str) -> LabNetwork:
+    """The lab's network: subnet as given (refusing a clash), or a free one for "auto"."""
+    if subnet == AUTO_SUBNET:
+        network = LabNetwork(pick_free_subnet(_networks_in_use(name)))
+    else:
+        network = LabNetwork(subnet)
+    _check_no_clash(network, bridge, name)
+    return network
+
+
 def up_lab(
     name: str,
     host_names: list[str],
     *,
     subnet: str = DEFAULT_SUBNET,
     bridge: str | None = None,
+    unique_name: bool = False,
+    reuse: bool = True,
     ready_timeout: float = READY_TIMEOUT_S,
     recipe: ImageRecipe | None = None,
     keep_on_failure: bool = False,
     say: Say = print,
 ) -> tuple[Lab, UpReport]:
-    """Create and boot the named hosts; on any failure (or ^C) tear down what was made."""
+    """Create and boot the named hosts; on any failure (or ^C) tear down what was made.
+
+    subnet "auto" takes a free /24 from the lab pool; unique_name treats name as a prefix
+    and adds a random suffix; reuse=False refuses an existing lab of that name (otherwise
+    its stopped hosts are booted again). "auto" plus unique_name give a lab that collides
+    with no other (a developer's `make lab`, another test run): read what it got from
+    lab.name and lab.record.subnet.
+    """
     started = time.monotonic()
     require_root()
+    if unique_name:
+        name = unique_lab_name(name)
     validate_lab_name(name)
-    network = LabNetwork(subnet)
-    hosts = network.hosts(host_names)
+    LabNetwork().hosts(host_names)  # the naming rule, before anything slow
     bridge = bridge or default_bridge(name)
     ensure_host_tools()
     report = UpReport()
     with lab_lock(name):
         existing = LabRecord.load(name)
         if existing is not None:
+            if unique_name or not reuse:
+                raise LabError(f"lab {name!r} exists already: pick another name or `down` it")
             lab = Lab(existing)
-            if [h.name for h in existing.hosts] != host_names or existing.subnet != subnet:
+            same_subnet = subnet in (AUTO_SUBNET, existing.subnet)
+            if [h.name for h in existing.hosts] != host_names or not same_subnet:
                 have = ",".join(h.name for h in existing.hosts)
                 raise LabError(
                     f"lab {name!r} already exists with hosts {have} on {existing.subnet}; "
@@ -287,15 +334,20 @@ def up_lab(
             report.reused = True
             report.total_s = time.monotonic() - started
             return lab, report
-        _check_no_clash(network, bridge, name)
+        if subnet != AUTO_SUBNET:
+            _check_no_clash(LabNetwork(subnet), bridge, name)  # fail fast, before the image
         report.image = ensure_image(recipe or ImageRecipe())
         say(
             f"raftlab: image {report.image.digest} "
             f"{'reused from cache' if report.image.cached else 'built'} "
             f"in {report.image.seconds:.1f}s"
         )
-        record = LabRecord(name, subnet, bridge, str(report.image.rootfs), hosts)
-        record.save()  # from here on, `down` can find and undo everything
+        with allocation_lock():
+            network = _claim_subnet(subnet, bridge, name)
+            hosts = network.hosts(host_names)
+            record = LabRecord(name, network.subnet, bridge, str(report.image.rootfs), hosts)
+            record.save()  # from here on, `down` can find and undo everything
+        say(f"raftlab: lab {name!r} on {network.subnet}, bridge {bridge}")
         lab = Lab(record)
         try:
             step = time.monotonic()

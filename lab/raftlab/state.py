@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,18 @@ def lab_dir(name: str) -> Path:
 
 
 def default_bridge(name: str) -> str:
-    return f"br-{name}"[:15]
+    """br-NAME, or for a long name a prefix plus a hash of it: interface names stop at 15."""
+    bridge = f"br-{name}"
+    if len(bridge) <= 15:
+        return bridge
+    digest = hashlib.sha256(name.encode()).hexdigest()[:5]
+    return f"br-{name[:6]}-{digest}"
+
+
+def unique_lab_name(prefix: str) -> str:
+    """prefix plus a random suffix, within the name rule; `up` still refuses one in use."""
+    suffix = secrets.token_hex(3)
+    return validate_lab_name(f"{prefix[: 20 - len(suffix) - 1].rstrip('-')}-{suffix}")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """A real three-process cluster on loopback for the integration tests (and nothing else).
 
-Ports are picked free by the OS (not the seed's), every process runs in its own session, and
+Ports are picked free (never the default ones, client API 8081-8083 and so on, which a
+developer's `make start-cluster` may hold), every process runs in its own session, and
 ``close`` kills every process (SIGCONT, then SIGKILL) and removes the data directory, so a
 failing test leaves nothing behind. Every wait takes a timeout.
 """

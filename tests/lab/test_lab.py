@@ -1,8 +1,9 @@
 """The lab end to end: five systemd hosts, Ansible over SSH, every fault primitive, clean teardown.
 
 Needs root on Linux (it creates a bridge, overlay mounts and systemd-nspawn guests); `make test-lab`
-installs Ansible first. Uses its own lab name and subnet so a developer's `make lab-up` lab can
-keep running beside it.
+installs Ansible first. Asks the lab for a unique name and a free subnet, as Molecule does, so
+a developer's `make lab` (or another test run) keeps running beside it; one test brings up a
+second lab next to this one and checks that tearing it down leaves this one intact.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.raftlab import Lab, destroy_lab, leftovers, up_lab
+from lab.raftlab import Lab, LabError, destroy_lab, leftovers, up_lab
 from lab.raftlab.bridge import link_exists, ports_of
 from lab.raftlab.processes import is_alive, read_ref
 
-LAB_NAME = "pytest-lab"
-SUBNET = os.environ.get("RAFTLAB_TEST_SUBNET", "10.77.9.0/24")
+LAB_PREFIX = "pytest"
+SUBNET = os.environ.get("RAFTLAB_TEST_SUBNET", "auto")
 HOSTS = ["n1", "n2", "n3", "lb1", "lb2"]
 
 pytestmark = [
@@ -48,9 +49,8 @@ class LabUnderTest:
 
 @pytest.fixture(scope="module")
 def running(pytestconfig: pytest.Config) -> Iterator[LabUnderTest]:
-    destroy_lab(LAB_NAME)  # a previous run that was killed before its own teardown
     started = time.monotonic()
-    lab, report = up_lab(LAB_NAME, HOSTS, subnet=SUBNET)
+    lab, report = up_lab(LAB_PREFIX, HOSTS, subnet=SUBNET, unique_name=True)
     image = report.image
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
@@ -58,11 +58,12 @@ def running(pytestconfig: pytest.Config) -> Iterator[LabUnderTest]:
             f"\nlab figures: image {'cached' if image and image.cached else 'built'} "
             f"in {image.seconds if image else 0:.1f}s, {len(HOSTS)} hosts ready "
             f"{report.boot_to_ready_s:.1f}s after boot, up total {time.monotonic() - started:.1f}s"
+            f" (lab {lab.name} on {lab.record.subnet})"
         )
     try:
         yield LabUnderTest(lab, ports_of(lab.record.bridge))
     finally:
-        destroy_lab(LAB_NAME)  # idempotent: the last test has usually done it already
+        destroy_lab(lab.name)  # idempotent: the last test has usually done it already
 
 
 def ansible_bin(name: str) -> str:
@@ -155,6 +156,32 @@ def test_ansible_reaches_hosts_over_ssh(running: LabUnderTest, tmp_path: Path) -
     assert running.lab.exec("lb2", ["cat", "/etc/raftlab-probe"]).stdout == "lb2 in lb\n"
 
 
+def test_a_second_lab_runs_beside_the_first(running: LabUnderTest) -> None:
+    """`make lab` then `make test`: a test lab must not collide with one that is running."""
+    first = running.lab
+    with pytest.raises(LabError, match="already uses"):
+        up_lab(f"{LAB_PREFIX}-clash", ["n1"], subnet=first.record.subnet)
+    second, _ = up_lab(LAB_PREFIX, ["n1", "lb1"], subnet="auto", unique_name=True)
+    try:
+        assert second.name != first.name
+        assert second.record.subnet != first.record.subnet
+        assert second.record.bridge != first.record.bridge
+        for lab in (first, second):
+            assert lab.exec("n1", ["hostname"]).stdout.strip() == "n1"
+            assert controller_reaches(lab.address("n1"))
+        assert reaches(second, "lb1", second.address("n1"))
+        assert not pings(second, "n1", first.address("n1")), "labs share no network"
+    finally:
+        assert destroy_lab(second.name)
+    assert leftovers(second.name, second.record.bridge) == []
+    assert link_exists(running.bridge)
+    assert all(link_exists(veth) for veth in running.veths)
+    for host in HOSTS:
+        assert first.is_running(host), host
+        assert controller_reaches(first.address(host)), host
+    assert reaches(first, "n1", first.address("n2"))
+
+
 def test_isolate_and_heal(running: LabUnderTest) -> None:
     lab = running.lab
     assert reaches(lab, "n1", "n2") and pings(lab, "n1", "n2")
@@ -215,9 +242,10 @@ def test_kill_takes_a_host_away(running: LabUnderTest) -> None:
 
 
 def test_destroy_leaves_nothing_behind(running: LabUnderTest) -> None:
-    assert destroy_lab(LAB_NAME)
-    assert leftovers(LAB_NAME, running.bridge) == []
+    name = running.lab.name
+    assert destroy_lab(name)
+    assert leftovers(name, running.bridge) == []
     assert not link_exists(running.bridge)
     assert running.veths and not any(link_exists(veth) for veth in running.veths)
     assert not running.state_dir.exists()
-    assert destroy_lab(LAB_NAME) is False, "a second destroy finds nothing and succeeds"
+    assert destroy_lab(name) is False, "a second destroy finds nothing and succeeds"

@@ -5,15 +5,17 @@ These need neither root nor a running lab, so they also run on a developer's lap
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 import yaml
 
 from lab.raftlab import LabError, LabNetwork
-from lab.raftlab.addressing import LabHost
+from lab.raftlab.addressing import LabHost, pick_free_subnet
 from lab.raftlab.image_recipe import ImageRecipe
 from lab.raftlab.inventory import molecule_instances, render_inventory
 from lab.raftlab.mirror import mirror_from_deb822, mirror_from_one_line
-from lab.raftlab.state import LabRecord, default_bridge, validate_lab_name
+from lab.raftlab.state import LabRecord, default_bridge, unique_lab_name, validate_lab_name
 
 
 def test_addresses_follow_host_names() -> None:
@@ -52,9 +54,26 @@ def test_unsuitable_subnets_are_refused(subnet: str) -> None:
 def test_lab_names_fit_interface_names() -> None:
     assert default_bridge("raftlab") == "br-raftlab"
     assert len(default_bridge("a-very-long-lab-name")) == 15
+    # Two long names that share a prefix (lb-failover-3f2a1c, lb-failover-9e0b7d) get two bridges.
+    assert default_bridge("lb-failover-3f2a1c") != default_bridge("lb-failover-9e0b7d")
+    names = {unique_lab_name("lb-failover") for _ in range(20)}
+    assert len(names) == 20
+    assert all(n.startswith("lb-failover-") and validate_lab_name(n) for n in names)
+    assert validate_lab_name(unique_lab_name("a-prefix-far-too-long-for-the-rule"))
     for bad in ("", "Upper", "1abc", "with space", "x" * 21):
         with pytest.raises(LabError):
             validate_lab_name(bad)
+
+
+def test_auto_subnets_avoid_the_default_and_every_subnet_in_use() -> None:
+    def net(cidr: str) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Interface(cidr).network
+
+    assert pick_free_subnet([]) == "10.77.1.0/24", "10.77.0.0/24 stays free for `make lab`"
+    taken = [net("10.77.1.1/24"), net("10.77.2.0/23"), net("127.0.0.1/8")]
+    assert pick_free_subnet(taken) == "10.77.4.0/24"
+    with pytest.raises(LabError, match="in use"):
+        pick_free_subnet([net("10.77.0.0/16")])
 
 
 def test_mirror_comes_from_the_machine_configuration() -> None:

@@ -1,15 +1,10 @@
-"""testinfra fixtures for the default scenario; the helpers live in ../lab_probe.py."""
+"""testinfra fixtures for the default scenario; the helpers live in molecule/shared/lab_probe.py
+(on PYTHONPATH through the shared Molecule base config, .config/molecule/config.yml)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import lab_probe
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,16 @@ def test_raftnode_runs_as_a_sandboxed_notify_service(host: Any) -> None:
     assert re.search(r"^CapEff:\s+0+$", status, re.M), "the node must run without capabilities"
 
 
+def test_raftnode_unit_documentation_exists_on_the_host(host: Any) -> None:
+    if "raft" not in groups_of(host):
+        pytest.skip("not a raft host")
+    docs = host.run("systemctl show raftnode -p Documentation --value").stdout.split()
+    assert docs, "the unit names its documentation"
+    for url in docs:
+        assert url.startswith("file://"), url
+        assert host.file(url.removeprefix("file://")).is_file, url
+
+
 def test_raftnode_unit_rates_2_or_better(host: Any) -> None:
     if "raft" not in groups_of(host):
         pytest.skip("not a raft host")

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "default"))
-
 import lab_probe
+import pytest
 
 # Check (2 x 1 s) + VRRP takeover (~0.5 s with advert_int 0.5): about 3 s; bound generously.
 FAILOVER_BOUND_S = 10.0

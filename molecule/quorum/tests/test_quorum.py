@@ -5,10 +5,7 @@ serves stale reads; with a majority back it writes."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "default"))
 
 import lab_probe
 

@@ -61,13 +61,14 @@ def test_address_refuses_what_is_not_host_port(text: str, why: str) -> None:
 def test_role_defaults_that_repeat_a_runtime_default_agree_with_it() -> None:
     """roles/raftnode restates some defaults; whatever it still restates must not drift."""
     role = yaml.safe_load((DOC.parents[1] / "roles/raftnode/defaults/main.yml").read_text())
-    code = {
-        "raftnode_timing": asdict(Timing()),
-        "raftnode_limits": asdict(Limits()),
+    code: dict[str, object] = {
+        **{f"raftnode_{k}": v for k, v in asdict(Timing()).items()},
+        **{f"raftnode_{k}": v for k, v in asdict(Limits()).items()},
         "raftnode_snapshot_every_entries": Snapshot().every_entries,
         "raftnode_log_level": str(LogSettings().level),
         "raftnode_log_format": str(LogSettings().format),
     }
-    for key, value in code.items():
-        if key in role:
-            assert role[key] == value, key
+    restated = [key for key in code if key in role]
+    assert len(restated) >= 10, restated  # the role's flat variables: this test must see them
+    for key in restated:
+        assert role[key] == code[key], key
