@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Every Python tree in the repository. Molecule scenarios are checked one at a time: each has its
-# own tests/test_*.py (same module names), and they import molecule/default/lab_probe.py.
+# own tests/test_*.py (same module names), and they import molecule/shared/lab_probe.py.
 PY_TREES := raftnode tests bench lab examples molecule
 MOLECULE_SCENARIOS := $(patsubst %/,%,$(dir $(wildcard molecule/*/tests/*.py molecule/*/*.py)))
 
@@ -41,7 +41,7 @@ lint: venv
 	$(VENV)/bin/mypy raftnode tests bench lab examples
 	@set -e; for scenario in $(sort $(patsubst %/tests,%,$(MOLECULE_SCENARIOS))); do \
 		echo "mypy $$scenario"; \
-		MYPYPATH=molecule/default $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
+		MYPYPATH=molecule/shared $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
 	done
 
 ## Unit tests.

@@ -484,6 +484,11 @@ class RaftNode:
         return self.core is not None and self.core.role is Role.LEADER
 
     @property
+    def conf(self) -> ConfState:
+        """The membership in force on this node (the latest configuration in its log)."""
+        return self.core.conf if self.core is not None else ConfState()
+
+    @property
     def commit_index(self) -> int:
         return self.core.commit_index if self.core is not None else 0
 

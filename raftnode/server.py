@@ -16,7 +16,7 @@ from typing import Any
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from raftnode.config import NodeConfig
+from raftnode.config import Address, NodeConfig
 from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.health import make_health_app
 from raftnode.kv.service import KeyValueService
@@ -24,6 +24,7 @@ from raftnode.kv.store import KeyValueStore, StoreError
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
 from raftnode.node_options import options_from_config
+from raftnode.raft.types import ConfChange
 from raftnode.storage.errors import StorageError
 from raftnode.systemd_notify import SystemdNotifier
 
@@ -68,6 +69,7 @@ class RaftnodeServer:
             request_timeout=cfg.timing.request_timeout_seconds,
             member_clients={m.id: m.client for m in cfg.cluster},
         )
+        self.node.add_conf_listener(lambda change: _learn_client_address(settings, change))
         self.client_api = ClientApi(self.service, settings, self.metrics)
         self.client_server = await self.client_api.serve(cfg.listen_client)
         self.health_server = HTTPServer(
@@ -186,6 +188,14 @@ class RaftnodeServer:
         await self._stopped.wait()
         self.notifier.close()
         return self._exit_code
+
+
+def _learn_client_address(settings: ClientApiSettings, change: ConfChange) -> None:
+    """Writes are forwarded to whichever member leads: keep every member's client address."""
+    if change.node_id not in change.result.members():
+        settings.member_clients.pop(change.node_id, None)
+    elif "client" in change.context:
+        settings.member_clients[change.node_id] = Address.parse(change.context["client"])
 
 
 def serve(config: NodeConfig) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 from raftnode.config import Address, Limits
 from raftnode.consistency import Consistency
 from raftnode.http import requests
+from raftnode.http.admin_api import AdminApi
 from raftnode.http.connection import HttpConnection, Request, Response
 from raftnode.http.errors import (
     ApiError,
@@ -101,6 +102,7 @@ class ClientApi:
         self.settings = settings
         self.limits = settings.limits
         self.metrics = metrics
+        self.admin = AdminApi(service.node, self._forward_admin, settings.request_timeout)
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
 
     async def serve(self, address: Address) -> asyncio.Server:
@@ -157,6 +159,8 @@ class ClientApi:
     def _route(self, request: Request) -> _Route:
         """(kind, metrics label, handler); refusals are handlers that raise."""
         path, method = request.path, request.method
+        if self.admin.handles(path):
+            return "admin", "", self._admin
         if path in ("/kv", "/kv/"):
             if method == "POST":
                 return "write", "put", self._post
@@ -173,6 +177,18 @@ class ClientApi:
                 return "write", "delete", self._delete
             return "other", "", _method_not_allowed(method, path)
         return "other", "", _no_route(path)
+
+    # -- admin -------------------------------------------------------------------------------
+
+    async def _admin(self, request: Request, deadline: float) -> _Answer:
+        response = await self.admin.handle(request)
+        return _Answer(response, "ok" if response.status < 400 else str(response.status))
+
+    async def _forward_admin(
+        self, request: Request, leader_id: int, deadline: float
+    ) -> Response | None:
+        answer = await self._forward(request, leader_id, deadline)
+        return answer.response if answer is not None else None
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"
     INTERNAL = "internal"
     QUOTA_EXCEEDED = "quota_exceeded"
+    CONFLICT = "conflict"
 
 
 class ApiError(Exception):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from raftnode.raft.config import RaftConfig
-from raftnode.raft.errors import ConfChangeError, NotLeaderError
+from raftnode.raft.errors import ConfChangeError, LeaderNotReady, NotLeaderError
 from raftnode.raft.log import RaftLog
 from raftnode.raft.membership import MembershipTracker
 from raftnode.raft.progress import Progress, ProgressState
@@ -269,7 +269,7 @@ class RaftCore:
         if node_id <= 0:
             raise ConfChangeError(f"node id must be positive, got {node_id}")
         if not self._committed_in_term():
-            raise ConfChangeError("the new leader has not committed an entry yet; retry shortly")
+            raise LeaderNotReady("the new leader has not committed an entry yet; retry shortly")
         if self._members.last_change_index() > self.log.committed:
             raise ConfChangeError("another membership change is still in progress")
         conf = self.conf
@@ -278,7 +278,12 @@ class RaftCore:
                 raise ConfChangeError(f"node {node_id} is already a voter")
             if node_id in conf.learners:
                 pr = self.progress.get(node_id)
-                lag = self.log.last_index() - (pr.match if pr else 0)
+                if pr is None or pr.match == 0 or not pr.recent_active:
+                    raise ConfChangeError(
+                        f"learner {node_id} has not caught up: the leader has not heard from it "
+                        "recently; promote it once it has"
+                    )
+                lag = self.log.last_index() - pr.match
                 if lag > self.cfg.learner_catchup_entries:
                     raise ConfChangeError(
                         f"learner {node_id} is {lag} entries behind; promote it once it has "

@@ -19,3 +19,7 @@ class NotLeaderError(RaftError):
 
 class ConfChangeError(RaftError):
     """A membership change cannot be proposed now or is invalid; the message says why."""
+
+
+class LeaderNotReady(ConfChangeError):
+    """A new leader has not committed an entry of its term yet: retry in a moment."""

@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from raftnode.devcluster import LocalNode, NodePorts, free_ports, start_node, write_configs
 
 
@@ -78,6 +80,39 @@ class Cluster:
 
     def node(self, node_id: int) -> LocalNode:
         return self.nodes[node_id - 1]
+
+    def add_joiner(self) -> LocalNode:
+        """The config of one more node that joins this cluster later: it lists every member and
+        itself, and says ``initial_cluster_state: existing`` (it never bootstraps)."""
+        new_id = len(self.nodes) + 1
+        client, health, peer = free_ports(3)
+        cfg = yaml.safe_load(self.nodes[0].config.read_text())
+        me = {"id": new_id, "name": f"n{new_id}", "peer": f"127.0.0.1:{peer}"}
+        me["client"] = f"127.0.0.1:{client}"
+        cfg.update(
+            node_id=new_id,
+            data_dir=str(self.base / f"n{new_id}"),
+            listen={
+                "client": f"127.0.0.1:{client}",
+                "health": f"127.0.0.1:{health}",
+                "peer": f"127.0.0.1:{peer}",
+            },
+            cluster=[*cfg["cluster"], me],
+            initial_cluster_state="existing",
+        )
+        path = self.base / f"n{new_id}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        node = LocalNode(
+            NodePorts(new_id, client, health, peer),
+            path,
+            self.base / f"n{new_id}.pid",
+            self.base / f"n{new_id}.log",
+        )
+        self.nodes.append(node)
+        return node
+
+    def admin(self, node_id: int, method: str, path: str, body: Any = None) -> Response:
+        return http(method, self.url(node_id, "/admin/v1" + path), body, timeout=20.0)
 
     def start(self, node_id: int | None = None) -> None:
         for n in self.nodes if node_id is None else [self.node(node_id)]:

@@ -317,7 +317,7 @@ def test_promotion_refused_until_the_learner_caught_up() -> None:
     for i in range(20):
         leader.propose(b"%d" % i)
     net.tick_all(2)
-    with pytest.raises(ConfChangeError, match="behind"):
+    with pytest.raises(ConfChangeError, match="caught up"):
         leader.propose_conf_change(ConfChangeOp.ADD_VOTER, 4)
 
 

@@ -1,0 +1,132 @@
+"""``raftnode member list|add|promote|remove`` and ``raftnode leader transfer``: the admin API
+(``/admin/v1`` on any node's client port) from the command line, as etcdctl does it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8081"
+
+
+class AdminError(Exception):
+    """The node refused the request or could not be reached; the message says why."""
+
+
+def call(endpoint: str, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
+    """One admin request; raises ``AdminError`` with the node's own error message."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(endpoint.rstrip("/") + "/admin/v1" + path, data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            answer: dict[str, Any] = json.loads(resp.read())
+            return answer
+    except urllib.error.HTTPError as e:
+        try:
+            detail = json.loads(e.read()).get("message", "")
+        except ValueError:
+            detail = ""
+        raise AdminError(f"{method} {path}: HTTP {e.code}: {detail or e.reason}") from e
+    except (urllib.error.URLError, OSError) as e:
+        raise AdminError(f"cannot reach {endpoint}: {e}") from e
+
+
+def format_members(answer: dict[str, Any]) -> str:
+    row = "{:>4}  {:<8} {:<6} {:<22} {:>10} {:>8}  {}"
+    lines = [
+        f"leader {answer.get('leader') or 'unknown'}, term {answer.get('term', '?')}",
+        row.format("ID", "ROLE", "LEADER", "PEER", "MATCH", "LAG", "REACHABLE"),
+    ]
+    for m in answer["members"]:
+        lines.append(
+            row.format(
+                m["id"],
+                m["role"],
+                "*" if m.get("leader") else "",
+                m.get("peer") or "?",
+                m.get("match", "-"),
+                m.get("lag", "-"),
+                {True: "yes", False: "NO"}.get(m.get("reachable"), "-"),
+            )
+        )
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, method: str, path: str, body: Any) -> int:
+    try:
+        answer = call(args.endpoint, method, path, body, args.timeout)
+    except AdminError as e:
+        print(f"raftnode: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif "members" in answer:
+        if answer.get("op"):
+            print(f"{answer['op']} {answer['id']}: done")
+        print(format_members(answer))
+    else:
+        print(f"leader is now {answer.get('leader')} (term {answer.get('term')})")
+    return 0
+
+
+def _member_list(args: argparse.Namespace) -> int:
+    return _run(args, "GET", "/members", None)
+
+
+def _member_add(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"id": args.id, "peer": args.peer}
+    if args.client:
+        body["client"] = args.client
+    return _run(args, "POST", "/members", body)
+
+
+def _member_promote(args: argparse.Namespace) -> int:
+    return _run(args, "POST", f"/members/{args.id}/promote", None)
+
+
+def _member_remove(args: argparse.Namespace) -> int:
+    return _run(args, "DELETE", f"/members/{args.id}", None)
+
+
+def _leader_transfer(args: argparse.Namespace) -> int:
+    return _run(args, "POST", "/leader/transfer", {"to": args.to} if args.to else {})
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``member`` and ``leader`` to the ``raftnode`` parser's subcommands."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="any node's client API URL")
+        p.add_argument("--timeout", type=float, default=15.0)
+        p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+
+    member = sub.add_parser("member", help="list, add, promote or remove cluster members")
+    msub = member.add_subparsers(dest="member_command", required=True)
+    p = msub.add_parser("list", help="every member as the leader sees it")
+    common(p)
+    p.set_defaults(func=_member_list)
+    p = msub.add_parser("add", help="add a node as a learner (promoted once caught up)")
+    p.add_argument("id", type=int, help="the new node's node_id")
+    p.add_argument("--peer", required=True, help="its Raft peer address, host:port")
+    p.add_argument("--client", help="its client API address, host:port (for forwarding)")
+    common(p)
+    p.set_defaults(func=_member_add)
+    p = msub.add_parser("promote", help="make a caught-up learner a voter now")
+    p.add_argument("id", type=int)
+    common(p)
+    p.set_defaults(func=_member_promote)
+    p = msub.add_parser("remove", help="remove a member (the leader hands over first)")
+    p.add_argument("id", type=int)
+    common(p)
+    p.set_defaults(func=_member_remove)
+    leader = sub.add_parser("leader", help="move leadership")
+    lsub = leader.add_subparsers(dest="leader_command", required=True)
+    p = lsub.add_parser("transfer", help="to --to ID, or to the most caught-up voter")
+    p.add_argument("--to", type=int, default=None)
+    common(p)
+    p.set_defaults(func=_leader_transfer)

@@ -1,0 +1,200 @@
+"""The admin API on the client port, under ``/admin/v1`` (etcdctl's ``member`` and
+``move-leader`` as HTTP); see ``docs/openapi.yaml``.
+
+Membership changes and leadership transfer are the leader's business: at a follower every admin
+request is forwarded to the leader, as writes are. A change is answered after it committed and
+applied here. One change at a time: a second one while the first is in flight gets 409. Every
+route sits under one prefix so that an admin credential can guard them all once client
+authentication exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from raftnode.config import Address
+from raftnode.http.connection import Request, Response
+from raftnode.http.errors import ApiError, ErrorCode, bad_request, unavailable
+from raftnode.node import NotLeader, OutcomeUnknown, RaftNode, Unavailable
+from raftnode.raft.errors import ConfChangeError, LeaderNotReady
+from raftnode.raft.types import ConfChangeOp
+
+PREFIX = "/admin/v1"
+CHANGE_TIMEOUT_FLOOR = 1.0
+
+Forward = Callable[[Request, int, float], Awaitable[Response | None]]
+"""Relays a request to the leader; None when this node became the leader meanwhile."""
+
+
+def _json(status: int, obj: Any) -> Response:
+    return Response(status, json.dumps(obj, separators=(",", ":")).encode())
+
+
+class AdminApi:
+    """Members (list, add as learner, promote, remove) and leadership transfer."""
+
+    def __init__(self, node: RaftNode, forward: Forward, request_timeout: float) -> None:
+        self.node = node
+        self.forward = forward
+        self.request_timeout = request_timeout
+
+    def handles(self, path: str) -> bool:
+        return path == PREFIX or path.startswith(PREFIX + "/")
+
+    async def handle(self, request: Request) -> Response:
+        """Raises ``ApiError``; the client API renders it."""
+        deadline = time.monotonic() + self.request_timeout
+        route = request.path[len(PREFIX) :].rstrip("/")
+        parts = [p for p in route.split("/") if p]
+        method = request.method
+        if parts == ["members"] and method == "GET":
+            run: Callable[[], Awaitable[Response | None]] = self._list
+        elif parts == ["members"] and method == "POST":
+            run = lambda: self._add(request, deadline)  # noqa: E731
+        elif len(parts) == 3 and parts[0] == "members" and parts[2] == "promote":
+            _require(method, "POST", request.path)
+            member = _member_id(parts[1])
+            run = lambda: self._change(ConfChangeOp.ADD_VOTER, member, {}, deadline)  # noqa: E731
+        elif len(parts) == 2 and parts[0] == "members":
+            _require(method, "DELETE", request.path)
+            member = _member_id(parts[1])
+            run = lambda: self._remove(member, deadline)  # noqa: E731
+        elif parts == ["leader", "transfer"]:
+            _require(method, "POST", request.path)
+            run = lambda: self._transfer(request, deadline)  # noqa: E731
+        else:
+            raise ApiError(404, ErrorCode.NO_ROUTE, f"no admin endpoint {request.path}")
+        while True:
+            if self.node.is_leader:
+                answer = await run()
+                if answer is not None:
+                    return answer
+                continue  # leadership moved on purpose (removing the leader): forward now
+            leader = self.node.leader_id
+            if leader == 0:
+                leader = await self.node.wait_for_leader(max(0.0, deadline - time.monotonic()))
+                if leader == 0:
+                    raise unavailable("no leader is known; retry shortly")
+                continue
+            forwarded = await self.forward(request, leader, deadline)
+            if forwarded is not None:
+                return forwarded
+
+    async def _list(self) -> Response | None:
+        node = self.node
+        return _json(200, {"leader": node.leader_id, "term": node.term, "members": node.members()})
+
+    async def _add(self, request: Request, deadline: float) -> Response:
+        body = _body(request)
+        unknown = sorted(set(body) - {"id", "peer", "client"})
+        if unknown:
+            raise bad_request(f"unknown field(s) {', '.join(unknown)}; allowed: id, peer, client")
+        member = body.get("id")
+        if not isinstance(member, int) or isinstance(member, bool) or member <= 0:
+            raise bad_request("id must be a positive integer (the new node's node_id)")
+        context: dict[str, str] = {}
+        for field in ("peer", "client"):
+            value = body.get(field)
+            if field == "peer" or value is not None:
+                if not isinstance(value, str):
+                    raise bad_request(f"{field} must be host:port")
+                try:
+                    Address.parse(value)
+                except ValueError as e:
+                    raise bad_request(f"{field}: {e}") from e
+                context[field] = value
+        if member in self.node.conf.members():
+            raise ApiError(409, ErrorCode.CONFLICT, f"node {member} is already a member")
+        return await self._change(ConfChangeOp.ADD_LEARNER, member, context, deadline)
+
+    async def _remove(self, member: int, deadline: float) -> Response | None:
+        if member not in self.node.conf.members():
+            raise ApiError(404, ErrorCode.NOT_FOUND, f"node {member} is not a member")
+        if member == self.node.node_id:
+            # The leader hands leadership to a caught-up voter first; the new leader removes it.
+            if not await self.node.transfer_leadership(_remaining(deadline)):
+                raise unavailable("could not hand leadership over before removing this node")
+            return None
+        return await self._change(ConfChangeOp.REMOVE, member, {}, deadline)
+
+    async def _change(
+        self, op: ConfChangeOp, member: int, context: dict[str, str], deadline: float
+    ) -> Response:
+        while True:
+            try:
+                conf = await self.node.change_membership(op, member, context, _remaining(deadline))
+                break
+            except LeaderNotReady:
+                if time.monotonic() >= deadline:
+                    raise unavailable("the new leader is not ready yet; retry") from None
+                await asyncio.sleep(0.02)
+                continue
+            except ConfChangeError as e:
+                raise ApiError(409, ErrorCode.CONFLICT, str(e)) from e
+            except NotLeader as e:
+                raise _retry_at_new_leader() from e
+            except Unavailable as e:
+                raise unavailable(f"{e}; retry shortly") from e
+            except OutcomeUnknown as e:
+                raise ApiError(
+                    504,
+                    ErrorCode.OUTCOME_UNKNOWN,
+                    f"{e}; list the members to learn whether the change applied",
+                ) from e
+        return _json(
+            200,
+            {
+                "ok": True,
+                "op": op.name.lower(),
+                "id": member,
+                "voters": sorted(conf.voters),
+                "learners": sorted(conf.learners),
+                "members": self.node.members(),
+            },
+        )
+
+    async def _transfer(self, request: Request, deadline: float) -> Response:
+        body = _body(request) if request.body.strip() else {}
+        target = body.get("to")
+        if target is not None and (not isinstance(target, int) or isinstance(target, bool)):
+            raise bad_request("to must be a member id (or absent: the most caught-up voter)")
+        if target is not None and target not in self.node.conf.voters:
+            raise bad_request(f"node {target} is not a voter")
+        if target == self.node.node_id:
+            return _json(200, {"ok": True, "leader": self.node.node_id, "term": self.node.term})
+        if not await self.node.transfer_leadership(_remaining(deadline), target):
+            raise unavailable("leadership did not move within the deadline; retry")
+        return _json(200, {"ok": True, "leader": self.node.leader_id, "term": self.node.term})
+
+
+def _require(method: str, allowed: str, path: str) -> None:
+    if method != allowed:
+        raise ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+
+
+def _member_id(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise bad_request(f"member id must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _body(request: Request) -> dict[str, Any]:
+    try:
+        obj = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad_request(f"request body is not valid JSON: {e}", ErrorCode.BAD_JSON) from e
+    if not isinstance(obj, dict):
+        raise bad_request("request body must be a JSON object", ErrorCode.BAD_JSON)
+    return obj
+
+
+def _remaining(deadline: float) -> float:
+    return max(CHANGE_TIMEOUT_FLOOR, deadline - time.monotonic())
+
+
+def _retry_at_new_leader() -> ApiError:
+    return unavailable("leadership moved while handling the request; retry it")
