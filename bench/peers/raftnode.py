@@ -48,9 +48,37 @@ class RaftnodeCluster:
             self.procs.stop(proc)  # type: ignore[arg-type]
 
     def restart_node(self, node: LocalNode, wipe: bool = False) -> None:
+        """Restart a node; ``wipe`` replaces it by an empty one the way an operator must (a
+        node that lost its disk may not rejoin as itself: it could vote twice): remove the
+        member, wipe it, add it back as a learner, start it with ``initial_cluster_state:
+        existing``; the leader sends it a snapshot and promotes it once it caught up."""
         self.stop_node(node)
-        if wipe:
-            shutil.rmtree(self.data_dir(node), ignore_errors=True)
+        if not wipe:
+            self._start(node)
+            return
+        nid = node.ports.node_id
+        via = next(n for n in self.nodes if n is not node)
+        admin = via.client_url + "/admin/v1/members"
+        wait_until(
+            f"raftnode member remove {nid}",
+            lambda: request_json(f"{admin}/{nid}", None, method="DELETE", timeout=10.0)[0]
+            in (200, 404),
+            60.0,
+        )
+        shutil.rmtree(self.data_dir(node), ignore_errors=True)
+        add = {
+            "id": nid,
+            "peer": f"127.0.0.1:{node.ports.peer}",
+            "client": f"127.0.0.1:{node.ports.client}",
+        }
+        wait_until(
+            f"raftnode member add {nid}",
+            lambda: request_json(admin, add, timeout=10.0)[0] == 200,
+            60.0,
+        )
+        text = node.config.read_text()
+        if "initial_cluster_state" not in text:
+            node.config.write_text(text + "initial_cluster_state: existing\n")
         self._start(node)
 
     def data_dir(self, node: LocalNode) -> Path:

@@ -44,7 +44,11 @@ from raftnode.storage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEGMENT_BYTES = 64 << 20
+DEFAULT_SEGMENT_BYTES = 8 << 20
+"""Segments are removed whole once a compaction covers them, and recovery decodes every frame
+of the segments that remain: small segments keep restart time bounded by the entries since the
+last compaction, not by everything the active segment ever held (64 MiB took about 2 s to
+replay at 280k small entries)."""
 
 
 class RaftStorage:
