@@ -1,4 +1,4 @@
-"""``raftnode serve|check-config|status|member|leader``: the operator's command line."""
+"""``raftnode serve|check-config|status|member|leader|snapshot``: the operator's command line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from raftnode import __version__
 from raftnode.cli_admin import add_commands as add_admin_commands
+from raftnode.cli_snapshot import add_commands as add_snapshot_commands
 from raftnode.config import ConfigError, load_config
 
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the raw /status JSON")
     p.set_defaults(func=_cmd_status)
     add_admin_commands(sub)
+    add_snapshot_commands(sub)
     return parser
 
 

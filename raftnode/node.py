@@ -25,6 +25,7 @@ import heapq
 import itertools
 import logging
 import math
+import mmap
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +53,7 @@ from raftnode.raft.types import (
     Message,
     MessageType,
     Snapshot,
+    SnapshotMeta,
 )
 from raftnode.state_keeping import (
     DurableKeeper,
@@ -422,6 +424,14 @@ class RaftNode:
 
     def add_leader_listener(self, listener: LeaderListener) -> None:
         self._leader_listeners.append(listener)
+
+    async def export_snapshot(self) -> tuple[mmap.mmap, SnapshotMeta, str]:
+        """A consistent snapshot of this node's applied state for a backup (see
+        ``raftnode.snapshot_file``): the file's data, memory-mapped, its meta and SHA-256."""
+        core = self._serving_core()
+        if not isinstance(self._keeper, DurableKeeper):
+            raise Unavailable("this node's state machine keeps no snapshot files")
+        return await self._keeper.export(core.snapshot_meta, self.member_peers)
 
     def add_conf_listener(self, listener: Callable[[ConfChange], None]) -> None:
         """Called with each membership change as it applies here (its context included)."""

@@ -25,14 +25,13 @@ from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
 from raftnode.node_options import options_from_config
 from raftnode.raft.types import ConfChange
+from raftnode.snapshot_file import STORE_FILE
 from raftnode.storage.errors import StorageError
 from raftnode.systemd_notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 5.0
-STORE_FILE = "kv.sqlite"
-"""The key-value store inside the data directory (beside the Raft log)."""
 
 
 class RaftnodeServer:

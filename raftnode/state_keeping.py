@@ -193,6 +193,24 @@ class DurableKeeper:
         data, index = await self._run_blocking(self._snapshot_map)
         return Snapshot(meta_at(index), data)
 
+    async def export(
+        self, meta_at: MetaAt, peers: dict[int, Any]
+    ) -> tuple[mmap.mmap, SnapshotMeta, str]:
+        """A snapshot file for an operator's backup: the store's snapshot sealed with its Raft
+        position (``raftnode.snapshot_file``); returns it mapped, its meta and its SHA-256."""
+        from raftnode.snapshot_file import seal_and_map
+
+        fd, name = tempfile.mkstemp(prefix=".export-", suffix=".snapshot", dir=self.work_dir)
+        os.close(fd)
+        path = Path(name)
+        try:
+            info = await self._run_blocking(self.state_machine.snapshot_to, path)
+            meta = meta_at(info.applied_index)
+            data, sha256 = await self._run_blocking(seal_and_map, path, meta, dict(peers))
+        finally:
+            path.unlink(missing_ok=True)
+        return data, meta, sha256
+
     def _snapshot_map(self) -> tuple[mmap.mmap, int]:
         """Snapshot to a file, map it and unlink it: the map keeps the data for as long as a
         follower's transfer holds it, and nothing is left behind (worker thread)."""

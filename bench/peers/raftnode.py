@@ -61,8 +61,9 @@ class RaftnodeCluster:
         admin = via.client_url + "/admin/v1/members"
         wait_until(
             f"raftnode member remove {nid}",
-            lambda: request_json(f"{admin}/{nid}", None, method="DELETE", timeout=10.0)[0]
-            in (200, 404),
+            lambda: (
+                request_json(f"{admin}/{nid}", None, method="DELETE", timeout=10.0)[0] in (200, 404)
+            ),
             60.0,
         )
         shutil.rmtree(self.data_dir(node), ignore_errors=True)

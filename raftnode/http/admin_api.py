@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from raftnode.config import Address
-from raftnode.http.connection import Request, Response
+from raftnode.http.connection import Request, Response, StreamedBody
 from raftnode.http.errors import ApiError, ErrorCode, bad_request, unavailable
 from raftnode.node import NotLeader, OutcomeUnknown, RaftNode, Unavailable
 from raftnode.raft.errors import ConfChangeError, LeaderNotReady
@@ -51,6 +51,9 @@ class AdminApi:
         route = request.path[len(PREFIX) :].rstrip("/")
         parts = [p for p in route.split("/") if p]
         method = request.method
+        if parts == ["snapshot"]:
+            _require(method, "GET", request.path)
+            return await self._snapshot()  # this node's own applied state: never forwarded
         if parts == ["members"] and method == "GET":
             run: Callable[[], Awaitable[Response | None]] = self._list
         elif parts == ["members"] and method == "POST":
@@ -83,6 +86,24 @@ class AdminApi:
             forwarded = await self.forward(request, leader, deadline)
             if forwarded is not None:
                 return forwarded
+
+    async def _snapshot(self) -> Response:
+        try:
+            data, meta, sha256 = await self.node.export_snapshot()
+        except Unavailable as e:
+            raise unavailable(str(e)) from e
+        headers = {
+            "Content-Disposition": f'attachment; filename="raftnode-{meta.index}.snapshot"',
+            "X-Raftnode-Snapshot-Index": str(meta.index),
+            "X-Raftnode-Snapshot-Term": str(meta.term),
+            "X-Raftnode-Snapshot-Sha256": sha256,
+        }
+        return Response(
+            200,
+            headers=headers,
+            content_type="application/octet-stream",
+            stream=StreamedBody(data, len(data)),
+        )
 
     async def _list(self) -> Response | None:
         node = self.node

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 import httptools
@@ -54,6 +55,17 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    stream: StreamedBody | None = None
+    """A large body sent in chunks with flow control instead of ``body`` (a snapshot)."""
+
+
+@dataclass(slots=True)
+class StreamedBody:
+    """``length`` bytes, read chunk by chunk from ``source`` (bytes-like: bytes, an mmap)."""
+
+    source: Any
+    length: int
+    chunk_bytes: int = 1 << 20
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -88,17 +100,21 @@ _dates = _DateCache()
 
 
 def encode_response(response: Response, keep_alive: bool, wall_time: float) -> bytes:
+    """The status line, headers and (unless streamed) the body."""
+    length = response.stream.length if response.stream is not None else len(response.body)
     head = [
         b"HTTP/1.1 %d %s\r\n" % (response.status, _reason(response.status)),
         b"Date: %s\r\n" % _dates.get(wall_time),
         b"Content-Type: %s\r\n" % response.content_type.encode(),
-        b"Content-Length: %d\r\n" % len(response.body),
+        b"Content-Length: %d\r\n" % length,
     ]
     for name, value in response.headers.items():
         head.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
     if not keep_alive:
         head.append(b"Connection: close\r\n")
     head.append(b"\r\n")
+    if response.stream is not None:
+        return b"".join(head)
     return b"".join(head) + response.body
 
 
@@ -130,6 +146,8 @@ class HttpConnection(asyncio.Protocol):
         self._paused = False
         self._closing = False
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
         # The request being parsed.
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -165,6 +183,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._can_write.set()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         if self._worker is not None:
@@ -243,6 +262,8 @@ class HttpConnection(asyncio.Protocol):
                     )
                     response = self._refuse(500, "internal", "the request failed unexpectedly")
                 self._write(request, response, keep_alive)
+                if response.stream is not None:
+                    await self._send_stream(response.stream, keep_alive)
                 if self._paused and len(self._queue) < MAX_QUEUED_REQUESTS // 2:
                     self._paused = False
                     if self._transport is not None and not self._closing:
@@ -256,8 +277,25 @@ class HttpConnection(asyncio.Protocol):
         if self._transport is None or self._closing:
             return
         self._transport.write(encode_response(response, keep_alive, self._wall_clock()))
+        if not keep_alive and response.stream is None:
+            self._close()  # a streamed body closes once it is sent
+
+    async def _send_stream(self, body: StreamedBody, keep_alive: bool) -> None:
+        """Write ``body`` chunk by chunk, waiting whenever the transport's buffer is full."""
+        view = memoryview(body.source)
+        for start in range(0, body.length, body.chunk_bytes):
+            if self._transport is None or self._closing:
+                return
+            self._transport.write(bytes(view[start : start + body.chunk_bytes]))
+            await self._can_write.wait()
         if not keep_alive:
             self._close()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
 
     def _fail(self, status: int, code: str, message: str) -> None:
         """Answer a request the connection cannot parse or accept, then close."""

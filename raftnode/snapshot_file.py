@@ -1,0 +1,155 @@
+"""Snapshot files for operators: back up a running cluster, inspect a file, restore a new one.
+
+A snapshot file is the key-value store's own snapshot (an SQLite file, ``raftnode.kv.store``)
+sealed with the Raft position it reflects: one ``raft_position`` row with the index, term and
+configuration (voters, learners, peer addresses). ``raftnode snapshot save`` downloads one from
+a node (``GET /admin/v1/snapshot``), ``inspect`` reads it, and ``restore`` turns it into a fresh
+data directory for a *new* cluster (etcdutl's ``snapshot restore``): the store as in the file,
+and a Raft log that starts at the file's index with the membership given on the command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raftnode.config import Address
+from raftnode.kv.store import KeyValueStore, StoreFormatError, inspect_snapshot
+from raftnode.raft.types import ConfState, HardState, Snapshot, SnapshotMeta
+from raftnode.storage.raft_storage import RaftStorage
+
+STORE_FILE = "kv.sqlite"
+"""The key-value store inside a data directory (beside the Raft log)."""
+
+_POSITION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS raft_position (id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " idx INTEGER NOT NULL, term INTEGER NOT NULL, voters TEXT NOT NULL,"
+    " learners TEXT NOT NULL, peers TEXT NOT NULL)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDescription:
+    """What ``raftnode snapshot inspect`` shows."""
+
+    index: int
+    term: int
+    voters: list[int]
+    learners: list[int]
+    peers: dict[str, str]
+    revision: int
+    keys: int
+    size_bytes: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "term": self.term,
+            "voters": self.voters,
+            "learners": self.learners,
+            "peers": self.peers,
+            "revision": self.revision,
+            "keys": self.keys,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+        }
+
+
+def seal_and_map(
+    path: Path, meta: SnapshotMeta, peers: dict[int, Address]
+) -> tuple[mmap.mmap, str]:
+    """Write the Raft position into a fresh store snapshot at ``path``, then return the file
+    memory-mapped (and unlinked: the map holds the data) with its SHA-256 (worker thread)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(_POSITION_TABLE)
+        conn.execute(
+            "INSERT OR REPLACE INTO raft_position (id, idx, term, voters, learners, peers)"
+            " VALUES (0, ?, ?, ?, ?, ?)",
+            (
+                meta.index,
+                meta.term,
+                json.dumps(sorted(meta.conf.voters)),
+                json.dumps(sorted(meta.conf.learners)),
+                json.dumps({str(k): str(v) for k, v in sorted(peers.items())}),
+            ),
+        )
+    finally:
+        conn.close()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    path.unlink()
+    return data, digest.hexdigest()
+
+
+def describe(path: Path) -> SnapshotDescription:
+    """Read a snapshot file; raises ``StoreFormatError`` naming the file when it is not one."""
+    info = inspect_snapshot(path, verify=True)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute(
+                "SELECT idx, term, voters, learners, peers FROM raft_position WHERE id = 0"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise StoreFormatError(
+            f"{path}: no Raft position in this file ({e}); "
+            "take snapshots with `raftnode snapshot save`"
+        ) from e
+    if row is None:
+        raise StoreFormatError(f"{path}: no Raft position in this file")
+    index, term, voters, learners, peers = row
+    if index != info.applied_index:
+        raise StoreFormatError(
+            f"{path}: the Raft position ({index}) does not match the data ({info.applied_index})"
+        )
+    return SnapshotDescription(
+        index=index,
+        term=term,
+        voters=json.loads(voters),
+        learners=json.loads(learners),
+        peers=json.loads(peers),
+        revision=info.revision,
+        keys=info.key_count,
+        size_bytes=info.size_bytes,
+        sha256=info.sha256,
+    )
+
+
+def restore_data_dir(path: Path, data_dir: Path, voters: dict[int, Address]) -> SnapshotDescription:
+    """A fresh data directory for one member of a new cluster restored from ``path``.
+
+    Every member of the new cluster is restored from the same file with the same ``voters``:
+    their logs then agree (a snapshot marker at the file's index and term, the new membership)
+    and they elect a leader among themselves. Refuses a data directory that is not empty.
+    """
+    desc = describe(path)
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise FileExistsError(f"{data_dir} is not empty: restore into a new directory")
+    if not voters:
+        raise ValueError("the restored cluster needs at least one member")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = KeyValueStore.open(data_dir / STORE_FILE)
+    try:
+        store.restore_from(path)
+    finally:
+        store.close()
+    meta = SnapshotMeta(desc.index, desc.term, ConfState(voters=frozenset(voters)))
+    storage = RaftStorage.open(data_dir)
+    try:
+        storage.install_snapshot(Snapshot(meta, b"", complete=False))
+        storage.persist([], HardState(term=desc.term, vote=0, commit=desc.index))
+    finally:
+        storage.close()
+    return desc
