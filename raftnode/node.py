@@ -499,6 +499,19 @@ class RaftNode:
         return self.core.conf if self.core is not None else ConfState()
 
     @property
+    def membership(self) -> str:
+        """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node) or
+        ``not_joined`` (started as ``existing`` and not yet contacted by a leader)."""
+        conf = self.conf
+        if self.core is not None and self.core.removed:
+            return "removed"
+        if self.node_id in conf.voters:
+            return "voter"
+        if self.node_id in conf.learners:
+            return "learner"
+        return "removed" if conf.members() else "not_joined"
+
+    @property
     def commit_index(self) -> int:
         return self.core.commit_index if self.core is not None else 0
 
@@ -522,6 +535,8 @@ class RaftNode:
         core = self.core
         if core is None or core.role is not Role.FOLLOWER or core.leader_id == NO_NODE:
             return False
+        if self.node_id not in core.conf.voters:
+            return False  # learners catch up, removed nodes fall behind: neither serves reads
         if core.election_elapsed >= core.cfg.election_ticks:
             return False
         return self.replica_lag() <= max_lag
@@ -550,6 +565,7 @@ class RaftNode:
         return {
             "id": self.node_id,
             "role": self.role.value,
+            "membership": self.membership,
             "term": self.term,
             "leader": self.leader_id,
             "commit": self.commit_index,

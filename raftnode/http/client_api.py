@@ -139,6 +139,14 @@ class ClientApi:
     async def handle(self, request: Request) -> Response:
         deadline = time.monotonic() + self.settings.request_timeout
         started = time.monotonic()
+        membership = self.service.node.membership
+        if membership in ("removed", "not_joined"):
+            return error_response(
+                unavailable(
+                    f"this node is not a member of the cluster ({membership.replace('_', ' ')}); "
+                    "send requests to a member"
+                )
+            )
         kind, label, run = self._route(request)
         try:
             answer = await run(request, deadline)

@@ -119,6 +119,8 @@ class ReadinessHandler(_VerdictHandler):
         n = self.node
         if not n.healthy or n.stopping:
             return False, "not healthy"
+        if n.membership != "voter":
+            return False, f"not serving: {n.membership}"
         if n.is_leader:
             return (True, "ready (leader)") if n.has_quorum() else (False, "leader without quorum")
         if n.is_caught_up_replica(REPLICA_MAX_LAG):

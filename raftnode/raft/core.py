@@ -147,6 +147,8 @@ class RaftCore:
         self._follower_reads: set[int] = set()
         self._pending_snapshot: Snapshot | None = None
         self._snapshot_wanted = False
+        self.removed = False
+        """A leader said its configuration does not list this node (``MessageType.REMOVED``)."""
         self._incoming: _IncomingSnapshot | None = None
         self._dirty_peers: set[int] = set()
 
@@ -369,6 +371,20 @@ class RaftCore:
     def step(self, m: Message, now: float) -> None:
         """Handle a message from a peer."""
         self._now = now
+        if m.type is MT.REMOVED:
+            if m.term >= self.term and not self.removed:
+                # The leader's configuration no longer lists us (we missed the entry that
+                # removed us): never campaign again unless a leader replicates to us anew.
+                self.removed = True
+                self._become_follower(m.term, NO_NODE)
+            return
+        if self.role is Role.LEADER and m.frm not in self.conf.members():
+            # A removed node that never learned it (the entry removing it was not sent to
+            # it) keeps campaigning: tell it, instead of letting its votes go unanswered.
+            self._send(Message(MT.REMOVED, to=m.frm, frm=self.id, term=self.term))
+            return
+        if m.type in (MT.APPEND, MT.SNAPSHOT) and m.term >= self.term:
+            self.removed = False  # a leader replicates to us: we are (again) a member
         if m.term > self.term:
             if m.type in (MT.VOTE, MT.PRE_VOTE) and not m.force and self._in_leader_lease():
                 # A leader is alive (or we just booted): ignore disruptive candidates. This is
@@ -585,7 +601,7 @@ class RaftCore:
         self._resend_stalled_snapshots()
 
     def _promotable(self) -> bool:
-        return self.id in self.conf.voters and self._incoming is None
+        return self.id in self.conf.voters and self._incoming is None and not self.removed
 
     def _in_leader_lease(self) -> bool:
         """Whether this node heard from a leader less than an election timeout ago (or booted

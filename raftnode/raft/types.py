@@ -142,6 +142,8 @@ class MessageType(IntEnum):
     TIMEOUT_NOW = 11
     READ_INDEX = 12
     READ_INDEX_RESP = 13
+    REMOVED = 14
+    """From a leader to a node its configuration does not list: stop campaigning."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,15 @@ def test_join_promote_transfer_and_remove_the_leader(cluster: Cluster) -> None:
     assert r.status == 200, r
     assert r.json()["voters"] == [1, 2, 3] and r.json()["learners"] == []
     new_leader = c.leader(among=[1, 2, 3])
+    c.wait_for(
+        "the removed node stops serving",
+        lambda: (
+            c.health(4, "/readiness").status == 503
+            and "not a member" in c.get(4, "before-1", "stale").json().get("message", "")
+        ),
+        timeout=15,
+    )
+    assert c.health(4, "/replica").status == 503
     assert c.admin(new_leader, "DELETE", "/members/9").status == 404
     assert c.put(new_leader, "after-remove", "y").status == 200
     for node in (1, 2, 3):

@@ -364,3 +364,22 @@ def test_ready_reports_soft_state_only_when_role_term_or_leader_changed() -> Non
         rd = core.ready()
         assert rd.soft_state is None  # same role, term and leader: nothing to report
         core.advance(rd)
+
+
+def test_a_removed_node_that_missed_its_removal_is_told_and_never_campaigns_again() -> None:
+    """The entry removing node 3 never reaches it (it is cut off meanwhile): its campaigns
+    reach the leader, which answers REMOVED; after that it stays a quiet follower."""
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    leader.propose_conf_change(ConfChangeOp.REMOVE, 3)
+    net.tick_all(3, drop=lambda m: m.to == 3 or m.frm == 3)
+    assert 3 not in leader.conf.members()
+    removed = net.cores[3]
+    assert not removed.removed and removed.is_voter()  # it does not know yet
+    net.tick_all(60)  # it times out, campaigns, and hears back
+    assert removed.removed and removed.role is Role.FOLLOWER
+    term = removed.term
+    net.tick_all(60)
+    assert removed.term == term and removed.role is Role.FOLLOWER  # no more elections
+    assert net.leaders() == [1]

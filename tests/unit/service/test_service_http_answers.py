@@ -25,7 +25,7 @@ class NoLeaderService:
     """A service whose reads find no leader; writes must not reach it in these tests."""
 
     def __init__(self) -> None:
-        self.node = SimpleNamespace(is_leader=False, leader_id=0)
+        self.node = SimpleNamespace(is_leader=False, leader_id=0, membership="voter")
         self.store = SimpleNamespace()
 
     async def read_barrier(self, consistency: str, deadline: float) -> None:
@@ -40,11 +40,15 @@ def sample_count(metrics: NodeMetrics, name: str, **labels: str) -> float:
     return value or 0.0
 
 
-def answer(method: str, target: str, body: bytes = b"") -> tuple[Response, NodeMetrics]:
+def answer(
+    method: str, target: str, body: bytes = b"", membership: str = "voter"
+) -> tuple[Response, NodeMetrics]:
     """What ``ClientApi.handle`` answers to one request (no socket involved)."""
     metrics = NodeMetrics()
     settings = ClientApiSettings(node_id=1, limits=Limits(), request_timeout=1.0, member_clients={})
-    api = ClientApi(NoLeaderService(), settings, metrics)  # type: ignore[arg-type]
+    service = NoLeaderService()
+    service.node.membership = membership
+    api = ClientApi(service, settings, metrics)  # type: ignore[arg-type]
     path, _, query = target.partition("?")
     request = Request(
         method=method,
@@ -96,6 +100,14 @@ def test_no_leader_is_503_with_retry_after() -> None:
     assert sample_count(metrics, "raftnode_read_seconds", **labels) == 1
 
 
+def test_a_removed_or_unjoined_node_refuses_requests_as_not_a_member() -> None:
+    for membership in ("removed", "not_joined"):
+        r, _ = answer("GET", "/kv/k?consistency=stale", membership=membership)
+        body = error_of(r)
+        assert (r.status, body["error"]) == (503, "unavailable")
+        assert "not a member" in body["message"]
+
+
 def test_unknown_route_and_method_use_the_same_shape() -> None:
     r, _ = answer("GET", "/nope")
     assert (r.status, error_of(r)["error"]) == (404, "no_route")
@@ -106,6 +118,7 @@ def test_unknown_route_and_method_use_the_same_shape() -> None:
 class FollowerNode:
     """Enough of a RaftNode for the health endpoints: a follower that knows no leader."""
 
+    membership = "voter"
     is_leader = False
     leader_id = 0
     term = 3
