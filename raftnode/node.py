@@ -72,6 +72,9 @@ log = logging.getLogger(__name__)
 
 CONSISTENCY_LEVELS = tuple(Consistency)
 
+REMOVED_PEER_LINGER_SECONDS = 30.0
+"""How long a removed member's link stays open, so it can be told it was removed."""
+
 Clock = Callable[[], float]
 """Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
 
@@ -737,7 +740,11 @@ class RaftNode:
                 self.carrier.add_peer(change.node_id, Address.parse(addr))
         if change.node_id and change.node_id not in change.result.members():
             self.member_peers.pop(change.node_id, None)
-            self.carrier.remove_peer(change.node_id)
+            # Keep the link a while: the leader tells the removed node (REMOVED) when it next
+            # hears from it, which it will if it missed the entry that removed it.
+            asyncio.get_running_loop().call_later(
+                REMOVED_PEER_LINGER_SECONDS, self._forget_peer, change.node_id
+            )
         for listener in list(self._conf_listeners):
             try:
                 listener(change)
@@ -753,6 +760,10 @@ class RaftNode:
                 }
             },
         )
+
+    def _forget_peer(self, node_id: int) -> None:
+        if not self.stopping and node_id not in self.conf.members():
+            self.carrier.remove_peer(node_id)
 
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
         """A snapshot from the leader replaces the state: the state machine takes it first,
