@@ -1,5 +1,6 @@
 # Local quick start: three raftnode processes on the default ports, and HAProxy in front.
-#   node N: client API 808N, health 1000N, Raft peers 908N; HAProxy on 8080 (stats on 8404)
+#   node N: client API 808N, health 1000N, Raft peers 908N; HAProxy on 8080 (stats and
+#   Prometheus /metrics on 8404)
 # Configs, data, pid files and logs live under $(CLUSTER_DIR).
 CLUSTER_DIR ?= data
 HAPROXY_CFG ?= files/haproxy-local.cfg

@@ -6,9 +6,22 @@ process (tests, embedding) without their series colliding. ``/metrics`` renders 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+
+from raftnode import __version__
+from raftnode.raft.types import Message, MessageType
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 ROLES = ("follower", "pre_candidate", "candidate", "leader")
@@ -19,6 +32,15 @@ class NodeMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... of
+        # this process (Linux /proc; nothing elsewhere). Several nodes in one process share them.
+        ProcessCollector(registry=r)
+        Info("raftnode_build", "The running raftnode's version.", registry=r).info(
+            {"version": __version__}
+        )
+        self.has_leader = Gauge(
+            "raftnode_has_leader", "1 when this node knows a leader (itself or a peer).", registry=r
+        )
         self.term = Gauge("raftnode_term", "Current Raft term.", registry=r)
         self.role = Gauge("raftnode_role", "1 for the node's current role.", ["role"], registry=r)
         self.is_leader = Gauge("raftnode_is_leader", "1 when this node is the leader.", registry=r)
@@ -55,6 +77,15 @@ class NodeMetrics:
             ["peer"],
             registry=r,
         )
+        self.peer_round_trip = Histogram(
+            "raftnode_peer_round_trip_seconds",
+            "Leader only: heartbeat sent to heartbeat response received, per peer.",
+            ["peer"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # peer -> (heartbeat context, monotonic send time) of the oldest unanswered heartbeat.
+        self._heartbeats: dict[int, tuple[int, float]] = {}
         self.peer_refused = Counter(
             "raftnode_peer_connections_refused",
             "Inbound peer connections that failed authentication.",
@@ -146,6 +177,40 @@ class NodeMetrics:
         for name in ROLES:
             self.role.labels(role=name).set(1 if name == role else 0)
         self.is_leader.set(1 if role == "leader" else 0)
+        if role != "leader":
+            # Lag and round trip are the leader's view: a former leader's series would stay
+            # frozen at their last values (and keep lag alerts firing) until it leads again.
+            self.replication_lag.clear()
+            self._heartbeats.clear()
+
+    def set_leader(self, leader_id: int) -> None:
+        self.leader_id.set(leader_id)
+        self.has_leader.set(1 if leader_id else 0)
+
+    def heartbeats_sent(self, messages: Iterable[Message]) -> None:
+        """Note the send time of each heartbeat: one outstanding per peer, the oldest kept
+        (newer ones would never be answered first on a slow link) until it is answered or
+        10 s old (lost: the peer was down)."""
+        now = time.monotonic()
+        for m in messages:
+            if m.type is MessageType.HEARTBEAT:
+                pending = self._heartbeats.get(m.to)
+                if pending is None or now - pending[1] > 10.0:
+                    self._heartbeats[m.to] = (m.context, now)
+
+    def heartbeat_answered(self, m: Message) -> None:
+        """Observe the round trip when a peer echoes the noted heartbeat's context."""
+        sent = self._heartbeats.get(m.frm)
+        if sent is not None and m.type is MessageType.HEARTBEAT_RESP and m.context == sent[0]:
+            del self._heartbeats[m.frm]
+            self.peer_round_trip.labels(peer=str(m.frm)).observe(time.monotonic() - sent[1])
+
+    def forget_peer(self, peer: int) -> None:
+        """Drop a removed member's leader-side series."""
+        for metric in (self.replication_lag, self.peer_round_trip, self.peer_connected):
+            with contextlib.suppress(KeyError):
+                metric.remove(str(peer))
+        self._heartbeats.pop(peer, None)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

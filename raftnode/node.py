@@ -631,6 +631,8 @@ class RaftNode:
             return
         if msg.type is MessageType.APPEND and msg.term >= self.core.term:
             self._leader_commit_seen = max(self._leader_commit_seen, msg.commit)
+        if msg.type is MessageType.HEARTBEAT_RESP:
+            self.metrics.heartbeat_answered(msg)
         self.core.step(msg, self._clock())
         self._after_input()
 
@@ -677,6 +679,7 @@ class RaftNode:
         if rd.early_messages:
             # The leader's appends go out while its own fsync runs (see Ready).
             self.carrier.send(rd.early_messages)
+            self.metrics.heartbeats_sent(rd.early_messages)
         if rd.snapshot is not None:
             await self._install_snapshot(rd.snapshot)
         if rd.snapshot_wanted and self._materializing is None:
@@ -690,6 +693,7 @@ class RaftNode:
             return  # crashed or stopped while persisting: answer nothing more
         if rd.messages:
             self.carrier.send(rd.messages)
+            self.metrics.heartbeats_sent(rd.messages)
         for entry in rd.committed_entries:
             self._apply(entry)
         if rd.committed_entries:
@@ -764,6 +768,7 @@ class RaftNode:
     def _forget_peer(self, node_id: int) -> None:
         if not self.stopping and node_id not in self.conf.members():
             self.carrier.remove_peer(node_id)
+            self.metrics.forget_peer(node_id)
 
     async def _install_snapshot(self, snapshot: Snapshot) -> None:
         """A snapshot from the leader replaces the state: the state machine takes it first,
@@ -885,7 +890,7 @@ class RaftNode:
         m = self.metrics
         m.term.set(now.term)
         m.set_role(now.role.value)
-        m.leader_id.set(now.leader_id)
+        m.set_leader(now.leader_id)
         fields = {"role": now.role.value, "term": now.term, "leader": now.leader_id}
         if before.role is not now.role:
             if now.role is Role.CANDIDATE:
