@@ -4,7 +4,7 @@
 WHEELHOUSE ?= build/wheelhouse
 ANSIBLE_INVENTORY ?= inventories/production
 ANSIBLE_LINT_PATHS := site.yml playbooks roles inventories molecule
-YAMLLINT_PATHS := $(ANSIBLE_LINT_PATHS) .ansible-lint .yamllint .config/molecule requirements.yml
+YAMLLINT_PATHS := $(ANSIBLE_LINT_PATHS) .ansible-lint .yamllint .config/molecule requirements.yml files/monitoring
 DEPLOY_BIN := $(CURDIR)/$(VENV)/bin
 # Every Ansible command runs with the project's tools first on PATH and its ansible.cfg.
 ANSIBLE_ENV := PATH="$(DEPLOY_BIN):$$PATH" ANSIBLE_CONFIG=$(CURDIR)/ansible.cfg
