@@ -21,12 +21,12 @@ import tornado.web
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 
-class ReplicatedDict(SyncObj):  # type: ignore[misc]
+class ReplicatedDict(SyncObj):
     def __init__(self, self_addr: str, partners: list[str]) -> None:
         super().__init__(self_addr, partners, SyncObjConf(dynamicMembershipChange=False))
         self._data: dict[str, str] = {}
 
-    @replicated  # type: ignore[misc]
+    @replicated
     def set(self, key: str, value: str) -> bool:
         self._data[key] = value
         return True
