@@ -17,10 +17,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Every Python tree in the repository. Molecule scenarios are checked one at a time: each has its
+# own tests/test_*.py (same module names), and they import molecule/default/lab_probe.py.
+PY_TREES := raftnode tests bench lab examples molecule
+MOLECULE_SCENARIOS := $(patsubst %/,%,$(dir $(wildcard molecule/*/tests/*.py molecule/*/*.py)))
+
 lint: venv
-	$(VENV)/bin/ruff check raftnode tests bench
-	$(VENV)/bin/ruff format --check raftnode tests bench
-	$(VENV)/bin/mypy raftnode
+	$(VENV)/bin/ruff check $(PY_TREES)
+	$(VENV)/bin/ruff format --check $(PY_TREES)
+	$(VENV)/bin/mypy raftnode tests bench lab examples
+	@set -e; for scenario in $(sort $(patsubst %/tests,%,$(MOLECULE_SCENARIOS))); do \
+		echo "mypy $$scenario"; \
+		MYPYPATH=molecule/default $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
+	done
 
 test-unit: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit

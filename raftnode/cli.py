@@ -22,7 +22,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         for p in e.problems:
             print(f"config error: {p}", file=sys.stderr)
         return 1
-    configure_logging(config.log_level, config.log_format, config.node_id)
+    configure_logging(config.log.level, config.log.format, config.node_id)
     return serve(config)
 
 

@@ -2,19 +2,33 @@
 
 Every validation error names the offending key (dotted path) and says what is wrong, so
 ``raftnode check-config`` (and Ansible's ``validate:``) can point at the exact line to fix.
+Defaults and bounds come from ``raftnode.defaults``; each top-level section has its own small
+parser below, and ``parse_config`` only puts their results together.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("logfmt", "json")
+from raftnode.defaults import Limits, LogFormat, LogLevel, LogSettings, Snapshot, Timing
+
+__all__ = [
+    "Address",
+    "ConfigError",
+    "Limits",
+    "LogSettings",
+    "Member",
+    "NodeConfig",
+    "Snapshot",
+    "Timing",
+    "load_config",
+    "parse_config",
+]
 
 
 class ConfigError(ValueError):
@@ -35,6 +49,16 @@ class Address:
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """``"host:port"`` or ``"[v6 host]:port"``; raises ``ValueError`` saying what is wrong."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"must be host:port, got {text!r}")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"port must be 1-65535, got {port!r}")
+        return cls(host.strip("[]"), int(port))
+
 
 @dataclass(frozen=True, slots=True)
 class Member:
@@ -44,22 +68,6 @@ class Member:
     name: str
     peer: Address
     client: Address
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    tick_ms: int = 50
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
-    request_timeout_ms: int = 5000
-    shutdown_transfer_ms: int = 3000
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_key_bytes: int = 1024
-    max_value_bytes: int = 1 << 20
-    max_request_bytes: int = 2 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +84,8 @@ class NodeConfig:
     insecure: bool = False
     timing: Timing = field(default_factory=Timing)
     limits: Limits = field(default_factory=Limits)
-    snapshot_every_entries: int = 10000
-    log_level: str = "info"
-    log_format: str = "logfmt"
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    log: LogSettings = field(default_factory=LogSettings)
 
     def member(self, node_id: int) -> Member | None:
         for m in self.cluster:
@@ -91,6 +98,11 @@ class NodeConfig:
         m = self.member(self.node_id)
         assert m is not None  # guaranteed by validation
         return m
+
+
+_NO_ADDRESS = Address("", 0)
+_Choice = TypeVar("_Choice", LogLevel, LogFormat)
+_Section = TypeVar("_Section", Timing, Limits, Snapshot)
 
 
 class _Checker:
@@ -147,16 +159,121 @@ class _Checker:
     def address(self, raw: dict[str, Any], key: str, path: str) -> Address:
         text = self.string(raw, key, path, None)
         if not text:
-            return Address("", 0)
-        host, sep, port = text.rpartition(":")
-        if not sep or not host:
-            self.fail(path, f"must be host:port, got {text!r}")
-            return Address("", 0)
-        host = host.strip("[]")
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            self.fail(path, f"port must be 1-65535, got {port!r}")
-            return Address(host, 0)
-        return Address(host, int(port))
+            return _NO_ADDRESS
+        try:
+            return Address.parse(text)
+        except ValueError as e:
+            self.fail(path, str(e))
+            return _NO_ADDRESS
+
+    def choice(self, raw: dict[str, Any], key: str, path: str, default: _Choice) -> _Choice:
+        text = self.string(raw, key, path, default.value).lower()
+        allowed = type(default)
+        try:
+            return allowed(text)
+        except ValueError:
+            self.fail(path, f"must be one of {', '.join(allowed)}, got {text!r}")
+            return default
+
+
+def _integer_section(c: _Checker, raw: Any, name: str, section: type[_Section]) -> _Section:
+    """A section of integers (``timing``, ``limits``, ``snapshot``) with its defaults and bounds."""
+    given = c.mapping(raw, name, {f.name for f in fields(section)})
+    defaults = section()
+    values = {
+        f.name: c.integer(
+            given, f.name, f"{name}.{f.name}", getattr(defaults, f.name), f.metadata["minimum"]
+        )
+        for f in fields(section)
+    }
+    parsed = section(**values)
+    c.problems.extend(parsed.problems())
+    return parsed
+
+
+def _log_section(c: _Checker, raw: Any) -> LogSettings:
+    given = c.mapping(raw, "log", {f.name for f in fields(LogSettings)})
+    default = LogSettings()
+    return LogSettings(
+        level=c.choice(given, "level", "log.level", default.level),
+        format=c.choice(given, "format", "log.format", default.format),
+    )
+
+
+def _path(text: str, base_dir: Path | None) -> Path:
+    path = Path(text)
+    return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+
+def _listen_section(c: _Checker, raw: Any) -> tuple[Address, Address, Address]:
+    """``listen: {client, health, peer}``: three addresses on three different ports."""
+    given = c.mapping(raw, "listen", {"client", "health", "peer"})
+    client = c.address(given, "client", "listen.client")
+    health = c.address(given, "health", "listen.health")
+    peer = c.address(given, "peer", "listen.peer")
+    ports = [a.port for a in (client, health, peer) if a.port]
+    if len(set(ports)) != len(ports):
+        c.fail("listen", f"client, health and peer ports must differ, got {ports}")
+    return client, health, peer
+
+
+def _member(c: _Checker, raw: Any, path: str) -> Member | None:
+    given = c.mapping(raw, path, {"id", "name", "peer", "client"})
+    if not given:
+        if raw is None or isinstance(raw, dict):
+            c.fail(path, "must be a mapping with id, name, peer, client")
+        return None
+    member_id = c.integer(given, "id", f"{path}.id", None, 1)
+    return Member(
+        id=member_id,
+        name=c.string(given, "name", f"{path}.name", f"n{member_id}"),
+        peer=c.address(given, "peer", f"{path}.peer"),
+        client=c.address(given, "client", f"{path}.client"),
+    )
+
+
+def _cluster_section(c: _Checker, raw: Any, node_id: int) -> tuple[Member, ...]:
+    """``cluster:``: the initial members, unique ids and names, this node among them."""
+    if not isinstance(raw, list) or not raw:
+        c.fail("cluster", "must be a non-empty list of {id, name, peer, client}")
+        return ()
+    members = [m for i, item in enumerate(raw) if (m := _member(c, item, f"cluster[{i}]"))]
+    ids = [m.id for m in members]
+    if len(set(ids)) != len(ids):
+        c.fail("cluster", f"member ids must be unique, got {ids}")
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        c.fail("cluster", f"member names must be unique, got {names}")
+    if members and node_id not in ids:
+        c.fail("node_id", f"{node_id} does not appear in cluster (ids: {ids})")
+    return tuple(members)
+
+
+def _secret(c: _Checker, top: dict[str, Any], base_dir: Path | None) -> tuple[bytes | None, bool]:
+    """``secret_file`` and ``insecure``: the peer secret (None only when insecure)."""
+    insecure = top.get("insecure", False)
+    if not isinstance(insecure, bool):
+        c.fail("insecure", f"must be true or false, got {insecure!r}")
+        insecure = False
+    secret_file = top.get("secret_file")
+    if secret_file is None:
+        if not insecure:
+            c.fail(
+                "secret_file", "is required unless `insecure: true` (peers authenticate with it)"
+            )
+        return None, insecure
+    if not isinstance(secret_file, str) or not secret_file:
+        c.fail("secret_file", f"must be a path, got {secret_file!r}")
+        return None, insecure
+    path = _path(secret_file, base_dir)
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as e:
+        c.fail("secret_file", f"cannot read {path}: {e.strerror}")
+        return None, insecure
+    if len(secret) < 16:
+        c.fail("secret_file", f"{path} must hold at least 16 bytes of secret")
+    return secret, insecure
 
 
 TOP_KEYS = {
@@ -175,141 +292,32 @@ TOP_KEYS = {
 
 def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
     """Validate a parsed YAML document and build a ``NodeConfig``; raises ``ConfigError``."""
-    c = _Checker()
     if not isinstance(raw, dict):
         raise ConfigError([f"(top level): must be a mapping, got {type(raw).__name__}"])
+    c = _Checker()
     top = c.mapping(raw, "", TOP_KEYS)
     node_id = c.integer(top, "node_id", "node_id", None, 1)
-    data_dir = Path(c.string(top, "data_dir", "data_dir", None) or ".")
-    if base_dir is not None and not data_dir.is_absolute():
-        data_dir = base_dir / data_dir
-
-    listen = c.mapping(top.get("listen"), "listen", {"client", "health", "peer"})
-    listen_client = c.address(listen, "client", "listen.client")
-    listen_health = c.address(listen, "health", "listen.health")
-    listen_peer = c.address(listen, "peer", "listen.peer")
-    ports = [a.port for a in (listen_client, listen_health, listen_peer) if a.port]
-    if len(set(ports)) != len(ports):
-        c.fail("listen", f"client, health and peer ports must differ, got {ports}")
-
-    members: list[Member] = []
-    raw_cluster = top.get("cluster")
-    if not isinstance(raw_cluster, list) or not raw_cluster:
-        c.fail("cluster", "must be a non-empty list of {id, name, peer, client}")
-        raw_cluster = []
-    for i, item in enumerate(raw_cluster):
-        path = f"cluster[{i}]"
-        m = c.mapping(item, path, {"id", "name", "peer", "client"})
-        if not m:
-            if item is None or isinstance(item, dict):
-                c.fail(path, "must be a mapping with id, name, peer, client")
-            continue
-        mid = c.integer(m, "id", f"{path}.id", None, 1)
-        members.append(
-            Member(
-                id=mid,
-                name=c.string(m, "name", f"{path}.name", f"n{mid}"),
-                peer=c.address(m, "peer", f"{path}.peer"),
-                client=c.address(m, "client", f"{path}.client"),
-            )
-        )
-    ids = [m.id for m in members]
-    if len(set(ids)) != len(ids):
-        c.fail("cluster", f"member ids must be unique, got {ids}")
-    names = [m.name for m in members]
-    if len(set(names)) != len(names):
-        c.fail("cluster", f"member names must be unique, got {names}")
-    if members and node_id not in ids:
-        c.fail("node_id", f"{node_id} does not appear in cluster (ids: {ids})")
-
-    insecure = top.get("insecure", False)
-    if not isinstance(insecure, bool):
-        c.fail("insecure", f"must be true or false, got {insecure!r}")
-        insecure = False
-    secret: bytes | None = None
-    secret_file = top.get("secret_file")
-    if secret_file is not None:
-        if not isinstance(secret_file, str) or not secret_file:
-            c.fail("secret_file", f"must be a path, got {secret_file!r}")
-        else:
-            sp = Path(secret_file)
-            if base_dir is not None and not sp.is_absolute():
-                sp = base_dir / sp
-            try:
-                secret = sp.read_bytes().strip()
-            except OSError as e:
-                c.fail("secret_file", f"cannot read {sp}: {e.strerror}")
-            else:
-                if len(secret) < 16:
-                    c.fail("secret_file", f"{sp} must hold at least 16 bytes of secret")
-    elif not insecure:
-        c.fail("secret_file", "is required unless `insecure: true` (peers authenticate with it)")
-
-    t = c.mapping(
-        top.get("timing"),
-        "timing",
-        {
-            "tick_ms",
-            "election_ticks",
-            "heartbeat_ticks",
-            "request_timeout_ms",
-            "shutdown_transfer_ms",
-        },
-    )
-    timing = Timing(
-        tick_ms=c.integer(t, "tick_ms", "timing.tick_ms", 50, 1),
-        election_ticks=c.integer(t, "election_ticks", "timing.election_ticks", 10, 2),
-        heartbeat_ticks=c.integer(t, "heartbeat_ticks", "timing.heartbeat_ticks", 1, 1),
-        request_timeout_ms=c.integer(t, "request_timeout_ms", "timing.request_timeout_ms", 5000, 1),
-        shutdown_transfer_ms=c.integer(
-            t, "shutdown_transfer_ms", "timing.shutdown_transfer_ms", 3000, 0
-        ),
-    )
-    if timing.heartbeat_ticks >= timing.election_ticks:
-        c.fail(
-            "timing.heartbeat_ticks",
-            f"must be smaller than timing.election_ticks ({timing.election_ticks})",
-        )
-
-    lim = c.mapping(
-        top.get("limits"), "limits", {"max_key_bytes", "max_value_bytes", "max_request_bytes"}
-    )
-    limits = Limits(
-        max_key_bytes=c.integer(lim, "max_key_bytes", "limits.max_key_bytes", 1024, 1),
-        max_value_bytes=c.integer(lim, "max_value_bytes", "limits.max_value_bytes", 1 << 20, 1),
-        max_request_bytes=c.integer(
-            lim, "max_request_bytes", "limits.max_request_bytes", 2 << 20, 64
-        ),
-    )
-
-    snap = c.mapping(top.get("snapshot"), "snapshot", {"every_entries"})
-    every = c.integer(snap, "every_entries", "snapshot.every_entries", 10000, 1)
-
-    lg = c.mapping(top.get("log"), "log", {"level", "format"})
-    level = c.string(lg, "level", "log.level", "info").lower()
-    if level not in LOG_LEVELS:
-        c.fail("log.level", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
-    fmt = c.string(lg, "format", "log.format", "logfmt").lower()
-    if fmt not in LOG_FORMATS:
-        c.fail("log.format", f"must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
-
-    if c.problems:
-        raise ConfigError(c.problems)
-    return NodeConfig(
+    data_dir = _path(c.string(top, "data_dir", "data_dir", None) or ".", base_dir)
+    listen_client, listen_health, listen_peer = _listen_section(c, top.get("listen"))
+    cluster = _cluster_section(c, top.get("cluster"), node_id)
+    secret, insecure = _secret(c, top, base_dir)
+    config = NodeConfig(
         node_id=node_id,
         data_dir=data_dir,
         listen_client=listen_client,
         listen_health=listen_health,
         listen_peer=listen_peer,
-        cluster=tuple(members),
+        cluster=cluster,
         secret=secret,
         insecure=insecure,
-        timing=timing,
-        limits=limits,
-        snapshot_every_entries=every,
-        log_level=level,
-        log_format=fmt,
+        timing=_integer_section(c, top.get("timing"), "timing", Timing),
+        limits=_integer_section(c, top.get("limits"), "limits", Limits),
+        snapshot=_integer_section(c, top.get("snapshot"), "snapshot", Snapshot),
+        log=_log_section(c, top.get("log")),
     )
+    if c.problems:
+        raise ConfigError(c.problems)
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> NodeConfig:

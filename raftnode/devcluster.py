@@ -22,10 +22,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
+
+from raftnode.defaults import Limits, LogSettings, Snapshot, Timing
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +96,15 @@ def write_configs(
     ports: list[NodePorts],
     *,
     timing: dict[str, int] | None = None,
-    snapshot_every: int = 10000,
-    log_level: str = "info",
+    limits: dict[str, int] | None = None,
+    snapshot_every: int = Snapshot().every_entries,
+    log_level: str = LogSettings().level,
 ) -> list[LocalNode]:
-    """One YAML config per node under ``base`` (and a shared secret file), idempotently."""
+    """One YAML config per node under ``base`` (and a shared secret file), idempotently.
+
+    Timing is written out in full (``raftnode.defaults`` overridden by ``timing``) so a config
+    file read on its own shows what the node runs with.
+    """
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
     secret = base / "secret"
@@ -125,16 +132,10 @@ def write_configs(
             },
             "cluster": cluster,
             "secret_file": str(secret),
-            "timing": {
-                "tick_ms": 50,
-                "election_ticks": 10,
-                "heartbeat_ticks": 1,
-                "request_timeout_ms": 5000,
-                "shutdown_transfer_ms": 3000,
-                **(timing or {}),
-            },
+            "timing": {**asdict(Timing()), **(timing or {})},
+            "limits": {**asdict(Limits()), **(limits or {})},
             "snapshot": {"every_entries": snapshot_every},
-            "log": {"level": log_level, "format": "logfmt"},
+            "log": {"level": str(log_level), "format": str(LogSettings().format)},
         }
         path = base / f"n{p.node_id}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))

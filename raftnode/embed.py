@@ -31,14 +31,16 @@ Run a node and use it from your handlers::
 
 ``propose`` raises ``NotLeader`` (nothing done; ``leader_id`` says where to go), ``Unavailable``
 (nothing done, retry later) or ``OutcomeUnknown`` (it may still apply: check before retrying a
-non-idempotent command). ``read_barrier`` takes ``"linearizable"`` (ReadIndex), ``"lease"``
-(leader lease, no round trip) or ``"stale"`` (local state as is). Every wait is bounded by the
+non-idempotent command). ``read_barrier`` takes a ``Consistency``: ``LINEARIZABLE`` (ReadIndex),
+``LEASE`` (leader lease, no round trip) or ``STALE`` (local state as is); the plain strings
+``"linearizable"``, ``"lease"`` and ``"stale"`` are the same values. Every wait is bounded by the
 timeout you pass.
 """
 
 from __future__ import annotations
 
-from raftnode.config import Address, NodeConfig
+from raftnode.config import Address
+from raftnode.consistency import Consistency
 from raftnode.node import (
     CONSISTENCY_LEVELS,
     NodeError,
@@ -49,10 +51,12 @@ from raftnode.node import (
     StateMachine,
     Unavailable,
 )
+from raftnode.node_options import options_from_config
 
 __all__ = [
     "CONSISTENCY_LEVELS",
     "Address",
+    "Consistency",
     "NodeError",
     "NodeOptions",
     "NotLeader",
@@ -62,20 +66,3 @@ __all__ = [
     "Unavailable",
     "options_from_config",
 ]
-
-
-def options_from_config(config: NodeConfig) -> NodeOptions:
-    """``NodeOptions`` from a validated raftnode YAML config (peer addresses, timing, secret)."""
-    if config.secret is None and not config.insecure:
-        raise ValueError("a cluster secret is required unless the config says insecure: true")
-    return NodeOptions(
-        node_id=config.node_id,
-        data_dir=config.data_dir,
-        listen_peer=config.listen_peer,
-        members={m.id: m.peer for m in config.cluster},
-        secret=config.secret or b"",
-        tick_seconds=config.timing.tick_ms / 1000,
-        election_ticks=config.timing.election_ticks,
-        heartbeat_ticks=config.timing.heartbeat_ticks,
-        snapshot_every_entries=config.snapshot_every_entries,
-    )

@@ -6,6 +6,8 @@ process (tests, embedding) without their series colliding. ``/metrics`` renders 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -100,6 +102,12 @@ class NodeMetrics:
             ["outcome"],
             registry=r,
         )
+        self.quota_refusals = Counter(
+            "raftnode_quota_refusals",
+            "Writes refused because the store reached its quota (limits.max_store_bytes).",
+            registry=r,
+        )
+        self._quota_alarm = False
         self.health_seconds = Histogram(
             "raftnode_health_request_seconds",
             "Health endpoint response time.",
@@ -107,6 +115,32 @@ class NodeMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
             registry=r,
         )
+
+    def watch_store(self, used_bytes: Callable[[], int], quota_bytes: int | None) -> None:
+        """Export the store's size against its quota, read at each scrape; the alarm is 1 from
+        a write refused for the quota until the store is below 90% of it again."""
+        r = self.registry
+        Gauge(
+            "raftnode_store_bytes", "Logical size of the store: keys plus values.", registry=r
+        ).set_function(used_bytes)
+        Gauge(
+            "raftnode_store_quota_bytes", "The store's quota (0 = none).", registry=r
+        ).set_function(lambda: quota_bytes or 0)
+
+        def alarm() -> float:
+            if self._quota_alarm and quota_bytes and used_bytes() < 0.9 * quota_bytes:
+                self._quota_alarm = False
+            return 1.0 if self._quota_alarm else 0.0
+
+        Gauge(
+            "raftnode_quota_alarm",
+            "1 after a write was refused for the quota, until the store is below 90% of it.",
+            registry=r,
+        ).set_function(alarm)
+
+    def quota_refused(self) -> None:
+        self.quota_refusals.inc()
+        self._quota_alarm = True
 
     def set_role(self, role: str) -> None:
         for name in ROLES:

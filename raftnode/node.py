@@ -1,16 +1,21 @@
-"""The runtime: one ``RaftCore`` driven with storage and peer transport on one Tornado IOLoop.
+"""The runtime: one ``RaftCore`` driven with a log store and a message carrier on one event loop.
 
 Inputs reach the core as they happen (a tick every ``tick_seconds``, each peer message, each
 proposal or read). One ready loop turns the core's outputs into effects, always in the order
-the core requires: persist (in a worker thread, one fsync per batch), then send, then apply,
-then ``advance``. While a persist is in flight the IOLoop keeps stepping messages and ticks, so
-heartbeats never wait for the disk, and everything that accumulated meanwhile is persisted by
+``Ready`` prescribes: send the leader's early appends, persist (one durable batch), send the rest,
+apply, then ``advance``. While a persist is in flight the loop keeps stepping messages and ticks,
+so heartbeats never wait for the disk, and everything that accumulated meanwhile is persisted by
 the next batch (group commit).
 
+The node reaches the outside only through ``LogStore`` (durable state), ``MessageCarrier``
+(peers) and a clock; production uses ``DiskLogStore``, ``PeerTransport`` and the monotonic
+clock, and the simulation (``tests/sim``) runs this very loop on in-memory stand-ins and a
+virtual-time event loop.
+
 Applications reach the node through ``propose`` (resolves with the state machine's result for
-that entry), ``read_barrier`` (resolves once a read of the local state machine is as fresh as
-the requested consistency), leader-change listeners and the read-only properties. The
-embedding API (``raftnode.embed``) documents this surface for applications.
+that entry), ``change_membership``, ``read_barrier`` (resolves once a read of the local state
+machine is as fresh as the requested consistency), leader-change listeners and the read-only
+properties. The embedding API (``raftnode.embed``) documents this surface for applications.
 """
 
 from __future__ import annotations
@@ -19,24 +24,27 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-from tornado.ioloop import PeriodicCallback
+from typing import Any, Literal
 
 from raftnode.config import Address
+from raftnode.consistency import Consistency
+from raftnode.defaults import Snapshot as SnapshotDefaults
+from raftnode.defaults import Timing
 from raftnode.metrics import NodeMetrics
 from raftnode.raft.config import RaftConfig
-from raftnode.raft.core import RaftCore, Ready, Role
+from raftnode.raft.core import RaftCore, Ready, Role, SoftState
 from raftnode.raft.errors import NotLeaderError
 from raftnode.raft.types import (
     NO_NODE,
     ConfChange,
+    ConfChangeOp,
     ConfState,
     Entry,
     EntryType,
@@ -45,25 +53,25 @@ from raftnode.raft.types import (
     MessageType,
     Snapshot,
 )
-from raftnode.storage.raft_storage import RaftStorage
+from raftnode.state_keeping import (
+    DurableKeeper,
+    DurableStateMachine,
+    RunBlocking,
+    SnapshottingKeeper,
+    StateKeeper,
+    StateMachine,
+    executor_runner,
+)
+from raftnode.storage.log_store import DiskLogStore, LogStore
+from raftnode.transport.carrier import MessageCarrier
 from raftnode.transport.peer import PeerTransport
 
 log = logging.getLogger(__name__)
 
-CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+CONSISTENCY_LEVELS = tuple(Consistency)
 
-
-class StateMachine(Protocol):
-    """What an application replicates with Raft. Called on the IOLoop thread, in log order."""
-
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed command; the return value resolves that entry's ``propose``."""
-
-    def snapshot(self) -> bytes:
-        """Serialize the whole state (called between applies)."""
-
-    def restore(self, data: bytes) -> None:
-        """Replace the whole state with a snapshot's (``b""`` means empty)."""
+Clock = Callable[[], float]
+"""Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
 
 
 class NodeError(Exception):
@@ -89,18 +97,29 @@ class OutcomeUnknown(NodeError):
 @dataclass(frozen=True, slots=True)
 class NodeOptions:
     """How to run one node. ``members`` maps every initial voter (this node too) to its
-    peer address; it only matters the first time a data directory is used."""
+    peer address; it only matters the first time a data directory is used, and only when
+    ``initial_cluster_state`` is ``"new"`` (etcd's meaning): a node started as ``"existing"``
+    with an empty data directory never bootstraps; it waits for the leader to contact it."""
 
     node_id: int
     data_dir: Path
     listen_peer: Address
     members: Mapping[int, Address]
     secret: bytes
-    tick_seconds: float = 0.05
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
-    snapshot_every_entries: int = 10000
-    replica_max_lag: int = 100
+    tick_seconds: float = Timing().tick_seconds
+    election_ticks: int = Timing().election_ticks
+    heartbeat_ticks: int = Timing().heartbeat_ticks
+    snapshot_every_entries: int = SnapshotDefaults().every_entries
+    initial_cluster_state: Literal["new", "existing"] = "new"
+
+    def raft_config(self) -> RaftConfig:
+        """The core's configuration for these options (its other tunables at their defaults)."""
+        return RaftConfig(
+            node_id=self.node_id,
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            tick_seconds=self.tick_seconds,
+        )
 
 
 @dataclass(slots=True)
@@ -109,21 +128,37 @@ class _Proposal:
     future: asyncio.Future[Any]
 
 
+def _expire(fut: asyncio.Future[Any], error: Callable[[], NodeError]) -> None:
+    """A request's deadline passed: fail its future unless it was answered meanwhile."""
+    if not fut.done():
+        fut.set_exception(error())
+
+
 LeaderListener = Callable[[int, int], None]
 """Called with (leader_id, term) whenever the known leader changes (0 = none known)."""
 
 
 class RaftNode:
-    """A running Raft member around a ``StateMachine``; see the module docstring."""
+    """A running Raft member around a ``StateMachine``; see the module docstring.
+
+    ``log_store``, ``carrier`` and ``clock`` default to the production ones built from
+    ``options``; ``raft_config`` to ``options.raft_config()``; ``run_blocking`` (how the state
+    machine's slow calls leave the event loop) to a worker thread of the node's own.
+    """
 
     def __init__(
         self,
         options: NodeOptions,
-        state_machine: StateMachine,
+        state_machine: StateMachine | DurableStateMachine,
         *,
         metrics: NodeMetrics | None = None,
         rng: random.Random | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        log_store: LogStore | None = None,
+        carrier: MessageCarrier | None = None,
+        clock: Clock = time.monotonic,
+        raft_config: RaftConfig | None = None,
+        run_blocking: RunBlocking | None = None,
     ) -> None:
         self.options = options
         self.node_id = options.node_id
@@ -131,13 +166,33 @@ class RaftNode:
         self.metrics = metrics or NodeMetrics()
         self._rng = rng or random.Random()
         self._on_fatal = on_fatal
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"raft-disk-{self.node_id}"
+        self._clock = clock
+        self._raft_config = raft_config or options.raft_config()
+        self.log_store: LogStore = log_store or DiskLogStore(options.data_dir, options.node_id)
+        self.carrier: MessageCarrier = carrier or PeerTransport(
+            options.node_id,
+            options.listen_peer,
+            {i: a for i, a in options.members.items() if i != options.node_id},
+            options.secret,
+            on_refused=self.metrics.peer_refused.inc,
         )
-        self.storage: RaftStorage | None = None
+        self._state_executor: ThreadPoolExecutor | None = None
+        if run_blocking is None:
+            self._state_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"raft-state-{options.node_id}"
+            )
+            run_blocking = executor_runner(self._state_executor)
+        self._keeper: StateKeeper = (
+            DurableKeeper(state_machine, options.data_dir, run_blocking)
+            if isinstance(state_machine, DurableStateMachine)
+            else SnapshottingKeeper(state_machine)
+        )
+        self._compaction: asyncio.Task[None] | None = None
+        self._materializing: asyncio.Task[None] | None = None
+        self._installed_marker: Snapshot | None = None
         self.core: RaftCore | None = None
-        self.transport: PeerTransport | None = None
-        self._ticker: PeriodicCallback | None = None
+        self._tick_timer: asyncio.TimerHandle | None = None
+        self._next_tick_at = 0.0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._proposals: dict[int, _Proposal] = {}
@@ -145,72 +200,55 @@ class RaftNode:
         self._read_waiters: list[tuple[int, int, asyncio.Future[int]]] = []
         self._read_ids = itertools.count(self._rng.getrandbits(40) << 16)
         self._leader_listeners: list[LeaderListener] = []
-        self._leader_events: list[asyncio.Future[None]] = []
+        self._state_waiters: list[asyncio.Future[None]] = []
+        self._shown = SoftState(Role.FOLLOWER, 0, NO_NODE)
         self.applied_index = 0
-        self.applied_term = 0
-        self.applied_conf = ConfState()
         self._last_snapshot_index = 0
         self._leader_commit_seen = 0
-        self._observed: tuple[Role, int, int] | None = None
         self.started = False
         self.stopping = False
         self.failure: BaseException | None = None
-        self.last_leader_change = time.monotonic()
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open (or bootstrap) storage, restore the state machine, listen and start ticking."""
+        """Load (or bootstrap) the log, restore the state machine, listen and start ticking."""
         o = self.options
-        loop = asyncio.get_running_loop()
-        storage = await loop.run_in_executor(self._executor, RaftStorage.open, o.data_dir)
-        self.storage = storage
-        hard_state, snapshot, entries = storage.hard_state, storage.snapshot, storage.entries()
-        if snapshot is None and not entries and hard_state == HardState():
+        state = await self.log_store.load()
+        hard_state, snapshot, entries = state.hard_state, state.snapshot, state.entries
+        if state.is_empty and o.initial_cluster_state == "new":
             entries = RaftCore.bootstrap_entries(o.members)
             hard_state = HardState(term=1, commit=1)
-            await loop.run_in_executor(self._executor, storage.persist, entries, hard_state)
+            await self.log_store.persist(entries, hard_state)
             log.info("bootstrapped new cluster", extra={"fields": {"voters": sorted(o.members)}})
-        cfg = RaftConfig(
-            node_id=o.node_id,
-            election_ticks=o.election_ticks,
-            heartbeat_ticks=o.heartbeat_ticks,
-            tick_seconds=o.tick_seconds,
-        )
+        elif state.is_empty:
+            log.info("empty data directory: waiting for the cluster's leader to send its state")
+        snapshot, self.applied_index = await self._keeper.start(snapshot)
+        self._last_snapshot_index = snapshot.meta.index if snapshot is not None else 0
         self.core = RaftCore(
-            cfg, rng=self._rng, hard_state=hard_state, snapshot=snapshot, entries=entries
+            self._raft_config,
+            rng=self._rng,
+            hard_state=hard_state,
+            snapshot=snapshot,
+            entries=entries,
         )
-        if snapshot is not None:
-            self.state_machine.restore(snapshot.data)
-            self.applied_index = self._last_snapshot_index = snapshot.meta.index
-            self.applied_term = snapshot.meta.term
-            self.applied_conf = snapshot.meta.conf
         log.info(
             "storage loaded",
             extra={
                 "fields": {
                     "term": hard_state.term,
                     "commit": hard_state.commit,
-                    "snapshot_index": snapshot.meta.index if snapshot else 0,
+                    "snapshot_index": self._last_snapshot_index,
+                    "applied": self.applied_index,
                     "last_index": self.core.last_index,
                 }
             },
         )
-        peers = {i: a for i, a in o.members.items() if i != o.node_id}
-        self.transport = PeerTransport(
-            o.node_id,
-            o.listen_peer,
-            peers,
-            o.secret,
-            self._on_peer_message,
-            on_refused=self.metrics.peer_refused.inc,
-        )
-        await self.transport.start()
+        await self.carrier.start(self._on_peer_message)
         self._loop_task = asyncio.ensure_future(self._ready_loop())
-        self._ticker = PeriodicCallback(self._tick, o.tick_seconds * 1000)
-        self._ticker.start()
+        self._next_tick_at = asyncio.get_running_loop().time()
+        self._schedule_tick()
         self.started = True
-        self._observe()
         self._wake.set()
 
     async def stop(self, transfer_timeout: float = 0.0) -> None:
@@ -219,26 +257,40 @@ class RaftNode:
             return
         if transfer_timeout > 0 and self.is_leader:
             await self.transfer_leadership(transfer_timeout)
-        self.stopping = True
-        if self._ticker is not None:
-            self._ticker.stop()
-        for p in self._proposals.values():
-            if not p.future.done():
-                p.future.set_exception(OutcomeUnknown("the node is shutting down"))
-        self._proposals.clear()
-        self._fail_reads(Unavailable("the node is shutting down"))
-        self._wake.set()
+        self._halt("the node is shutting down")
         if self._loop_task is not None:
             try:
                 await asyncio.wait_for(self._loop_task, 5.0)
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("ready loop did not finish in time")
-        if self.transport is not None:
-            await self.transport.close()
-        if self.storage is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.storage.close)
-        self._executor.shutdown(wait=False)
+        for task in (self._compaction, self._materializing):
+            if task is not None and not task.done():
+                task.cancel()
+        await self.carrier.close()
+        await self.log_store.close()
+        if self._state_executor is not None:
+            self._state_executor.shutdown(wait=False)
         log.info("node stopped")
+
+    def abandon(self) -> None:
+        """Stop at once, as if the process died: nothing more is persisted, sent or answered
+        (what the simulation does to crash a node; the log store is left as it is)."""
+        self._halt("the node crashed")
+        for task in (self._loop_task, self._compaction, self._materializing):
+            if task is not None:
+                task.cancel()
+
+    def _halt(self, why: str) -> None:
+        self.stopping = True
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+        for p in self._proposals.values():
+            if not p.future.done():
+                p.future.set_exception(OutcomeUnknown(why))
+        self._proposals.clear()
+        self._fail_reads(Unavailable(why))
+        self._notify_state_waiters()
+        self._wake.set()
 
     async def transfer_leadership(self, timeout: float, target: int | None = None) -> bool:
         """Ask the most caught-up follower (or ``target``) to take over; True once it has."""
@@ -257,18 +309,15 @@ class RaftNode:
             extra={"fields": {"target": chosen, "term": core.term}},
         )
         self._wake.set()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if core.role is not Role.LEADER:
+        deadline = asyncio.get_running_loop().time() + timeout
+        # Wait for the step-down, then (briefly) to hear who leads now, for the log line.
+        while core.role is Role.LEADER or core.leader_id in (NO_NODE, self.node_id):
+            if not await self._state_change(deadline):
                 break
-            await asyncio.sleep(0.01)
-        if core.role is Role.LEADER:
-            log.warning("leadership transfer timed out", extra={"fields": {"target": chosen}})
-            return False
-        # Wait (briefly) to hear who leads now, for the log line.
-        while time.monotonic() < deadline and core.leader_id in (NO_NODE, self.node_id):
-            await asyncio.sleep(0.01)
         fields = {"target": chosen, "leader": core.leader_id, "term": core.term}
+        if core.role is Role.LEADER:
+            log.warning("leadership transfer timed out", extra={"fields": fields})
+            return False
         if core.leader_id in (NO_NODE, self.node_id):
             log.warning("stepped down without a confirmed successor", extra={"fields": fields})
             return False
@@ -283,24 +332,49 @@ class RaftNode:
         Raises ``NotLeader`` (nothing done: forward to the leader), ``Unavailable`` (nothing
         done, retry) or ``OutcomeUnknown`` (it may or may not apply).
         """
-        core = self._core()
-        if self.stopping or self.failure is not None:
-            raise Unavailable("the node is shutting down")
+        core = self._serving_core()
         try:
             index = core.propose(data)
         except NotLeaderError as e:
             raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._proposals[index] = _Proposal(core.term, fut)
+        return await self._await_applied(index, core.term, timeout)
+
+    async def change_membership(
+        self, op: ConfChangeOp, node_id: int, context: Mapping[str, str], timeout: float
+    ) -> ConfState:
+        """Propose one membership change; returns the configuration once it applied here.
+
+        ``context`` travels with the change (``"peer": "host:port"`` tells every member where
+        to reach an added node). Raises like ``propose``, and ``ConfChangeError`` when the
+        change is not allowed now (nothing done).
+        """
+        core = self._serving_core()
+        try:
+            index = core.propose_conf_change(op, node_id, dict(context))
+        except NotLeaderError as e:
+            raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
+        result = await self._await_applied(index, core.term, timeout)
+        assert isinstance(result, ConfState)
+        return result
+
+    async def _await_applied(self, index: int, term: int, timeout: float) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._proposals[index] = _Proposal(term, fut)
         self.metrics.proposals_pending.set(len(self._proposals))
         self._wake.set()
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            raise OutcomeUnknown(
+        timer = loop.call_later(
+            timeout,
+            _expire,
+            fut,
+            lambda: OutcomeUnknown(
                 f"entry {index} was proposed but not applied within {timeout:.1f}s"
-            ) from None
+            ),
+        )
+        try:
+            return await fut
         finally:
+            timer.cancel()
             self._proposals.pop(index, None)
             self.metrics.proposals_pending.set(len(self._proposals))
 
@@ -315,37 +389,31 @@ class RaftNode:
             return
         if consistency not in CONSISTENCY_LEVELS:
             raise ValueError(f"unknown consistency {consistency!r}")
-        core = self._core()
-        if self.stopping or self.failure is not None:
-            raise Unavailable("the node is shutting down")
+        core = self._serving_core()
         rid = next(self._read_ids)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads[rid] = fut
-        core.read_index(rid, time.monotonic(), lease=consistency == "lease")
+        core.read_index(rid, self._clock(), lease=consistency == "lease")
         self._wake.set()
+        timer = asyncio.get_running_loop().call_later(
+            timeout,
+            _expire,
+            fut,
+            lambda: Unavailable(f"no leader confirmed the read within {timeout:.1f}s"),
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            raise Unavailable(f"no leader confirmed the read within {timeout:.1f}s") from None
+            await fut
         finally:
+            timer.cancel()
             self._reads.pop(rid, None)
 
     async def wait_for_leader(self, timeout: float) -> int:
         """Wait (bounded) until some leader is known; returns its id, 0 on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            leader = self.leader_id
-            if leader != NO_NODE or self.stopping:
-                return leader
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return NO_NODE
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._leader_events.append(fut)
-            try:
-                await asyncio.wait_for(fut, remaining)
-            except TimeoutError:
-                return self.leader_id
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.leader_id == NO_NODE and not self.stopping:
+            if not await self._state_change(deadline):
+                break
+        return self.leader_id
 
     def add_leader_listener(self, listener: LeaderListener) -> None:
         self._leader_listeners.append(listener)
@@ -356,6 +424,12 @@ class RaftNode:
         if self.core is None:
             raise Unavailable("the node is starting")
         return self.core
+
+    def _serving_core(self) -> RaftCore:
+        core = self._core()
+        if self.stopping or self.failure is not None:
+            raise Unavailable("the node is shutting down")
+        return core
 
     @property
     def role(self) -> Role:
@@ -379,19 +453,14 @@ class RaftNode:
 
     @property
     def healthy(self) -> bool:
-        return (
-            self.started
-            and self.failure is None
-            and self.storage is not None
-            and self.storage.healthy
-        )
+        return self.started and self.failure is None and self.log_store.healthy
 
     def has_quorum(self) -> bool:
         return self.core is not None and self.core.has_quorum_contact()
 
     def peer_connected(self, node_id: int) -> bool:
         """Whether this node's stream to ``node_id`` is up (a crashed peer shows as down)."""
-        return self.transport is not None and self.transport.connected(node_id)
+        return self.carrier.connected(node_id)
 
     def replica_lag(self) -> int:
         """How many committed entries this node has not applied yet, as far as it knows."""
@@ -416,7 +485,7 @@ class RaftNode:
                 entry: dict[str, Any] = {
                     "id": pid,
                     "voter": pid in core.conf.voters,
-                    "connected": self.transport.connected(pid) if self.transport else False,
+                    "connected": self.carrier.connected(pid),
                 }
                 pr = core.progress.get(pid) if core.role is Role.LEADER else None
                 if pr is not None:
@@ -445,10 +514,23 @@ class RaftNode:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def _tick(self) -> None:
+    def _schedule_tick(self) -> None:
+        """Tick at a fixed rate; ticks missed while the loop was busy are skipped, not bunched."""
+        loop = asyncio.get_running_loop()
+        period = self.options.tick_seconds
+        self._next_tick_at += period
+        late = loop.time() - self._next_tick_at
+        if late > 0:
+            self._next_tick_at += math.ceil(late / period) * period
+        self._tick_timer = loop.call_at(self._next_tick_at, self._on_tick_timer)
+
+    def _on_tick_timer(self) -> None:
+        if self.stopping:
+            return
+        self._schedule_tick()
         if self.core is None or self.failure is not None:
             return
-        self.core.tick(time.monotonic())
+        self.core.tick(self._clock())
         self._after_input()
 
     def _on_peer_message(self, msg: Message) -> None:
@@ -456,11 +538,10 @@ class RaftNode:
             return
         if msg.type is MessageType.APPEND and msg.term >= self.core.term:
             self._leader_commit_seen = max(self._leader_commit_seen, msg.commit)
-        self.core.step(msg, time.monotonic())
+        self.core.step(msg, self._clock())
         self._after_input()
 
     def _after_input(self) -> None:
-        self._observe()
         assert self.core is not None
         if self.core.has_ready():
             self._wake.set()
@@ -477,37 +558,49 @@ class RaftNode:
                     rd = core.ready()
                     await self._handle_ready(rd)
                     core.advance(rd)
-                    self._observe()
-                    await self._maybe_snapshot()
+                    if self._installed_marker is not None:
+                        # Keep only a marker of an installed snapshot: its data is in the
+                        # durable state machine now.
+                        core.compact(self._installed_marker)
+                        self._installed_marker = None
+                    self._maybe_compact()
                 if self.stopping:
                     return
         except Exception as e:  # storage failure or a bug: stop serving, let systemd restart
-            self.failure = e
-            log.critical("ready loop failed; node stops serving", exc_info=True)
-            self._fail_reads(Unavailable("the node failed"))
-            if self._on_fatal is not None:
-                self._on_fatal(e)
+            self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        if self.failure is not None:
+            return
+        self.failure = e
+        log.critical("node failed; it stops serving", exc_info=e)
+        self._fail_reads(Unavailable("the node failed"))
+        if self._on_fatal is not None:
+            self._on_fatal(e)
 
     async def _handle_ready(self, rd: Ready) -> None:
-        assert self.storage is not None and self.transport is not None
-        loop = asyncio.get_running_loop()
+        if rd.soft_state is not None:
+            self._show(rd.soft_state)
         if rd.early_messages:
             # The leader's appends go out while its own fsync runs (see Ready).
-            self.transport.send(rd.early_messages)
+            self.carrier.send(rd.early_messages)
         if rd.snapshot is not None:
-            await loop.run_in_executor(self._executor, self.storage.install_snapshot, rd.snapshot)
-            self._install_snapshot(rd.snapshot)
+            await self._install_snapshot(rd.snapshot)
+        if rd.snapshot_wanted and self._materializing is None:
+            self._materializing = asyncio.ensure_future(self._materialize())
         if rd.entries or rd.hard_state is not None:
-            seconds = await loop.run_in_executor(
-                self._executor, self.storage.persist, rd.entries, rd.hard_state
-            )
+            seconds = await self.log_store.persist(rd.entries, rd.hard_state)
             if rd.entries:
                 self.metrics.fsync_seconds.observe(seconds)
                 self.metrics.persist_entries.observe(len(rd.entries))
+        if self.stopping:
+            return  # crashed or stopped while persisting: answer nothing more
         if rd.messages:
-            self.transport.send(rd.messages)
+            self.carrier.send(rd.messages)
         for entry in rd.committed_entries:
             self._apply(entry)
+        if rd.committed_entries:
+            self._keeper.end_batch(self.applied_index)
         for rs in rd.read_states:
             fut = self._reads.get(rs.request_id)
             if fut is None or fut.done():
@@ -531,10 +624,10 @@ class RaftNode:
         if entry.type is EntryType.CONF_CHANGE:
             change = ConfChange.decode(entry.data)
             self._apply_conf_change(change)
+            result = change.result
         elif entry.data:
-            result = self.state_machine.apply(entry.index, entry.data)
+            result = self._keeper.apply(entry.index, entry.data)
         self.applied_index = entry.index
-        self.applied_term = entry.term
         p = self._proposals.pop(entry.index, None)
         if p is not None and not p.future.done():
             if p.term == entry.term:
@@ -547,15 +640,12 @@ class RaftNode:
                 )
 
     def _apply_conf_change(self, change: ConfChange) -> None:
-        self.applied_conf = change.result
-        assert self.transport is not None
         for node in change.result.members():
             addr = change.context.get("peer") if node == change.node_id else None
             if addr and node != self.node_id:
-                host, _, port = addr.rpartition(":")
-                self.transport.add_peer(node, Address(host, int(port)))
+                self.carrier.add_peer(node, Address.parse(addr))
         if change.node_id and change.node_id not in change.result.members():
-            self.transport.remove_peer(change.node_id)
+            self.carrier.remove_peer(change.node_id)
         log.info(
             "configuration applied",
             extra={
@@ -567,12 +657,16 @@ class RaftNode:
             },
         )
 
-    def _install_snapshot(self, snapshot: Snapshot) -> None:
+    async def _install_snapshot(self, snapshot: Snapshot) -> None:
+        """A snapshot from the leader replaces the state: the state machine takes it first,
+        then the log store keeps what the keeper says (the snapshot, or a marker of it)."""
         meta = snapshot.meta
-        self.state_machine.restore(snapshot.data)
+        started = time.monotonic()
+        kept = await self._keeper.install(snapshot)
+        await self.log_store.install_snapshot(kept)
+        if not kept.complete:
+            self._installed_marker = kept
         self.applied_index = self._last_snapshot_index = meta.index
-        self.applied_term = meta.term
-        self.applied_conf = meta.conf
         self.metrics.snapshot_bytes.observe(len(snapshot.data))
         self.metrics.snapshots.labels(kind="received").inc()
         for index in [i for i in self._proposals if i <= meta.index]:
@@ -581,33 +675,83 @@ class RaftNode:
                 p.future.set_exception(OutcomeUnknown("a snapshot replaced the pending write"))
         log.info(
             "snapshot installed",
-            extra={"fields": {"index": meta.index, "term": meta.term, "bytes": len(snapshot.data)}},
-        )
-
-    async def _maybe_snapshot(self) -> None:
-        core = self._core()
-        if self.applied_index - self._last_snapshot_index < self.options.snapshot_every_entries:
-            return
-        if core.applied_index < self.applied_index:
-            return
-        meta = core.snapshot_meta(self.applied_index)
-        t0 = time.monotonic()
-        snapshot = Snapshot(meta, self.state_machine.snapshot())
-        assert self.storage is not None
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.storage.save_snapshot, snapshot
-        )
-        core.compact(snapshot)
-        self._last_snapshot_index = meta.index
-        self.metrics.snapshot_bytes.observe(len(snapshot.data))
-        self.metrics.snapshots.labels(kind="taken").inc()
-        log.info(
-            "snapshot taken",
             extra={
                 "fields": {
                     "index": meta.index,
+                    "term": meta.term,
                     "bytes": len(snapshot.data),
-                    "seconds": round(time.monotonic() - t0, 4),
+                    "seconds": round(time.monotonic() - started, 4),
+                }
+            },
+        )
+
+    def _maybe_compact(self) -> None:
+        """Every ``snapshot_every_entries`` applied entries, compact the log in the background
+        (the ready loop never waits for it)."""
+        core = self._core()
+        if self.applied_index - self._last_snapshot_index < self.options.snapshot_every_entries:
+            return
+        if core.applied_index < self.applied_index or self._compaction is not None:
+            return
+        self._compaction = asyncio.ensure_future(self._compact())
+
+    async def _compact(self) -> None:
+        core = self._core()
+        started = time.monotonic()
+        try:
+            snapshot = await self._keeper.compaction_snapshot(
+                self.applied_index, core.snapshot_meta
+            )
+            if snapshot is None or snapshot.meta.index <= self._last_snapshot_index:
+                return
+            await self.log_store.save_snapshot(snapshot)
+            if self.stopping or snapshot.meta.index <= self._last_snapshot_index:
+                return
+            core.compact(snapshot)
+            self._last_snapshot_index = snapshot.meta.index
+        except Exception as e:
+            self._fail(e)
+            return
+        finally:
+            self._compaction = None
+        self.metrics.snapshot_bytes.observe(len(snapshot.data))
+        self.metrics.snapshots.labels(kind="taken").inc()
+        log.info(
+            "log compacted",
+            extra={
+                "fields": {
+                    "index": snapshot.meta.index,
+                    "bytes": len(snapshot.data),
+                    "seconds": round(time.monotonic() - started, 4),
+                }
+            },
+        )
+
+    async def _materialize(self) -> None:
+        """A follower needs a complete snapshot: take one off the loop and offer it."""
+        core = self._core()
+        started = time.monotonic()
+        try:
+            snapshot = await self._keeper.materialize(core.snapshot_meta)
+            if snapshot is None or self.stopping:
+                return
+            if snapshot.meta.index > core.applied_index:
+                return  # the core is still replaying what the store holds: asked again later
+            core.compact(snapshot)
+            self._wake.set()
+        except Exception as e:
+            self._fail(e)
+            return
+        finally:
+            self._materializing = None
+        self.metrics.snapshots.labels(kind="materialized").inc()
+        log.info(
+            "snapshot materialized for a follower",
+            extra={
+                "fields": {
+                    "index": snapshot.meta.index,
+                    "bytes": len(snapshot.data),
+                    "seconds": round(time.monotonic() - started, 4),
                 }
             },
         )
@@ -625,52 +769,60 @@ class RaftNode:
         self._reads.clear()
         self._read_waiters.clear()
 
-    # -- observation -----------------------------------------------------------------------
+    # -- what the node shows ---------------------------------------------------------------
 
-    def _observe(self) -> None:
-        core = self.core
-        if core is None:
-            return
-        now = (core.role, core.term, core.leader_id)
-        if now == self._observed:
-            return
-        before = self._observed
-        self._observed = now
-        role, term, leader = now
+    def _show(self, now: SoftState) -> None:
+        """Update metrics, logs and listeners from the core's new soft state."""
+        before, self._shown = self._shown, now
         m = self.metrics
-        m.term.set(term)
-        m.set_role(role.value)
-        m.leader_id.set(leader)
-        fields = {"role": role.value, "term": term, "leader": leader}
-        if before is None or before[0] is not role:
-            if role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
-                if role is Role.CANDIDATE:
-                    m.elections.inc()
+        m.term.set(now.term)
+        m.set_role(now.role.value)
+        m.leader_id.set(now.leader_id)
+        fields = {"role": now.role.value, "term": now.term, "leader": now.leader_id}
+        if before.role is not now.role:
+            if now.role is Role.CANDIDATE:
+                m.elections.inc()
+            if now.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
                 log.info("election started", extra={"fields": fields})
-            elif role is Role.LEADER:
+            elif now.role is Role.LEADER:
                 log.info("became leader", extra={"fields": fields})
-            elif before is not None:
+            else:
                 log.info("became follower", extra={"fields": fields})
-        if (before is None and leader != NO_NODE) or (before is not None and before[2] != leader):
-            if leader != NO_NODE:
+        if before.leader_id != now.leader_id:
+            if now.leader_id != NO_NODE:
                 m.leader_changes.inc()
                 self._leader_commit_seen = 0
-            self.last_leader_change = time.monotonic()
             log.info(
                 "leader changed",
-                extra={"fields": {**fields, "previous": before[2] if before else 0}},
+                extra={"fields": {**fields, "previous": before.leader_id}},
             )
-            for fut in self._leader_events:
-                if not fut.done():
-                    fut.set_result(None)
-            self._leader_events.clear()
             for listener in list(self._leader_listeners):
                 try:
-                    listener(leader, term)
+                    listener(now.leader_id, now.term)
                 except Exception:
                     log.exception("leader listener failed")
-        if role is Role.LEADER:
+        self._notify_state_waiters()
+        if now.role is Role.LEADER:
             self._update_lag_metrics()
+
+    async def _state_change(self, deadline: float) -> bool:
+        """Wait until the shown state changes or ``deadline`` (loop time) passes; False then."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0 or self.stopping:
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._state_waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, remaining)
+        except TimeoutError:
+            return False
+        return True
+
+    def _notify_state_waiters(self) -> None:
+        waiters, self._state_waiters = self._state_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def _update_lag_metrics(self) -> None:
         core = self.core
@@ -684,8 +836,8 @@ class RaftNode:
     def refresh_metrics(self) -> None:
         """Update gauges that are not event driven (called before ``/metrics`` renders)."""
         self._update_lag_metrics()
-        if self.transport is not None and self.core is not None:
+        if self.core is not None:
             for pid in self.core.conf.members() - {self.node_id}:
                 self.metrics.peer_connected.labels(peer=str(pid)).set(
-                    1 if self.transport.connected(pid) else 0
+                    1 if self.carrier.connected(pid) else 0
                 )

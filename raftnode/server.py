@@ -17,36 +17,40 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from raftnode.config import NodeConfig
-from raftnode.embed import options_from_config
-from raftnode.http.client_api import ClientApiSettings, make_client_app
+from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.health import make_health_app
 from raftnode.kv.service import KeyValueService
-from raftnode.kv.store import KeyValueStore
+from raftnode.kv.store import KeyValueStore, StoreError
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
+from raftnode.node_options import options_from_config
 from raftnode.storage.errors import StorageError
 from raftnode.systemd_notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 5.0
+STORE_FILE = "kv.sqlite"
+"""The key-value store inside the data directory (beside the Raft log)."""
 
 
 class RaftnodeServer:
     def __init__(self, config: NodeConfig, notifier: SystemdNotifier | None = None) -> None:
         self.config = config
         self.metrics = NodeMetrics()
-        self.store = KeyValueStore()
+        quota = config.limits.max_store_bytes or None
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = KeyValueStore.open(config.data_dir / STORE_FILE, max_store_bytes=quota)
+        self.metrics.watch_store(lambda: self.store.quota_used_bytes, quota)
         self.notifier = notifier or SystemdNotifier()
         self.node = RaftNode(
             options_from_config(config), self.store, metrics=self.metrics, on_fatal=self._fatal
         )
-        t = config.timing
-        election_seconds = t.election_ticks * t.tick_ms / 1000
         self.service = KeyValueService(
-            self.node, self.store, leader_wait=max(1.0, 4 * election_seconds)
+            self.node, self.store, leader_wait=max(1.0, 4 * config.timing.election_seconds)
         )
-        self.client_server: HTTPServer | None = None
+        self.client_api: ClientApi | None = None
+        self.client_server: asyncio.Server | None = None
         self.health_server: HTTPServer | None = None
         self._periodic: list[PeriodicCallback] = []
         self._stopped = asyncio.Event()
@@ -61,15 +65,11 @@ class RaftnodeServer:
         settings = ClientApiSettings(
             node_id=cfg.node_id,
             limits=cfg.limits,
-            request_timeout=cfg.timing.request_timeout_ms / 1000,
-            leader_clients={m.id: m.client for m in cfg.cluster},
+            request_timeout=cfg.timing.request_timeout_seconds,
+            member_clients={m.id: m.client for m in cfg.cluster},
         )
-        self.client_server = HTTPServer(
-            make_client_app(self.service, settings, self.metrics),
-            max_body_size=cfg.limits.max_request_bytes * 2,
-            idle_connection_timeout=60,
-        )
-        self.client_server.listen(cfg.listen_client.port, cfg.listen_client.host)
+        self.client_api = ClientApi(self.service, settings, self.metrics)
+        self.client_server = await self.client_api.serve(cfg.listen_client)
         self.health_server = HTTPServer(
             make_health_app(self.node, self.metrics, self._extra_status)
         )
@@ -146,25 +146,25 @@ class RaftnodeServer:
     async def _shutdown(self, transfer: bool) -> None:
         self.notifier.stopping()
         if self.client_server is not None:
-            self.client_server.stop()
-        timeout = self.config.timing.shutdown_transfer_ms / 1000 if transfer else 0.0
+            self.client_server.close()
+        timeout = self.config.timing.shutdown_transfer_seconds if transfer else 0.0
         await self.node.stop(transfer_timeout=timeout)
+        self.store.close()
         for pc in self._periodic:
             pc.stop()
         if self.health_server is not None:
             self.health_server.stop()
-        if self.client_server is not None:
-            try:
-                await asyncio.wait_for(self.client_server.close_all_connections(), 2.0)
-            except TimeoutError:
-                log.warning("client connections still open at exit")
+        if self.client_api is not None and not await self.client_api.close_connections(2.0):
+            log.warning("client requests still in flight at exit")
 
     async def _stop_after_failed_start(self) -> None:
-        for server in (self.client_server, self.health_server):
-            if server is not None:
-                server.stop()
+        if self.client_server is not None:
+            self.client_server.close()
+        if self.health_server is not None:
+            self.health_server.stop()
         try:
             await self.node.stop()
+            self.store.close()
         except Exception:
             log.debug("cleanup after failed start", exc_info=True)
 
@@ -190,4 +190,9 @@ class RaftnodeServer:
 
 def serve(config: NodeConfig) -> int:
     """Run the service until a signal stops it; returns the process exit code."""
-    return asyncio.run(RaftnodeServer(config).run())
+    try:
+        server = RaftnodeServer(config)
+    except (OSError, StoreError) as e:
+        log.error("startup failed", extra={"fields": {"error": str(e)}})
+        return 1
+    return asyncio.run(server.run())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import tempfile
@@ -39,13 +40,15 @@ def test_counter_replicates_and_survives_leader_handover() -> None:
         changes: list[tuple[int, int, int]] = []
         nodes: dict[int, RaftNode] = {}
         servers: list[HTTPServer] = []
+
+        def record_change(node_id: int, lead: int, term: int) -> None:
+            changes.append((node_id, lead, term))
+
         try:
             for i in (1, 2, 3):
                 opts = NodeOptions(i, base / f"n{i}", members[i], members, b"k" * 32)
                 nodes[i] = RaftNode(opts, counters[i])
-                nodes[i].add_leader_listener(
-                    lambda lead, term, i=i: changes.append((i, lead, term))
-                )
+                nodes[i].add_leader_listener(functools.partial(record_change, i))
                 await nodes[i].start()
                 server = HTTPServer(make_app(nodes[i], counters[i]))
                 server.listen(ports[2 + i], "127.0.0.1")

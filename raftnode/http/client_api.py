@@ -1,7 +1,10 @@
-"""The client key-value API (Tornado handlers); see ``docs/openapi.yaml``.
+"""The client key-value API; see ``docs/openapi.yaml``.
 
-Every request gets one deadline (``request_timeout``) and every wait inside it is bounded by
-that deadline. Writes at a follower are forwarded to the leader. Answers are compact JSON.
+Served by ``raftnode.http.connection`` (HTTP/1.1 on asyncio + httptools). Every request gets
+one deadline (``request_timeout``) and every wait inside it is bounded by that deadline. Writes
+at a follower are forwarded to the leader. Handlers raise ``ApiError``; ``ClientApi.handle``
+renders every error in one place and records each request's metrics once. Answers are compact
+JSON.
 """
 
 from __future__ import annotations
@@ -10,22 +13,34 @@ import asyncio
 import json
 import logging
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import tornado.web
-
 from raftnode.config import Address, Limits
+from raftnode.consistency import Consistency
 from raftnode.http import requests
-from raftnode.http.errors import ApiError, outcome_unknown, too_large, unavailable
+from raftnode.http.connection import HttpConnection, Request, Response
+from raftnode.http.errors import (
+    ApiError,
+    ErrorCode,
+    not_found,
+    outcome_unknown,
+    quota_exceeded,
+    too_large,
+    unavailable,
+)
 from raftnode.http.forward import HOPS_HEADER, MAX_HOPS, ForwardNotSent, ForwardUnknown, forward
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
 from raftnode.kv.service import KeyValueService
-from raftnode.logs import log_client_request
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("raftnode.http.access")
+
+IDLE_CONNECTION_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,74 +48,150 @@ class ClientApiSettings:
     node_id: int
     limits: Limits
     request_timeout: float
-    leader_clients: dict[int, Address]
+    member_clients: dict[int, Address]
     """Each member's client API address, for forwarding writes to the leader."""
+
+
+@dataclass(slots=True)
+class _Answer:
+    response: Response
+    outcome: str
+    """The metrics label: ``ok``, ``forwarded`` or the error code."""
+
+
+_Run = Callable[[Request, float], Awaitable[_Answer]]
+_Route = tuple[str, str, _Run]
+"""(kind: write, read or other; the metrics label; the handler, given the request's deadline)."""
 
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class _ApiHandler(tornado.web.RequestHandler):
-    def initialize(
+def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, _dumps(obj), headers or {})
+
+
+def error_response(err: ApiError) -> Response:
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
+    return json_response(err.status, err.body(), headers)
+
+
+def refusal(status: int, code: str, message: str) -> Response:
+    """The answer to a request the connection itself refuses (malformed, too large)."""
+    return error_response(ApiError(status, ErrorCode(code), message))
+
+
+class ClientApi:
+    """Routes requests to the key-value service: ``/kv`` and ``/kv/{key}``."""
+
+    def __init__(
         self, service: KeyValueService, settings: ClientApiSettings, metrics: NodeMetrics
     ) -> None:
         self.service = service
-        self.api = settings
+        self.settings = settings
+        self.limits = settings.limits
         self.metrics = metrics
-        self.deadline = time.monotonic() + settings.request_timeout
+        self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
 
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "application/json")
+    async def serve(self, address: Address) -> asyncio.Server:
+        """Listen on ``address``; the returned server stops accepting when closed."""
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(
+            self._connection, address.host or None, address.port, reuse_address=True
+        )
 
-    def send_json(self, status: int, obj: Any) -> None:
-        self.set_status(status)
-        self.finish(_dumps(obj))
+    async def close_connections(self, timeout: float) -> bool:
+        """Let requests in flight finish (bounded by ``timeout``), then close every connection;
+        False when some were still busy."""
+        deadline = time.monotonic() + timeout
+        while any(c.busy for c in self._connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        idle = not any(c.busy for c in self._connections)
+        for connection in list(self._connections):
+            connection.close()
+        return idle
 
-    def send_error_json(self, err: ApiError) -> None:
-        if err.retry_after is not None:
-            self.set_header("Retry-After", str(err.retry_after))
-        self.send_json(err.status, err.body())
+    def _connection(self) -> HttpConnection:
+        """A protocol instance for one accepted connection."""
+        connection = HttpConnection(
+            self.handle,
+            refusal,
+            max_body_bytes=2 * self.limits.max_request_bytes,
+            idle_timeout=IDLE_CONNECTION_SECONDS,
+            wall_clock=time.time,
+            log_request=_log_request,
+        )
+        self._connections.add(connection)
+        return connection
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        else:
-            message = self._reason
-        code = "internal" if status_code >= 500 else "bad_request"
-        if status_code == 405:
-            code = "method_not_allowed"
-        self.finish(_dumps({"error": code, "message": message}))
-
-    def param(self, name: str) -> str | None:
-        values = self.request.query_arguments.get(name)
-        if not values:
-            return None
-        return values[-1].decode("utf-8", "replace")
-
-    async def run_write(self, op: str, make_command: Any) -> None:
+    async def handle(self, request: Request) -> Response:
+        deadline = time.monotonic() + self.settings.request_timeout
         started = time.monotonic()
-        outcome = "error"
+        kind, label, run = self._route(request)
         try:
-            cmd: Command = make_command()
-            outcome = await self._write(cmd)
+            answer = await run(request, deadline)
         except ApiError as e:
-            outcome = e.code
-            self.send_error_json(e)
-        finally:
-            self.metrics.write_seconds.labels(op=op, outcome=outcome).observe(
+            answer = _Answer(error_response(e), str(e.code))
+        if kind == "write":
+            self.metrics.write_seconds.labels(op=label, outcome=answer.outcome).observe(
                 time.monotonic() - started
             )
+        elif kind == "read":
+            self.metrics.read_seconds.labels(consistency=label, outcome=answer.outcome).observe(
+                time.monotonic() - started
+            )
+        return answer.response
 
-    async def _write(self, cmd: Command) -> str:
+    # -- routing -----------------------------------------------------------------------------
+
+    def _route(self, request: Request) -> _Route:
+        """(kind, metrics label, handler); refusals are handlers that raise."""
+        path, method = request.path, request.method
+        if path in ("/kv", "/kv/"):
+            if method == "POST":
+                return "write", "put", self._post
+            if method == "GET":
+                consistency = _consistency_label(request)
+                return "read", consistency, self._list
+            return "other", "", _method_not_allowed(method, path)
+        if path.startswith("/kv/") and len(path) > 4:
+            if method == "GET":
+                return "read", _consistency_label(request), self._get
+            if method == "PUT":
+                return "write", "put", self._put
+            if method == "DELETE":
+                return "write", "delete", self._delete
+            return "other", "", _method_not_allowed(method, path)
+        return "other", "", _no_route(path)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def _post(self, request: Request, deadline: float) -> _Answer:
+        requests.check_params(list(request.query), set())
+        cmd = requests.put_from_post(request.body, self.limits)
+        return await self._write(request, cmd, deadline)
+
+    async def _put(self, request: Request, deadline: float) -> _Answer:
+        requests.check_params(list(request.query), set())
+        cmd = requests.put_from_put(request.path[4:], request.body, self.limits)
+        return await self._write(request, cmd, deadline)
+
+    async def _delete(self, request: Request, deadline: float) -> _Answer:
+        requests.check_params(list(request.query), {"prev_value"})
+        cmd = requests.delete_command(
+            request.path[4:], request.body, request.param("prev_value"), self.limits
+        )
+        return await self._write(request, cmd, deadline)
+
+    async def _write(self, request: Request, cmd: Command, deadline: float) -> _Answer:
         try:
             while True:
                 try:
-                    result = await self.service.write(cmd, self.deadline)
+                    result = await self.service.write(cmd, deadline)
                     break
                 except NotLeader as e:
-                    forwarded = await self._forward(e.leader_id)
+                    forwarded = await self._forward(request, e.leader_id, deadline)
                     if forwarded is not None:
                         return forwarded
                     # Leadership moved to this node while forwarding: propose here.
@@ -108,76 +199,63 @@ class _ApiHandler(tornado.web.RequestHandler):
             raise unavailable(f"{e}; retry shortly") from e
         except OutcomeUnknown as e:
             raise outcome_unknown(f"{e}; read the key to learn whether it was written") from e
-        self.set_header("X-Raftnode-Revision", str(result.revision))
-        self._send_result(cmd, result)
-        return "ok" if result.ok else (result.error or "failed")
+        return self._write_answer(cmd, result)
 
-    def _send_result(self, cmd: Command, result: CommandResult) -> None:
+    def _write_answer(self, cmd: Command, result: CommandResult) -> _Answer:
+        headers = {"X-Raftnode-Revision": str(result.revision)}
         if result.ok:
             body: dict[str, Any] = {"ok": True, "key": cmd.key, "revision": result.revision}
             if cmd.op == "put":
                 body["created"] = not result.existed
             if result.prev_value is not None:
                 body["prev_value"] = result.prev_value
-            self.send_json(200, body)
-        elif result.error == "cas_mismatch":
-            self.send_json(
-                409,
-                {
-                    "error": "cas_mismatch",
-                    "message": "the key's current value does not match prev_value; "
-                    "nothing was written",
-                    "key": cmd.key,
-                    "current_value": result.current_value,
-                    "exists": result.existed,
-                },
-            )
-        elif result.error == "not_found":
-            self.send_json(
-                404,
-                {
-                    "error": "not_found",
-                    "message": f"key {cmd.key!r} does not exist",
-                    "key": cmd.key,
-                },
-            )
-        else:
-            self.send_json(
-                500, {"error": result.error or "internal", "message": "the command failed to apply"}
-            )
+            return _Answer(json_response(200, body, headers), "ok")
+        if result.error == "cas_mismatch":
+            conflict = {
+                "error": ErrorCode.CAS_MISMATCH,
+                "message": "the key's current value does not match prev_value; nothing was written",
+                "key": cmd.key,
+                "current_value": result.current_value,
+                "exists": result.existed,
+            }
+            return _Answer(json_response(409, conflict, headers), "cas_mismatch")
+        if result.error == "not_found":
+            raise not_found(cmd.key)
+        if result.error == QUOTA_EXCEEDED:
+            self.metrics.quota_refused()
+            raise quota_exceeded(cmd.key, self.service.store.max_store_bytes)
+        raise ApiError(500, ErrorCode.INTERNAL, f"the command failed to apply ({result.error})")
 
-    async def _forward(self, leader_id: int) -> str | None:
+    async def _forward(self, request: Request, leader_id: int, deadline: float) -> _Answer | None:
         """Relay the request to the leader; None when this node became the leader meanwhile."""
-        hops_text = self.request.headers.get(HOPS_HEADER, "0")
+        hops_text = request.headers.get(HOPS_HEADER.lower(), "0")
         hops = int(hops_text) if hops_text.isdigit() else MAX_HOPS
+        node = self.service.node
         while True:
-            remaining = self.deadline - time.monotonic()
-            addr = self.api.leader_clients.get(leader_id)
+            remaining = deadline - time.monotonic()
+            addr = self.settings.member_clients.get(leader_id)
             if hops >= MAX_HOPS or addr is None or remaining <= 0:
                 raise unavailable(
                     f"the leader (node {leader_id}) could not be reached; retry shortly"
                 )
-            node = self.service.node
             if not node.peer_connected(leader_id):
                 # Our stream to the leader is down: it probably crashed. Forwarding now could
                 # end in a reset with an unknown outcome; wait for a reconnect or a new leader.
-                await asyncio.sleep(min(0.05, max(0.0, remaining)))
+                await asyncio.sleep(min(0.05, remaining))
                 if node.is_leader:
                     return None
                 leader_id = node.leader_id or leader_id
                 continue
-            url = f"http://{addr.host}:{addr.port}{self.request.uri}"
+            url = f"http://{addr.host}:{addr.port}{request.raw_path}"
             try:
-                resp = await forward(
-                    url, self.request.method or "POST", self.request.body, hops, remaining
-                )
+                resp = await forward(url, request.method, request.body, hops, remaining)
             except ForwardNotSent:
                 self.metrics.forwarded.labels(outcome="not_sent").inc()
                 # The leader is probably gone: wait for the cluster to name another one.
-                await asyncio.sleep(min(0.05, max(0.0, self.deadline - time.monotonic())))
-                if self.service.node.is_leader:
+                await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                if node.is_leader:
                     return None
-                leader_id = self.service.node.leader_id or leader_id
+                leader_id = node.leader_id or leader_id
                 continue
             except ForwardUnknown as e:
                 self.metrics.forwarded.labels(outcome="unknown").inc()
@@ -186,147 +264,89 @@ class _ApiHandler(tornado.web.RequestHandler):
                     "read the key to learn whether it was written"
                 ) from e
             self.metrics.forwarded.labels(outcome="ok").inc()
-            for k, v in resp.headers.items():
-                self.set_header(k, v)
-            self.set_header("X-Raftnode-Forwarded-To", str(leader_id))
-            self.set_status(resp.status)
-            self.finish(resp.body)
-            return "forwarded"
+            headers = {k: v for k, v in resp.headers.items() if k != "Content-Type"}
+            headers["X-Raftnode-Forwarded-To"] = str(leader_id)
+            content_type = resp.headers.get("Content-Type", "application/json")
+            return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded")
 
-    async def run_read(self, consistency: str, read: Any) -> None:
-        started = time.monotonic()
-        outcome = "error"
+    # -- reads -------------------------------------------------------------------------------
+
+    async def _read_barrier(self, consistency: Consistency, deadline: float) -> None:
         try:
-            await self.service.read_barrier(consistency, self.deadline)
-            outcome = read()
+            await self.service.read_barrier(consistency, deadline)
         except Unavailable as e:
-            outcome = "unavailable"
-            self.send_error_json(unavailable(f"{e}; retry, or use ?consistency=stale"))
-        except ApiError as e:
-            outcome = e.code
-            self.send_error_json(e)
-        finally:
-            self.metrics.read_seconds.labels(consistency=consistency, outcome=outcome).observe(
-                time.monotonic() - started
-            )
+            raise unavailable(f"{e}; retry, or use ?consistency=stale") from e
+
+    async def _get(self, request: Request, deadline: float) -> _Answer:
+        requests.check_params(list(request.query), {"consistency"})
+        consistency = requests.consistency(request.param("consistency"))
+        key = requests.check_key(request.path[4:], self.limits)
+        await self._read_barrier(consistency, deadline)
+        record = self.service.store.get(key)
+        if record is None:
+            raise not_found(key)
+        headers = {"X-Raftnode-Revision": str(record.mod_revision)}
+        return _Answer(json_response(200, {"value": record.value}, headers), "ok")
+
+    async def _list(self, request: Request, deadline: float) -> _Answer:
+        requests.check_params(list(request.query), {"prefix", "limit", "consistency"})
+        consistency = requests.consistency(request.param("consistency"))
+        limit = requests.list_limit(request.param("limit"))
+        prefix = request.param("prefix") or ""
+        if len(prefix.encode()) > self.limits.max_key_bytes:
+            raise too_large(f"prefix is longer than {self.limits.max_key_bytes} bytes")
+        await self._read_barrier(consistency, deadline)
+        store = self.service.store
+        items = store.list(prefix, limit + 1)
+        more = len(items) > limit
+        items = items[:limit]
+        body = {
+            "items": [
+                {"key": k, "value": r.value, "mod_revision": r.mod_revision} for k, r in items
+            ],
+            "count": len(items),
+            "more": more,
+            "revision": store.revision,
+        }
+        headers = {"X-Raftnode-Revision": str(store.revision)}
+        return _Answer(json_response(200, body, headers), "ok")
 
 
-class KeyCollectionHandler(_ApiHandler):
-    """``POST /kv`` writes a key; ``GET /kv?prefix=&limit=`` lists keys."""
+def _consistency_label(request: Request) -> str:
+    """The metrics label for a read: its consistency when valid (validated again later)."""
+    value = request.param("consistency") or Consistency.LINEARIZABLE
+    return value if value in set(Consistency) else "invalid"
 
-    async def post(self) -> None:
-        try:
-            requests.check_params(list(self.request.query_arguments), set())
-        except ApiError as e:
-            self.send_error_json(e)
-            return
-        await self.run_write(
-            "put", lambda: requests.put_from_post(self.request.body, self.api.limits)
+
+def _method_not_allowed(method: str, path: str) -> _Run:
+    async def refuse(request: Request, deadline: float) -> _Answer:
+        raise ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+
+    return refuse
+
+
+def _no_route(path: str) -> _Run:
+    async def refuse(request: Request, deadline: float) -> _Answer:
+        raise ApiError(404, ErrorCode.NO_ROUTE, f"no endpoint {path}; see /kv")
+
+    return refuse
+
+
+def _log_request(request: Request, response: Response) -> None:
+    """Access log: 5xx at WARNING, the rest at DEBUG."""
+    level = logging.WARNING if response.status >= 500 else logging.DEBUG
+    if access_log.isEnabledFor(level):
+        loop_ms = 1000 * (asyncio.get_running_loop().time() - request.started)
+        access_log.log(
+            level,
+            "request",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "uri": request.raw_path,
+                    "status": response.status,
+                    "ms": round(loop_ms, 2),
+                    "remote": request.remote,
+                }
+            },
         )
-
-    async def get(self) -> None:
-        try:
-            requests.check_params(
-                list(self.request.query_arguments), {"prefix", "limit", "consistency"}
-            )
-            consistency = requests.consistency(self.param("consistency"))
-            limit = requests.list_limit(self.param("limit"))
-            prefix = self.param("prefix") or ""
-            if len(prefix.encode()) > self.api.limits.max_key_bytes:
-                raise too_large(f"prefix is longer than {self.api.limits.max_key_bytes} bytes")
-        except ApiError as e:
-            self.send_error_json(e)
-            return
-
-        def answer() -> str:
-            items = self.service.store.list(prefix, limit + 1)
-            more = len(items) > limit
-            items = items[:limit]
-            self.set_header("X-Raftnode-Revision", str(self.service.store.revision))
-            self.send_json(
-                200,
-                {
-                    "items": [
-                        {"key": k, "value": r.value, "mod_revision": r.mod_revision}
-                        for k, r in items
-                    ],
-                    "count": len(items),
-                    "more": more,
-                    "revision": self.service.store.revision,
-                },
-            )
-            return "ok"
-
-        await self.run_read(consistency, answer)
-
-
-class KeyHandler(_ApiHandler):
-    """``GET``, ``PUT`` and ``DELETE /kv/{key}``."""
-
-    async def get(self, key: str) -> None:
-        try:
-            requests.check_params(list(self.request.query_arguments), {"consistency"})
-            consistency = requests.consistency(self.param("consistency"))
-            requests.check_key(key, self.api.limits)
-        except ApiError as e:
-            self.send_error_json(e)
-            return
-
-        def answer() -> str:
-            record = self.service.store.get(key)
-            if record is None:
-                self.send_json(
-                    404,
-                    {"error": "not_found", "message": f"key {key!r} does not exist", "key": key},
-                )
-                return "not_found"
-            self.set_header("X-Raftnode-Revision", str(record.mod_revision))
-            self.send_json(200, {"value": record.value})
-            return "ok"
-
-        await self.run_read(consistency, answer)
-
-    async def put(self, key: str) -> None:
-        try:
-            requests.check_params(list(self.request.query_arguments), set())
-        except ApiError as e:
-            self.send_error_json(e)
-            return
-        await self.run_write(
-            "put", lambda: requests.put_from_put(key, self.request.body, self.api.limits)
-        )
-
-    async def delete(self, key: str) -> None:
-        try:
-            requests.check_params(list(self.request.query_arguments), {"prev_value"})
-        except ApiError as e:
-            self.send_error_json(e)
-            return
-        await self.run_write(
-            "delete",
-            lambda: requests.delete_command(
-                key, self.request.body, self.param("prev_value"), self.api.limits
-            ),
-        )
-
-
-class NotFoundHandler(_ApiHandler):
-    def prepare(self) -> None:
-        self.send_json(
-            404, {"error": "no_route", "message": f"no endpoint {self.request.path}; see /kv"}
-        )
-
-
-def make_client_app(
-    service: KeyValueService, settings: ClientApiSettings, metrics: NodeMetrics
-) -> tornado.web.Application:
-    args = {"service": service, "settings": settings, "metrics": metrics}
-    return tornado.web.Application(
-        [
-            (r"/kv/?", KeyCollectionHandler, args),
-            (r"/kv/(.+)", KeyHandler, args),
-        ],
-        default_handler_class=NotFoundHandler,
-        default_handler_args=args,
-        log_function=log_client_request,
-    )

@@ -1,8 +1,33 @@
-"""The client API's error answers: an HTTP status, a machine code and a sentence to act on."""
+"""The client API's error answers: an HTTP status, a machine code and a sentence to act on.
+
+Handlers raise ``ApiError``; ``ClientApi.handle`` in ``client_api`` renders every one of them,
+in one place, as ``{"error": code, "message": ...}``.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """The ``error`` field of an error answer (see ``docs/openapi.yaml``)."""
+
+    BAD_REQUEST = "bad_request"
+    BAD_JSON = "bad_json"
+    BAD_KEY = "bad_key"
+    BAD_VALUE = "bad_value"
+    BAD_FIELD = "bad_field"
+    BAD_PARAM = "bad_param"
+    TOO_LARGE = "too_large"
+    NOT_FOUND = "not_found"
+    NO_ROUTE = "no_route"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    CAS_MISMATCH = "cas_mismatch"
+    UNAVAILABLE = "unavailable"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    INTERNAL = "internal"
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 class ApiError(Exception):
@@ -11,7 +36,7 @@ class ApiError(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ErrorCode,
         message: str,
         *,
         retry_after: int | None = None,
@@ -24,21 +49,38 @@ class ApiError(Exception):
         self.retry_after = retry_after
         self.extra = extra or {}
 
+    def __str__(self) -> str:
+        return self.message
+
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, **self.extra}
 
 
-def bad_request(message: str, code: str = "bad_request") -> ApiError:
+def bad_request(message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> ApiError:
     return ApiError(400, code, message)
 
 
 def too_large(message: str) -> ApiError:
-    return ApiError(413, "too_large", message)
+    return ApiError(413, ErrorCode.TOO_LARGE, message)
 
 
 def unavailable(message: str, retry_after: int = 1) -> ApiError:
-    return ApiError(503, "unavailable", message, retry_after=retry_after)
+    return ApiError(503, ErrorCode.UNAVAILABLE, message, retry_after=retry_after)
 
 
 def outcome_unknown(message: str) -> ApiError:
-    return ApiError(504, "outcome_unknown", message)
+    return ApiError(504, ErrorCode.OUTCOME_UNKNOWN, message)
+
+
+def not_found(key: str) -> ApiError:
+    return ApiError(404, ErrorCode.NOT_FOUND, f"key {key!r} does not exist", extra={"key": key})
+
+
+def quota_exceeded(key: str, quota: int | None) -> ApiError:
+    return ApiError(
+        507,
+        ErrorCode.QUOTA_EXCEEDED,
+        f"the store is at its quota of {quota} bytes (limits.max_store_bytes); nothing was "
+        "written: delete keys or raise the quota on every node",
+        extra={"key": key},
+    )

@@ -1,8 +1,8 @@
 """The health listener: role and readiness as status codes, ``/status`` JSON, ``/metrics``.
 
 Answers come from in-memory state only (no Raft round trips, no disk), so a load balancer can
-poll every few hundred milliseconds. GET, HEAD and OPTIONS all answer the same status code:
-HAProxy's bare ``option httpchk`` sends OPTIONS.
+poll every few hundred milliseconds. Each endpoint implements GET only; HEAD and OPTIONS answer
+the same status code through it (HAProxy's bare ``option httpchk`` sends OPTIONS).
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from typing import Any
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from raftnode.defaults import REPLICA_MAX_LAG
 from raftnode.logs import log_health_request
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
-
-DEFAULT_REPLICA_LAG = 100
 
 
 class _HealthHandler(tornado.web.RequestHandler):
@@ -41,32 +40,30 @@ class _HealthHandler(tornado.web.RequestHandler):
             endpoint=self.endpoint, code=str(self.get_status())
         ).observe(time.monotonic() - self.started)
 
+    def head(self) -> None:
+        # Tornado sends HEAD the headers GET would (Content-Length included) and drops the body.
+        self.get()
+
+    def options(self) -> None:
+        self.set_header("Allow", "GET, HEAD, OPTIONS")
+        self.get()
+
+
+class _VerdictHandler(_HealthHandler):
+    """The answer is the status code: 200 when ``verdict`` holds, 503 when not."""
+
     def verdict(self) -> tuple[bool, str]:
         raise NotImplementedError
 
-    def _answer(self, with_body: bool) -> None:
+    def get(self) -> None:
         ok, reason = self.verdict()
         self.set_status(200 if ok else 503)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        if with_body:
-            self.finish(f"{reason}\n")
-        else:
-            self.set_header("Content-Length", str(len(reason) + 1))
-            self.finish()
-
-    def get(self) -> None:
-        self._answer(True)
-
-    def head(self) -> None:
-        self._answer(False)
-
-    def options(self) -> None:
-        self.set_header("Allow", "GET, HEAD, OPTIONS")
-        self._answer(True)
+        self.finish(f"{reason}\n")
 
 
-class PrimaryHandler(_HealthHandler):
+class PrimaryHandler(_VerdictHandler):
     """200 only on a leader that heard from a quorum within the last election timeout."""
 
     endpoint = "primary"
@@ -82,13 +79,13 @@ class PrimaryHandler(_HealthHandler):
         return True, f"leader term={n.term}"
 
 
-class ReplicaHandler(_HealthHandler):
+class ReplicaHandler(_VerdictHandler):
     """200 only on a follower that knows a live leader and lags at most ``?lag=N`` entries."""
 
     endpoint = "replica"
 
     def verdict(self) -> tuple[bool, str]:
-        arg = self.get_query_argument("lag", str(DEFAULT_REPLICA_LAG))
+        arg = self.get_query_argument("lag", str(REPLICA_MAX_LAG))
         if not arg.isdigit():
             raise tornado.web.HTTPError(400, "lag must be a non-negative integer")
         n = self.node
@@ -101,7 +98,7 @@ class ReplicaHandler(_HealthHandler):
         )
 
 
-class HealthHandler(_HealthHandler):
+class HealthHandler(_VerdictHandler):
     """200 while the process runs and its storage accepts writes."""
 
     endpoint = "health"
@@ -113,7 +110,7 @@ class HealthHandler(_HealthHandler):
         return False, f"unhealthy: {n.failure!r}" if n.failure else "unhealthy: storage not usable"
 
 
-class ReadinessHandler(_HealthHandler):
+class ReadinessHandler(_VerdictHandler):
     """200 once the node serves: healthy, a leader is known (or it leads with quorum), caught up."""
 
     endpoint = "readiness"
@@ -124,7 +121,7 @@ class ReadinessHandler(_HealthHandler):
             return False, "not healthy"
         if n.is_leader:
             return (True, "ready (leader)") if n.has_quorum() else (False, "leader without quorum")
-        if n.is_caught_up_replica(DEFAULT_REPLICA_LAG):
+        if n.is_caught_up_replica(REPLICA_MAX_LAG):
             return True, "ready (follower)"
         return False, f"not ready (leader={n.leader_id} lag={n.replica_lag()})"
 
@@ -142,14 +139,6 @@ class StatusHandler(_HealthHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self._status(), indent=None, separators=(",", ":")))
 
-    def head(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.finish()
-
-    def options(self) -> None:
-        self.set_header("Allow", "GET, HEAD, OPTIONS")
-        self.finish()
-
 
 class MetricsHandler(_HealthHandler):
     endpoint = "metrics"
@@ -158,14 +147,6 @@ class MetricsHandler(_HealthHandler):
         self.node.refresh_metrics()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(self.metrics.render())
-
-    def head(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish()
-
-    def options(self) -> None:
-        self.set_header("Allow", "GET, HEAD, OPTIONS")
-        self.finish()
 
 
 def make_health_app(

@@ -7,22 +7,16 @@ proposed, so bad input changes nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from raftnode.config import Limits
-from raftnode.http.errors import ApiError, bad_request, too_large
+from raftnode.consistency import Consistency
+from raftnode.http.errors import ErrorCode, bad_request, too_large
 from raftnode.kv.commands import Command
-from raftnode.node import CONSISTENCY_LEVELS
 
 DEFAULT_LIST_LIMIT = 1000
 MAX_LIST_LIMIT = 10000
 _ABSENT = object()
-
-
-@dataclass(frozen=True, slots=True)
-class ReadParams:
-    consistency: str
 
 
 def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
@@ -32,23 +26,23 @@ def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
             f"request body is {len(body)} bytes; the limit is {limits.max_request_bytes} bytes"
         )
     if not body.strip():
-        raise bad_request("request body is empty; send a JSON object", "bad_json")
+        raise bad_request("request body is empty; send a JSON object", ErrorCode.BAD_JSON)
     try:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
-        raise bad_request(f"request body is not valid JSON: {e}", "bad_json") from e
+        raise bad_request(f"request body is not valid JSON: {e}", ErrorCode.BAD_JSON) from e
     if not isinstance(obj, dict):
-        raise bad_request("request body must be a JSON object", "bad_json")
+        raise bad_request("request body must be a JSON object", ErrorCode.BAD_JSON)
     return obj
 
 
 def check_key(key: Any, limits: Limits, *, where: str = "key") -> str:
     if key is _ABSENT or key is None:
-        raise bad_request(f"{where} is required", "bad_key")
+        raise bad_request(f"{where} is required", ErrorCode.BAD_KEY)
     if not isinstance(key, str):
-        raise bad_request(f"{where} must be a string, got {type(key).__name__}", "bad_key")
+        raise bad_request(f"{where} must be a string, got {type(key).__name__}", ErrorCode.BAD_KEY)
     if not key:
-        raise bad_request(f"{where} must not be empty", "bad_key")
+        raise bad_request(f"{where} must not be empty", ErrorCode.BAD_KEY)
     size = len(key.encode("utf-8", "surrogatepass"))
     if size > limits.max_key_bytes:
         raise too_large(f"{where} is {size} bytes; the limit is {limits.max_key_bytes} bytes")
@@ -57,11 +51,11 @@ def check_key(key: Any, limits: Limits, *, where: str = "key") -> str:
 
 def check_value(value: Any, limits: Limits, *, where: str = "value") -> str:
     if value is _ABSENT:
-        raise bad_request(f"{where} is required", "bad_value")
+        raise bad_request(f"{where} is required", ErrorCode.BAD_VALUE)
     if not isinstance(value, str):
         raise bad_request(
             f"{where} must be a string, got {'null' if value is None else type(value).__name__}",
-            "bad_value",
+            ErrorCode.BAD_VALUE,
         )
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > limits.max_value_bytes:
@@ -74,7 +68,7 @@ def _check_fields(obj: dict[str, Any], allowed: set[str]) -> None:
     if unknown:
         raise bad_request(
             f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-            "bad_field",
+            ErrorCode.BAD_FIELD,
         )
 
 
@@ -103,7 +97,7 @@ def put_from_put(path_key: str, body: bytes, limits: Limits) -> Command:
     obj = parse_body(body, limits)
     _check_fields(obj, {"key", "value", "prev_value"})
     if "key" in obj and obj["key"] != key:
-        raise bad_request("body key differs from the key in the URL", "bad_key")
+        raise bad_request("body key differs from the key in the URL", ErrorCode.BAD_KEY)
     value = check_value(obj.get("value", _ABSENT), limits)
     cas, prev = _cas(obj, limits)
     return Command("put", key, value, cas, prev)
@@ -122,15 +116,16 @@ def delete_command(path_key: str, body: bytes, prev_arg: str | None, limits: Lim
     return Command("delete", key, None, cas, prev)
 
 
-def consistency(arg: str | None) -> str:
+def consistency(arg: str | None) -> Consistency:
     if arg is None or arg == "":
-        return "linearizable"
-    if arg not in CONSISTENCY_LEVELS:
+        return Consistency.LINEARIZABLE
+    try:
+        return Consistency(arg)
+    except ValueError:
         raise bad_request(
-            f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}, got {arg!r}",
-            "bad_param",
-        )
-    return arg
+            f"consistency must be one of {', '.join(Consistency)}, got {arg!r}",
+            ErrorCode.BAD_PARAM,
+        ) from None
 
 
 def list_limit(arg: str | None) -> int:
@@ -138,7 +133,7 @@ def list_limit(arg: str | None) -> int:
         return DEFAULT_LIST_LIMIT
     if not arg.isdigit() or not 1 <= int(arg) <= MAX_LIST_LIMIT:
         raise bad_request(
-            f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {arg!r}", "bad_param"
+            f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {arg!r}", ErrorCode.BAD_PARAM
         )
     return int(arg)
 
@@ -146,9 +141,8 @@ def list_limit(arg: str | None) -> int:
 def check_params(given: list[str], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise ApiError(
-            400,
-            "bad_param",
+        raise bad_request(
             f"unknown query parameter(s) {', '.join(unknown)}; "
             f"allowed: {', '.join(sorted(allowed)) or 'none'}",
+            ErrorCode.BAD_PARAM,
         )

@@ -45,6 +45,10 @@ class Command:
         )
 
 
+QUOTA_EXCEEDED = "quota_exceeded"
+"""``CommandResult.error`` of a put refused because the store is at its quota."""
+
+
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """What applying a command did: ``ok`` False means a CAS mismatch or an absent key."""

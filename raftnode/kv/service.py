@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from raftnode.kv.commands import Command, CommandResult
-from raftnode.kv.store import KeyRecord, KeyValueStore
+from raftnode.consistency import Consistency
+from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
+from raftnode.kv.store import KeyValueStore
 from raftnode.node import NotLeader, RaftNode, Unavailable
 
 
@@ -28,6 +29,9 @@ class KeyValueService:
         Raises ``NotLeader`` with the leader to forward to; when no leader is known it first
         waits for one (bounded), and raises ``Unavailable`` if none appears.
         """
+        if self.store.would_exceed_quota(cmd):
+            # Refused before proposing; applying checks again, the same way on every node.
+            return CommandResult(ok=False, revision=self.store.revision, error=QUOTA_EXCEEDED)
         waited = False
         while True:
             remaining = deadline - time.monotonic()
@@ -48,7 +52,7 @@ class KeyValueService:
             assert isinstance(result, CommandResult)
             return result
 
-    async def read_barrier(self, consistency: str, deadline: float) -> None:
+    async def read_barrier(self, consistency: Consistency, deadline: float) -> None:
         """Wait until the local store may answer at ``consistency``; retries across elections."""
         budget_end = min(deadline, time.monotonic() + self.leader_wait)
         while True:
@@ -63,15 +67,3 @@ class KeyValueService:
                     raise
                 await self.node.wait_for_leader(max(0.0, budget_end - time.monotonic()))
                 await asyncio.sleep(0.02)
-
-    async def get(self, key: str, consistency: str, deadline: float) -> KeyRecord | None:
-        await self.read_barrier(consistency, deadline)
-        return self.store.get(key)
-
-    async def list(
-        self, prefix: str, limit: int, consistency: str, deadline: float
-    ) -> tuple[list[tuple[str, KeyRecord]], bool]:
-        """Up to ``limit`` keys under ``prefix``, and whether more exist."""
-        await self.read_barrier(consistency, deadline)
-        items = self.store.list(prefix, limit + 1)
-        return items[:limit], len(items) > limit

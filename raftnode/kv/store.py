@@ -1,23 +1,115 @@
-"""The key-value state machine: applies committed commands, answers reads, snapshots itself.
+"""The key-value state machine on an on-disk, transactional store (SQLite in WAL mode).
 
-Keys live in a dict for lookups plus a sorted list (kept with ``bisect``) for prefix listing.
-Every successful mutation bumps a global ``revision``; each key remembers the revisions at which
-it was created and last modified. Apply is deterministic: every node reaches the same state
-from the same log.
+The model is etcd's bbolt backend: the data and the Raft index it reflects are written in the
+same transaction, so a restart is open-and-go. ``applied_index`` is read from the store and the
+runtime replays only the log after it. Memory is bounded by SQLite's page cache
+(``cache_bytes``), not by the data.
+
+Semantics (unchanged from the former in-memory store, ``raftnode.kv.memory_store``): a global
+``revision`` bumped by every successful mutation; per key the revisions at which it was created
+and last modified; put, delete, compare-and-set (``cas`` with ``prev_value``, ``None`` = must be
+absent); prefix listing in key order with ``limit`` and ``start_after``; an undecodable command is
+skipped the same way on every node (``error="bad_command"``). Apply is deterministic.
+
+Life cycle, as the runtime drives it (all on the event-loop thread unless said otherwise)::
+
+    store = KeyValueStore.open(path, max_store_bytes=..., cache_bytes=...)
+    replay the log after store.applied_index
+    for each batch of committed entries:
+        for each entry: result = store.apply(entry.index, entry.data)   # opens a transaction
+        store.commit()                  # data + applied index + revision + size, one transaction
+    worker thread, now and then: store.sync()     # makes everything committed so far durable
+    log compaction may discard entries up to store.durable_index(), never further
+    worker thread: info = store.snapshot_to(file)  # consistent copy at the last commit()
+    worker thread + loop: store.restore_from(file)  # replace the whole state (see its docstring)
+
+Durability (``synchronous=NORMAL``, the default): a commit is atomic and survives a crash of the
+process, but the last commits before a power loss may roll back (the store stays consistent, at
+an earlier applied index). That is the right trade: the Raft log is fsynced already, so an fsync
+per batch on the event loop would buy nothing *provided* the log still holds the entries after
+the store's durable point. ``sync()`` (a worker thread, its own connection) checkpoints and
+fsyncs the WAL and the database file, and ``durable_index()`` says up to which index that made
+the store durable. ``synchronous="FULL"`` fsyncs every commit instead (then ``durable_index()``
+equals ``applied_index``), at the price of an fsync on the loop per batch.
+
+Reads (``get``, ``list``, ``len``, ``revision``) on the loop thread see everything applied,
+including the batch not yet committed, exactly like the runtime's applied index.
+
+Quota (etcd's ``--quota-backend-bytes``): ``max_store_bytes`` bounds the *logical* size, the sum
+of the UTF-8 bytes of every key and value, tracked in the meta row so that every node decides the
+same way. A put that would grow the logical size past the quota fails with
+``error="quota_exceeded"`` and changes nothing; deletes and puts that do not grow the store still
+work. Every node must run with the same quota (it is part of the state machine's behaviour).
+
+File format (version 1; the live store and snapshot files share it). An SQLite 3 database with
+``PRAGMA application_id = 0x72666E64`` ("rfnd") and ``PRAGMA user_version = 1``::
+
+    kv(key BLOB PRIMARY KEY, value BLOB, create_rev INTEGER, mod_rev INTEGER) WITHOUT ROWID
+    meta(id INTEGER PRIMARY KEY CHECK (id = 0), applied_index, revision, key_count, logical_bytes)
+
+Keys and values are stored as UTF-8 (``surrogatepass``, so any Python string round-trips); byte
+order of UTF-8 equals code point order, so listings sort exactly as Python sorts strings. A
+snapshot file is a copy of the store (SQLite's online backup, or ``VACUUM INTO`` when
+compacting) in rollback-journal mode, fsynced, then renamed into place; ``SnapshotInfo.sha256``
+is the SHA-256 of the whole file. Restoring is a validated copy of such a file.
+``inspect_snapshot(path)`` reads a snapshot's index, revision, key count, size and checksum
+without a store.
+
+Measurements and the choice of SQLite over LMDB and the old dict: ``docs/storage.md``.
 """
 
 from __future__ import annotations
 
-import bisect
+import contextlib
+import hashlib
 import json
 import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
 
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = 1
+FORMAT_VERSION = 1
+APPLICATION_ID = 0x72666E64  # "rfnd"
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# Safety net only: sync() checkpoints from a worker thread. If nobody calls it, the writer
+# checkpoints (on the loop thread) once the WAL holds this many pages (~40 MiB at 4 KiB pages).
+DEFAULT_AUTOCHECKPOINT_PAGES = 10_000
+
+# Snapshot and sync connections stream through the data once: a small cache of their own.
+_READER_CACHE_BYTES = 2 * 1024 * 1024
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_ENC = "utf-8"
+_ERRORS = "surrogatepass"
+_CHUNK = 1 << 20
+
+_SCHEMA = (
+    "CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB NOT NULL,"
+    " create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " applied_index INTEGER NOT NULL, revision INTEGER NOT NULL,"
+    " key_count INTEGER NOT NULL, logical_bytes INTEGER NOT NULL)",
+    "INSERT INTO meta (id, applied_index, revision, key_count, logical_bytes)"
+    " VALUES (0, 0, 0, 0, 0)",
+)
+
+
+class StoreError(Exception):
+    """The store cannot be used: I/O failure, or a file that is not a usable store."""
+
+
+class StoreFormatError(StoreError):
+    """A file is not a raftnode key-value store, is damaged, or has a newer format version."""
 
 
 @dataclass(slots=True)
@@ -27,98 +119,693 @@ class KeyRecord:
     mod_revision: int
 
 
-class KeyValueStore:
-    """Implements the embedding API's ``StateMachine`` protocol for key-value commands."""
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """What a snapshot file holds, and how to recognise it."""
 
-    def __init__(self) -> None:
-        self._data: dict[str, KeyRecord] = {}
-        self._keys: list[str] = []
-        self.revision = 0
+    applied_index: int
+    revision: int
+    key_count: int
+    logical_bytes: int
+    size_bytes: int
+    sha256: str
+    format_version: int = FORMAT_VERSION
+
+
+# -- file helpers ------------------------------------------------------------------------------
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_file(path: Path, *, fsync: bool) -> tuple[str, int]:
+    """SHA-256 and size of a file, reading it once; with ``fsync``, fsyncs it on the way."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+        if fsync:
+            os.fsync(f.fileno())
+    return h.hexdigest(), size
+
+
+def _check_header(path: Path) -> bytes:
+    """The first 100 bytes of an SQLite file, or a clear error naming the file."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read: {e.strerror or e}") from e
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise StoreFormatError(
+            f"{path} is not a raftnode key-value store (not an SQLite database file)"
+        )
+    return header
+
+
+def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id != APPLICATION_ID:
+        raise StoreFormatError(
+            f"{path} is an SQLite database but not a raftnode key-value store "
+            f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})"
+        )
+    if version > FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{path} has store format version {version}, newer than this raftnode supports "
+            f"({FORMAT_VERSION}); upgrade raftnode to open it"
+        )
+    if version < 1:
+        raise StoreFormatError(f"{path} has an invalid store format version {version}")
+
+
+def _read_meta(conn: sqlite3.Connection, path: Path) -> tuple[int, int, int, int]:
+    try:
+        row = conn.execute(
+            "SELECT applied_index, revision, key_count, logical_bytes FROM meta WHERE id = 0"
+        ).fetchone()
+    except sqlite3.DatabaseError as e:
+        raise StoreFormatError(f"{path}: damaged raftnode key-value store: {e}") from e
+    if row is None:
+        raise StoreFormatError(f"{path}: damaged raftnode key-value store: no meta row")
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def _init_schema(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    for stmt in _SCHEMA:
+        conn.execute(stmt)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+    conn.execute("COMMIT")
+
+
+def _readonly_uri(path: Path, *, immutable: bool) -> str:
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    return uri + "&immutable=1" if immutable else uri
+
+
+def inspect_snapshot(path: Path, *, verify: bool = False) -> SnapshotInfo:
+    """Index, revision, key count, size and SHA-256 of a snapshot (or store) file.
+
+    A pure function of the file: no store needed (backup and restore tooling use it). With
+    ``verify`` it also runs SQLite's ``quick_check`` and recounts keys and bytes against the meta
+    row (O(data)). Raises ``StoreFormatError`` naming the file when it is not a raftnode store,
+    is damaged, or has a newer format version.
+    """
+    return _inspect(Path(path), verify=verify, fsync=False)
+
+
+def _inspect(path: Path, *, verify: bool, fsync: bool) -> SnapshotInfo:
+    header = _check_header(path)
+    sha, size = _hash_file(path, fsync=fsync)
+    # A live store in WAL mode (header bytes 18/19 == 2) must be read through its WAL.
+    wal_mode = header[18] == 2
+    try:
+        conn = sqlite3.connect(
+            _readonly_uri(path, immutable=not wal_mode), uri=True, isolation_level=None
+        )
+    except sqlite3.Error as e:
+        raise StoreFormatError(f"{path}: cannot open as a raftnode key-value store: {e}") from e
+    try:
+        try:
+            _check_identity(conn, path)
+            index, revision, count, nbytes = _read_meta(conn, path)
+            if verify:
+                check = str(conn.execute("PRAGMA quick_check(3)").fetchone()[0])
+                if check != "ok":
+                    first = check.replace("*** in database main ***", "").strip().splitlines()
+                    raise StoreFormatError(
+                        f"{path}: damaged raftnode key-value store: {first[0] if first else check}"
+                    )
+                real_count, real_bytes = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(length(key) + length(value)), 0) FROM kv"
+                ).fetchone()
+                if (real_count, real_bytes) != (count, nbytes):
+                    raise StoreFormatError(
+                        f"{path}: damaged raftnode key-value store: meta says {count} keys / "
+                        f"{nbytes} bytes, the data holds {real_count} / {real_bytes}"
+                    )
+        except sqlite3.DatabaseError as e:
+            raise StoreFormatError(f"{path}: damaged raftnode key-value store: {e}") from e
+    finally:
+        conn.close()
+    return SnapshotInfo(index, revision, count, nbytes, size, sha)
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+def _prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return None
+    p[-1] += 1
+    return bytes(p)
+
+
+class KeyValueStore:
+    """The replicated key-value state machine, kept in an SQLite file.
+
+    ``KeyValueStore.open(path)`` is the long-term constructor. ``KeyValueStore()`` with no path
+    makes a throwaway store in a temporary directory (removed on ``close()``): tests, embedding,
+    and the interim wiring through the old ``StateMachine`` protocol (``snapshot``/``restore``).
+
+    Threading: one thread at a time drives the writer (``apply``, ``commit``, ``abort``, reads,
+    ``snapshot_bytes``/``restore_bytes``, ``close``): the event-loop thread. ``sync``,
+    ``durable_index``, ``snapshot_to`` and ``stage_restore`` are safe from worker threads while the
+    loop keeps applying (each uses its own connection). ``restore_from`` replaces the files: see
+    its docstring.
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        max_store_bytes: int | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        autocheckpoint_pages: int = DEFAULT_AUTOCHECKPOINT_PAGES,
+    ) -> None:
+        if max_store_bytes is not None and max_store_bytes <= 0:
+            raise ValueError("max_store_bytes must be positive (or None for no quota)")
+        if cache_bytes < 1024:
+            raise ValueError("cache_bytes must be at least 1024")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
+        self._tempdir: str | None = None
+        if path is None:
+            self._tempdir = tempfile.mkdtemp(prefix="raftnode-kv-")
+            weakref.finalize(self, shutil.rmtree, self._tempdir, True)
+            path = Path(self._tempdir) / "kv.sqlite"
+        self.path = Path(path)
+        self.max_store_bytes = max_store_bytes
+        self._cache_bytes = cache_bytes
+        self._synchronous = synchronous
+        self._autocheckpoint = autocheckpoint_pages
+        self._sync_lock = threading.Lock()
+        self._sync_conn: sqlite3.Connection | None = None
+        self._durable = 0
+        self._closed = False
+        # A copy left by a restore that crashed before its swap is of no use.
+        self._staged_path().unlink(missing_ok=True)
+        self._conn = self._open_writer()
+        self._load_meta()
+        self.sync()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        max_store_bytes: int | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    ) -> KeyValueStore:
+        """Open (or create) the store at ``path``; ready as soon as it returns."""
+        return cls(
+            Path(path),
+            max_store_bytes=max_store_bytes,
+            cache_bytes=cache_bytes,
+            synchronous=synchronous,
+        )
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    def _connect(self, cache_bytes: int | None = None) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        cache = self._cache_bytes if cache_bytes is None else cache_bytes
+        conn.execute(f"PRAGMA cache_size = {-max(1, cache // 1024)}")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        path = self.path
+        fresh = not path.exists() or path.stat().st_size == 0
+        if not fresh:
+            _check_header(path)
+        elif not path.parent.is_dir():
+            raise StoreError(f"{path}: directory {path.parent} does not exist")
+        try:
+            conn = self._connect()
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot open the key-value store: {e}") from e
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{path}: cannot switch the store to WAL mode (got {mode})")
+            # NORMAL: see the module docstring (durability comes from sync()/durable_index()).
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
+            has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]
+            if fresh or (
+                has_tables == 0 and conn.execute("PRAGMA application_id").fetchone()[0] == 0
+            ):
+                _init_schema(conn)
+                _fsync_path(path.parent, directory=True)
+            else:
+                _check_identity(conn, path)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreFormatError(f"{path}: not a usable raftnode key-value store: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _load_meta(self) -> None:
+        index, revision, count, nbytes = _read_meta(self._conn, self.path)
+        self._applied = self._pending_index = index
+        self._revision = revision
+        self._key_count = count
+        self._logical_bytes = nbytes
+
+    def close(self) -> None:
+        """Roll back an uncommitted batch and close every connection (checkpointing the WAL)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        with self._sync_lock:
+            if self._sync_conn is not None:
+                self._sync_conn.close()
+                self._sync_conn = None
+        self._conn.close()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+
+    def __enter__(self) -> KeyValueStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        """The highest log index whose effects the last ``commit()`` stored."""
+        return self._applied
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def quota_used_bytes(self) -> int:
+        """Logical size: the UTF-8 bytes of every key and value (what the quota bounds)."""
+        return self._logical_bytes
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._key_count
 
-    # -- StateMachine protocol -------------------------------------------------------------
+    def disk_usage_bytes(self) -> int:
+        """Bytes the store's files take (database + WAL), for a metric (any thread)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total
+
+    def durable_index(self) -> int:
+        """Up to which index the store survives a power loss (any thread).
+
+        The runtime may discard Raft log entries up to this index, never beyond it: with
+        ``synchronous=NORMAL`` later commits live in the WAL, not yet fsynced.
+        """
+        if self._synchronous == "FULL":
+            return self._applied
+        with self._sync_lock:
+            return self._durable
+
+    # -- apply and commit ------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
 
     def apply(self, index: int, data: bytes) -> CommandResult:
+        """Apply one committed command inside the open transaction (opened lazily).
+
+        Never commits: the runtime calls ``commit()`` once per batch.
+        """
+        self._begin()
+        if index > self._pending_index:
+            self._pending_index = index
         try:
             cmd = Command.decode(data)
+            if not isinstance(cmd.key, str) or (cmd.op == "put" and not isinstance(cmd.value, str)):
+                raise TypeError("key and value must be strings")
+            if cmd.cas and cmd.prev_value is not None and not isinstance(cmd.prev_value, str):
+                raise TypeError("prev_value must be a string or null")
         except (ValueError, KeyError, TypeError) as e:
             # Validated before proposing, so this is a bug or a foreign entry: skip it the
             # same way on every node.
             log.error(
                 "undecodable command skipped", extra={"fields": {"index": index, "error": str(e)}}
             )
-            return CommandResult(ok=False, revision=self.revision, error="bad_command")
-        current = self._data.get(cmd.key)
-        current_value = current.value if current is not None else None
+            return CommandResult(ok=False, revision=self._revision, error="bad_command")
+        conn = self._conn
+        kb = cmd.key.encode(_ENC, _ERRORS)
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (kb,)).fetchone()
+        current_value: str | None = None
+        old_size = 0
+        if row is not None:
+            current_value = row[0].decode(_ENC, _ERRORS)
+            old_size = len(kb) + len(row[0])
+        existed = row is not None
         if cmd.cas and current_value != cmd.prev_value:
             return CommandResult(
                 ok=False,
-                revision=self.revision,
+                revision=self._revision,
                 current_value=current_value,
-                existed=current is not None,
+                existed=existed,
                 error="cas_mismatch",
             )
         if cmd.op == "put":
             assert cmd.value is not None
-            self.revision += 1
-            if current is None:
-                self._data[cmd.key] = KeyRecord(cmd.value, self.revision, self.revision)
-                bisect.insort(self._keys, cmd.key)
+            vb = cmd.value.encode(_ENC, _ERRORS)
+            new_bytes = self._logical_bytes - old_size + len(kb) + len(vb)
+            if (
+                self.max_store_bytes is not None
+                and new_bytes > self._logical_bytes
+                and new_bytes > self.max_store_bytes
+            ):
+                return CommandResult(
+                    ok=False,
+                    revision=self._revision,
+                    current_value=current_value,
+                    existed=existed,
+                    error=QUOTA_EXCEEDED,
+                )
+            rev = self._revision + 1
+            if existed:
+                conn.execute("UPDATE kv SET value = ?, mod_rev = ? WHERE key = ?", (vb, rev, kb))
             else:
-                current.value = cmd.value
-                current.mod_revision = self.revision
-            return CommandResult(
-                ok=True,
-                revision=self.revision,
-                prev_value=current_value,
-                existed=current is not None,
-            )
-        if current is None:
-            return CommandResult(ok=False, revision=self.revision, error="not_found")
-        self.revision += 1
-        del self._data[cmd.key]
-        i = bisect.bisect_left(self._keys, cmd.key)
-        del self._keys[i]
+                conn.execute(
+                    "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)",
+                    (kb, vb, rev, rev),
+                )
+                self._key_count += 1
+            self._revision = rev
+            self._logical_bytes = new_bytes
+            return CommandResult(ok=True, revision=rev, prev_value=current_value, existed=existed)
+        if not existed:
+            return CommandResult(ok=False, revision=self._revision, error="not_found")
+        conn.execute("DELETE FROM kv WHERE key = ?", (kb,))
+        self._revision += 1
+        self._key_count -= 1
+        self._logical_bytes -= old_size
         return CommandResult(
-            ok=True, revision=self.revision, prev_value=current_value, existed=True
+            ok=True, revision=self._revision, prev_value=current_value, existed=True
         )
 
-    def snapshot(self) -> bytes:
-        items = [[k, r.value, r.create_revision, r.mod_revision] for k, r in self._data.items()]
-        return json.dumps(
-            {"format": SNAPSHOT_FORMAT, "revision": self.revision, "items": items},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+    def commit(self, applied_index: int | None = None) -> None:
+        """Commit the open batch with the applied index, revision and size, in one transaction.
 
-    def restore(self, data: bytes) -> None:
-        if not data:
-            self._data, self._keys, self.revision = {}, [], 0
+        ``applied_index`` records entries that did not go through ``apply`` (configuration
+        changes, empty entries); by default it is the highest index given to ``apply``.
+        """
+        if applied_index is not None and applied_index > self._pending_index:
+            self._pending_index = applied_index
+        if not self._conn.in_transaction and self._pending_index == self._applied:
             return
-        obj = json.loads(data)
-        if obj.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"unknown snapshot format {obj.get('format')!r}")
-        self._data = {k: KeyRecord(v, c, m) for k, v, c, m in obj["items"]}
-        self._keys = sorted(self._data)
-        self.revision = int(obj["revision"])
+        self._begin()
+        self._conn.execute(
+            "UPDATE meta SET applied_index = ?, revision = ?, key_count = ?, logical_bytes = ?"
+            " WHERE id = 0",
+            (self._pending_index, self._revision, self._key_count, self._logical_bytes),
+        )
+        self._conn.execute("COMMIT")
+        self._applied = self._pending_index
+
+    def abort(self) -> None:
+        """Drop the uncommitted batch (after a failed apply): back to the last commit."""
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        self._load_meta()
+
+    def would_exceed_quota(self, cmd: Command) -> bool:
+        """Whether ``cmd`` would fail with ``quota_exceeded`` now (a pre-check before proposing)."""
+        if self.max_store_bytes is None or cmd.op != "put" or not isinstance(cmd.value, str):
+            return False
+        kb = cmd.key.encode(_ENC, _ERRORS)
+        row = self._conn.execute("SELECT length(value) FROM kv WHERE key = ?", (kb,)).fetchone()
+        old = len(kb) + row[0] if row is not None else 0
+        new_bytes = self._logical_bytes - old + len(kb) + len(cmd.value.encode(_ENC, _ERRORS))
+        return new_bytes > self._logical_bytes and new_bytes > self.max_store_bytes
 
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, key: str) -> KeyRecord | None:
-        return self._data.get(key)
+        row = self._conn.execute(
+            "SELECT value, create_rev, mod_rev FROM kv WHERE key = ?", (key.encode(_ENC, _ERRORS),)
+        ).fetchone()
+        if row is None:
+            return None
+        return KeyRecord(row[0].decode(_ENC, _ERRORS), row[1], row[2])
 
     def list(
         self, prefix: str = "", limit: int | None = None, start_after: str | None = None
     ) -> list[tuple[str, KeyRecord]]:
-        """Keys starting with ``prefix`` in sorted order, at most ``limit`` of them."""
-        lo = bisect.bisect_left(self._keys, prefix)
+        """Keys starting with ``prefix`` in sorted order, at most ``limit`` of them.
+
+        ``start_after`` (when not before ``prefix``) lists only keys after it: paging.
+        """
+        if limit is not None and limit <= 0:
+            return []
+        pb = prefix.encode(_ENC, _ERRORS)
+        sql = "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ?"
+        args: list[Any] = [pb]
         if start_after is not None and start_after >= prefix:
-            lo = bisect.bisect_right(self._keys, start_after)
-        out: list[tuple[str, KeyRecord]] = []
-        for k in self._keys[lo:]:
-            if not k.startswith(prefix) or (limit is not None and len(out) >= limit):
-                break
-            out.append((k, self._data[k]))
-        return out
+            sql += " AND key > ?"
+            args.append(start_after.encode(_ENC, _ERRORS))
+        upper = _prefix_upper_bound(pb)
+        if upper is not None:
+            sql += " AND key < ?"
+            args.append(upper)
+        sql += " ORDER BY key LIMIT ?"
+        args.append(-1 if limit is None else limit)
+        return [
+            (k.decode(_ENC, _ERRORS), KeyRecord(v.decode(_ENC, _ERRORS), c, m))
+            for k, v, c, m in self._conn.execute(sql, args)
+        ]
+
+    # -- durability (worker thread) --------------------------------------------------------
+
+    def sync(self) -> int:
+        """Make everything committed so far durable; returns the new ``durable_index()``.
+
+        Safe from a worker thread while the loop applies and commits: it uses its own
+        connection, reads the committed applied index, runs a passive WAL checkpoint (never
+        blocks the writer) and fsyncs the WAL and the database file. Every commit that preceded
+        the read is in those files, so it is durable once the fsyncs return.
+        """
+        with self._sync_lock:
+            return self._sync_locked()
+
+    def _sync_locked(self) -> int:
+        if self._closed:
+            return self._durable
+        if self._sync_conn is None:
+            self._sync_conn = self._connect(_READER_CACHE_BYTES)
+        conn = self._sync_conn
+        index = int(conn.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()[0])
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        wal = self.path.with_name(self.path.name + "-wal")
+        with contextlib.suppress(FileNotFoundError):
+            _fsync_path(wal)
+        _fsync_path(self.path)
+        if index > self._durable:
+            self._durable = index
+        return self._durable
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot_to(self, dest: Path, *, compact: bool = False) -> SnapshotInfo:
+        """Write a consistent snapshot of the last ``commit()`` to ``dest`` (a worker thread).
+
+        Runs on its own read connection: a WAL read transaction sees a stable view while the
+        loop keeps applying and committing. By default SQLite's online backup copies the pages
+        in one step (about 4x faster than ``compact``); ``compact=True`` uses ``VACUUM INTO``,
+        which rebuilds the b-trees and leaves free pages out (smaller after many deletes). The
+        file is written beside ``dest`` in rollback-journal mode, fsynced while its SHA-256 is
+        computed, then renamed over ``dest``.
+        """
+        dest = Path(dest)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        src = self._connect(_READER_CACHE_BYTES)
+        try:
+            if compact:
+                src.execute("VACUUM INTO ?", (str(tmp),))
+            else:
+                out = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    src.backup(out)  # all pages in one step: one read transaction
+                    # The copy carries the source's WAL flag; a snapshot is a plain file.
+                    out.execute("PRAGMA journal_mode = DELETE").fetchone()
+                finally:
+                    out.close()
+        except sqlite3.Error as e:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"{self.path}: snapshot to {dest} failed: {e}") from e
+        finally:
+            src.close()
+        info = _inspect(tmp, verify=False, fsync=True)
+        os.replace(tmp, dest)
+        _fsync_path(dest.parent, directory=True)
+        return info
+
+    def _staged_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".restore")
+
+    def stage_restore(self, src: Path, *, expect_sha256: str | None = None) -> SnapshotInfo:
+        """Copy and validate a snapshot file beside the store (a worker thread; O(data)).
+
+        The loop keeps serving the old state meanwhile; ``finish_restore`` then swaps it in.
+        ``expect_sha256`` (e.g. ``SnapshotInfo.sha256`` from the sender) must match the file.
+        """
+        src = Path(src)
+        staged = self._staged_path()
+        _check_header(src)
+        try:
+            shutil.copyfile(src, staged)
+            # A copy of a live WAL-mode file must not look for a WAL beside it: switch the
+            # staged copy to rollback-journal mode (a no-op for snapshot_to's files).
+            conn = sqlite3.connect(staged, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = DELETE").fetchone()
+            finally:
+                conn.close()
+            info = _inspect(staged, verify=True, fsync=True)
+            if expect_sha256 is not None and info.sha256 != expect_sha256:
+                raise StoreFormatError(
+                    f"checksum mismatch: sha256 {info.sha256}, expected {expect_sha256}"
+                )
+            return info
+        except (StoreError, sqlite3.Error) as e:
+            staged.unlink(missing_ok=True)
+            msg = str(e).replace(str(staged), "the copy")
+            raise StoreFormatError(f"{src}: cannot restore from this snapshot: {msg}") from e
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+
+    def restore_from(self, src: Path, *, expect_sha256: str | None = None) -> None:
+        """Replace the whole state with a snapshot file's, atomically.
+
+        ``stage_restore(src)`` (validated copy beside the store, fsynced), then
+        ``finish_restore()`` (close, rename the copy over the store, reopen). Nothing else may
+        use the store meanwhile. To keep the O(data) part off the loop, the runtime can call
+        ``stage_restore`` in a worker thread and ``finish_restore`` on the loop. After a crash
+        mid-restore the store is either wholly the old state or wholly the new one; the runtime
+        tells which from ``applied_index`` (and restores again if it is the old one).
+        """
+        self.stage_restore(src, expect_sha256=expect_sha256)
+        self.finish_restore()
+
+    def finish_restore(self) -> None:
+        """Swap in the copy ``stage_restore`` prepared (drops any uncommitted batch)."""
+        staged = self._staged_path()
+        if not staged.exists():
+            raise StoreError(f"{staged}: no staged snapshot to restore (call stage_restore)")
+        self._swap_in(staged)
+
+    def _swap_in(self, staged: Path) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        with self._sync_lock:
+            if self._sync_conn is not None:
+                self._sync_conn.close()
+                self._sync_conn = None
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self._conn.close()
+            for suffix in ("-wal", "-shm"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+            os.replace(staged, self.path)
+            _fsync_path(self.path.parent, directory=True)
+            # Reopen under the lock: a concurrent sync() must not open the files in between.
+            self._durable = 0
+            self._conn = self._open_writer()
+            self._load_meta()
+            self._sync_locked()
+
+    # -- interim: the core's in-memory Snapshot.data (StateMachine protocol) ---------------
+
+    def snapshot_bytes(self) -> bytes:
+        """The last committed state as snapshot-file bytes (interim; O(data) in memory).
+
+        Long-term API: ``snapshot_to`` / ``restore_from`` with files, off the loop.
+        """
+        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".snap-") as d:
+            dest = Path(d) / "snapshot.sqlite"
+            self.snapshot_to(dest)
+            return dest.read_bytes()
+
+    def restore_bytes(self, data: bytes) -> None:
+        """Replace the state with ``snapshot_bytes()`` output (interim).
+
+        ``b""`` means empty; a JSON document from the former in-memory store (format 1) is
+        converted, so snapshots taken before issue 8 still install.
+        """
+        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".restore-") as d:
+            src = Path(d) / "snapshot.sqlite"
+            if not data or data[:1] == b"{":
+                _write_snapshot_from_items(src, data)
+            else:
+                src.write_bytes(data)
+            self.stage_restore(src)
+        self.finish_restore()
+
+    def snapshot(self) -> bytes:
+        """``StateMachine`` protocol of the current runtime: commit, then ``snapshot_bytes``."""
+        self.commit()
+        return self.snapshot_bytes()
+
+    def restore(self, data: bytes) -> None:
+        """``StateMachine`` protocol of the current runtime: ``restore_bytes``."""
+        self.restore_bytes(data)
+
+
+def _write_snapshot_from_items(dest: Path, data: bytes) -> None:
+    """A snapshot file from nothing (``b""``) or from the former store's JSON snapshot."""
+    items: list[tuple[bytes, bytes, int, int]] = []
+    revision = 0
+    if data:
+        obj = json.loads(data)
+        if obj.get("format") != 1:
+            raise StoreFormatError(f"unknown JSON snapshot format {obj.get('format')!r}")
+        revision = int(obj["revision"])
+        items = [
+            (k.encode(_ENC, _ERRORS), v.encode(_ENC, _ERRORS), int(c), int(m))
+            for k, v, c, m in obj["items"]
+        ]
+    conn = sqlite3.connect(dest, isolation_level=None)
+    try:
+        _init_schema(conn)
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)", items
+        )
+        conn.execute(
+            "UPDATE meta SET revision = ?, key_count = ?, logical_bytes = ? WHERE id = 0",
+            (revision, len(items), sum(len(k) + len(v) for k, v, _, _ in items)),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

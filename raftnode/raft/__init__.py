@@ -1,7 +1,7 @@
 """The consensus core: a pure, deterministic Raft state machine (no I/O, no clock reads)."""
 
 from raftnode.raft.config import RaftConfig
-from raftnode.raft.core import RaftCore, Ready, Role
+from raftnode.raft.core import RaftCore, Ready, Role, SoftState
 from raftnode.raft.errors import ConfChangeError, NotLeaderError, RaftError
 from raftnode.raft.progress import Progress, ProgressState
 from raftnode.raft.types import (
@@ -41,4 +41,5 @@ __all__ = [
     "Role",
     "Snapshot",
     "SnapshotMeta",
+    "SoftState",
 ]

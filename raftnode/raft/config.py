@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raftnode.defaults import Timing
+
+_TIMING = Timing()
+
 
 @dataclass(frozen=True, slots=True)
 class RaftConfig:
@@ -15,8 +19,8 @@ class RaftConfig:
     """
 
     node_id: int
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
+    election_ticks: int = _TIMING.election_ticks
+    heartbeat_ticks: int = _TIMING.heartbeat_ticks
     max_inflight: int = 256
     max_batch_entries: int = 512
     max_batch_bytes: int = 1 << 20
@@ -25,7 +29,7 @@ class RaftConfig:
     learner_catchup_entries: int = 1000
     check_quorum: bool = True
     pre_vote: bool = True
-    tick_seconds: float = 0.05
+    tick_seconds: float = _TIMING.tick_seconds
     lease_drift: float = 0.1
 
     def __post_init__(self) -> None:

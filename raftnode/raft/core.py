@@ -51,24 +51,51 @@ class Role(Enum):
     LEADER = "leader"
 
 
+@dataclass(frozen=True, slots=True)
+class SoftState:
+    """What the node is right now, as the application shows it: neither persisted nor needed
+    after a restart (etcd's ``SoftState``). ``leader_id`` is ``NO_NODE`` while none is known."""
+
+    role: Role
+    term: int
+    leader_id: int
+
+
 @dataclass(slots=True)
 class Ready:
     """Work for the application, in this order: send ``early_messages``, persist, send
-    ``messages``, apply, then ``advance``.
-
-    ``early_messages`` are the leader's replication messages: they may leave before the leader's
-    own entries are durable (Raft thesis, 10.2.1), because the leader counts itself towards a
-    commit only once ``advance`` reports its entries persisted. Everything else (votes, append
-    acknowledgements) must wait for the persist.
+    ``messages``, apply, then ``advance``. Each field says what the application owes it.
     """
 
+    soft_state: SoftState | None = None
+    """Set when role, term or known leader changed since the previous ``Ready`` (and in the
+    first one): the application updates what it shows (metrics, listeners, health) from it."""
     hard_state: HardState | None = None
+    """Persist (atomically, durably) before sending ``messages``; set only when it changed. A
+    vote or term that leaves before it is durable could be cast twice after a crash."""
     entries: list[Entry] = field(default_factory=list)
+    """Append durably before sending ``messages``. They may overwrite a suffix already on disk
+    (a new leader's log wins): storage truncates from ``entries[0].index``."""
     snapshot: Snapshot | None = None
+    """A snapshot received from the leader: install it (storage, then the state machine)
+    before persisting ``entries``; it replaces every log entry it covers."""
     early_messages: list[Message] = field(default_factory=list)
+    """The leader's replication messages: send them before persisting (Raft thesis 10.2.1).
+    Safe because the leader counts itself towards a commit only once ``advance`` reports its own
+    entries durable."""
     messages: list[Message] = field(default_factory=list)
+    """Everything else (votes, append acknowledgements, ...): send only after the persist,
+    since each one promises what the node has stored."""
     committed_entries: list[Entry] = field(default_factory=list)
+    """Apply to the state machine in order, after the persist. Contiguous, starting right after
+    the previous ``Ready``'s last committed entry (or the installed snapshot)."""
     read_states: list[ReadState] = field(default_factory=list)
+    """Reads that became safe: answer each once the state machine applied ``index`` (or
+    refuse it when ``error`` is set)."""
+    snapshot_wanted: bool = False
+    """A follower needs entries compacted into an incomplete snapshot (a durable state
+    machine's compaction point): materialize a complete snapshot at or after it, off the event
+    loop, and hand it to ``compact``. Until then that follower waits."""
 
 
 @dataclass(slots=True)
@@ -105,6 +132,7 @@ class RaftCore:
         self.log.committed = max(meta.index, min(hard_state.commit, self.log.last_index()))
         self._handed_applied = meta.index
         self._last_hard_state = HardState(self.term, self.vote, self.log.committed)
+        self._last_soft_state: SoftState | None = None
 
         self.role = Role.FOLLOWER
         self.leader_id = NO_NODE
@@ -118,6 +146,7 @@ class RaftCore:
         self._waiting_reads: list[tuple[int, int]] = []
         self._follower_reads: set[int] = set()
         self._pending_snapshot: Snapshot | None = None
+        self._snapshot_wanted = False
         self._incoming: _IncomingSnapshot | None = None
         self._dirty_peers: set[int] = set()
 
@@ -127,7 +156,6 @@ class RaftCore:
         self._ticks = 0
         self._randomized_timeout = 0
         self.transferee = NO_NODE
-        self._transfer_elapsed = 0
         self._term_start_index = 0
         self._now = 0.0
         self._reset_randomized_timeout()
@@ -170,6 +198,9 @@ class RaftCore:
 
     def hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
+
+    def soft_state(self) -> SoftState:
+        return SoftState(self.role, self.term, self.leader_id)
 
     def is_voter(self) -> bool:
         return self.id in self.conf.voters
@@ -303,7 +334,6 @@ class RaftCore:
         if target not in self.conf.voters:
             raise ValueError(f"node {target} is not a voter")
         self.transferee = target
-        self._transfer_elapsed = 0
         self.election_elapsed = 0
         if self.progress[target].match == self.log.last_index():
             self._send_timeout_now(target)
@@ -318,8 +348,13 @@ class RaftCore:
         meta = snapshot.meta
         if meta.index > self.log.applied:
             raise ValueError(f"snapshot index {meta.index} is beyond applied {self.log.applied}")
-        if self._snapshot is not None and meta.index <= self._snapshot.meta.index:
-            return
+        current = self._snapshot
+        if current is not None and (
+            meta.index < current.meta.index
+            or (meta.index == current.meta.index and snapshot.complete == current.complete)
+        ):
+            return  # an older one, or the same again (replacing a marker with a complete
+            # snapshot at its index, or dropping a complete one's data, is allowed)
         self._snapshot = snapshot
         compact_to = min(meta.index, self.log.applied) - self.cfg.compaction_retain
         if compact_to > self.log.offset:
@@ -375,6 +410,8 @@ class RaftCore:
             or self.log.unstable_from <= self.log.last_index()
             or self.log.committed > self._handed_applied
             or self._hard_state_changed()
+            or self._soft_state_changed()
+            or self._snapshot_wanted
         )
 
     def ready(self) -> Ready:
@@ -383,6 +420,8 @@ class RaftCore:
                 self._send_append(peer)
         self._dirty_peers.clear()
         rd = Ready()
+        if self._soft_state_changed():
+            rd.soft_state = self._last_soft_state = self.soft_state()
         if self._hard_state_changed():
             rd.hard_state = self.hard_state()
             self._last_hard_state = rd.hard_state
@@ -398,6 +437,7 @@ class RaftCore:
         rd.messages, self._msgs = self._msgs, []
         rd.early_messages, self._early_msgs = self._early_msgs, []
         rd.read_states, self._read_states = self._read_states, []
+        rd.snapshot_wanted, self._snapshot_wanted = self._snapshot_wanted, False
         return rd
 
     def advance(self, rd: Ready) -> None:
@@ -898,6 +938,9 @@ class RaftCore:
             raise AssertionError(
                 f"follower {peer} needs compacted entries but there is no snapshot"
             )
+        if not snapshot.complete:
+            self._snapshot_wanted = True  # the follower waits (in PROBE) until one is offered
+            return
         pr.become_snapshot(snapshot)
         self._send_snapshot_chunk(peer, pr)
 
@@ -1011,6 +1054,15 @@ class RaftCore:
     def _hard_state_changed(self) -> bool:
         last = self._last_hard_state
         return last.term != self.term or last.vote != self.vote or last.commit != self.log.committed
+
+    def _soft_state_changed(self) -> bool:
+        last = self._last_soft_state
+        return (
+            last is None
+            or last.role is not self.role
+            or last.term != self.term
+            or last.leader_id != self.leader_id
+        )
 
 
 _EARLY_TYPES = frozenset({MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT})

@@ -68,16 +68,32 @@ class Progress:
 
     def __init__(self, next_index: int, max_inflight: int):
         self.match = 0
+        """Highest index known to be in the follower's log and durable there. Only grows within
+        a term (``maybe_update``); the commit index is the quorum's median of ``match``."""
         self.next = next_index
+        """Index of the next entry to send. Invariant: ``match < next``. REPLICATE advances it
+        optimistically on send; a rejection moves it back, never below ``match + 1``."""
         self.state = ProgressState.PROBE
+        """How the leader sends to this follower (see the module docstring)."""
         self.probe_sent = False
+        """PROBE only: an append is out and unanswered; no other is sent until an answer or the
+        next heartbeat interval."""
         self.recent_active = False
+        """Heard from since the last CheckQuorum round (reset by the leader every election
+        timeout); a leader without a quorum of active voters steps down."""
         self.inflights = Inflights(max_inflight)
+        """REPLICATE only: the last index of each unacknowledged append, oldest first; freed up
+        to each acknowledged index. Sending stops while it is full."""
         self.snapshot: Snapshot | None = None
+        """SNAPSHOT only: the snapshot being sent in chunks; None in the other states."""
         self.snapshot_acked = 0
+        """SNAPSHOT only: bytes of ``snapshot`` the follower confirmed (the next chunk's offset)."""
         self.snapshot_sent_tick = 0
+        """The leader's tick when the last snapshot chunk left, to resend a lost one."""
         self.commit_sent = 0
+        """The commit index last sent; a heartbeat or empty append carries a newer one."""
         self.last_ack_tick = 0
+        """The leader's tick of the last answer, for stall detection."""
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT and self.snapshot is not None:

@@ -75,6 +75,3 @@ class ReadTracker:
         pending = list(self._pending)
         self._pending.clear()
         return pending
-
-    def pending_count(self) -> int:
-        return len(self._pending)

@@ -8,6 +8,7 @@ encodes them, and the core (``raftnode.raft.core``) consumes and produces them.
 from __future__ import annotations
 
 import json
+import mmap
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -114,10 +115,17 @@ class SnapshotMeta:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A state-machine image covering the log up to and including ``meta.index``."""
+    """A state-machine image covering the log up to and including ``meta.index``.
+
+    ``complete`` False marks a compaction point of a durable state machine (one that keeps its
+    own state on disk): ``data`` is empty, and before the leader can send it to a follower the
+    application must materialize a complete one (``Ready.snapshot_wanted``). ``data`` may be a
+    memory map of a snapshot file: the core only takes its length and slices of it.
+    """
 
     meta: SnapshotMeta
-    data: bytes = b""
+    data: bytes | mmap.mmap = b""
+    complete: bool = True
 
 
 class MessageType(IntEnum):

@@ -118,26 +118,20 @@ class RaftStorage:
             fs.close(lock_file)
             raise
         entries = [e for e in replayed if e.index > snapshot_index]
-        commit = max(saved.commit, snapshot_index)
-        if commit > wal.last_index:
-            log.warning(
-                "hard_state_commit_clamped file=%s saved_commit=%d last_index=%d",
-                hard_state_file.path,
-                saved.commit,
-                wal.last_index,
-            )
-            commit = wal.last_index
-        recovered = HardState(term=saved.term, vote=saved.vote, commit=commit)
+        recovered = _hard_state_within_log(saved, snapshot_index, wal.last_index, hard_state_file)
         log.info(
-            "storage_recovered dir=%s term=%d vote=%d commit=%d snapshot_index=%d "
-            "first_index=%d last_index=%d",
-            data_dir,
-            recovered.term,
-            recovered.vote,
-            recovered.commit,
-            snapshot_index,
-            entries[0].index if entries else snapshot_index + 1,
-            wal.last_index,
+            "storage recovered",
+            extra={
+                "fields": {
+                    "dir": str(data_dir),
+                    "term": recovered.term,
+                    "vote": recovered.vote,
+                    "commit": recovered.commit,
+                    "snapshot_index": snapshot_index,
+                    "first_index": entries[0].index if entries else snapshot_index + 1,
+                    "last_index": wal.last_index,
+                }
+            },
         )
         return cls(
             fs=fs,
@@ -282,3 +276,24 @@ def _check_hard_state(current: HardState, new: HardState, last_index: int) -> No
         )
     if new.commit > last_index:
         raise ValueError(f"commit {new.commit} is past the last entry {last_index}")
+
+
+def _hard_state_within_log(
+    saved: HardState, snapshot_index: int, last_index: int, file: HardStateFile
+) -> HardState:
+    """The saved hard state, its commit index at least the snapshot's and at most the log's
+    end (a commit beyond the durable log is clamped, with a warning naming the file)."""
+    commit = max(saved.commit, snapshot_index)
+    if commit > last_index:
+        log.warning(
+            "hard state commit clamped to the log",
+            extra={
+                "fields": {
+                    "file": str(file.path),
+                    "saved_commit": saved.commit,
+                    "last_index": last_index,
+                }
+            },
+        )
+        commit = last_index
+    return HardState(term=saved.term, vote=saved.vote, commit=commit)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from raftnode.raft.types import Entry, EntryType
 
-FRAME_HEADER = struct.Struct("<II")
+RECORD_FRAME_HEADER = struct.Struct("<II")
+"""Before every record on disk (WAL, hard state): payload length, CRC32 of the payload."""
 ENTRY_HEADER = struct.Struct("<BQQBI")
 KIND_ENTRY = 1
 KIND_RESET = 2
@@ -56,22 +57,22 @@ def encode_frame(entries: Sequence[Entry]) -> bytes:
         parts.append(pack(KIND_ENTRY, e.term, e.index, e.type, len(e.data)))
         parts.append(e.data)
     payload = b"".join(parts)
-    return FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    return RECORD_FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def encode_reset(index: int, term: int) -> bytes:
     """Encode a ``LogReset`` as a frame of its own."""
     payload = ENTRY_HEADER.pack(KIND_RESET, term, index, 0, 0)
-    return FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    return RECORD_FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def read_frame(buf: bytes, offset: int) -> tuple[memoryview, int] | str:
     """Read the frame at ``offset``: ``(payload, next_offset)``, or why it is not a valid frame."""
     end = len(buf)
-    if end - offset < FRAME_HEADER.size:
-        return f"{end - offset} bytes left, a frame header needs {FRAME_HEADER.size}"
-    length, crc = FRAME_HEADER.unpack_from(buf, offset)
-    start = offset + FRAME_HEADER.size
+    if end - offset < RECORD_FRAME_HEADER.size:
+        return f"{end - offset} bytes left, a frame header needs {RECORD_FRAME_HEADER.size}"
+    length, crc = RECORD_FRAME_HEADER.unpack_from(buf, offset)
+    start = offset + RECORD_FRAME_HEADER.size
     if length == 0:
         return "zero-length frame"
     if start + length > end:

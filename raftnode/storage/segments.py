@@ -10,7 +10,7 @@ from pathlib import Path
 from raftnode.raft.types import Entry
 from raftnode.storage.errors import CorruptLogError
 from raftnode.storage.records import (
-    FRAME_HEADER,
+    RECORD_FRAME_HEADER,
     LogReset,
     RecordError,
     decode_entries,
@@ -79,8 +79,8 @@ def find_valid_frame(data: bytes, damaged_at: int) -> int | None:
     random bytes rarely pass the length check; it only runs when recovery found damage.
     """
     view = memoryview(data)
-    unpack = FRAME_HEADER.unpack_from
-    header = FRAME_HEADER.size
+    unpack = RECORD_FRAME_HEADER.unpack_from
+    header = RECORD_FRAME_HEADER.size
     end = len(data)
     for pos in range(damaged_at + 1, end - header):
         length, crc = unpack(data, pos)

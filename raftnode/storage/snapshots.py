@@ -108,7 +108,7 @@ class SnapshotFiles:
         f = self._fs.open(tmp, truncate=True)
         try:
             self._fs.write(f, header + _CRC.pack(crc) + conf)
-            self._fs.write(f, snapshot.data)
+            self._fs.write(f, bytes(snapshot.data))
             self._fs.fsync(f)
         finally:
             self._fs.close(f)

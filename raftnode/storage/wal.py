@@ -32,6 +32,7 @@ from raftnode.storage.files import FileSystem, OpenFile
 from raftnode.storage.records import LogReset, encode_frame, encode_reset
 from raftnode.storage.segments import (
     Segment,
+    SegmentScan,
     find_valid_frame,
     parse_segment_name,
     scan_segment,
@@ -90,23 +91,7 @@ class WriteAheadLog:
             data = fs.read(path)
             scan = scan_segment(path, data)
             if scan.damage is not None:
-                if position != len(names) - 1:
-                    raise CorruptLogError(path, scan.valid_bytes, scan.damage)
-                resume = find_valid_frame(data, scan.valid_bytes)
-                if resume is not None:
-                    raise CorruptLogError(
-                        path,
-                        scan.valid_bytes,
-                        f"{scan.damage}, yet a valid frame follows at byte offset {resume}",
-                    )
-                log.warning(
-                    "wal_torn_tail_truncated file=%s offset=%d dropped_bytes=%d reason=%r",
-                    path,
-                    scan.valid_bytes,
-                    len(data) - scan.valid_bytes,
-                    scan.damage,
-                )
-                torn_at = scan.valid_bytes
+                torn_at = _torn_tail_offset(path, data, scan, last=position == len(names) - 1)
             max_index = 0
             for offset, frame in scan.frames:
                 if isinstance(frame, LogReset):
@@ -142,9 +127,6 @@ class WriteAheadLog:
     def failure(self) -> BaseException | None:
         """The I/O error that stopped the log, if any."""
         return self._failure
-
-    def segment_paths(self) -> list[Path]:
-        return [s.path for s in self._segments]
 
     def append(self, entries: Sequence[Entry]) -> float:
         """Write ``entries`` (contiguous; may overwrite a suffix) durably; return fsync seconds.
@@ -256,6 +238,33 @@ def _check_batch(entries: Sequence[Entry], snapshot_index: int, last_index: int)
     for prev, entry in pairwise(entries):
         if entry.index != prev.index + 1:
             raise ValueError(f"batch is not contiguous: entry {entry.index} follows {prev.index}")
+
+
+def _torn_tail_offset(path: Path, data: bytes, scan: SegmentScan, *, last: bool) -> int:
+    """Where to cut a damaged segment: only the last segment may end in a torn write, and only
+    when no valid frame follows the damage (anything else is corruption: refuse to start)."""
+    assert scan.damage is not None
+    if not last:
+        raise CorruptLogError(path, scan.valid_bytes, scan.damage)
+    resume = find_valid_frame(data, scan.valid_bytes)
+    if resume is not None:
+        raise CorruptLogError(
+            path,
+            scan.valid_bytes,
+            f"{scan.damage}, yet a valid frame follows at byte offset {resume}",
+        )
+    log.warning(
+        "wal torn tail truncated",
+        extra={
+            "fields": {
+                "file": str(path),
+                "offset": scan.valid_bytes,
+                "dropped_bytes": len(data) - scan.valid_bytes,
+                "reason": scan.damage,
+            }
+        },
+    )
+    return scan.valid_bytes
 
 
 def _replay(

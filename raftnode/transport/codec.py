@@ -27,7 +27,8 @@ from raftnode.raft.types import (
     SnapshotMeta,
 )
 
-FRAME_HEADER = struct.Struct(">I")
+MESSAGE_FRAME_HEADER = struct.Struct(">I")
+"""Before every Raft message on a peer stream: the encoded message's length."""
 _HEADER = struct.Struct(">BBQQQQQQQQQII")
 _META = struct.Struct(">QQHH")
 _ID = struct.Struct(">Q")
@@ -112,37 +113,8 @@ def decode_message(buf: bytes | memoryview) -> Message:
     pos = _HEADER.size
     meta: SnapshotMeta | None = None
     if flags & _HAS_META:
-        if pos + _META.size > size:
-            raise CodecError("truncated snapshot meta")
-        m_index, m_term, n_voters, n_learners = _META.unpack_from(view, pos)
-        pos += _META.size
-        n_ids = n_voters + n_learners
-        if pos + n_ids * _ID.size > size:
-            raise CodecError("truncated snapshot conf")
-        ids = [_ID.unpack_from(view, pos + i * _ID.size)[0] for i in range(n_ids)]
-        pos += n_ids * _ID.size
-        meta = SnapshotMeta(
-            index=m_index,
-            term=m_term,
-            conf=ConfState(frozenset(ids[:n_voters]), frozenset(ids[n_voters:])),
-        )
-    # Each entry needs at least its header: reject absurd counts before looping.
-    if n_entries * _ENTRY.size > size - pos:
-        raise CodecError(f"entry count {n_entries} exceeds message size")
-    entries: list[Entry] = []
-    for _ in range(n_entries):
-        if pos + _ENTRY.size > size:
-            raise CodecError("truncated entry header")
-        e_term, e_index, e_type, e_len = _ENTRY.unpack_from(view, pos)
-        pos += _ENTRY.size
-        if pos + e_len > size:
-            raise CodecError("truncated entry data")
-        try:
-            etype = EntryType(e_type)
-        except ValueError as e:
-            raise CodecError(f"unknown entry type {e_type}") from e
-        entries.append(Entry(e_term, e_index, etype, bytes(view[pos : pos + e_len])))
-        pos += e_len
+        meta, pos = _decode_snapshot_meta(view, pos)
+    entries, pos = _decode_entries(view, pos, n_entries)
     if pos + data_len != size:
         raise CodecError(f"message length mismatch: {size - pos} bytes left, data_len={data_len}")
     return Message(
@@ -166,6 +138,45 @@ def decode_message(buf: bytes | memoryview) -> Message:
     )
 
 
+def _decode_snapshot_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int]:
+    """The snapshot meta at ``pos`` and the position after it."""
+    size = len(view)
+    if pos + _META.size > size:
+        raise CodecError("truncated snapshot meta")
+    m_index, m_term, n_voters, n_learners = _META.unpack_from(view, pos)
+    pos += _META.size
+    n_ids = n_voters + n_learners
+    if pos + n_ids * _ID.size > size:
+        raise CodecError("truncated snapshot conf")
+    ids = [_ID.unpack_from(view, pos + i * _ID.size)[0] for i in range(n_ids)]
+    pos += n_ids * _ID.size
+    conf = ConfState(frozenset(ids[:n_voters]), frozenset(ids[n_voters:]))
+    return SnapshotMeta(index=m_index, term=m_term, conf=conf), pos
+
+
+def _decode_entries(view: memoryview, pos: int, count: int) -> tuple[list[Entry], int]:
+    """``count`` entries from ``pos`` on and the position after them."""
+    size = len(view)
+    # Each entry needs at least its header: reject absurd counts before looping.
+    if count * _ENTRY.size > size - pos:
+        raise CodecError(f"entry count {count} exceeds message size")
+    entries: list[Entry] = []
+    for _ in range(count):
+        if pos + _ENTRY.size > size:
+            raise CodecError("truncated entry header")
+        e_term, e_index, e_type, e_len = _ENTRY.unpack_from(view, pos)
+        pos += _ENTRY.size
+        if pos + e_len > size:
+            raise CodecError("truncated entry data")
+        try:
+            etype = EntryType(e_type)
+        except ValueError as e:
+            raise CodecError(f"unknown entry type {e_type}") from e
+        entries.append(Entry(e_term, e_index, etype, bytes(view[pos : pos + e_len])))
+        pos += e_len
+    return entries, pos
+
+
 def frame(payload: bytes) -> bytes:
     """Prefix a payload with its length."""
-    return FRAME_HEADER.pack(len(payload)) + payload
+    return MESSAGE_FRAME_HEADER.pack(len(payload)) + payload

@@ -29,9 +29,10 @@ from tornado.tcpserver import TCPServer
 from raftnode.config import Address
 from raftnode.raft.types import Message
 from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
+from raftnode.transport.carrier import Deliver
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
-    FRAME_HEADER,
+    MESSAGE_FRAME_HEADER,
     CodecError,
     decode_message,
     encode_message,
@@ -58,16 +59,14 @@ class _PeerLink:
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
         self.connected = False
-        self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self.stream: IOStream | None = None
 
     def enqueue(self, payload: bytes) -> None:
         if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
-            self.dropped += 1
-            return
+            return  # dropped: Raft retransmits what matters
         self.queue.append(frame(payload))
-        self.queued_bytes += len(payload) + FRAME_HEADER.size
+        self.queued_bytes += len(payload) + MESSAGE_FRAME_HEADER.size
         self.wakeup.set()
 
     async def run(self) -> None:
@@ -184,7 +183,6 @@ class _PeerListener(TCPServer):
                     HANDSHAKE_TIMEOUT,
                 )
             except (AuthError, TimeoutError, StreamClosedError, OSError) as e:
-                t.refused += 1
                 log.warning(
                     "peer connection refused",
                     extra={
@@ -209,7 +207,8 @@ class _PeerListener(TCPServer):
     async def _read_loop(self, stream: IOStream, peer_id: int) -> None:
         t = self.transport
         while True:
-            (length,) = FRAME_HEADER.unpack(await stream.read_bytes(FRAME_HEADER.size))
+            header = await stream.read_bytes(MESSAGE_FRAME_HEADER.size)
+            (length,) = MESSAGE_FRAME_HEADER.unpack(header)
             if length > t.max_frame_bytes:
                 log.warning(
                     "peer frame too large; closing",
@@ -235,7 +234,8 @@ class _PeerListener(TCPServer):
 
 
 class PeerTransport:
-    """Sends messages to peers and hands received (authenticated) messages to ``on_message``."""
+    """Sends messages to peers and hands received (authenticated) messages to the ``deliver``
+    callback given to ``start`` (the ``MessageCarrier`` protocol)."""
 
     def __init__(
         self,
@@ -243,7 +243,6 @@ class PeerTransport:
         listen: Address,
         peers: dict[int, Address],
         secret: bytes,
-        on_message: Callable[[Message], None],
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_queue_bytes: int = 64 << 20,
@@ -252,12 +251,11 @@ class PeerTransport:
         self.node_id = node_id
         self.listen = listen
         self.secret = secret
-        self.on_message = on_message
+        self.on_message: Deliver = _drop
         self.on_refused = on_refused
         self.max_frame_bytes = max_frame_bytes
         self.max_queue_bytes = max_queue_bytes
         self.closed = False
-        self.refused = 0
         self.last_heard: dict[int, float] = {}
         self._links: dict[int, _PeerLink] = {}
         self._listener = _PeerListener(self)
@@ -266,8 +264,9 @@ class PeerTransport:
     def members(self) -> set[int]:
         return {self.node_id, *self._links}
 
-    async def start(self) -> None:
-        """Bind the listener and start dialing every peer."""
+    async def start(self, deliver: Deliver) -> None:
+        """Bind the listener and start dialing every peer; received messages go to ``deliver``."""
+        self.on_message = deliver
         sockets = _bind(self.listen)
         self._listener.add_sockets(sockets)
         for pid, addr in self._initial_peers.items():
@@ -311,6 +310,10 @@ class PeerTransport:
         tasks = [link.task for link in self._links.values() if link.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
+
+
+def _drop(message: Message) -> None:
+    """Where messages go before ``start`` names a receiver: nowhere."""
 
 
 def _bind(addr: Address) -> list[socket.socket]:

@@ -55,7 +55,12 @@ def http(
 
 class Cluster:
     def __init__(
-        self, n: int = 3, *, snapshot_every: int = 10000, request_timeout_ms: int = 5000
+        self,
+        n: int = 3,
+        *,
+        snapshot_every: int = 10000,
+        request_timeout_ms: int = 5000,
+        limits: dict[str, int] | None = None,
     ) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="raftnode-it-"))
         ports = free_ports(3 * n)
@@ -63,6 +68,7 @@ class Cluster:
             self.base,
             [NodePorts(i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]) for i in range(n)],
             timing={"request_timeout_ms": request_timeout_ms},
+            limits=limits,
             snapshot_every=snapshot_every,
         )
         self.procs: dict[int, subprocess.Popen[bytes]] = {}

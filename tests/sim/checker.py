@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from raftnode.raft import Entry
+from raftnode.raft import Entry, EntryType
 
 
 class SafetyViolation(AssertionError):
@@ -65,20 +65,30 @@ class SafetyChecker:
                 f"another node committed {known}"
             )
 
-    def on_apply(self, node: int, entry: Entry, applied_before: int) -> None:
-        if entry.index != applied_before + 1:
+    def on_state_machine_apply(self, node: int, index: int, data: bytes, last_write: int) -> None:
+        """A node's state machine applies the write at ``index``; it last applied ``last_write``.
+
+        Every committed write must reach the state machine exactly once, in log order, with the
+        committed data: none applied twice, none skipped, none different.
+        """
+        if index <= last_write:
             raise SafetyViolation(
-                f"node {node} applied index {entry.index} right after {applied_before}: "
-                "entries must be applied in order, exactly once"
+                f"node {node} applied the write at index {index} after the one at {last_write}: "
+                "writes must be applied in order, exactly once"
             )
-        known = self.committed.get(entry.index)
-        if known is not None and known != entry:
+        for skipped in range(last_write + 1, index):
+            entry = self.committed.get(skipped)
+            if entry is not None and entry.type is EntryType.NORMAL and entry.data:
+                raise SafetyViolation(
+                    f"node {node} applied index {index} but skipped the committed write at "
+                    f"{skipped}"
+                )
+        known = self.committed.get(index)
+        if known is not None and known.data != data:
             raise SafetyViolation(
-                f"state machine safety: node {node} applied {entry} at index {entry.index}, "
+                f"state machine safety: node {node} applied {data[:40]!r} at index {index}, "
                 f"the committed entry there is {known}"
             )
-        if known is None:
-            self.on_commit(node, entry)
 
     def on_write_acked(self, index: int) -> None:
         self.max_acked_write_index = max(self.max_acked_write_index, index)

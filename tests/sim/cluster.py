@@ -1,213 +1,113 @@
-"""A deterministic Raft cluster simulation: simulated time, disks, network, clients and faults.
+"""A deterministic Raft cluster simulation that drives the real runtime.
 
-Everything random comes from one ``random.Random(seed)``, so a seed replays exactly. The network
-drops, delays, reorders, duplicates and partitions messages; nodes crash (losing everything not
-persisted) and restart from their simulated disk; clients write and read (linearizable and lease)
-at random nodes; the leader is asked to transfer leadership and to change membership. After the
-fault phase everything heals and the cluster must elect a leader and commit new proposals within
-a bounded simulated time. ``SafetyChecker`` checks Raft's properties after every step.
+Each simulated member is a real ``RaftNode`` (``raftnode/node.py``: its ready loop, fsync
+ordering, apply path, proposal and read bookkeeping) on in-memory stand-ins for its disk,
+network and state machine (``tests/sim/stand_ins.py``), all on one ``VirtualTimeLoop``: time
+jumps from one timer to the next, so a seed replays exactly and a run takes no wall-clock
+waiting. Everything random comes from one ``random.Random(seed)``.
+
+The network drops, delays, reorders, duplicates and partitions messages; disk writes take
+simulated time; nodes crash (losing everything not yet durable, also in the middle of a write)
+and restart from their simulated disk; clients write and read (linearizable and lease) through
+the node API at random nodes; the leader is asked to transfer leadership and to change
+membership. After the fault phase everything heals and the cluster must elect a leader and
+commit new proposals on every member within a bounded simulated time. ``SafetyChecker`` checks
+Raft's properties as events happen.
 """
 
 from __future__ import annotations
 
-import heapq
+import asyncio
 import json
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
+from raftnode.config import Address
+from raftnode.metrics import NodeMetrics
+from raftnode.node import NodeError, NodeOptions, RaftNode
 from raftnode.raft import (
     ConfChangeError,
     ConfChangeOp,
-    Entry,
-    EntryType,
     HardState,
     Message,
-    NotLeaderError,
     RaftConfig,
     RaftCore,
-    Ready,
     Role,
-    Snapshot,
 )
 from tests.sim.checker import SafetyChecker, SafetyViolation
+from tests.sim.stand_ins import SimCarrier, SimDisk, SimLogStore, SimStateMachine
+from tests.sim.virtual_loop import VirtualTimeLoop
 
+TICK = 0.05
+"""Seconds per Raft tick, as in production; every simulated delay is a multiple of it."""
 ELECTION_TICKS = 10
-
-
-@dataclass
-class SimDisk:
-    """What survives a crash: exactly what the node persisted from its Readys."""
-
-    hard_state: HardState = field(default_factory=HardState)
-    snapshot: Snapshot | None = None
-    entries: list[Entry] = field(default_factory=list)
-
-    def last_term_before(self, index: int) -> int:
-        if self.entries and self.entries[0].index <= index - 1:
-            return self.entries[index - 1 - self.entries[0].index].term
-        if self.snapshot is not None and self.snapshot.meta.index == index - 1:
-            return self.snapshot.meta.term
-        return 0
-
-    def append(self, entries: list[Entry]) -> None:
-        first = entries[0].index
-        if self.entries:
-            pos = first - self.entries[0].index
-            if pos < 0:
-                raise AssertionError(f"append at {first} before the disk's first entry")
-            if pos > len(self.entries):
-                raise AssertionError(f"gap on disk: {first} after {self.entries[-1].index}")
-            del self.entries[pos:]
-        self.entries.extend(entries)
-
-    def install(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        self.entries = []
-
-    def compact(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        keep_from = snapshot.meta.index + 1
-        if self.entries and self.entries[0].index < keep_from:
-            del self.entries[: keep_from - self.entries[0].index]
-
-
-@dataclass
-class PendingWrite:
-    write_id: int
-
-
-@dataclass
-class PendingRead:
-    started_after_index: int
-    kind: str
-    index: int = -1
+REQUEST_TIMEOUT = 20 * TICK
 
 
 class SimNode:
+    """One member: its disk survives crashes; the runtime and state machine do not."""
+
     def __init__(self, sim: Simulation, node_id: int, disk: SimDisk):
         self.sim = sim
         self.id = node_id
         self.disk = disk
-        self.alive = True
+        self.alive = False
         self.clock_rate = 1.0
-        self.core: RaftCore
-        self.kv: dict[str, int] = {}
-        self.applied = 0
-        self.writes: dict[int, PendingWrite] = {}
-        self.reads: dict[int, PendingRead] = {}
-        self.was_leader_term = 0
+        self.runtime: RaftNode
+        self.sm: SimStateMachine
         self.checked_commit = 0
-        self.boot()
+        self.was_leader_term = 0
 
     def boot(self) -> None:
-        snapshot = self.disk.snapshot
-        self.core = RaftCore(
-            self.sim.raft_config(self.id),
-            rng=random.Random(self.sim.rng.random()),
-            hard_state=self.disk.hard_state,
-            snapshot=snapshot,
-            entries=list(self.disk.entries),
+        sim = self.sim
+        self.sm = SimStateMachine(sim, self)
+        options = NodeOptions(
+            node_id=self.id,
+            data_dir=Path("/nonexistent"),
+            listen_peer=Address("sim", self.id),
+            members={},
+            secret=b"",
+            tick_seconds=TICK,
+            election_ticks=ELECTION_TICKS,
+            snapshot_every_entries=sim.snapshot_every,
+            initial_cluster_state="existing",
         )
-        if snapshot is not None:
-            state = json.loads(snapshot.data)
-            self.kv = state["kv"]
-            self.applied = snapshot.meta.index
-        else:
-            self.kv = {}
-            self.applied = 0
-        self.checked_commit = self.applied
-        self.writes = {}
-        self.reads = {}
+        rate = self.clock_rate
+        loop = sim.loop
+        self.runtime = RaftNode(
+            options,
+            self.sm,
+            metrics=sim.metrics[self.id],
+            rng=random.Random(sim.rng.random()),
+            on_fatal=lambda exc: sim.fail(f"node {self.id} failed: {exc!r}", exc),
+            log_store=SimLogStore(sim, self.id, self.disk),
+            carrier=SimCarrier(sim, self.id),
+            clock=lambda: loop.time() * rate,
+            raft_config=sim.raft_config(self.id),
+        )
+        self.checked_commit = self.disk.snapshot.meta.index if self.disk.snapshot else 0
         self.was_leader_term = 0
+        self.alive = True
+        sim.spawn(self.runtime.start())
 
-    def now(self) -> float:
-        return self.sim.now * self.clock_rate
+    def crash(self) -> None:
+        self.alive = False
+        self.runtime.abandon()
+        self.sim.network.detach(self.id)
 
-    # --- driving the core ---------------------------------------------------------------
-    def drain(self) -> None:
-        while self.alive and self.core.has_ready():
-            rd = self.core.ready()
-            for m in rd.early_messages:
-                self.sim.network.send(m)
-            if self.sim.rng.random() < self.sim.crash_mid_ready:
-                self.sim.trace(self.id, "crash after sending appends, before persisting them")
-                self.sim.crash(self.id)
-                return
-            self.persist(rd)
-            if self.sim.rng.random() < self.sim.crash_mid_ready:
-                self.sim.trace(self.id, "crash after persisting, before sending")
-                self.sim.crash(self.id)
-                return
-            for m in rd.messages:
-                self.sim.network.send(m)
-            self.apply(rd)
-            self.core.advance(rd)
-            self.after_advance()
-        if self.alive:
-            self.check_role()
+    @property
+    def role(self) -> Role:
+        return self.runtime.role
 
-    def persist(self, rd: Ready) -> None:
-        if rd.snapshot is not None:
-            self.disk.install(rd.snapshot)
-        if rd.entries:
-            prev_term = self.disk.last_term_before(rd.entries[0].index)
-            for entry in rd.entries:
-                self.sim.checker.on_persist(self.id, entry, prev_term)
-                prev_term = entry.term
-            self.disk.append(rd.entries)
-        if rd.hard_state is not None:
-            self.disk.hard_state = rd.hard_state
-
-    def apply(self, rd: Ready) -> None:
-        if rd.snapshot is not None:
-            state = json.loads(rd.snapshot.data)
-            self.kv = state["kv"]
-            self.applied = rd.snapshot.meta.index
-            self.sim.trace(self.id, f"installed snapshot at {self.applied}")
-        for entry in rd.committed_entries:
-            self.sim.checker.on_apply(self.id, entry, self.applied)
-            self.applied = entry.index
-            if entry.type is EntryType.NORMAL and entry.data:
-                cmd = json.loads(entry.data)
-                self.kv[cmd["k"]] = entry.index
-                pending = self.writes.pop(entry.index, None)
-                if pending is not None and pending.write_id == cmd["w"]:
-                    self.sim.checker.on_write_acked(entry.index)
-                    self.sim.acked_writes += 1
-            else:
-                self.writes.pop(entry.index, None)
-        for rs in rd.read_states:
-            read = self.reads.get(rs.request_id)
-            if read is None:
-                continue
-            if rs.error is not None:
-                del self.reads[rs.request_id]
-            else:
-                read.index = rs.index
-
-    def after_advance(self) -> None:
-        for request_id, read in list(self.reads.items()):
-            if read.index >= 0 and self.applied >= read.index:
-                self.sim.checker.on_read(self.id, read.started_after_index, self.applied, read.kind)
-                self.sim.served_reads += 1
-                del self.reads[request_id]
-        if self.applied - self.core.log.offset >= self.sim.snapshot_every and self.applied > (
-            self.core.snapshot.meta.index if self.core.snapshot else 0
-        ):
-            meta = self.core.snapshot_meta(self.applied)
-            data = json.dumps({"kv": self.kv}, sort_keys=True).encode()
-            snapshot = Snapshot(meta, data)
-            self.core.compact(snapshot)
-            self.disk.compact(snapshot)
-
-    def check_role(self) -> None:
-        core = self.core
-        if core.commit_index > self.checked_commit:
-            start = max(self.checked_commit + 1, core.log.first_index())
-            for index in range(start, core.commit_index + 1):
-                self.sim.checker.on_commit(self.id, core.log.entry(index))
-            self.checked_commit = core.commit_index
+    def check(self) -> None:
+        """Check what the core did since the last look: commits, and a new leadership."""
+        core = self.runtime.core
+        if not self.alive or core is None:
+            return
+        self.check_commits()
         if core.role is Role.LEADER and self.was_leader_term != core.term:
             self.was_leader_term = core.term
             checker = self.sim.checker
@@ -216,21 +116,38 @@ class SimNode:
             checker.on_leader(self.id, core.term, log_terms)
             self.sim.trace(self.id, f"became leader of term {core.term}")
 
+    def check_commits(self) -> None:
+        core = self.runtime.core
+        if core is None or core.commit_index <= self.checked_commit:
+            return
+        start = max(self.checked_commit + 1, core.log.first_index())
+        for index in range(start, core.commit_index + 1):
+            self.sim.checker.on_commit(self.id, core.log.entry(index))
+        self.checked_commit = core.commit_index
+
 
 class Network:
-    """Messages in flight, delivered in order of a random delay; faults applied on send."""
+    """Messages in flight, each delivered after its own random delay; faults applied on send."""
 
     def __init__(self, sim: Simulation):
         self.sim = sim
-        self.queue: list[tuple[float, int, Message]] = []
-        self.seq = 0
+        self.receivers: dict[int, Callable[[Message], None]] = {}
         self.drop_rate = 0.0
         self.dup_rate = 0.0
         self.max_delay = 0.3
         self.cut: set[frozenset[int]] = set()
 
+    def attach(self, node_id: int, deliver: Callable[[Message], None]) -> None:
+        self.receivers[node_id] = deliver
+
+    def detach(self, node_id: int) -> None:
+        self.receivers.pop(node_id, None)
+
     def blocked(self, a: int, b: int) -> bool:
         return frozenset((a, b)) in self.cut
+
+    def reachable(self, a: int, b: int) -> bool:
+        return b in self.receivers and not self.blocked(a, b)
 
     def send(self, m: Message) -> None:
         rng = self.sim.rng
@@ -238,21 +155,18 @@ class Network:
             return
         copies = 2 if rng.random() < self.dup_rate else 1
         for _ in range(copies):
-            self.seq += 1
-            delay = 0.01 + rng.random() * self.max_delay
-            heapq.heappush(self.queue, (self.sim.now + delay, self.seq, m))
+            delay = TICK * (0.01 + rng.random() * self.max_delay)
+            self.sim.loop.call_later(delay, self._deliver, m)
 
-    def deliver_until(self, until: float) -> None:
-        while self.queue and self.queue[0][0] < until:
-            at, _, m = heapq.heappop(self.queue)
-            self.sim.now = at
-            node = self.sim.nodes.get(m.to)
-            if node is None or not node.alive or self.blocked(m.frm, m.to):
-                continue
-            self.sim.steps += 1
-            self.sim._trace.append((at, m.to, m))
-            node.core.step(m, node.now())
-            node.drain()
+    def _deliver(self, m: Message) -> None:
+        receiver = self.receivers.get(m.to)
+        if receiver is None or self.blocked(m.frm, m.to):
+            return
+        sim = self.sim
+        sim.steps += 1
+        sim.events.append((sim.loop.time(), m.to, m))
+        receiver(m)
+        sim.nodes[m.to].check()
 
     def heal(self) -> None:
         self.cut.clear()
@@ -265,13 +179,16 @@ class Simulation:
         self.size = size
         self.fault_ticks = fault_ticks
         self.liveness_ticks = liveness_ticks
-        self.now = 0.0
         self.steps = 0
         self.acked_writes = 0
         self.served_reads = 0
         self.checker = SafetyChecker()
+        self.loop = VirtualTimeLoop()
+        self.loop.set_exception_handler(self._on_loop_exception)
         self.network = Network(self)
-        self._trace: deque[tuple[float, int, str | Message]] = deque(maxlen=400)
+        self.events: deque[tuple[float, int, str | Message]] = deque(maxlen=400)
+        self.violation: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.next_request_id = 0
         self.next_write_id = 0
         rng = self.rng
@@ -280,7 +197,8 @@ class Simulation:
         self.chunk_bytes = rng.choice([16, 64, 4096])
         self.max_inflight = rng.choice([1, 4, 64])
         self.max_batch = rng.choice([1, 3, 64])
-        self.crash_mid_ready = 0.0
+        self.max_disk_latency = TICK * rng.choice([0.0, 0.02, 0.2])
+        self.crash_mid_write = 0.0
         ids = list(range(1, size + 1))
         self.spare = size + 1
         bootstrap = RaftCore.bootstrap_entries(ids)
@@ -291,6 +209,7 @@ class Simulation:
                 self.checker.on_persist(node_id, entry, 0)
             self.nodes[node_id] = SimNode(self, node_id, disk)
         self.nodes[self.spare] = SimNode(self, self.spare, SimDisk())
+        self.metrics = {node_id: NodeMetrics() for node_id in self.nodes}
         for node in self.nodes.values():
             node.clock_rate = 1.0 + (rng.random() - 0.5) * 0.06
 
@@ -305,34 +224,55 @@ class Simulation:
             snapshot_chunk_bytes=self.chunk_bytes,
             compaction_retain=self.compaction_retain,
             learner_catchup_entries=20,
-            tick_seconds=1.0,
+            tick_seconds=TICK,
             lease_drift=0.1,
         )
 
+    # --- plumbing -----------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def fail(self, problem: str, exc: BaseException | None = None) -> None:
+        if self.violation is None:
+            self.violation = str(exc) if isinstance(exc, SafetyViolation) else problem
+
+    def _on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        self.fail(f"{context.get('message')}: {exc!r}", exc)
+
+    def disk_latency(self) -> float:
+        return self.rng.random() * self.max_disk_latency
+
+    def maybe_crash_mid_write(self, node_id: int, when: str) -> None:
+        if self.crash_mid_write and self.rng.random() < self.crash_mid_write:
+            self.trace(node_id, f"crash {when}")
+            self.crash(node_id)
+            raise asyncio.CancelledError
+
     # --- tracing ------------------------------------------------------------------------
     def trace(self, node: int, event: str) -> None:
-        self._trace.append((self.now, node, event))
+        self.events.append((self.loop.time(), node, event))
 
     def format_trace(self) -> str:
-        return "\n".join(f"  t={t:8.3f} n{n}: {describe(e)}" for t, n, e in self._trace)
+        return "\n".join(f"  t={t:8.3f} n{n}: {describe(e)}" for t, n, e in self.events)
 
     # --- faults -------------------------------------------------------------------------
     def crash(self, node_id: int) -> None:
-        node = self.nodes[node_id]
-        node.alive = False
+        self.nodes[node_id].crash()
         self.trace(node_id, "crashed")
 
     def restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
-        node.alive = True
         node.boot()
-        self.trace(node_id, f"restarted (term {node.core.term}, last {node.core.last_index})")
+        self.trace(node_id, "restarted")
 
     def leader(self) -> SimNode | None:
         best = None
         for node in self.nodes.values():
-            is_leader = node.alive and node.core.role is Role.LEADER
-            if is_leader and (best is None or node.core.term > best.core.term):
+            leads = node.alive and node.role is Role.LEADER
+            if leads and (best is None or node.runtime.term > best.runtime.term):
                 best = node
         return best
 
@@ -364,20 +304,16 @@ class Simulation:
         elif roll < 0.92:
             leader = self.leader()
             if leader is not None:
-                try:
-                    target = leader.core.transfer_leadership()
-                    self.trace(leader.id, f"transfer leadership to n{target}")
-                except (NotLeaderError, ValueError):
-                    pass
-                leader.drain()
+                self.trace(leader.id, "asked to transfer leadership")
+                self.spawn(leader.runtime.transfer_leadership(ELECTION_TICKS * TICK))
         else:
             self.change_membership()
 
     def change_membership(self) -> None:
         leader = self.leader()
-        if leader is None:
+        if leader is None or leader.runtime.core is None:
             return
-        conf = leader.core.conf
+        conf = leader.runtime.core.conf
         rng = self.rng
         non_members = [i for i in self.nodes if i not in conf.members()]
         choices: list[tuple[ConfChangeOp, int]] = []
@@ -390,12 +326,18 @@ class Simulation:
         if not choices:
             return
         op, node_id = rng.choice(choices)
+        self.spawn(self._change(leader, op, node_id))
+
+    async def _change(self, leader: SimNode, op: ConfChangeOp, node_id: int) -> None:
+        self.trace(leader.id, f"proposing {op.name} n{node_id}")
         try:
-            leader.core.propose_conf_change(op, node_id, {"addr": f"n{node_id}"})
-            self.trace(leader.id, f"proposed {op.name} n{node_id}")
-        except (ConfChangeError, NotLeaderError) as exc:
-            self.trace(leader.id, f"conf change {op.name} n{node_id} refused: {exc}")
-        leader.drain()
+            conf = await leader.runtime.change_membership(
+                op, node_id, {"peer": f"sim:{node_id}"}, REQUEST_TIMEOUT
+            )
+        except (ConfChangeError, NodeError) as exc:
+            self.trace(leader.id, f"{op.name} n{node_id} not done: {exc}")
+            return
+        self.trace(leader.id, f"{op.name} n{node_id} applied: voters {sorted(conf.voters)}")
 
     # --- clients ------------------------------------------------------------------------
     def client_write(self) -> None:
@@ -403,104 +345,124 @@ class Simulation:
         if not alive:
             return
         node = self.rng.choice(alive)
-        if node.core.role is not Role.LEADER:
+        if node.role is not Role.LEADER:
             return
         self.next_write_id += 1
         key = f"k{self.rng.randrange(5)}"
         data = json.dumps({"k": key, "w": self.next_write_id}).encode()
+        self.spawn(self._write(node, data, self.next_write_id))
+
+    async def _write(self, node: SimNode, data: bytes, write_id: int) -> int | None:
         try:
-            index = node.core.propose(data)
-        except NotLeaderError:
-            return
-        node.writes[index] = PendingWrite(self.next_write_id)
-        node.drain()
+            result = await node.runtime.propose(data, REQUEST_TIMEOUT)
+        except NodeError:
+            return None
+        if not isinstance(result, tuple) or result[1] != write_id:
+            self.fail(
+                f"node {node.id} answered write {write_id} with another entry's result: "
+                f"{result!r} (the state machine returns (index, write id))"
+            )
+            return None
+        index = result[0]
+        self.checker.on_write_acked(index)
+        self.acked_writes += 1
+        return int(index)
 
     def client_read(self) -> None:
         alive = [n for n in self.nodes.values() if n.alive]
         if not alive:
             return
         node = self.rng.choice(alive)
-        leaders = [n for n in alive if n.core.role is Role.LEADER]
+        leaders = [n for n in alive if n.role is Role.LEADER]
         if len(leaders) > 1 and self.rng.random() < 0.8:
             # Two nodes think they lead: the stale one is where a read could go wrong.
-            node = min(leaders, key=lambda n: n.core.term)
-        lease = self.rng.random() < 0.5
-        self.next_request_id += 1
-        rid = self.next_request_id
-        node.reads[rid] = PendingRead(
-            self.checker.max_acked_write_index, "lease" if lease else "linearizable"
-        )
-        node.core.read_index(rid, node.now(), lease=lease)
-        node.drain()
+            node = min(leaders, key=lambda n: n.runtime.term)
+        kind = "lease" if self.rng.random() < 0.5 else "linearizable"
+        self.spawn(self._read(node, kind, self.checker.max_acked_write_index))
+
+    async def _read(self, node: SimNode, kind: str, started_after_index: int) -> None:
+        runtime = node.runtime
+        try:
+            await runtime.read_barrier(kind, REQUEST_TIMEOUT)
+        except NodeError:
+            return
+        if node.runtime is not runtime or not node.alive:
+            return  # crashed before answering
+        self.checker.on_read(node.id, started_after_index, node.sm.last_write, kind)
+        self.served_reads += 1
 
     # --- the run ------------------------------------------------------------------------
-    def tick_all(self) -> None:
-        for node in list(self.nodes.values()):
-            if node.alive:
-                self.steps += 1
-                node.core.tick(node.now())
-                node.drain()
+    def check_all(self) -> None:
+        for node in self.nodes.values():
+            node.check()
+        if self.violation is not None:
+            raise SafetyViolation(self.violation)
 
     def run(self) -> None:
-        rng = self.rng
-        self.network.drop_rate = rng.choice([0.0, 0.02, 0.1, 0.25])
-        self.network.dup_rate = rng.choice([0.0, 0.05])
-        self.network.max_delay = rng.choice([0.1, 0.5, 2.0])
-        self.crash_mid_ready = rng.choice([0.0, 0.002])
-        fault_rate = rng.choice([0.02, 0.08, 0.2])
         try:
-            for tick in range(self.fault_ticks):
-                self.network.deliver_until(float(tick))
-                self.now = float(tick)
-                self.tick_all()
-                for _ in range(rng.randrange(3)):
-                    self.client_write()
-                for _ in range(rng.randrange(4)):
-                    self.client_read()
-                if rng.random() < fault_rate:
-                    self.random_fault()
-            self.check_liveness()
+            self.loop.run_until_complete(self._run())
         except SafetyViolation as exc:
             raise SafetyViolation(self.report(str(exc))) from None
         except Exception as exc:
             raise SafetyViolation(self.report(f"{type(exc).__name__}: {exc}")) from exc
+        finally:
+            self._shut_down()
 
-    def check_liveness(self) -> None:
+    async def _run(self) -> None:
+        rng = self.rng
+        self.network.drop_rate = rng.choice([0.0, 0.02, 0.1, 0.25])
+        self.network.dup_rate = rng.choice([0.0, 0.05])
+        self.network.max_delay = rng.choice([0.1, 0.5, 2.0])
+        self.crash_mid_write = rng.choice([0.0, 0.002])
+        fault_rate = rng.choice([0.02, 0.08, 0.2])
+        for node_id in range(1, self.size + 1):
+            self.nodes[node_id].boot()
+        self.nodes[self.spare].boot()
+        for _ in range(self.fault_ticks):
+            await asyncio.sleep(TICK)
+            self.check_all()
+            for _ in range(rng.randrange(3)):
+                self.client_write()
+            for _ in range(rng.randrange(4)):
+                self.client_read()
+            if rng.random() < fault_rate:
+                self.random_fault()
+        await self.check_liveness()
+
+    async def check_liveness(self) -> None:
         """Heal everything; a leader must emerge and new writes commit everywhere in time."""
         self.network.heal()
         self.network.drop_rate = 0.0
         self.network.dup_rate = 0.0
         self.network.max_delay = 0.3
-        self.crash_mid_ready = 0.0
+        self.crash_mid_write = 0.0
         for node_id, node in self.nodes.items():
             if not node.alive:
                 self.restart(node_id)
         self.trace(0, "faults stopped: liveness phase")
-        start = self.now
-        deadline = start + self.liveness_ticks
-        proposed: list[int] = []
-        leader: SimNode | None = None
-        tick = int(self.now) + 1
-        while self.now < deadline:
-            self.network.deliver_until(float(tick))
-            self.now = float(tick)
-            self.tick_all()
-            tick += 1
+        deadline = self.loop.time() + self.liveness_ticks * TICK
+        acked: list[int] = []
+        in_flight: asyncio.Task[int | None] | None = None
+        while self.loop.time() < deadline:
+            await asyncio.sleep(TICK)
+            self.check_all()
+            if in_flight is not None and in_flight.done():
+                index = in_flight.result()
+                if index is not None:
+                    acked.append(index)
+                in_flight = None
             leader = self.leader()
             if leader is None:
                 continue
-            if len(proposed) < 3:
-                try:
-                    data = json.dumps({"k": "final", "w": -len(proposed) - 1}).encode()
-                    proposed.append(leader.core.propose(data))
-                    leader.drain()
-                except NotLeaderError:
-                    pass
-            if len(proposed) == 3 and self.converged(leader, proposed[-1]):
+            if len(acked) < 3 and in_flight is None:
+                self.next_write_id += 1
+                data = json.dumps({"k": "final", "w": self.next_write_id}).encode()
+                in_flight = self.loop.create_task(self._write(leader, data, self.next_write_id))
+            if len(acked) == 3 and self.converged(leader, acked[-1]):
                 return
         state = ", ".join(
-            f"n{n.id}:{n.core.role.value} t{n.core.term} last{n.core.last_index} "
-            f"commit{n.core.commit_index} applied{n.applied}"
+            f"n{n.id}:{n.role.value} t{n.runtime.term} commit{n.runtime.commit_index} "
+            f"applied{n.runtime.applied_index}"
             for n in self.nodes.values()
         )
         raise SafetyViolation(
@@ -509,14 +471,36 @@ class Simulation:
         )
 
     def converged(self, leader: SimNode, index: int) -> bool:
-        members = leader.core.conf.members()
-        return all(self.nodes[m].applied >= index for m in members if m in self.nodes)
+        core = leader.runtime.core
+        assert core is not None
+        members = [self.nodes[m] for m in core.conf.members() if m in self.nodes]
+        if not all(n.runtime.applied_index >= index for n in members):
+            return False
+        for node in members:
+            if node.sm.last_write == leader.sm.last_write and node.sm.kv != leader.sm.kv:
+                raise SafetyViolation(
+                    f"state machines differ at write {leader.sm.last_write}: n{leader.id} has "
+                    f"{leader.sm.kv}, n{node.id} has {node.sm.kv}"
+                )
+        return True
+
+    def _shut_down(self) -> None:
+        for node in self.nodes.values():
+            if node.alive:
+                node.crash()
+        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
 
     def report(self, problem: str) -> str:
         return (
-            f"simulation seed {self.seed} (size {self.size}) failed at t={self.now:.3f}: "
-            f"{problem}\nreproduce: RAFTNODE_SIM_SEED={self.seed} RAFTNODE_SIM_SIZE={self.size} "
-            f"python -m tests.sim.runner\nlast events:\n{self.format_trace()}"
+            f"simulation seed {self.seed} (size {self.size}) failed at "
+            f"t={self.loop.time():.3f}: {problem}\nreproduce: RAFTNODE_SIM_SEED={self.seed} "
+            f"RAFTNODE_SIM_SIZE={self.size} python -m tests.sim.runner\n"
+            f"last events:\n{self.format_trace()}"
         )
 
 

@@ -46,7 +46,9 @@ def test_raftnode_unit_rates_2_or_better(host: Any) -> None:
     if "raft" not in groups_of(host):
         pytest.skip("not a raft host")
     out = host.run("systemd-analyze security raftnode.service").stdout
-    level = float(re.search(r"Overall exposure level for raftnode.service: ([0-9.]+)", out)[1])
+    found = re.search(r"Overall exposure level for raftnode.service: ([0-9.]+)", out)
+    assert found is not None, out
+    level = float(found[1])
     assert level <= 2.0, out
 
 

@@ -7,16 +7,19 @@ import random
 import pytest
 
 from raftnode.raft import (
+    NO_NODE,
     ConfChangeError,
     ConfChangeOp,
     Entry,
     HardState,
+    Message,
     MessageType,
     NotLeaderError,
     RaftConfig,
     RaftCore,
     Role,
     Snapshot,
+    SoftState,
 )
 from tests.unit.raft.harness import Net, cut, isolate
 
@@ -342,3 +345,22 @@ def test_removed_leader_steps_down_and_the_rest_elect() -> None:
 def test_bootstrap_requires_voters() -> None:
     with pytest.raises(ValueError):
         RaftCore.bootstrap_entries([])
+
+
+def test_ready_reports_soft_state_only_when_role_term_or_leader_changed() -> None:
+    """etcd's SoftState: the application learns role and leader from Ready, not by diffing."""
+    net = Net(3)
+    core = net.cores[2]
+    first = core.ready()
+    assert first.soft_state == SoftState(Role.FOLLOWER, 1, NO_NODE)
+    core.advance(first)
+    assert not core.has_ready()
+    core.step(Message(MT.HEARTBEAT, to=2, frm=3, term=2), net.now)
+    rd = core.ready()
+    assert rd.soft_state == SoftState(Role.FOLLOWER, 2, 3)
+    core.advance(rd)
+    core.step(Message(MT.HEARTBEAT, to=2, frm=3, term=2), net.now)
+    while core.has_ready():
+        rd = core.ready()
+        assert rd.soft_state is None  # same role, term and leader: nothing to report
+        core.advance(rd)

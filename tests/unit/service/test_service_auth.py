@@ -64,7 +64,7 @@ def test_dialing_the_wrong_node_refused() -> None:
 
 
 def test_garbage_refused() -> None:
-    async def go() -> object:
+    async def go() -> tuple[object, ...]:
         pipe, back = Pipe(), Pipe()
         await pipe.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\0" * 64)
         return await asyncio.gather(

@@ -44,8 +44,8 @@ def test_good_config_loads_from_file(tmp_path: Path) -> None:
     assert cfg.listen_client.port == 8081
     assert cfg.me.name == "n1"
     assert cfg.secret == SECRET.encode()
-    assert cfg.snapshot_every_entries == 100
-    assert cfg.log_format == "json"
+    assert cfg.snapshot.every_entries == 100
+    assert cfg.log.format == "json"
     assert cfg.timing.request_timeout_ms == 5000  # default
 
 

@@ -46,7 +46,7 @@ def test_watchdog_for_another_pid_is_ignored() -> None:
 
 def record(message: str, /, **fields: object) -> logging.LogRecord:
     r = logging.LogRecord("raftnode.node", logging.INFO, __file__, 1, message, (), None)
-    r.fields = fields  # type: ignore[attr-defined]
+    r.fields = fields
     return r
 
 

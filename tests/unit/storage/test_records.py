@@ -9,7 +9,7 @@ import pytest
 
 from raftnode.raft.types import Entry, EntryType
 from raftnode.storage.records import (
-    FRAME_HEADER,
+    RECORD_FRAME_HEADER,
     RecordError,
     decode_entries,
     encode_frame,
@@ -41,14 +41,14 @@ def test_any_flipped_bit_is_detected(position: int) -> None:
 
 def test_short_zero_and_overlong_frames_are_rejected() -> None:
     frame = encode_frame(ENTRIES)
-    assert "header" in read_frame(frame[:5], 0)  # type: ignore[operator]
+    assert "header" in read_frame(frame[:5], 0)
     assert read_frame(b"\0" * 64, 0) == "zero-length frame"
-    assert "past the end" in read_frame(frame[:-1], 0)  # type: ignore[operator]
+    assert "past the end" in read_frame(frame[:-1], 0)
 
 
 def test_crc_valid_payload_with_unknown_record_kind_is_an_error() -> None:
     payload = struct.pack("<BQQBI", 9, 1, 1, 0, 0)
-    frame = FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    frame = RECORD_FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
     result = read_frame(frame, 0)
     assert not isinstance(result, str)
     with pytest.raises(RecordError, match="unknown record kind 9"):

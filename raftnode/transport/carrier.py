@@ -1,0 +1,38 @@
+"""The runtime's view of the network between members (hashicorp/raft's ``Transport``).
+
+``RaftNode`` sends and receives Raft messages through this protocol only: ``PeerTransport``
+carries them over authenticated TCP streams, the simulation over a simulated lossy network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from raftnode.config import Address
+from raftnode.raft.types import Message
+
+Deliver = Callable[[Message], None]
+"""Called on the event loop with each message received for this node."""
+
+
+class MessageCarrier(Protocol):
+    """Best-effort, unordered-across-peers delivery of Raft messages; never blocks."""
+
+    async def start(self, deliver: Deliver) -> None:
+        """Start listening and reaching the known peers; received messages go to ``deliver``."""
+        ...
+
+    def send(self, messages: Iterable[Message]) -> None:
+        """Queue messages for their peers; drops what cannot be delivered."""
+        ...
+
+    def add_peer(self, peer_id: int, address: Address) -> None: ...
+
+    def remove_peer(self, peer_id: int) -> None: ...
+
+    def connected(self, peer_id: int) -> bool:
+        """Whether a stream to ``peer_id`` is up right now."""
+        ...
+
+    async def close(self) -> None: ...
