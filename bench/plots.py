@@ -61,7 +61,11 @@ def plot_peers(result: dict[str, Any], path: Path) -> Path | None:
     ax_ratio.barh(y, ratios, color="tab:blue")
     for i, r in enumerate(rows):
         if r.get("target"):
-            ax_ratio.plot([r["target"]], [i], "r|", markersize=18, label="target")
+            ax_ratio.plot(
+                [r["target"]], [i], "D", color="tab:red", markersize=9, zorder=3, label="target"
+            )
+    if any(r.get("target") for r in rows):
+        ax_ratio.legend(*[x[:1] for x in ax_ratio.get_legend_handles_labels()], loc="lower right")
     ax_ratio.axvline(1.0, color="grey", lw=1)
     ax_ratio.set_yticks(y, labels, fontsize=7)
     ax_ratio.invert_yaxis()

@@ -7,6 +7,7 @@ BENCH_OUT ?= build/bench
 BENCH_KEYS ?= 1000000
 BENCH_DURATION ?= 240
 BENCH_INTERVAL ?= 10
+BENCH_RESTART_TIMEOUT ?= 300
 
 .PHONY: bench-venv bench-peers bench-scale
 
@@ -23,4 +24,4 @@ bench-peers: bench-venv
 ## Grow the store (a new key per write, 64 connections) on raftnode and etcd; BENCH_KEYS, BENCH_DURATION (s per system), BENCH_INTERVAL.
 bench-scale: bench-venv
 	$(PY) -m bench.scale_bench --keys $(BENCH_KEYS) --duration $(BENCH_DURATION) \
-		--interval $(BENCH_INTERVAL) --out $(BENCH_OUT)
+		--interval $(BENCH_INTERVAL) --restart-timeout $(BENCH_RESTART_TIMEOUT) --out $(BENCH_OUT)

@@ -31,12 +31,18 @@ def test_etcd_writes_are_base64_and_others_plain_json() -> None:
     assert put_request("raftnode", "k", "v") == ("/kv", b'{"key": "k", "value": "v"}')
 
 
-def test_chunks_shorten_near_the_key_target_and_the_time_budget() -> None:
+def test_chunks_are_whole_intervals_shortened_only_by_the_time_budget() -> None:
     run = GrowingRun("raftnode", cluster=argparse.Namespace())
-    assert next_chunk_seconds(run, key_target=1000, interval=10, duration=240) == 10
-    run.keys, run.load_s = 9000, 9.0  # 1000 writes/s, 1000 keys to go
-    assert next_chunk_seconds(run, key_target=10000, interval=10, duration=240) == 1
-    run.keys, run.load_s = 1000, 238.0
-    assert next_chunk_seconds(run, key_target=10**6, interval=10, duration=240) == 2
+    assert next_chunk_seconds(run, interval=10, duration=240) == 10
+    run.keys, run.load_s = 9000, 9.0
+    assert next_chunk_seconds(run, interval=10, duration=240) == 10
+    run.load_s = 238.0
+    assert next_chunk_seconds(run, interval=10, duration=240) == 2
+    run.load_s = 239.9
+    assert next_chunk_seconds(run, interval=10, duration=240) == 1
+
+
+def test_leader_changes_count_each_switch() -> None:
+    run = GrowingRun("etcd", cluster=argparse.Namespace())
     run.leaders_seen = [1, 1, 2, 2, 1]
     assert run.leader_changes == 2
