@@ -54,8 +54,8 @@ class LocalNode:
         return f"http://127.0.0.1:{self.ports.client}"
 
 
-def seed_ports(n: int = 3) -> list[NodePorts]:
-    """The seed document's ports: client 808N, health 1000N, peer 908N."""
+def default_ports(n: int = 3) -> list[NodePorts]:
+    """The default ports of a local cluster: client 808N, health 1000N, peer 908N."""
     return [NodePorts(i, 8080 + i, 10000 + i, 9080 + i) for i in range(1, n + 1)]
 
 
@@ -282,7 +282,7 @@ def wait_until_up(
 
 def _cmd_start(args: argparse.Namespace) -> int:
     base = Path(args.dir)
-    return start_cluster(write_configs(base, seed_ports(args.nodes)), args.timeout, base)
+    return start_cluster(write_configs(base, default_ports(args.nodes)), args.timeout, base)
 
 
 def start_cluster(nodes: list[LocalNode], timeout: float, base: Path) -> int:
@@ -336,7 +336,9 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m raftnode.devcluster")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("start", help="start a local cluster on the seed's ports")
+    p = sub.add_parser(
+        "start", help="start a local cluster on the default ports (808N, 1000N, 908N)"
+    )
     p.add_argument("--dir", default="data")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--timeout", type=float, default=20.0)

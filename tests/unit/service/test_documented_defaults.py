@@ -12,7 +12,7 @@ import yaml
 
 from raftnode.config import Address
 from raftnode.defaults import Limits, LogSettings, Snapshot, Timing
-from raftnode.devcluster import seed_ports, write_configs
+from raftnode.devcluster import default_ports, write_configs
 from raftnode.raft.config import RaftConfig
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
@@ -39,7 +39,7 @@ def test_consensus_core_and_dev_cluster_use_the_same_timing(tmp_path: Path) -> N
     assert core.election_ticks == Timing().election_ticks
     assert core.heartbeat_ticks == Timing().heartbeat_ticks
     assert core.tick_seconds == Timing().tick_seconds
-    (node, *_) = write_configs(tmp_path, seed_ports(3))
+    (node, *_) = write_configs(tmp_path, default_ports(3))
     written = yaml.safe_load(node.config.read_text())
     assert written["timing"] == asdict(Timing())
     assert written["snapshot"] == asdict(Snapshot())
