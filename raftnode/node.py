@@ -222,7 +222,7 @@ class RaftNode:
                 }
             },
         )
-        await self.carrier.start(self._on_peer_message)
+        await self.carrier.start(self._on_peer_message, self._on_peer_reachability)
         self._loop_task = asyncio.ensure_future(self._ready_loop())
         self._next_tick_at = asyncio.get_running_loop().time()
         self._schedule_tick()
@@ -500,6 +500,17 @@ class RaftNode:
         if msg.type is MessageType.APPEND and msg.term >= self.core.term:
             self._leader_commit_seen = max(self._leader_commit_seen, msg.commit)
         self.core.step(msg, self._clock())
+        self._after_input()
+
+    def _on_peer_reachability(self, peer_id: int, reachable: bool) -> None:
+        """The carrier saw a peer's process go (stream reset, reconnect refused) or come back:
+        the core may replace a dead leader early (``RaftCore.report_peer_lost``)."""
+        if self.core is None or self.stopping or self.failure is not None:
+            return
+        if reachable:
+            self.core.report_peer_reachable(peer_id, self._clock())
+        else:
+            self.core.report_peer_lost(peer_id, self._clock())
         self._after_input()
 
     def _after_input(self) -> None:

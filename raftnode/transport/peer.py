@@ -9,6 +9,11 @@ Sending never blocks the caller: messages are encoded into the peer's queue and 
 writer task flushes everything queued in one write (batching). When a peer is unreachable its
 queue is dropped (Raft retransmits), the writer reconnects with exponential backoff and the
 queue is bounded, so a dead or stopped peer costs memory only up to ``max_queue_bytes``.
+
+A stream that was up and then reset or closed, followed by a refused reconnect (nothing listens
+on the peer's address: its process is gone), is reported as the peer lost (``PeerReachability``),
+and the next successful connection as the peer reachable again; the core then replaces a dead
+leader without waiting out an election timeout (``RaftCore.report_peer_lost``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from tornado.tcpserver import TCPServer
 from raftnode.config import Address
 from raftnode.raft.types import Message
 from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
-from raftnode.transport.carrier import Deliver
+from raftnode.transport.carrier import Deliver, PeerReachability
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_HEADER,
@@ -62,6 +67,9 @@ class _PeerLink:
         self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self.stream: IOStream | None = None
+        self.stream_ended = False
+        """A stream to the peer was up and ended (reset or closed), none succeeded since."""
+        self.reported_lost = False
 
     def enqueue(self, payload: bytes) -> None:
         if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
@@ -77,6 +85,13 @@ class _PeerLink:
             try:
                 stream = await self._connect()
             except (OSError, StreamClosedError, TimeoutError, AuthError) as e:
+                if self.stream_ended and not self.reported_lost and _refused(e):
+                    self.reported_lost = True
+                    log.info(
+                        "peer lost: stream ended and reconnect refused",
+                        extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
+                    )
+                    self.transport.reachability(self.peer_id, False)
                 level = logging.WARNING if isinstance(e, AuthError) else logging.DEBUG
                 log.log(
                     level,
@@ -95,10 +110,14 @@ class _PeerLink:
             backoff = BACKOFF_MIN
             self.stream = stream
             self.connected = True
+            self.stream_ended = False
             log.info(
                 "peer connected",
                 extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
             )
+            if self.reported_lost:
+                self.reported_lost = False
+                self.transport.reachability(self.peer_id, True)
             try:
                 await self._write_loop(stream)
             except (OSError, StreamClosedError, TimeoutError) as e:
@@ -108,6 +127,7 @@ class _PeerLink:
                 )
             finally:
                 self.connected = False
+                self.stream_ended = True
                 self.queue.clear()
                 self.queued_bytes = 0
                 self.stream = None
@@ -254,6 +274,7 @@ class PeerTransport:
         self.listen = listen
         self.secret = secret
         self.on_message: Deliver = _drop
+        self.reachability: PeerReachability = _ignore
         self.on_refused = on_refused
         self.max_frame_bytes = max_frame_bytes
         self.max_queue_bytes = max_queue_bytes
@@ -267,9 +288,12 @@ class PeerTransport:
     def members(self) -> set[int]:
         return {self.node_id, *self._links}
 
-    async def start(self, deliver: Deliver) -> None:
-        """Bind the listener and start dialing every peer; received messages go to ``deliver``."""
+    async def start(self, deliver: Deliver, reachability: PeerReachability | None = None) -> None:
+        """Bind the listener and start dialing every peer; received messages go to ``deliver``,
+        peers lost and reachable again to ``reachability``."""
         self.on_message = deliver
+        if reachability is not None:
+            self.reachability = reachability
         sockets = _bind(self.listen)
         self._listener.add_sockets(sockets)
         for pid, addr in self._initial_peers.items():
@@ -317,6 +341,18 @@ class PeerTransport:
 
 def _drop(message: Message) -> None:
     """Where messages go before ``start`` names a receiver: nowhere."""
+
+
+def _ignore(peer_id: int, reachable: bool) -> None:
+    """Where reachability changes go when ``start`` names no receiver: nowhere."""
+
+
+def _refused(e: BaseException) -> bool:
+    """Whether a connect failed because nothing listens there (TCP RST to our SYN). Tornado
+    wraps the socket error in a ``StreamClosedError``."""
+    return isinstance(e, ConnectionRefusedError) or (
+        isinstance(e, StreamClosedError) and isinstance(e.real_error, ConnectionRefusedError)
+    )
 
 
 def _bind(addr: Address) -> list[socket.socket]:

@@ -137,7 +137,12 @@ class Network:
         self.max_delay = 0.3
         self.cut: set[frozenset[int]] = set()
 
-    def attach(self, node_id: int, deliver: Callable[[Message], None]) -> None:
+    def attach(
+        self,
+        node_id: int,
+        deliver: Callable[[Message], None],
+        reachability: Callable[[int, bool], None] | None = None,
+    ) -> None:
         self.receivers[node_id] = deliver
 
     def detach(self, node_id: int) -> None:
