@@ -367,6 +367,10 @@ class RaftNode:
             raise Unavailable(f"no leader confirmed the read within {timeout:.1f}s") from None
         finally:
             self._reads.pop(rid, None)
+            if fut.done() and not fut.cancelled():
+                # Refused just as the wait timed out (after the shield let go of ``fut``):
+                # the timeout is the answer, mark the refusal seen.
+                fut.exception()
 
     async def wait_for_leader(self, timeout: float) -> int:
         """Wait (bounded) until some leader is known; returns its id, 0 on timeout."""
