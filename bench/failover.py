@@ -43,17 +43,19 @@ REPO = Path(__file__).resolve().parent.parent
 HAPROXY_LOCAL_CFG = REPO / "files" / "haproxy-local.cfg"
 
 
-def haproxy_config(nodes: list[LocalNode], lb_port: int, stats_port: int) -> str:
-    """``files/haproxy-local.cfg`` with the seed's ports (client 808N, health 1000N, HAProxy
-    8080, stats 8404) replaced by the benchmark's."""
+def haproxy_config(
+    nodes: list[LocalNode], lb_port: int, stats_port: int, template: Path = HAPROXY_LOCAL_CFG
+) -> str:
+    """``template`` (``files/haproxy-local.cfg``) with the seed's ports (client 808N, health
+    1000N, HAProxy 8080, stats 8404) replaced by the benchmark's."""
     by_id = {n.ports.node_id: n.ports for n in nodes}
-    cfg = HAPROXY_LOCAL_CFG.read_text()
+    cfg = template.read_text()
     cfg = re.sub(r"127\.0\.0\.1:808(\d)", lambda m: f"127.0.0.1:{by_id[int(m[1])].client}", cfg)
     cfg = re.sub(r"check port 1000(\d)", lambda m: f"check port {by_id[int(m[1])].health}", cfg)
     cfg = cfg.replace("bind *:8080", f"bind 127.0.0.1:{lb_port}")
     cfg = cfg.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{stats_port}")
     if re.search(r":(808\d|8404)\b|port 1000\d\b", re.sub(r"#.*", "", cfg)):
-        raise RuntimeError(f"{HAPROXY_LOCAL_CFG} has a seed port the benchmark did not rewrite")
+        raise RuntimeError(f"{template} has a seed port the benchmark did not rewrite")
     return cfg
 
 
@@ -94,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write through a local HAProxy running files/haproxy-local.cfg",
     )
+    parser.add_argument(
+        "--lb-config",
+        type=Path,
+        default=HAPROXY_LOCAL_CFG,
+        help="with --through-lb: the HAProxy configuration to run (seed ports, rewritten)",
+    )
     args = parser.parse_args(argv)
 
     base = Path(tempfile.mkdtemp(prefix="raftnode-bench-"))
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             procs[n.ports.node_id] = start_node(n)
         if args.through_lb:
             cfg = base / "haproxy.cfg"
-            cfg.write_text(haproxy_config(nodes, ports[9], ports[10]))
+            cfg.write_text(haproxy_config(nodes, ports[9], ports[10], args.lb_config))
             lb = subprocess.Popen(["haproxy", "-db", "-q", "-f", str(cfg)], start_new_session=True)
         for round_ in range(1, args.kills + 1):
             wait_until(
