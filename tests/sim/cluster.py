@@ -40,6 +40,7 @@ from raftnode.raft import (
     ConfChangeOp,
     HardState,
     Message,
+    MessageType,
     RaftConfig,
     RaftCore,
     Role,
@@ -145,6 +146,7 @@ class Network:
         self.max_delay = 0.3
         self.cut: set[frozenset[int]] = set()
         self.flapping: set[frozenset[int]] = set()
+        self.flaps = 0
         self.reachability: dict[int, Callable[[int, bool], None]] = {}
         self.last_delivery: dict[tuple[int, int], float] = {}
 
@@ -197,6 +199,7 @@ class Network:
         if pair in self.cut or pair in self.flapping:
             return
         self.flapping.add(pair)
+        self.flaps += 1
         self.sim.trace(0, f"link n{a}-n{b} flaps for {ticks} ticks")
         for me, peer in ((a, b), (b, a)):
             callback = self.reachability.get(me)
@@ -235,6 +238,8 @@ class Network:
             return
         sim = self.sim
         sim.steps += 1
+        if m.leader_lost and m.type is MessageType.PRE_VOTE:
+            sim.fast_prevotes += 1
         sim.events.append((sim.loop.time(), m.to, m))
         receiver(m)
         sim.nodes[m.to].check()
@@ -271,6 +276,8 @@ class Simulation:
         self.concurrent_flaps = concurrent_flaps
         self.leader_crashed_at: float | None = None
         self.failover_seconds: list[float] = []
+        self.fast_prevotes = 0
+        """Pre-vote requests marked ``leader_lost`` delivered (the fast path at work)."""
         self.rng = random.Random(seed)
         self.size = size
         self.fault_ticks = fault_ticks

@@ -43,6 +43,8 @@ class SeedResult:
     writes: int = 0
     reads: int = 0
     elections: int = 0
+    flaps: int = 0
+    fast_prevotes: int = 0
     failovers: list[float] = field(default_factory=list)
     error: str | None = None
 
@@ -68,6 +70,8 @@ def run_seed(args: tuple[int, int, bool, float | None, bool]) -> SeedResult:
         result.error = str(exc)
     result.steps, result.writes, result.reads = sim.steps, sim.acked_writes, sim.served_reads
     result.elections = sim.elections
+    result.flaps = sim.network.flaps
+    result.fast_prevotes = sim.fast_prevotes
     result.failovers = sim.failover_seconds
     return result
 
@@ -81,7 +85,7 @@ def _ms(values: list[float]) -> str:
     )
 
 
-def print_comparison(results: list[SeedResult], flapping: bool) -> None:
+def print_comparison(results: list[SeedResult]) -> None:
     by_seed: dict[int, dict[bool, SeedResult]] = {}
     for r in results:
         by_seed.setdefault(r.seed, {})[r.fast] = r
@@ -96,7 +100,9 @@ def print_comparison(results: list[SeedResult], flapping: bool) -> None:
         print(
             f"fast leader-loss {'on ' if fast else 'off'}: {sum(elections)} elections over "
             f"{len(runs)} seeds (mean {statistics.mean(elections):.2f} per seed)"
-            f"{', links flapping' if flapping else ''}; leader crash to new leader: "
+            f", {sum(r.flaps for r in runs)} link flaps, "
+            f"{sum(r.fast_prevotes for r in runs)} fast pre-vote requests; "
+            "leader crash to new leader: "
             f"{_ms(failovers)}"
         )
 
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures[:3]:
         print(failure, file=sys.stderr)
     if compare:
-        print_comparison(results, args.flapping)
+        print_comparison(results)
     print(
         f"simulation: {len(jobs)} runs, {steps} steps ({steps // max(1, len(jobs))} per run), "
         f"{writes} acknowledged writes, {reads} linearizable/lease reads checked, "
