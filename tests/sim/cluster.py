@@ -255,7 +255,9 @@ class Simulation:
     often a link flaps and ``concurrent_flaps`` whether a flap may start while another one is
     under way (several at once can cut the leader off from a majority, which is what its death
     looks like); ``other_faults=False`` leaves only those flaps (and the network's drops,
-    duplicates and delays), so that every election after the first is one a flap caused."""
+    duplicates and delays), so that every election after the first is one a flap caused;
+    ``leader_crash_rate`` (per tick) crashes the leader, to time failovers (a crashed node
+    restarts about 5 ticks later when other faults are off)."""
 
     def __init__(
         self,
@@ -268,12 +270,14 @@ class Simulation:
         flap_rate: float | None = None,
         other_faults: bool = True,
         concurrent_flaps: bool = True,
+        leader_crash_rate: float = 0.0,
     ):
         self.seed = seed
         self.fast_leader_loss = fast_leader_loss
         self.flap_rate = flap_rate
         self.other_faults = other_faults
         self.concurrent_flaps = concurrent_flaps
+        self.leader_crash_rate = leader_crash_rate
         self.leader_crashed_at: float | None = None
         self.failover_seconds: list[float] = []
         self.fast_prevotes = 0
@@ -380,6 +384,15 @@ class Simulation:
     def elections(self) -> int:
         """Elections won (terms that had a leader), the first one included."""
         return len(self.checker.leaders)
+
+    def crash_leader_sometimes(self) -> None:
+        leader = self.leader()
+        if leader is not None and self.rng.random() < self.leader_crash_rate:
+            self.crash(leader.id)
+        if not self.other_faults:
+            for node_id, node in self.nodes.items():
+                if not node.alive and self.rng.random() < 0.2:
+                    self.restart(node_id)
 
     def flap_link(self) -> None:
         """Flap a link between two live nodes, one of them the leader when there is one (a
@@ -559,6 +572,8 @@ class Simulation:
                 self.random_fault()
             if flap_rate and rng.random() < flap_rate:
                 self.flap_link()
+            if self.leader_crash_rate:
+                self.crash_leader_sometimes()
         await self.check_liveness()
 
     async def check_liveness(self) -> None:

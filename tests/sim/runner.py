@@ -10,7 +10,9 @@ to the leader flapping about every ``1 / FLAP_RATE`` ticks (nothing passes for 1
 ends are told the other is lost, as the real transport would never say of a live process): every
 election after the first is one a flap caused. One link flaps at a time, unless
 ``--concurrent-flaps``: then flaps overlap, and two flapping links of a 3-node cluster's leader
-look exactly like its death to the fast path. Both runs of every seed must pass.
+look exactly like its death to the fast path. ``--leader-crashes`` compares with no faults but
+the leader crashing about every ``1 / LEADER_CRASH_RATE`` ticks (restarted soon after), to time
+failovers. Both runs of every seed must pass.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from tests.sim.cluster import Simulation
 
 FLAP_RATE = 0.1
 """Per tick, in ``--flapping`` runs: a flap every 10 ticks (0.5 s) on average."""
+LEADER_CRASH_RATE = 0.05
+"""Per tick, in ``--leader-crashes`` runs: a leader crash every 20 ticks (1 s) on average."""
 
 
 def size_for(seed: int) -> int:
@@ -49,20 +53,32 @@ class SeedResult:
     error: str | None = None
 
 
-def run_seed(args: tuple[int, int, bool, float | None, bool]) -> SeedResult:
-    seed, size, fast, flap_rate, concurrent_flaps = args
-    only_flaps = flap_rate is not None
+def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
+    """Run one seed; ``mode`` is "default", "flapping", "concurrent-flaps" or "leader-crashes"."""
+    seed, size, fast, mode = args
     # The runtime logs elections, transfers and crashes as they happen: thousands of lines
     # per run. A failing seed reports the events that matter in its trace instead.
     logging.getLogger("raftnode").setLevel(logging.CRITICAL + 1)
-    sim = Simulation(
-        seed,
-        size=size,
-        fast_leader_loss=fast,
-        flap_rate=flap_rate,
-        other_faults=not only_flaps,
-        concurrent_flaps=concurrent_flaps or not only_flaps,
-    )
+    if mode == "default":
+        sim = Simulation(seed, size=size, fast_leader_loss=fast)
+    elif mode == "leader-crashes":
+        sim = Simulation(
+            seed,
+            size=size,
+            fast_leader_loss=fast,
+            flap_rate=0.0,
+            other_faults=False,
+            leader_crash_rate=LEADER_CRASH_RATE,
+        )
+    else:
+        sim = Simulation(
+            seed,
+            size=size,
+            fast_leader_loss=fast,
+            flap_rate=FLAP_RATE,
+            other_faults=False,
+            concurrent_flaps=mode == "concurrent-flaps",
+        )
     result = SeedResult(seed, size, fast)
     try:
         sim.run()
@@ -123,9 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--concurrent-flaps", action="store_true", help="with --flapping: let flaps overlap"
     )
+    parser.add_argument(
+        "--leader-crashes",
+        action="store_true",
+        help="--compare, with the leader crashing now and then and no other faults",
+    )
     args = parser.parse_args(argv)
-    compare = args.compare or args.flapping
-    flap_rate = FLAP_RATE if args.flapping else None
+    compare = args.compare or args.flapping or args.leader_crashes
+    mode = "default"
+    if args.flapping:
+        mode = "concurrent-flaps" if args.concurrent_flaps else "flapping"
+    elif args.leader_crashes:
+        mode = "leader-crashes"
 
     single = os.environ.get("RAFTNODE_SIM_SEED")
     if single is not None:
@@ -134,11 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         seeds = [(s, size_for(s)) for s in range(args.start, args.start + args.seeds)]
     variants = (False, True) if compare else (True,)
-    jobs = [
-        (seed, size, fast, flap_rate, args.concurrent_flaps)
-        for seed, size in seeds
-        for fast in variants
-    ]
+    jobs = [(seed, size, fast, mode) for seed, size in seeds for fast in variants]
 
     started = time.monotonic()
     passed = failed = steps = writes = reads = 0
