@@ -653,7 +653,11 @@ class RaftCore:
         """Whether the fast leader-loss rule lets us answer vote request ``m`` although we are
         within our leader's stickiness window (``_in_leader_lease``): the candidate lost its
         link to its leader, ours to our leader is lost too, and we have not heard from our
-        leader for ``leader_loss_quiet_seconds``. Log up-to-dateness is checked as always.
+        leader for ``leader_loss_quiet_seconds``; or we are campaigning on this path ourselves
+        (then the same held when we started, and we heard from no leader since, or we would
+        have become a follower; this matters in the first election timeout after a boot,
+        where a candidate would otherwise ignore everybody). Log up-to-dateness is checked
+        as always.
 
         Why lease reads stay linearizable. The leader serves a lease read at time t when a
         majority acknowledged a heartbeat round it sent at T > t - lease_seconds. Each voter in
@@ -669,9 +673,15 @@ class RaftCore:
         lease already relied on: clock rates differ by less than ``lease_drift``. The quiet
         period also bounds how much faster this path can be: writes resume about
         ``leader_loss_quiet_ticks`` plus an election round trip after the leader's last
-        heartbeat, instead of an election timeout or more.
+        heartbeat, instead of an election timeout or more. (A node that booted recently
+        acknowledged nothing of its previous life since: it heard from its leader after
+        booting and then waited the quiet period, so its boot is older than that.)
         """
-        return m.leader_lost and self._leader_lost_and_quiet()
+        if not (self.cfg.fast_leader_loss and m.leader_lost):
+            return False
+        if self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE) and self._campaign_leader_lost:
+            return True
+        return self._leader_lost_and_quiet()
 
     def _reset_randomized_timeout(self) -> None:
         et = self.cfg.election_ticks
