@@ -63,6 +63,8 @@ class _PeerLink:
         self.queue: list[bytes] = []
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
+        self.retry_now = asyncio.Event()
+        """Set when the peer dialed us: its process is up, so stop backing off."""
         self.connected = False
         self.dropped = 0
         self.task: asyncio.Task[None] | None = None
@@ -104,7 +106,9 @@ class _PeerLink:
                         }
                     },
                 )
-                await asyncio.sleep(backoff * (0.5 + random.random()))
+                self.retry_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.retry_now.wait(), backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_MIN
@@ -220,6 +224,7 @@ class _PeerListener(TCPServer):
                 return
             stream.set_nodelay(True)
             log.debug("peer accepted", extra={"fields": {"peer": peer_id}})
+            t.peer_dialed_in(peer_id)
             await self._read_loop(stream, peer_id)
         except StreamClosedError:
             pass
@@ -326,6 +331,14 @@ class PeerTransport:
     def connected(self, peer_id: int) -> bool:
         link = self._links.get(peer_id)
         return link is not None and link.connected
+
+    def peer_dialed_in(self, peer_id: int) -> None:
+        """An authenticated stream from ``peer_id`` arrived: it is up (a restarted node, say),
+        so our link to it retries now instead of after a backoff of up to ``BACKOFF_MAX``; its
+        answers (votes, for one) would be dropped until then."""
+        link = self._links.get(peer_id)
+        if link is not None and not link.connected:
+            link.retry_now.set()
 
     async def close(self) -> None:
         self.closed = True

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from raftnode.config import Address
 from raftnode.devcluster import free_ports
 from raftnode.raft import Message
+from raftnode.transport import peer as peer_module
 from raftnode.transport.peer import PeerTransport
 
 SECRET = b"s" * 32
@@ -67,3 +70,25 @@ def test_peer_never_reached_is_not_reported_lost() -> None:
         return events
 
     assert asyncio.run(scenario()) == []
+
+
+def test_a_peer_dialing_in_ends_our_reconnect_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A restarted peer dials us at once; our link to it must not sit out its backoff (up to
+    # seconds): until it reconnects, our answers to that peer (its votes!) are dropped.
+    monkeypatch.setattr(peer_module, "BACKOFF_MIN", 60.0)
+
+    async def scenario() -> None:
+        pa, pb = free_ports(2)
+        a_addr, b_addr = Address("127.0.0.1", pa), Address("127.0.0.1", pb)
+        a = PeerTransport(1, a_addr, {2: b_addr}, SECRET)
+        await a.start(_ignore)  # b is down: a's first dial fails, then backs off for a minute
+        await asyncio.sleep(0.2)
+        b = PeerTransport(2, b_addr, {1: a_addr}, SECRET)
+        await b.start(_ignore)
+        try:
+            await _until(lambda: a.connected(2))
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
