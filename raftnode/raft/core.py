@@ -159,6 +159,8 @@ class RaftCore:
         self._lost_peers: set[int] = set()
         self._leader_heard_at = 0.0
         self._campaign_leader_lost = False
+        self._quiet_proven = False
+        """We started a fast leader-loss campaign and heard from no leader since."""
         self._reset_randomized_timeout()
 
     # ------------------------------------------------------------------------------------
@@ -533,6 +535,7 @@ class RaftCore:
 
     def _become_leader(self) -> None:
         self._reset(self.term)
+        self._quiet_proven = False
         self.role = Role.LEADER
         self.leader_id = self.id
         for peer, pr in self.progress.items():
@@ -646,6 +649,7 @@ class RaftCore:
         if not self._promotable() or not self._leader_lost_and_quiet(self.cfg.tick_seconds / 4):
             return False
         self.election_elapsed = 0
+        self._quiet_proven = True
         self._campaign(pre_vote=self.cfg.pre_vote, leader_lost=True)
         return True
 
@@ -653,11 +657,11 @@ class RaftCore:
         """Whether the fast leader-loss rule lets us answer vote request ``m`` although we are
         within our leader's stickiness window (``_in_leader_lease``): the candidate lost its
         link to its leader, ours to our leader is lost too, and we have not heard from our
-        leader for ``leader_loss_quiet_seconds``; or we are campaigning on this path ourselves
-        (then the same held when we started, and we heard from no leader since, or we would
-        have become a follower; this matters in the first election timeout after a boot,
-        where a candidate would otherwise ignore everybody). Log up-to-dateness is checked
-        as always.
+        leader for ``leader_loss_quiet_seconds``; or we campaigned on this path ourselves and
+        heard from no leader since (the same held when we started; this matters in the first
+        election timeout after a boot, where a node that knows no leader ignores everybody,
+        also after stepping back for a fellow candidate). Log up-to-dateness is checked as
+        always.
 
         Why lease reads stay linearizable. The leader serves a lease read at time t when a
         majority acknowledged a heartbeat round it sent at T > t - lease_seconds. Each voter in
@@ -679,7 +683,7 @@ class RaftCore:
         """
         if not (self.cfg.fast_leader_loss and m.leader_lost):
             return False
-        if self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE) and self._campaign_leader_lost:
+        if self._quiet_proven and self.leader_id == NO_NODE:
             return True
         return self._leader_lost_and_quiet()
 
@@ -755,6 +759,7 @@ class RaftCore:
         t = m.type
         if t in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
             self._leader_heard_at = self._now
+            self._quiet_proven = False
         if t is MT.APPEND:
             self.election_elapsed = 0
             self.leader_id = m.frm

@@ -9,6 +9,8 @@ that leader for the same quiet period. The leader lease is shorter than that qui
 
 from __future__ import annotations
 
+import pytest
+
 from raftnode.raft import Message, MessageType, Role
 from tests.unit.raft.harness import Net, cut, isolate
 
@@ -197,22 +199,27 @@ def test_fast_leader_loss_candidate_yields_only_to_a_more_up_to_date_log() -> No
     assert [i for i in net.leaders() if i != 1] == [3], "node 2 lacks an entry: it cannot win"
 
 
-def test_fast_leader_loss_candidate_in_its_boot_window_grants_a_fellow_fast_candidate() -> None:
-    # Node 2 restarted not long ago (within an election timeout: it ignores candidates), heard
-    # from leader 1, then lost it and campaigns on the fast path; its request does not reach
-    # node 3 in time. When node 3 campaigns in turn, node 2 must answer it: it checked the
-    # quiet period itself when it started, and it heard from no leader since.
+@pytest.mark.parametrize("restarted", [2, 3])
+def test_fast_leader_loss_candidate_in_its_boot_window_answers_fellow_fast_candidates(
+    restarted: int,
+) -> None:
+    # One survivor restarted not long ago (in its first election timeout it ignores
+    # candidates while it knows no leader), heard from leader 1, lost it and campaigns first;
+    # its request does not reach the other survivor, which campaigns in turn. The restarted
+    # one must answer that pre-vote and, having stepped back for a lower id, the vote too: it
+    # checked the quiet period itself when it campaigned and heard from no leader since.
     net = Net(3)
     net.elect(1)
     net.tick_all(2)
-    net.cores[2]._ticks_since_boot = 0  # as if it had just restarted
+    other = 5 - restarted
+    net.cores[restarted]._ticks_since_boot = 0  # as if it had just restarted
     for node_id in (2, 3):
         net.cores[node_id].report_peer_lost(1, net.now)
     net.now += net.cores[2].cfg.leader_loss_quiet_seconds + 1.0
-    net.cores[2].tick(net.now)
-    assert net.cores[2].role is Role.PRE_CANDIDATE
-    net.deliver(drop=lambda m: m.to == 1 or m.frm == 1 or m.to == 3)  # its request is lost
-    net.cores[3].tick(net.now)
-    assert net.cores[3].role is Role.PRE_CANDIDATE
+    net.cores[restarted].tick(net.now)
+    assert net.cores[restarted].role is Role.PRE_CANDIDATE
+    net.deliver(drop=lambda m: m.to == 1 or m.frm == 1 or m.to == other)  # request lost
+    net.cores[other].tick(net.now)
+    assert net.cores[other].role is Role.PRE_CANDIDATE
     net.deliver(drop=_dead(1))
-    assert [i for i in net.leaders() if i != 1] == [3]
+    assert [i for i in net.leaders() if i != 1] == [other]
