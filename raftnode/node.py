@@ -254,7 +254,7 @@ class RaftNode:
                 }
             },
         )
-        await self.carrier.start(self._on_peer_message)
+        await self.carrier.start(self._on_peer_message, self._on_peer_reachability)
         self._loop_task = asyncio.ensure_future(self._ready_loop())
         self._next_tick_at = asyncio.get_running_loop().time()
         self._schedule_tick()
@@ -416,6 +416,10 @@ class RaftNode:
         finally:
             timer.cancel()
             self._reads.pop(rid, None)
+            if fut.done() and not fut.cancelled():
+                # Refused just as the wait timed out (after the shield let go of ``fut``):
+                # the timeout is the answer, mark the refusal seen.
+                fut.exception()
 
     async def wait_for_leader(self, timeout: float) -> int:
         """Wait (bounded) until some leader is known; returns its id, 0 on timeout."""
@@ -634,6 +638,17 @@ class RaftNode:
         if msg.type is MessageType.HEARTBEAT_RESP:
             self.metrics.heartbeat_answered(msg)
         self.core.step(msg, self._clock())
+        self._after_input()
+
+    def _on_peer_reachability(self, peer_id: int, reachable: bool) -> None:
+        """The carrier saw a peer's process go (stream reset, reconnect refused) or come back:
+        the core may replace a dead leader early (``RaftCore.report_peer_lost``)."""
+        if self.core is None or self.stopping or self.failure is not None:
+            return
+        if reachable:
+            self.core.report_peer_reachable(peer_id, self._clock())
+        else:
+            self.core.report_peer_lost(peer_id, self._clock())
         self._after_input()
 
     def _after_input(self) -> None:

@@ -9,7 +9,9 @@ leader lease.
 
 Implements leader election with PreVote and CheckQuorum, log replication with fast backtracking
 and flow control, ReadIndex and lease reads (also for followers, through the leader), snapshots
-sent in chunks, leadership transfer, and single-server membership changes with learners.
+sent in chunks, leadership transfer, single-server membership changes with learners, and fast
+leader-loss detection (``report_peer_lost``: elect a new leader without waiting out an election
+timeout when the old leader's process is plainly gone).
 """
 
 from __future__ import annotations
@@ -160,6 +162,11 @@ class RaftCore:
         self.transferee = NO_NODE
         self._term_start_index = 0
         self._now = 0.0
+        self._lost_peers: set[int] = set()
+        self._leader_heard_at = 0.0
+        self._campaign_leader_lost = False
+        self._quiet_proven = False
+        """We started a fast leader-loss campaign and heard from no leader since."""
         self._reset_randomized_timeout()
 
     # ------------------------------------------------------------------------------------
@@ -368,9 +375,36 @@ class RaftCore:
             self.log.compact(compact_to)
             self._members.compact(compact_to)
 
+    def report_peer_lost(self, peer_id: int, now: float) -> None:
+        """The transport's stream to ``peer_id`` was reset and reconnecting is refused: the
+        peer's process is most likely gone (a live process does not refuse connections).
+
+        Fast leader-loss detection: when ``peer_id`` is our leader, we start a pre-vote once we
+        have not heard from it for ``leader_loss_quiet_ticks`` (at once when that has passed),
+        instead of waiting out an election timeout, and mark our (pre)vote requests
+        ``leader_lost``. A voter grants such a request despite leader stickiness only when its
+        own link to its own leader was reported lost too and it has not heard from that leader
+        for the same quiet period; a voter that still hears from the leader refuses as always,
+        so one flapping link elects nobody. The mark is cleared by any message from the peer
+        and by ``report_peer_reachable``. Why lease reads stay linearizable: see
+        ``_grants_despite_leader``.
+        """
+        self._now = now
+        if peer_id == self.id:
+            return
+        self._lost_peers.add(peer_id)
+        self._maybe_campaign_for_lost_leader()
+
+    def report_peer_reachable(self, peer_id: int, now: float) -> None:
+        """A connection to ``peer_id`` succeeded again: undo ``report_peer_lost``."""
+        self._now = now
+        self._lost_peers.discard(peer_id)
+
     def step(self, m: Message, now: float) -> None:
         """Handle a message from a peer."""
         self._now = now
+        # Whatever it says, a message proves its sender alive.
+        self._lost_peers.discard(m.frm)
         if m.type is MT.REMOVED:
             if m.term >= self.term and not self.removed:
                 # The leader's configuration no longer lists us (we missed the entry that
@@ -386,7 +420,12 @@ class RaftCore:
         if m.type in (MT.APPEND, MT.SNAPSHOT) and m.term >= self.term:
             self.removed = False  # a leader replicates to us: we are (again) a member
         if m.term > self.term:
-            if m.type in (MT.VOTE, MT.PRE_VOTE) and not m.force and self._in_leader_lease():
+            if (
+                m.type in (MT.VOTE, MT.PRE_VOTE)
+                and not m.force
+                and self._in_leader_lease()
+                and not self._grants_despite_leader(m)
+            ):
                 # A leader is alive (or we just booted): ignore disruptive candidates. This is
                 # what makes the leader lease safe and keeps a rejoining node from deposing a
                 # healthy leader.
@@ -527,6 +566,7 @@ class RaftCore:
 
     def _become_leader(self) -> None:
         self._reset(self.term)
+        self._quiet_proven = False
         self.role = Role.LEADER
         self.leader_id = self.id
         for peer, pr in self.progress.items():
@@ -536,7 +576,8 @@ class RaftCore:
         self._term_start_index = self.log.last_index() + 1
         self._append_own([(EntryType.NORMAL, b"")])
 
-    def _campaign(self, pre_vote: bool, force: bool = False) -> None:
+    def _campaign(self, pre_vote: bool, force: bool = False, leader_lost: bool = False) -> None:
+        self._campaign_leader_lost = leader_lost
         if pre_vote:
             self._become_pre_candidate()
             term = self.term + 1
@@ -561,12 +602,13 @@ class RaftCore:
                     index=self.log.last_index(),
                     log_term=self.log.last_term(),
                     force=force,
+                    leader_lost=leader_lost,
                 )
             )
 
     def _won_election(self, pre_vote: bool) -> None:
         if pre_vote:
-            self._campaign(pre_vote=False)
+            self._campaign(pre_vote=False, leader_lost=self._campaign_leader_lost)
         else:
             self._become_leader()
 
@@ -578,6 +620,8 @@ class RaftCore:
     # ------------------------------------------------------------------------------------
     def _tick_election(self) -> None:
         self.election_elapsed += 1
+        if self._maybe_campaign_for_lost_leader():
+            return
         if self.election_elapsed >= self._randomized_timeout and self._promotable():
             self.election_elapsed = 0
             self._campaign(pre_vote=self.cfg.pre_vote)
@@ -611,6 +655,69 @@ class RaftCore:
         recent = self.leader_id != NO_NODE or self._ticks_since_boot < self.cfg.election_ticks
         return recent and self.election_elapsed < self.cfg.election_ticks
 
+    # ------------------------------------------------------------------------------------
+    # Fast leader-loss detection (report_peer_lost)
+    # ------------------------------------------------------------------------------------
+    def _leader_lost_and_quiet(self, margin: float = 0.0) -> bool:
+        """The fast-path precondition on this node: a follower whose link to its leader was
+        reported lost, and which has not heard from that leader for the quiet period
+        (plus ``margin`` seconds)."""
+        return (
+            self.cfg.fast_leader_loss
+            and self.role is Role.FOLLOWER
+            and self.leader_id != NO_NODE
+            and self.leader_id in self._lost_peers
+            and self._now - self._leader_heard_at >= self.cfg.leader_loss_quiet_seconds + margin
+        )
+
+    def _maybe_campaign_for_lost_leader(self) -> bool:
+        """Start a pre-vote marked ``leader_lost`` if the fast-path precondition holds.
+
+        The campaign waits a quarter tick beyond the quiet period the voters check, so that a
+        voter that heard the leader's last heartbeat a little later than we did (delivery
+        jitter) has passed its own quiet period by the time our request arrives.
+        """
+        if not self._promotable() or not self._leader_lost_and_quiet(self.cfg.tick_seconds / 4):
+            return False
+        self.election_elapsed = 0
+        self._quiet_proven = True
+        self._campaign(pre_vote=self.cfg.pre_vote, leader_lost=True)
+        return True
+
+    def _grants_despite_leader(self, m: Message) -> bool:
+        """Whether the fast leader-loss rule lets us answer vote request ``m`` although we are
+        within our leader's stickiness window (``_in_leader_lease``): the candidate lost its
+        link to its leader, ours to our leader is lost too, and we have not heard from our
+        leader for ``leader_loss_quiet_seconds``; or we campaigned on this path ourselves and
+        heard from no leader since (the same held when we started; this matters in the first
+        election timeout after a boot, where a node that knows no leader ignores everybody,
+        also after stepping back for a fellow candidate). Log up-to-dateness is checked as
+        always.
+
+        Why lease reads stay linearizable. The leader serves a lease read at time t when a
+        majority acknowledged a heartbeat round it sent at T > t - lease_seconds. Each voter in
+        that majority received the round at or after T, and from then on votes for nobody else
+        until it has not heard from the leader for ``leader_loss_quiet_seconds`` (this path) or
+        an election timeout (stickiness), by its own clock. ``lease_seconds`` is the shorter of
+        the two times (1 - lease_drift), so while the lease holds, no voter of that majority
+        can have voted for another candidate; any other leader needs a majority, which shares a
+        voter with it, so no other leader can exist yet and the read sees every committed
+        write. This does not rely on the transport's loss reports being right: a live leader
+        whose links are wrongly reported lost (a flapping link, a firewall answering with
+        resets) only costs an election, never a stale read. What it does rely on is what the
+        lease already relied on: clock rates differ by less than ``lease_drift``. The quiet
+        period also bounds how much faster this path can be: writes resume about
+        ``leader_loss_quiet_ticks`` plus an election round trip after the leader's last
+        heartbeat, instead of an election timeout or more. (A node that booted recently
+        acknowledged nothing of its previous life since: it heard from its leader after
+        booting and then waited the quiet period, so its boot is older than that.)
+        """
+        if not (self.cfg.fast_leader_loss and m.leader_lost):
+            return False
+        if self._quiet_proven and self.leader_id == NO_NODE:
+            return True
+        return self._leader_lost_and_quiet()
+
     def _reset_randomized_timeout(self) -> None:
         et = self.cfg.election_ticks
         self._randomized_timeout = et + self._rng.randrange(et)
@@ -636,8 +743,28 @@ class RaftCore:
             if m.type is MT.VOTE:
                 self.election_elapsed = 0
                 self.vote = m.frm
+            elif self._yields_to(m):
+                # Both of us noticed the leader's loss at about the same time. If both went on
+                # to the real vote, each would have voted for itself and nobody would win until
+                # an election timeout later: the less up-to-date (or, equal, higher-id) one
+                # steps back and lets the other win.
+                self._become_follower(self.term, NO_NODE)
         else:
             self._send(Message(resp_type, to=m.frm, frm=self.id, term=self.term, reject=True))
+
+    def _yields_to(self, m: Message) -> bool:
+        """Whether we, on a fast leader-loss pre-vote, step back for the (pre-vote) candidate
+        of ``m``, also on one, whose log is at least as up to date as ours (granted already)."""
+        if not (
+            m.type is MT.PRE_VOTE
+            and m.leader_lost
+            and self.role is Role.PRE_CANDIDATE
+            and self._campaign_leader_lost
+            and m.term == self.term + 1
+        ):
+            return False
+        ours = (self.log.last_term(), self.log.last_index())
+        return (m.log_term, m.index) > ours or m.frm < self.id
 
     def _step_candidate(self, m: Message) -> None:
         expected = MT.PRE_VOTE_RESP if self.role is Role.PRE_CANDIDATE else MT.VOTE_RESP
@@ -661,6 +788,9 @@ class RaftCore:
     # ------------------------------------------------------------------------------------
     def _step_follower(self, m: Message) -> None:
         t = m.type
+        if t in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
+            self._leader_heard_at = self._now
+            self._quiet_proven = False
         if t is MT.APPEND:
             self.election_elapsed = 0
             self.leader_id = m.frm

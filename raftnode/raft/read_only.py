@@ -4,8 +4,10 @@ Every heartbeat broadcast is a numbered round, sent at a known time. Followers e
 their answers. A read that arrives is given the commit index as its read index and waits for a
 round sent after it arrived; once a majority has acknowledged such a round the leader knows it was
 still the leader then, and the read is safe. The same acknowledgements extend the lease: a
-majority acknowledged a round sent at time T, so no other leader can be elected before
-T + election timeout, and the lease runs until T + lease_seconds.
+majority acknowledged a round sent at time T, so no other leader can be elected before T plus
+the time a voter waits after hearing from its leader before it votes for anybody else (an
+election timeout, or the shorter quiet period of fast leader-loss detection), and the lease runs
+until T + lease_seconds, which is shorter (``RaftConfig.lease_seconds``).
 """
 
 from __future__ import annotations

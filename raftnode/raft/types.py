@@ -152,7 +152,10 @@ class Message:
 
     Field use by type:
       PRE_VOTE/VOTE: term (for PRE_VOTE, the term the candidate would take), log_term/index
-        (the candidate's last entry), force (leadership transfer: ignore leader stickiness).
+        (the candidate's last entry), force (leadership transfer: ignore leader stickiness),
+        leader_lost (the candidate's link to its leader was reported lost: a voter whose own link
+        to its leader is lost too may grant it despite stickiness; see
+        ``RaftCore.report_peer_lost``).
       *_RESP to votes: term, reject.
       APPEND: term, log_term/index (the entry before ``entries``), entries, commit.
       APPEND_RESP: index (the last index now matching, or the rejected index), reject,
@@ -178,6 +181,7 @@ class Message:
     context: int = 0
     force: bool = False
     lease: bool = False
+    leader_lost: bool = False
     snapshot_meta: SnapshotMeta | None = None
     offset: int = 0
     data: bytes = b""

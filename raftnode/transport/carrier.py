@@ -15,12 +15,20 @@ from raftnode.raft.types import Message
 Deliver = Callable[[Message], None]
 """Called on the event loop with each message received for this node."""
 
+PeerReachability = Callable[[int, bool], None]
+"""Called on the event loop with ``(peer_id, False)`` when the peer's process is plainly gone:
+the stream to it was reset or closed and reconnecting is refused (nothing listens on its
+address); and with ``(peer_id, True)`` when a connection to it succeeds again after that. Not
+called for silence or timeouts (a partition, a dead host): those only show as missing messages.
+The runtime feeds these to ``RaftCore.report_peer_lost`` / ``report_peer_reachable``."""
+
 
 class MessageCarrier(Protocol):
     """Best-effort, unordered-across-peers delivery of Raft messages; never blocks."""
 
-    async def start(self, deliver: Deliver) -> None:
-        """Start listening and reaching the known peers; received messages go to ``deliver``."""
+    async def start(self, deliver: Deliver, reachability: PeerReachability | None = None) -> None:
+        """Start listening and reaching the known peers; received messages go to ``deliver``,
+        losses and recoveries of peers (see ``PeerReachability``) to ``reachability``."""
         ...
 
     def send(self, messages: Iterable[Message]) -> None:

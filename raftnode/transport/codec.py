@@ -39,6 +39,7 @@ _FORCE = 2
 _LEASE = 4
 _DONE = 8
 _HAS_META = 16
+_LEADER_LOST = 32
 
 DEFAULT_MAX_FRAME_BYTES = 64 << 20
 """Largest frame accepted: a full append batch or a snapshot chunk plus headroom."""
@@ -55,6 +56,7 @@ def encode_message(m: Message) -> bytes:
         | (_LEASE if m.lease else 0)
         | (_DONE if m.done else 0)
         | (_HAS_META if m.snapshot_meta is not None else 0)
+        | (_LEADER_LOST if m.leader_lost else 0)
     )
     parts = [
         _HEADER.pack(
@@ -131,6 +133,7 @@ def decode_message(buf: bytes | memoryview) -> Message:
         context=context,
         force=bool(flags & _FORCE),
         lease=bool(flags & _LEASE),
+        leader_lost=bool(flags & _LEADER_LOST),
         snapshot_meta=meta,
         offset=offset,
         data=bytes(view[pos:]),

@@ -9,6 +9,11 @@ Sending never blocks the caller: messages are encoded into the peer's queue and 
 writer task flushes everything queued in one write (batching). When a peer is unreachable its
 queue is dropped (Raft retransmits), the writer reconnects with exponential backoff and the
 queue is bounded, so a dead or stopped peer costs memory only up to ``max_queue_bytes``.
+
+A stream that was up and then reset or closed, followed by a refused reconnect (nothing listens
+on the peer's address: its process is gone), is reported as the peer lost (``PeerReachability``),
+and the next successful connection as the peer reachable again; the core then replaces a dead
+leader without waiting out an election timeout (``RaftCore.report_peer_lost``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from tornado.tcpserver import TCPServer
 from raftnode.config import Address
 from raftnode.raft.types import Message
 from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
-from raftnode.transport.carrier import Deliver
+from raftnode.transport.carrier import Deliver, PeerReachability
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     MESSAGE_FRAME_HEADER,
@@ -58,9 +63,14 @@ class _PeerLink:
         self.queue: list[bytes] = []
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
+        self.retry_now = asyncio.Event()
+        """Set when the peer dialed us: its process is up, so stop backing off."""
         self.connected = False
         self.task: asyncio.Task[None] | None = None
         self.stream: IOStream | None = None
+        self.stream_ended = False
+        """A stream to the peer was up and ended (reset or closed), none succeeded since."""
+        self.reported_lost = False
 
     def enqueue(self, payload: bytes) -> None:
         if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
@@ -75,6 +85,13 @@ class _PeerLink:
             try:
                 stream = await self._connect()
             except (OSError, StreamClosedError, TimeoutError, AuthError) as e:
+                if self.stream_ended and not self.reported_lost and _refused(e):
+                    self.reported_lost = True
+                    log.info(
+                        "peer lost: stream ended and reconnect refused",
+                        extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
+                    )
+                    self.transport.reachability(self.peer_id, False)
                 level = logging.WARNING if isinstance(e, AuthError) else logging.DEBUG
                 log.log(
                     level,
@@ -87,16 +104,22 @@ class _PeerLink:
                         }
                     },
                 )
-                await asyncio.sleep(backoff * (0.5 + random.random()))
+                self.retry_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.retry_now.wait(), backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_MIN
             self.stream = stream
             self.connected = True
+            self.stream_ended = False
             log.info(
                 "peer connected",
                 extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
             )
+            if self.reported_lost:
+                self.reported_lost = False
+                self.transport.reachability(self.peer_id, True)
             try:
                 await self._write_loop(stream)
             except (OSError, StreamClosedError, TimeoutError) as e:
@@ -106,6 +129,7 @@ class _PeerLink:
                 )
             finally:
                 self.connected = False
+                self.stream_ended = True
                 self.queue.clear()
                 self.queued_bytes = 0
                 self.stream = None
@@ -197,6 +221,7 @@ class _PeerListener(TCPServer):
                 return
             stream.set_nodelay(True)
             log.debug("peer accepted", extra={"fields": {"peer": peer_id}})
+            t.peer_dialed_in(peer_id)
             await self._read_loop(stream, peer_id)
         except StreamClosedError:
             pass
@@ -252,6 +277,7 @@ class PeerTransport:
         self.listen = listen
         self.secret = secret
         self.on_message: Deliver = _drop
+        self.reachability: PeerReachability = _ignore
         self.on_refused = on_refused
         self.max_frame_bytes = max_frame_bytes
         self.max_queue_bytes = max_queue_bytes
@@ -264,9 +290,12 @@ class PeerTransport:
     def members(self) -> set[int]:
         return {self.node_id, *self._links}
 
-    async def start(self, deliver: Deliver) -> None:
-        """Bind the listener and start dialing every peer; received messages go to ``deliver``."""
+    async def start(self, deliver: Deliver, reachability: PeerReachability | None = None) -> None:
+        """Bind the listener and start dialing every peer; received messages go to ``deliver``,
+        peers lost and reachable again to ``reachability``."""
         self.on_message = deliver
+        if reachability is not None:
+            self.reachability = reachability
         sockets = _bind(self.listen)
         self._listener.add_sockets(sockets)
         for pid, addr in self._initial_peers.items():
@@ -300,6 +329,14 @@ class PeerTransport:
         link = self._links.get(peer_id)
         return link is not None and link.connected
 
+    def peer_dialed_in(self, peer_id: int) -> None:
+        """An authenticated stream from ``peer_id`` arrived: it is up (a restarted node, say),
+        so our link to it retries now instead of after a backoff of up to ``BACKOFF_MAX``; its
+        answers (votes, for one) would be dropped until then."""
+        link = self._links.get(peer_id)
+        if link is not None and not link.connected:
+            link.retry_now.set()
+
     async def close(self) -> None:
         self.closed = True
         self._listener.stop()
@@ -314,6 +351,18 @@ class PeerTransport:
 
 def _drop(message: Message) -> None:
     """Where messages go before ``start`` names a receiver: nowhere."""
+
+
+def _ignore(peer_id: int, reachable: bool) -> None:
+    """Where reachability changes go when ``start`` names no receiver: nowhere."""
+
+
+def _refused(e: BaseException) -> bool:
+    """Whether a connect failed because nothing listens there (TCP RST to our SYN). Tornado
+    wraps the socket error in a ``StreamClosedError``."""
+    return isinstance(e, ConnectionRefusedError) or (
+        isinstance(e, StreamClosedError) and isinstance(e.real_error, ConnectionRefusedError)
+    )
 
 
 def _bind(addr: Address) -> list[socket.socket]:

@@ -13,6 +13,13 @@ the node API at random nodes; the leader is asked to transfer leadership and to 
 membership. After the fault phase everything heals and the cluster must elect a leader and
 commit new proposals on every member within a bounded simulated time. ``SafetyChecker`` checks
 Raft's properties as events happen.
+
+Peer loss is reported as ``PeerTransport`` reports it: when a node crashes, each live node whose
+link to it is not cut hears "peer lost" shortly after (after the last message already on its way
+from the dead node, as a TCP reset follows the data before it), and "reachable" once the node
+is back. Flapping links (``flap_rate``) are the adversarial case: a link between two live nodes
+drops everything for a few ticks and both ends are told the other is lost, which the real
+transport would never say of a live process; lease reads must stay linearizable all the same.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from raftnode.raft import (
     ConfChangeOp,
     HardState,
     Message,
+    MessageType,
     RaftConfig,
     RaftCore,
     Role,
@@ -115,6 +123,7 @@ class SimNode:
             log_terms = {i: core.log.term(i) for i in range(lo, checker.max_committed + 1)}
             checker.on_leader(self.id, core.term, log_terms)
             self.sim.trace(self.id, f"became leader of term {core.term}")
+            self.sim.on_new_leader()
 
     def check_commits(self) -> None:
         core = self.runtime.core
@@ -136,15 +145,78 @@ class Network:
         self.dup_rate = 0.0
         self.max_delay = 0.3
         self.cut: set[frozenset[int]] = set()
+        self.flapping: set[frozenset[int]] = set()
+        self.flaps = 0
+        self.reachability: dict[int, Callable[[int, bool], None]] = {}
+        self.last_delivery: dict[tuple[int, int], float] = {}
 
-    def attach(self, node_id: int, deliver: Callable[[Message], None]) -> None:
+    def attach(
+        self,
+        node_id: int,
+        deliver: Callable[[Message], None],
+        reachability: Callable[[int, bool], None] | None = None,
+    ) -> None:
         self.receivers[node_id] = deliver
+        if reachability is not None:
+            self.reachability[node_id] = reachability
+        for other in list(self.receivers):
+            if other != node_id:
+                # The others' reconnects to the restarted node succeed.
+                self.report(other, node_id, True, TICK * (0.5 + self.sim.rng.random()))
 
     def detach(self, node_id: int) -> None:
         self.receivers.pop(node_id, None)
+        self.reachability.pop(node_id, None)
+        for other in list(self.receivers):
+            if other != node_id and not self.blocked(node_id, other):
+                # Its streams are reset and reconnects refused: after whatever it sent last.
+                after = max(0.0, self.last_delivery.get((node_id, other), 0.0) - self.now())
+                self.report(other, node_id, False, after + TICK * (0.02 + self.sim.rng.random()))
+
+    def now(self) -> float:
+        return self.sim.loop.time()
+
+    def report(self, to: int, peer: int, reachable: bool, delay: float) -> None:
+        """Tell node ``to`` (the runtime attached now) that ``peer`` was lost or is back."""
+        callback = self.reachability.get(to)
+        if callback is None:
+            return
+
+        def fire() -> None:
+            if self.reachability.get(to) is not callback:
+                return  # ``to`` crashed (or restarted) in between
+            if self.blocked(to, peer) or reachable != (peer in self.receivers):
+                return  # overtaken by events: the peer came back, died again, or was cut off
+            self.sim.trace(to, f"told n{peer} is {'reachable' if reachable else 'lost'}")
+            callback(peer, reachable)
+
+        self.sim.loop.call_later(delay, fire)
+
+    def flap(self, a: int, b: int, ticks: int) -> None:
+        """Reset the link between live nodes ``a`` and ``b``: nothing passes for ``ticks`` and
+        both are told the other is lost (as if reconnects were refused), then it comes back."""
+        pair = frozenset((a, b))
+        if pair in self.cut or pair in self.flapping:
+            return
+        self.flapping.add(pair)
+        self.flaps += 1
+        self.sim.trace(0, f"link n{a}-n{b} flaps for {ticks} ticks")
+        for me, peer in ((a, b), (b, a)):
+            callback = self.reachability.get(me)
+            if callback is not None:
+                self.sim.trace(me, f"told n{peer} is lost (flapping link)")
+                callback(peer, False)
+
+        def restore() -> None:
+            self.flapping.discard(pair)
+            for me, peer in ((a, b), (b, a)):
+                self.report(me, peer, True, 0.0)
+
+        self.sim.loop.call_later(ticks * TICK, restore)
 
     def blocked(self, a: int, b: int) -> bool:
-        return frozenset((a, b)) in self.cut
+        pair = frozenset((a, b))
+        return pair in self.cut or pair in self.flapping
 
     def reachable(self, a: int, b: int) -> bool:
         return b in self.receivers and not self.blocked(a, b)
@@ -156,6 +228,8 @@ class Network:
         copies = 2 if rng.random() < self.dup_rate else 1
         for _ in range(copies):
             delay = TICK * (0.01 + rng.random() * self.max_delay)
+            key = (m.frm, m.to)
+            self.last_delivery[key] = max(self.last_delivery.get(key, 0.0), self.now() + delay)
             self.sim.loop.call_later(delay, self._deliver, m)
 
     def _deliver(self, m: Message) -> None:
@@ -164,17 +238,50 @@ class Network:
             return
         sim = self.sim
         sim.steps += 1
+        if m.leader_lost and m.type is MessageType.PRE_VOTE:
+            sim.fast_prevotes += 1
         sim.events.append((sim.loop.time(), m.to, m))
         receiver(m)
         sim.nodes[m.to].check()
 
     def heal(self) -> None:
         self.cut.clear()
+        self.flapping.clear()
 
 
 class Simulation:
-    def __init__(self, seed: int, size: int = 3, fault_ticks: int = 250, liveness_ticks: int = 120):
+    """One seeded run. ``fast_leader_loss`` switches the core's fast leader-loss path (see
+    ``RaftCore.report_peer_lost``); ``flap_rate`` (per tick) overrides the seed's choice of how
+    often a link flaps and ``concurrent_flaps`` whether a flap may start while another one is
+    under way (several at once can cut the leader off from a majority, which is what its death
+    looks like); ``other_faults=False`` leaves only those flaps (and the network's drops,
+    duplicates and delays), so that every election after the first is one a flap caused;
+    ``leader_crash_rate`` (per tick) crashes the leader, to time failovers (a crashed node
+    restarts about 5 ticks later when other faults are off)."""
+
+    def __init__(
+        self,
+        seed: int,
+        size: int = 3,
+        fault_ticks: int = 250,
+        liveness_ticks: int = 120,
+        *,
+        fast_leader_loss: bool = True,
+        flap_rate: float | None = None,
+        other_faults: bool = True,
+        concurrent_flaps: bool = True,
+        leader_crash_rate: float = 0.0,
+    ):
         self.seed = seed
+        self.fast_leader_loss = fast_leader_loss
+        self.flap_rate = flap_rate
+        self.other_faults = other_faults
+        self.concurrent_flaps = concurrent_flaps
+        self.leader_crash_rate = leader_crash_rate
+        self.leader_crashed_at: float | None = None
+        self.failover_seconds: list[float] = []
+        self.fast_prevotes = 0
+        """Pre-vote requests marked ``leader_lost`` delivered (the fast path at work)."""
         self.rng = random.Random(seed)
         self.size = size
         self.fault_ticks = fault_ticks
@@ -226,6 +333,7 @@ class Simulation:
             learner_catchup_entries=20,
             tick_seconds=TICK,
             lease_drift=0.1,
+            fast_leader_loss=self.fast_leader_loss,
         )
 
     # --- plumbing -----------------------------------------------------------------------
@@ -260,8 +368,42 @@ class Simulation:
 
     # --- faults -------------------------------------------------------------------------
     def crash(self, node_id: int) -> None:
+        leader = self.leader()
+        if leader is not None and leader.id == node_id and self.leader_crashed_at is None:
+            self.leader_crashed_at = self.loop.time()
         self.nodes[node_id].crash()
         self.trace(node_id, "crashed")
+
+    def on_new_leader(self) -> None:
+        """Count how long the cluster went without a leader after its leader crashed."""
+        if self.leader_crashed_at is not None:
+            self.failover_seconds.append(self.loop.time() - self.leader_crashed_at)
+            self.leader_crashed_at = None
+
+    @property
+    def elections(self) -> int:
+        """Elections won (terms that had a leader), the first one included."""
+        return len(self.checker.leaders)
+
+    def crash_leader_sometimes(self) -> None:
+        leader = self.leader()
+        if leader is not None and self.rng.random() < self.leader_crash_rate:
+            self.crash(leader.id)
+        if not self.other_faults:
+            for node_id, node in self.nodes.items():
+                if not node.alive and self.rng.random() < 0.2:
+                    self.restart(node_id)
+
+    def flap_link(self) -> None:
+        """Flap a link between two live nodes, one of them the leader when there is one (a
+        flapping link to the leader is the one that could cost an election)."""
+        alive = [i for i, n in self.nodes.items() if n.alive]
+        if len(alive) < 2 or (self.network.flapping and not self.concurrent_flaps):
+            return
+        leader = self.leader()
+        a = leader.id if leader is not None else self.rng.choice(alive)
+        b = self.rng.choice([i for i in alive if i != a])
+        self.network.flap(a, b, self.rng.randint(1, 6))
 
     def restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
@@ -413,8 +555,9 @@ class Simulation:
         self.network.drop_rate = rng.choice([0.0, 0.02, 0.1, 0.25])
         self.network.dup_rate = rng.choice([0.0, 0.05])
         self.network.max_delay = rng.choice([0.1, 0.5, 2.0])
-        self.crash_mid_write = rng.choice([0.0, 0.002])
+        self.crash_mid_write = rng.choice([0.0, 0.002]) if self.other_faults else 0.0
         fault_rate = rng.choice([0.02, 0.08, 0.2])
+        flap_rate = rng.choice([0.0, 0.0, 0.02, 0.1]) if self.flap_rate is None else self.flap_rate
         for node_id in range(1, self.size + 1):
             self.nodes[node_id].boot()
         self.nodes[self.spare].boot()
@@ -425,8 +568,12 @@ class Simulation:
                 self.client_write()
             for _ in range(rng.randrange(4)):
                 self.client_read()
-            if rng.random() < fault_rate:
+            if rng.random() < fault_rate and self.other_faults:
                 self.random_fault()
+            if flap_rate and rng.random() < flap_rate:
+                self.flap_link()
+            if self.leader_crash_rate:
+                self.crash_leader_sometimes()
         await self.check_liveness()
 
     async def check_liveness(self) -> None:

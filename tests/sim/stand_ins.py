@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from raftnode.config import Address
 from raftnode.raft import Entry, HardState, Message, Snapshot
 from raftnode.storage.log_store import PersistedState
-from raftnode.transport.carrier import Deliver
+from raftnode.transport.carrier import Deliver, PeerReachability
 
 if TYPE_CHECKING:
     from tests.sim.cluster import SimNode, Simulation
@@ -109,8 +109,8 @@ class SimCarrier:
         self.node_id = node_id
         self.closed = False
 
-    async def start(self, deliver: Deliver) -> None:
-        self.sim.network.attach(self.node_id, deliver)
+    async def start(self, deliver: Deliver, reachability: PeerReachability | None = None) -> None:
+        self.sim.network.attach(self.node_id, deliver, reachability)
 
     def send(self, messages: Iterable[Message]) -> None:
         if self.closed:

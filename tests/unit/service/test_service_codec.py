@@ -19,6 +19,7 @@ def sample_messages() -> list[Message]:
     )
     return [
         Message(MessageType.VOTE, to=2, frm=1, term=5, log_term=4, index=99, force=True),
+        Message(MessageType.PRE_VOTE, to=2, frm=1, term=6, log_term=4, index=99, leader_lost=True),
         Message(
             MessageType.APPEND, to=3, frm=1, term=3, log_term=3, index=9, entries=entries, commit=8
         ),
