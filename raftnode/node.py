@@ -139,6 +139,15 @@ def _expire(fut: asyncio.Future[Any], error: Callable[[], NodeError]) -> None:
         fut.set_exception(error())
 
 
+def _log_snapshot(event: str, snapshot: Snapshot, started: float) -> None:
+    fields = {
+        "index": snapshot.meta.index,
+        "bytes": len(snapshot.data),
+        "seconds": round(time.monotonic() - started, 4),
+    }
+    log.info(event, extra={"fields": fields})
+
+
 LeaderListener = Callable[[int, int], None]
 """Called with (leader_id, term) whenever the known leader changes (0 = none known)."""
 
@@ -844,16 +853,7 @@ class RaftNode:
             self._compaction = None
         self.metrics.snapshot_bytes.observe(len(snapshot.data))
         self.metrics.snapshots.labels(kind="taken").inc()
-        log.info(
-            "log compacted",
-            extra={
-                "fields": {
-                    "index": snapshot.meta.index,
-                    "bytes": len(snapshot.data),
-                    "seconds": round(time.monotonic() - started, 4),
-                }
-            },
-        )
+        _log_snapshot("log compacted", snapshot, started)
 
     async def _materialize(self) -> None:
         """A follower needs a complete snapshot: take one off the loop and offer it."""
@@ -873,16 +873,7 @@ class RaftNode:
         finally:
             self._materializing = None
         self.metrics.snapshots.labels(kind="materialized").inc()
-        log.info(
-            "snapshot materialized for a follower",
-            extra={
-                "fields": {
-                    "index": snapshot.meta.index,
-                    "bytes": len(snapshot.data),
-                    "seconds": round(time.monotonic() - started, 4),
-                }
-            },
-        )
+        _log_snapshot("snapshot materialized for a follower", snapshot, started)
 
     def _release_read_waiters(self) -> None:
         while self._read_waiters and self._read_waiters[0][0] <= self.applied_index:

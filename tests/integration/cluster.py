@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,16 @@ class Cluster:
                 raise AssertionError(f"write {key} not acknowledged within {timeout}s: {r}")
             i += 1
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running(**options: Any) -> Iterator[Cluster]:
+    """A started ``Cluster(**options)`` with a leader; closed (every process killed, data
+    removed) on the way out, on failure too."""
+    c = Cluster(**options)
+    try:
+        c.start()
+        c.leader()
+        yield c
+    finally:
+        c.close()

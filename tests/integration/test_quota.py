@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.cluster import Cluster, http
+from tests.integration.cluster import Cluster, http, running
 
 QUOTA = 4000
 VALUE = "v" * 100
@@ -15,13 +15,8 @@ VALUE = "v" * 100
 
 @pytest.fixture(scope="module")
 def small_cluster() -> Iterator[Cluster]:
-    c = Cluster(limits={"max_store_bytes": QUOTA})
-    try:
-        c.start()
-        c.leader()
+    with running(limits={"max_store_bytes": QUOTA}) as c:
         yield c
-    finally:
-        c.close()
 
 
 def metric(c: Cluster, node: int, name: str) -> float:

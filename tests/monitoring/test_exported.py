@@ -19,7 +19,7 @@ import pytest
 
 import raftnode
 from raftnode.devcluster import free_ports
-from tests.integration.cluster import Cluster, http
+from tests.integration.cluster import Cluster, http, running
 from tests.monitoring.promql import REPO, SCRAPE_SERIES, exported_names, used_metrics
 
 LOCAL_CFG = REPO / "files" / "haproxy-local.cfg"
@@ -44,13 +44,8 @@ def render_config(ports: dict[int, tuple[int, int]], bind: int, stats: int) -> s
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    c = Cluster()
-    try:
-        c.start()
-        c.leader()
+    with running() as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture(scope="module")
