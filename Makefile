@@ -33,13 +33,13 @@ $(VENV)/.installed: pyproject.toml
 # Every Python tree in the repository. Molecule scenarios are checked one at a time: each has its
 # own tests/test_*.py (same module names), and they import molecule/shared/lab_probe.py.
 PY_TREES := raftnode tests bench lab examples molecule
-MOLECULE_SCENARIOS := $(patsubst %/,%,$(dir $(wildcard molecule/*/tests/*.py molecule/*/*.py)))
+MOLECULE_PY_DIRS := $(patsubst %/,%,$(dir $(wildcard molecule/*/tests/*.py molecule/*/*.py)))
 
 lint: venv
 	$(VENV)/bin/ruff check $(PY_TREES)
 	$(VENV)/bin/ruff format --check $(PY_TREES)
 	$(VENV)/bin/mypy raftnode tests bench lab examples
-	@set -e; for scenario in $(sort $(patsubst %/tests,%,$(MOLECULE_SCENARIOS))); do \
+	@set -e; for scenario in $(sort $(patsubst %/tests,%,$(MOLECULE_PY_DIRS))); do \
 		echo "mypy $$scenario"; \
 		MYPYPATH=molecule/shared $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
 	done
