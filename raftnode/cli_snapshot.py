@@ -96,14 +96,14 @@ def _restore(args: argparse.Namespace) -> int:
         peers = parse_peers(args.peers)
         if args.node_id not in peers:
             raise ValueError(f"--node-id {args.node_id} is not among --peers {sorted(peers)}")
-        desc = restore_data_dir(Path(args.file), Path(args.data_dir), peers)
+        desc = restore_data_dir(Path(args.file), Path(args.data_dir), peers, args.cluster_token)
     except (ValueError, StoreError, OSError) as e:
         print(f"raftnode: restore: {e}", file=sys.stderr)
         return 1
     print(
         f"restored {args.file} into {args.data_dir}: index {desc.index}, {desc.keys} keys; "
         f"a new cluster of {', '.join(map(str, sorted(peers)))}: restore every member from the "
-        "same file with the same --peers, then start them"
+        "same file with the same --peers (and --cluster-token), then start them"
     )
     return 0
 
@@ -128,5 +128,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--node-id", type=int, required=True, help="this member's node_id")
     p.add_argument(
         "--peers", required=True, help="the new cluster's members: 1=host:port,2=host:port,..."
+    )
+    p.add_argument(
+        "--cluster-token",
+        default="",
+        help="mixed into the new cluster id: give every member the same (default: empty)",
     )
     p.set_defaults(func=_restore)

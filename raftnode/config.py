@@ -83,6 +83,8 @@ class NodeConfig:
     secret: bytes | None
     insecure: bool = False
     initial_cluster_state: str = "new"
+    initial_cluster_token: str = ""
+    """Mixed into the cluster id at bootstrap (etcd's meaning); the same on every member."""
     """etcd's meaning: ``new`` bootstraps an empty data directory from ``cluster``; ``existing``
     never does: the node waits to be added (``raftnode member add``) and contacted."""
     timing: Timing = field(default_factory=Timing)
@@ -289,6 +291,7 @@ TOP_KEYS = {
     "secret_file",
     "insecure",
     "initial_cluster_state",
+    "initial_cluster_token",
     "timing",
     "limits",
     "snapshot",
@@ -310,6 +313,10 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
     state = c.string(top, "initial_cluster_state", "initial_cluster_state", "new")
     if state not in CLUSTER_STATES:
         c.fail("initial_cluster_state", f"must be new or existing, got {state!r}")
+    token = top.get("initial_cluster_token", "")
+    if not isinstance(token, str):
+        c.fail("initial_cluster_token", f"must be a string, got {token!r}")
+        token = ""
     config = NodeConfig(
         node_id=node_id,
         data_dir=data_dir,
@@ -320,6 +327,7 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
         secret=secret,
         insecure=insecure,
         initial_cluster_state=state,
+        initial_cluster_token=token,
         timing=_integer_section(c, top.get("timing"), "timing", Timing),
         limits=_integer_section(c, top.get("limits"), "limits", Limits),
         snapshot=_integer_section(c, top.get("snapshot"), "snapshot", Snapshot),

@@ -64,7 +64,9 @@ from raftnode.state_keeping import (
     StateMachine,
     executor_runner,
 )
+from raftnode.storage.cluster_identity import bootstrap_cluster_id
 from raftnode.storage.log_store import DiskLogStore, LogStore
+from raftnode.transport.auth import NO_CLUSTER
 from raftnode.transport.carrier import MessageCarrier
 from raftnode.transport.peer import PeerTransport
 
@@ -116,6 +118,9 @@ class NodeOptions:
     heartbeat_ticks: int = Timing().heartbeat_ticks
     snapshot_every_entries: int = SnapshotDefaults().every_entries
     initial_cluster_state: Literal["new", "existing"] = "new"
+    initial_cluster_token: str = ""
+    """Mixed into the id of a bootstrapped cluster: give clusters with the same members
+    different tokens (etcd's --initial-cluster-token)."""
 
     def raft_config(self) -> RaftConfig:
         """The core's configuration for these options (its other tunables at their defaults)."""
@@ -219,6 +224,9 @@ class RaftNode:
         """Every member's peer address as this node knows it (initial members, then each
         applied change's ``peer`` context)."""
         self._promoting: asyncio.Task[None] | None = None
+        self._save_cluster: asyncio.Future[None] | None = None
+        self.cluster_id = NO_CLUSTER
+        """The cluster this node belongs to (16 bytes; ``NO_CLUSTER`` until it joined one)."""
         self._state_waiters: list[asyncio.Future[None]] = []
         self._shown = SoftState(Role.FOLLOWER, 0, NO_NODE)
         self.applied_index = 0
@@ -235,11 +243,15 @@ class RaftNode:
         o = self.options
         state = await self.log_store.load()
         hard_state, snapshot, entries = state.hard_state, state.snapshot, state.entries
+        self.cluster_id = state.cluster_id
         if state.is_empty and o.initial_cluster_state == "new":
             entries = RaftCore.bootstrap_entries(o.members)
             hard_state = HardState(term=1, commit=1)
             await self.log_store.persist(entries, hard_state)
-            log.info("bootstrapped new cluster", extra={"fields": {"voters": sorted(o.members)}})
+            self.cluster_id = bootstrap_cluster_id(o.members, o.initial_cluster_token)
+            await self.log_store.save_cluster_id(self.cluster_id)
+            fields = {"voters": sorted(o.members), "cluster_id": self.cluster_id.hex()}
+            log.info("bootstrapped new cluster", extra={"fields": fields})
         elif state.is_empty:
             log.info("empty data directory: waiting for the cluster's leader to send its state")
         snapshot, self.applied_index = await self._keeper.start(snapshot)
@@ -263,6 +275,7 @@ class RaftNode:
                 }
             },
         )
+        self.carrier.set_cluster_id(self.cluster_id, self._learned_cluster_id)
         await self.carrier.start(self._on_peer_message, self._on_peer_reachability)
         self._loop_task = asyncio.ensure_future(self._ready_loop())
         self._next_tick_at = asyncio.get_running_loop().time()
@@ -582,6 +595,7 @@ class RaftNode:
             "id": self.node_id,
             "role": self.role.value,
             "membership": self.membership,
+            "cluster_id": self.cluster_id.hex(),
             "term": self.term,
             "leader": self.leader_id,
             "commit": self.commit_index,
@@ -788,6 +802,12 @@ class RaftNode:
                 }
             },
         )
+
+    def _learned_cluster_id(self, cluster_id: bytes) -> None:
+        """A peer told a node that had none which cluster it joined: remember it durably."""
+        self.cluster_id = cluster_id
+        log.info("joined cluster", extra={"fields": {"cluster_id": cluster_id.hex()}})
+        self._save_cluster = asyncio.ensure_future(self.log_store.save_cluster_id(cluster_id))
 
     def _forget_peer(self, node_id: int) -> None:
         if not self.stopping and node_id not in self.conf.members():

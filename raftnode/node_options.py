@@ -25,4 +25,5 @@ def options_from_config(config: NodeConfig) -> NodeOptions:
         heartbeat_ticks=config.timing.heartbeat_ticks,
         snapshot_every_entries=config.snapshot.every_entries,
         initial_cluster_state="existing" if config.initial_cluster_state == "existing" else "new",
+        initial_cluster_token=config.initial_cluster_token,
     )

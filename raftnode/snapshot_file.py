@@ -5,7 +5,8 @@ sealed with the Raft position it reflects: one ``raft_position`` row with the in
 configuration (voters, learners, peer addresses). ``raftnode snapshot save`` downloads one from
 a node (``GET /admin/v1/snapshot``), ``inspect`` reads it, and ``restore`` turns it into a fresh
 data directory for a *new* cluster (etcdutl's ``snapshot restore``): the store as in the file,
-and a Raft log that starts at the file's index with the membership given on the command line.
+and a Raft log that starts at the file's index with the membership given on the command line,
+under a new cluster id (the old members are refused at the peer handshake).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from raftnode.config import Address
 from raftnode.kv.store import KeyValueStore, StoreFormatError, inspect_snapshot
 from raftnode.raft.types import ConfState, HardState, Snapshot, SnapshotMeta
+from raftnode.storage.cluster_identity import derive_cluster_id, write_cluster_id
 from raftnode.storage.raft_storage import RaftStorage
 
 STORE_FILE = "kv.sqlite"
@@ -127,7 +129,16 @@ def describe(path: Path) -> SnapshotDescription:
     )
 
 
-def restore_data_dir(path: Path, data_dir: Path, voters: dict[int, Address]) -> SnapshotDescription:
+def restored_cluster_id(desc: SnapshotDescription, voters: dict[int, Address], token: str) -> bytes:
+    """The new cluster's id: the same on every member restored from the same file with the
+    same members and token (etcd's --initial-cluster-token), never the old cluster's."""
+    members = ",".join(f"{k}={v}" for k, v in sorted(voters.items()))
+    return derive_cluster_id("restore", desc.sha256, members, token)
+
+
+def restore_data_dir(
+    path: Path, data_dir: Path, voters: dict[int, Address], token: str = ""
+) -> SnapshotDescription:
     """A fresh data directory for one member of a new cluster restored from ``path``.
 
     Every member of the new cluster is restored from the same file with the same ``voters``:
@@ -152,4 +163,5 @@ def restore_data_dir(path: Path, data_dir: Path, voters: dict[int, Address]) -> 
         storage.persist([], HardState(term=desc.term, vote=0, commit=desc.index))
     finally:
         storage.close()
+    write_cluster_id(data_dir, restored_cluster_id(desc, voters, token))
     return desc

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 from raftnode.raft.types import Entry, HardState, Snapshot
+from raftnode.storage.cluster_identity import read_cluster_id, write_cluster_id
 from raftnode.storage.raft_storage import RaftStorage
+from raftnode.transport.auth import NO_CLUSTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,7 @@ class PersistedState:
     hard_state: HardState = field(default_factory=HardState)
     snapshot: Snapshot | None = None
     entries: list[Entry] = field(default_factory=list)
+    cluster_id: bytes = NO_CLUSTER
 
     @property
     def is_empty(self) -> bool:
@@ -58,6 +61,10 @@ class LogStore(Protocol):
         """Save a snapshot the node took itself and drop the log entries it covers."""
         ...
 
+    async def save_cluster_id(self, cluster_id: bytes) -> None:
+        """Store the cluster this node belongs to, durably."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -84,7 +91,13 @@ class DiskLogStore:
         loop = asyncio.get_running_loop()
         storage = await loop.run_in_executor(self._executor, RaftStorage.open, self.data_dir)
         self._storage = storage
-        return PersistedState(storage.hard_state, storage.snapshot, storage.entries())
+        cluster_id = read_cluster_id(self.data_dir)
+        return PersistedState(storage.hard_state, storage.snapshot, storage.entries(), cluster_id)
+
+    async def save_cluster_id(self, cluster_id: bytes) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, write_cluster_id, self.data_dir, cluster_id
+        )
 
     async def persist(self, entries: Sequence[Entry], hard_state: HardState | None) -> float:
         storage = self._open()

@@ -43,4 +43,9 @@ class MessageCarrier(Protocol):
         """Whether a stream to ``peer_id`` is up right now."""
         ...
 
+    def set_cluster_id(self, cluster_id: bytes, learned: Callable[[bytes], None]) -> None:
+        """Peers of another cluster are refused; a node without one (all zeros) learns it from
+        its first authenticated peer and reports it to ``learned``."""
+        ...
+
     async def close(self) -> None: ...

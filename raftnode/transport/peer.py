@@ -33,7 +33,7 @@ from tornado.tcpserver import TCPServer
 
 from raftnode.config import Address
 from raftnode.raft.types import Message
-from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
+from raftnode.transport.auth import NO_CLUSTER, AuthError, accept_handshake, dial_handshake
 from raftnode.transport.carrier import Deliver, PeerReachability
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -141,16 +141,18 @@ class _PeerLink:
         )
         try:
             stream.set_nodelay(True)
-            await asyncio.wait_for(
+            peer_cluster = await asyncio.wait_for(
                 dial_handshake(
                     stream.read_bytes,
                     stream.write,
                     self.transport.secret,
                     self.transport.node_id,
                     self.peer_id,
+                    self.transport.cluster_id,
                 ),
                 HANDSHAKE_TIMEOUT,
             )
+            self.transport.learn_cluster_id(peer_cluster)
         except BaseException:
             stream.close()
             raise
@@ -200,12 +202,18 @@ class _PeerListener(TCPServer):
         self.streams.add(stream)
         try:
             try:
-                peer_id = await asyncio.wait_for(
+                peer_id, peer_cluster = await asyncio.wait_for(
                     accept_handshake(
-                        stream.read_bytes, stream.write, t.secret, t.node_id, t.members()
+                        stream.read_bytes,
+                        stream.write,
+                        t.secret,
+                        t.node_id,
+                        t.members(),
+                        t.cluster_id,
                     ),
                     HANDSHAKE_TIMEOUT,
                 )
+                t.learn_cluster_id(peer_cluster)
             except (AuthError, TimeoutError, StreamClosedError, OSError) as e:
                 log.warning(
                     "peer connection refused",
@@ -285,7 +293,21 @@ class PeerTransport:
         self.last_heard: dict[int, float] = {}
         self._links: dict[int, _PeerLink] = {}
         self._listener = _PeerListener(self)
+        self.cluster_id = NO_CLUSTER
+        self._cluster_learned: Callable[[bytes], None] | None = None
         self._initial_peers = dict(peers)
+
+    def set_cluster_id(self, cluster_id: bytes, learned: Callable[[bytes], None]) -> None:
+        """This node's cluster id (``NO_CLUSTER`` while it has not joined one); ``learned`` is
+        called once with the id an authenticated peer presented, when this node had none."""
+        self.cluster_id = cluster_id
+        self._cluster_learned = learned
+
+    def learn_cluster_id(self, peer_cluster: bytes) -> None:
+        if self.cluster_id == NO_CLUSTER and peer_cluster != NO_CLUSTER:
+            self.cluster_id = peer_cluster
+            if self._cluster_learned is not None:
+                self._cluster_learned(peer_cluster)
 
     def members(self) -> set[int]:
         return {self.node_id, *self._links}

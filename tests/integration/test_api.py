@@ -179,9 +179,9 @@ def _handshake_as_stranger(port: int, secret: bytes) -> bytes:
     from raftnode.transport.auth import MAGIC
 
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(MAGIC + struct.pack(">QQ", 2, 1) + b"n" * 32)
-        reply = s.recv(72)
-        if len(reply) < 72:
+        s.sendall(MAGIC + struct.pack(">QQ", 2, 1) + b"n" * 32 + bytes(16))
+        reply = s.recv(88)
+        if len(reply) < 88:
             return reply
         s.sendall(b"\0" * 32)  # a wrong proof
         s.settimeout(5)

@@ -5,6 +5,7 @@ same data."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def test_save_inspect_restore_round_trip(cluster: Cluster, tmp_path: Path) -> No
     assert refused.returncode == 1 and "damaged.snapshot" in refused.stderr
 
     new = Cluster()
+    # The same secret as the old cluster, as after a real restore: only the cluster id can
+    # tell the old members from the new ones.
+    (new.base / "secret").write_bytes((c.base / "secret").read_bytes())
     try:
         peers = ",".join(f"{n.ports.node_id}=127.0.0.1:{n.ports.peer}" for n in new.nodes)
         for n in new.nodes:
@@ -65,5 +69,27 @@ def test_save_inspect_restore_round_trip(cluster: Cluster, tmp_path: Path) -> No
             listing = http("GET", new.url(node, "/kv?prefix=backup-&limit=1000")).json()
             assert listing["count"] == 300, (node, listing["count"])
         assert new.put(new_leader, "after-restore", "yes").status == 200
+
+        old_id = c.status(leader)["cluster_id"]
+        new_ids = {new.status(n)["cluster_id"] for n in (1, 2, 3)}
+        assert len(new_ids) == 1 and old_id not in new_ids
+
+        # An old member's data directory started in the new cluster's place is refused.
+        stale = 3 if new_leader != 3 else 2
+        c.kill(stale)
+        new.kill(stale)
+        stale_dir = new.base / f"n{stale}"
+        shutil.rmtree(stale_dir)
+        shutil.copytree(c.base / f"n{stale}", stale_dir)
+        new.start(stale)
+        survivors = [n for n in (1, 2, 3) if n != stale]
+        new.wait_for(
+            "the old member refused by cluster id",
+            lambda: any(
+                "belongs to cluster" in new.log(n) and old_id in new.log(n) for n in survivors
+            ),
+            timeout=20,
+        )
+        assert new.put(new.leader(among=survivors), "still-writable", "yes").status == 200
     finally:
         new.close()

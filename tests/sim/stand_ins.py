@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,9 @@ class SimLogStore:
         await self._write_delay()
         self.disk.compact(snapshot)
 
+    async def save_cluster_id(self, cluster_id: bytes) -> None:
+        return None  # the simulated network carries no handshakes
+
     async def close(self) -> None:
         return None
 
@@ -126,6 +129,9 @@ class SimCarrier:
 
     def connected(self, peer_id: int) -> bool:
         return self.sim.network.reachable(self.node_id, peer_id)
+
+    def set_cluster_id(self, cluster_id: bytes, learned: Callable[[bytes], None]) -> None:
+        return None  # one simulated cluster: nothing to tell apart
 
     async def close(self) -> None:
         self.closed = True

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from raftnode.transport.auth import AuthError, accept_handshake, dial_handshake
+from raftnode.transport.auth import NO_CLUSTER, AuthError, accept_handshake, dial_handshake
 
 SECRET = b"s" * 32
 
@@ -31,19 +31,47 @@ class Pipe:
         return out
 
 
+CLUSTER_A = bytes.fromhex("aa" * 16)
+CLUSTER_B = bytes.fromhex("bb" * 16)
+
+
 async def run(
-    dial_secret: bytes, accept_secret: bytes, my_id: int = 2, target: int = 1, members=(1, 2, 3)
+    dial_secret: bytes,
+    accept_secret: bytes,
+    my_id: int = 2,
+    target: int = 1,
+    members=(1, 2, 3),
+    dial_cluster: bytes = CLUSTER_A,
+    accept_cluster: bytes = CLUSTER_A,
 ):
     a_to_b, b_to_a = Pipe(), Pipe()
-    dialer = dial_handshake(b_to_a.read_exactly, a_to_b.write, dial_secret, my_id, target)
-    listener = accept_handshake(a_to_b.read_exactly, b_to_a.write, accept_secret, 1, set(members))
+    dialer = dial_handshake(
+        b_to_a.read_exactly, a_to_b.write, dial_secret, my_id, target, dial_cluster
+    )
+    listener = accept_handshake(
+        a_to_b.read_exactly, b_to_a.write, accept_secret, 1, set(members), accept_cluster
+    )
     return await asyncio.gather(dialer, listener, return_exceptions=True)
 
 
 def test_same_secret_authenticates_both_sides() -> None:
     d, accepted = asyncio.run(run(SECRET, SECRET))
-    assert d is None
-    assert accepted == 2
+    assert d == CLUSTER_A
+    assert accepted == (2, CLUSTER_A)
+
+
+def test_a_node_of_another_cluster_is_refused_naming_both_ids() -> None:
+    d, accepted = asyncio.run(run(SECRET, SECRET, accept_cluster=CLUSTER_B))
+    assert isinstance(d, AuthError)
+    assert CLUSTER_A.hex() in str(d) and CLUSTER_B.hex() in str(d)
+    assert isinstance(accepted, (AuthError, TimeoutError))
+
+
+def test_a_joining_node_learns_the_cluster_id_from_its_first_peer() -> None:
+    d, accepted = asyncio.run(run(SECRET, SECRET, dial_cluster=NO_CLUSTER))
+    assert d == CLUSTER_A and accepted == (2, NO_CLUSTER)
+    d, accepted = asyncio.run(run(SECRET, SECRET, accept_cluster=NO_CLUSTER))
+    assert d == NO_CLUSTER and accepted == (2, CLUSTER_A)
 
 
 def test_wrong_secret_fails_on_both_sides() -> None:
