@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 from raftnode import __version__
+from raftnode.cli_admin import DEFAULT_ENDPOINT, AdminError, cluster_status, format_cluster_status
 from raftnode.cli_admin import add_commands as add_admin_commands
 from raftnode.cli_snapshot import add_commands as add_snapshot_commands
 from raftnode.config import ConfigError, load_config
@@ -98,6 +99,14 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    if args.cluster:
+        try:
+            rows = cluster_status(args.endpoint, args.timeout)
+        except AdminError as e:
+            print(f"raftnode: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(rows, indent=2) if args.json else format_cluster_status(rows))
+        return 0 if all(r.get("healthy") for r in rows) else 2
     try:
         status = _fetch_status(args.url, args.timeout)
     except (urllib.error.URLError, OSError, ValueError) as e:
@@ -124,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="http://127.0.0.1:10001", help="the node's health listener")
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="every member's own status, found through --endpoint (exit 2 if one is down)",
+    )
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="with --cluster: a client API URL")
     p.set_defaults(func=_cmd_status)
     add_admin_commands(sub)
     add_snapshot_commands(sub)

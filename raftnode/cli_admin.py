@@ -57,6 +57,55 @@ def format_members(answer: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cluster_status(endpoint: str, timeout: float) -> list[dict[str, Any]]:
+    """Every member's own status, asked at each member's client address (found through the
+    members list at ``endpoint``); a member that does not answer shows as unreachable."""
+    members = call(endpoint, "GET", "/members", None, timeout)["members"]
+    rows: list[dict[str, Any]] = []
+    for member in members:
+        row: dict[str, Any] = {"id": member["id"], "membership": member["role"]}
+        client = member.get("client")
+        try:
+            if not client:
+                raise AdminError("client address unknown")
+            status = call(f"http://{client}", "GET", "/status", None, timeout)
+            row.update(
+                role=status["role"],
+                term=status["term"],
+                commit=status["commit"],
+                applied=status["applied"],
+                lag=status["lag"],
+                healthy=status["healthy"],
+                client=client,
+            )
+        except AdminError as e:
+            row.update(client=client, healthy=False, error=str(e))
+        rows.append(row)
+    return rows
+
+
+def format_cluster_status(rows: list[dict[str, Any]]) -> str:
+    line = "{:>4}  {:<9} {:<10} {:>5} {:>10} {:>10} {:>6}  {:<8} {}"
+    out = [
+        line.format("ID", "MEMBER", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "HEALTH", "CLIENT")
+    ]
+    for r in rows:
+        out.append(
+            line.format(
+                r["id"],
+                r["membership"],
+                r.get("role", "?"),
+                r.get("term", "-"),
+                r.get("commit", "-"),
+                r.get("applied", "-"),
+                r.get("lag", "-"),
+                "ok" if r.get("healthy") else "DOWN",
+                r.get("client") or "?",
+            )
+        )
+    return "\n".join(out)
+
+
 def _run(args: argparse.Namespace, method: str, path: str, body: Any) -> int:
     try:
         answer = call(args.endpoint, method, path, body, args.timeout)

@@ -37,10 +37,18 @@ def _json(status: int, obj: Any) -> Response:
 class AdminApi:
     """Members (list, add as learner, promote, remove) and leadership transfer."""
 
-    def __init__(self, node: RaftNode, forward: Forward, request_timeout: float) -> None:
+    def __init__(
+        self,
+        node: RaftNode,
+        forward: Forward,
+        request_timeout: float,
+        member_clients: dict[int, Address],
+    ) -> None:
         self.node = node
         self.forward = forward
         self.request_timeout = request_timeout
+        self.member_clients = member_clients
+        """Every member's client API address (for ``raftnode status --cluster``)."""
 
     def handles(self, path: str) -> bool:
         return path == PREFIX or path.startswith(PREFIX + "/")
@@ -51,6 +59,9 @@ class AdminApi:
         route = request.path[len(PREFIX) :].rstrip("/")
         parts = [p for p in route.split("/") if p]
         method = request.method
+        if parts == ["status"]:
+            _require(method, "GET", request.path)
+            return _json(200, self.node.status())  # this node's own view: never forwarded
         if parts == ["snapshot"]:
             _require(method, "GET", request.path)
             return await self._snapshot()  # this node's own applied state: never forwarded
@@ -107,7 +118,11 @@ class AdminApi:
 
     async def _list(self) -> Response | None:
         node = self.node
-        return _json(200, {"leader": node.leader_id, "term": node.term, "members": node.members()})
+        members = node.members()
+        for member in members:
+            client = self.member_clients.get(member["id"])
+            member["client"] = str(client) if client is not None else None
+        return _json(200, {"leader": node.leader_id, "term": node.term, "members": members})
 
     async def _add(self, request: Request, deadline: float) -> Response:
         body = _body(request)

@@ -102,7 +102,9 @@ class ClientApi:
         self.settings = settings
         self.limits = settings.limits
         self.metrics = metrics
-        self.admin = AdminApi(service.node, self._forward_admin, settings.request_timeout)
+        self.admin = AdminApi(
+            service.node, self._forward_admin, settings.request_timeout, settings.member_clients
+        )
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
 
     async def serve(self, address: Address) -> asyncio.Server:

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from tests.integration.cluster import Cluster, http
 
 
@@ -40,6 +44,20 @@ def test_join_promote_transfer_and_remove_the_leader(cluster: Cluster) -> None:
     cluster_id = c.status(leader)["cluster_id"]
     assert cluster_id != "00" * 16 and c.status(4)["cluster_id"] == cluster_id  # learned it
     assert c.put(4, "after-join", "x").status == 200  # forwarded from the new member
+
+    command = ["status", "--cluster", "--json", "--endpoint", c.node(follower).client_url]
+    shown = subprocess.run(
+        [sys.executable, "-m", "raftnode.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    assert [r["id"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["healthy"] and r["membership"] == "voter" for r in rows)
+    assert sorted(r["role"] for r in rows).count("leader") == 1
 
     r = c.admin(1 if leader != 1 else 2, "POST", "/leader/transfer", {"to": 4})
     assert r.status == 200 and r.json()["leader"] == 4, r
