@@ -218,7 +218,15 @@ class RaftCore:
         """Leader only: a majority of voters was heard from within the last election timeout."""
         if self.role is not Role.LEADER:
             return False
-        return has_quorum(self.conf.voters, self._is_recently_active)
+        window = self.cfg.election_ticks
+
+        def heard_recently(node: int) -> bool:
+            pr = self.progress.get(node)
+            return node == self.id or (pr is not None and self._ticks - pr.heard_tick < window)
+
+        # Not recent_active: CheckQuorum clears it every election timeout, and until the next
+        # heartbeat answers arrive a healthy leader would look quorum-less (/primary 503).
+        return has_quorum(self.conf.voters, heard_recently)
 
     def lease_valid(self, now: float) -> bool:
         """Whether the leader may answer a read from its own state without a quorum round."""
@@ -544,6 +552,7 @@ class RaftCore:
                 pr.match = last
             if member in old:
                 pr.recent_active = old[member].recent_active
+            pr.heard_tick = self._ticks  # a new term's leader heard a quorum's votes just now
             self.progress[member] = pr
 
     def _become_follower(self, term: int, leader: int) -> None:
@@ -912,6 +921,7 @@ class RaftCore:
         if pr is None:
             return
         pr.recent_active = True
+        pr.heard_tick = self._ticks
         if t is MT.APPEND_RESP:
             self._handle_append_resp(m, pr)
         elif t is MT.HEARTBEAT_RESP:
@@ -1041,6 +1051,7 @@ class RaftCore:
                 if member == self.id:
                     pr.match = last
                 pr.recent_active = True  # give it an election timeout to answer
+                pr.heard_tick = self._ticks
                 self.progress[member] = pr
         for gone in [p for p in self.progress if p not in members and p != self.id]:
             del self.progress[gone]

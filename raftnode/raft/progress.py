@@ -54,6 +54,7 @@ class Progress:
 
     __slots__ = (
         "commit_sent",
+        "heard_tick",
         "inflights",
         "last_ack_tick",
         "match",
@@ -94,6 +95,10 @@ class Progress:
         """The commit index last sent; a heartbeat or empty append carries a newer one."""
         self.last_ack_tick = 0
         """The leader's tick of the last answer, for stall detection."""
+        self.heard_tick = 0
+        """The leader's tick when it last heard anything from the peer (or took office): a
+        sliding window for ``has_quorum_contact``, unlike ``recent_active``, which CheckQuorum
+        clears every election timeout."""
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT and self.snapshot is not None:

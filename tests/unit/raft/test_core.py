@@ -383,3 +383,21 @@ def test_a_removed_node_that_missed_its_removal_is_told_and_never_campaigns_agai
     net.tick_all(60)
     assert removed.term == term and removed.role is Role.FOLLOWER  # no more elections
     assert net.leaders() == [1]
+
+
+def test_quorum_contact_does_not_blink_when_check_quorum_clears_its_marks() -> None:
+    """/primary asks has_quorum_contact: it must stay true through the CheckQuorum round, when
+    the leader clears every follower's recent_active before their next answers arrive."""
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    for _ in range(3 * leader.cfg.election_ticks):
+        net.now += 1.0
+        leader.tick(net.now)  # the answers to this tick's heartbeats are not delivered yet
+        assert leader.has_quorum_contact()
+        net.deliver()
+    for _ in range(leader.cfg.election_ticks + 1):  # cut off: contact lapses after a timeout
+        net.now += 1.0
+        leader.tick(net.now)
+        net.deliver(drop=lambda m: True)
+    assert not leader.has_quorum_contact()
