@@ -866,6 +866,11 @@ class RaftNode:
                 return
             core.compact(snapshot)
             self._last_snapshot_index = snapshot.meta.index
+        except ValueError as e:
+            # A snapshot from the leader was installed while this compaction ran: the log no
+            # longer holds its index, or storage already has a newer snapshot. Nothing to do.
+            log.info("log compaction skipped", extra={"fields": {"why": str(e)}})
+            return
         except Exception as e:
             self._fail(e)
             return
@@ -887,6 +892,10 @@ class RaftNode:
                 return  # the core is still replaying what the store holds: asked again later
             core.compact(snapshot)
             self._wake.set()
+        except ValueError as e:
+            # The log moved past the snapshot's index meanwhile; the follower asks again.
+            log.info("snapshot not offered", extra={"fields": {"why": str(e)}})
+            return
         except Exception as e:
             self._fail(e)
             return
