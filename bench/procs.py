@@ -8,6 +8,7 @@ turns SIGTERM into ``SystemExit`` so that ``finally`` blocks run when a run is c
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
+
+from raftnode import devcluster
 
 
 def install_sigterm() -> None:
@@ -122,15 +125,9 @@ def wait_until(what: str, predicate: Callable[[], bool], timeout: float) -> floa
     raise TimeoutError(f"{what}: not within {timeout:.0f}s")
 
 
-def http_status(url: str, timeout: float = 1.0) -> int:
-    """The status code of a GET (0 when nothing answered)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except (urllib.error.URLError, OSError):
-        return 0
+http_status = functools.partial(devcluster.http_status, timeout=1.0)
+"""The status code of a GET (0 when nothing answered), waiting up to a second: the benchmarks
+poll loaded machines."""
 
 
 def request_json(
