@@ -12,7 +12,6 @@ under --out. Every process it starts is stopped at the end, on failure too.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -218,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [r.to_json() for r in bench.rows],
         "complete": failed is None,
     }
-    json_path = args.out / "peers.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    png = plots.plot_peers(result, args.out / "peers.png")
-    print(f"\nwrote {json_path}" + (f" and {png}" if png else ""))
+    plots.save_results(args.out, "peers", result, plots.plot_peers)
     return 0 if failed is None else 1
 
 

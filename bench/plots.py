@@ -5,7 +5,9 @@ Each function returns the path it wrote, or None (with a note) when matplotlib i
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +119,16 @@ def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def save_results(
+    out: Path,
+    name: str,
+    result: dict[str, Any],
+    plot: Callable[[dict[str, Any], Path], Path | None],
+) -> None:
+    """Write ``NAME.json`` and, where matplotlib is installed, ``NAME.png`` under ``out``."""
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    png = plot(result, out / f"{name}.png")
+    print(f"\nwrote {json_path}" + (f" and {png}" if png else ""))

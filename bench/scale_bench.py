@@ -13,7 +13,6 @@ and scale.png (throughput and RSS against the key count) under --out.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -285,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "systems": {r.system: {"intervals": r.intervals, "summary": r.summary} for r in runs},
         "complete": failed is None,
     }
-    json_path = args.out / "scale.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    png = plots.plot_scale(result, args.out / "scale.png")
-    print(f"\nwrote {json_path}" + (f" and {png}" if png else ""))
+    plots.save_results(args.out, "scale", result, plots.plot_scale)
     return 0 if failed is None else 1
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from raftnode.raft.types import Snapshot, SnapshotMeta
+from raftnode.snapshot_file import seal_and_map
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,6 @@ class DurableKeeper:
     ) -> tuple[mmap.mmap, SnapshotMeta, str]:
         """A snapshot file for an operator's backup: the store's snapshot sealed with its Raft
         position (``raftnode.snapshot_file``); returns it mapped, its meta and its SHA-256."""
-        from raftnode.snapshot_file import seal_and_map
-
         fd, name = tempfile.mkstemp(prefix=".export-", suffix=".snapshot", dir=self.work_dir)
         os.close(fd)
         path = Path(name)
