@@ -55,7 +55,7 @@ lab-inventory:
 test-lab: $(VENV)/.deploy-installed
 	PATH="$(DEPLOY_BIN):$$PATH" $(PY) -m pytest -q -p no:cacheprovider -rs tests/lab
 
-MOLECULE_SCENARIOS ?= default failover quorum lb-failover
+MOLECULE_SCENARIOS ?= default failover quorum lb-failover backup-restore
 ## Every Molecule scenario on lab hosts of its own, one after another (root): default
 ## (converge, idempotence, routing), failover, quorum, lb-failover. `make test` runs them last.
 test-molecule: $(VENV)/.deploy-installed
