@@ -43,12 +43,14 @@ def test_backup_time_and_size() -> None:
     print(
         f"backup: {meta['size_bytes']} bytes, {meta['keys']} keys, "
         f"{backup['playbook_seconds']} s for playbooks/backup.yml, "
-        f"{meta['seconds']} s from snapshot start to verified copy"
+        f"{meta['seconds']} s from snapshot start to verified copy, "
+        f"{meta['save_seconds']} s of it raftnode snapshot save"
     )
     assert meta["keys"] >= KEYS, meta
     # Keys and values alone are ~25 bytes each; a snapshot is not more than a few MB here.
     assert KEYS * 20 < meta["size_bytes"] < 100 * 1024 * 1024, meta
     assert 0 < meta["seconds"] <= backup["playbook_seconds"] < BACKUP_BOUND_S, backup
+    assert 0 < meta["save_seconds"] <= meta["seconds"], meta
 
 
 def test_backup_files_agree_with_each_other() -> None:
