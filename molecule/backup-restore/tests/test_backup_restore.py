@@ -65,6 +65,9 @@ def test_backup_files_agree_with_each_other() -> None:
     assert meta["voters"] == [1, 2, 3] and meta["index"] > KEYS, meta
     assert meta["cluster_id"] == report()["old_cluster_id"], meta
     assert meta["taken_from"]["role"] == "leader", meta
+    # One follower was stopped during the backup: named, and not needed.
+    assert meta["not_serving"] == [backup["follower_down"]], meta
+    assert meta["taken_from"]["host"] != backup["follower_down"], meta
     assert file.name.startswith(f"raftnode-{meta['cluster_id'][:12]}-"), file.name
 
 
