@@ -52,6 +52,9 @@ cluster-status: venv
 test-integration: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration examples
 
-## Kill the leader 10 times; prints median and max time until a write succeeds again.
+## Kill the leader 10 times, writing straight to the nodes, then 10 times through a local
+## HAProxy (files/haproxy-local.cfg, as `make start-lb`); prints every round, median and max.
 bench-failover: venv
+	@command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 	$(PY) -m bench.failover --kills 10
+	$(PY) -m bench.failover --kills 10 --through-lb

@@ -555,6 +555,18 @@ class RaftNode:
         """Whether this node's stream to ``node_id`` is up (a crashed peer shows as down)."""
         return self.carrier.connected(node_id)
 
+    def leader_recently_heard(self) -> bool:
+        """This node leads, or heard from a leader (or granted a vote to a candidate) within
+        the last three heartbeats. A leader cut off by the network stays "connected" (no
+        reset) but goes quiet: forwarding to it would hang until a timeout, while waiting lets
+        the next leader take the write."""
+        core = self.core
+        if core is None:
+            return False
+        if core.role is Role.LEADER:
+            return True
+        return core.election_elapsed <= 3 * max(1, core.cfg.heartbeat_ticks)
+
     def replica_lag(self) -> int:
         """How many committed entries this node has not applied yet, as far as it knows."""
         return max(self._leader_commit_seen, self.commit_index) - self.applied_index

@@ -38,6 +38,7 @@ from raftnode.http.forward import (
     IDEMPOTENCY_HEADER,
     MAX_HOPS,
     REPLAYED_HEADER,
+    ForwardedResponse,
     ForwardNotSent,
     ForwardUnknown,
     forward,
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("raftnode.http.access")
 
 IDLE_CONNECTION_SECONDS = 60.0
+# How often a forwarded request checks that the leader it went to still speaks.
+FORWARD_WATCH_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,17 +281,23 @@ class ClientApi:
                 raise unavailable(
                     f"the leader (node {leader_id}) could not be reached; retry shortly"
                 )
-            if not node.peer_connected(leader_id):
-                # Our stream to the leader is down: it probably crashed. Forwarding now could
-                # end in a reset with an unknown outcome; wait for a reconnect or a new leader.
+            leader_known = node.leader_id == leader_id
+            if (
+                not leader_known
+                or not node.peer_connected(leader_id)
+                or not node.leader_recently_heard()
+            ):
+                # No leader known (an election), our stream to the leader is down (it probably
+                # crashed) or it went quiet (cut off). Forwarding now could hang or end in a
+                # reset with an unknown outcome; wait for a reconnect, a heartbeat or a new leader.
                 await asyncio.sleep(min(0.05, remaining))
                 if node.is_leader:
                     return None
                 leader_id = node.leader_id or leader_id
                 continue
             url = f"http://{addr.host}:{addr.port}{request.raw_path}"
-            try:
-                resp = await forward(
+            fetch = asyncio.ensure_future(
+                forward(
                     url,
                     request.method,
                     request.body,
@@ -296,6 +305,9 @@ class ClientApi:
                     remaining,
                     request.headers.get(IDEMPOTENCY_HEADER.lower()),
                 )
+            )
+            try:
+                resp = await self._while_leader_speaks(fetch, leader_id)
             except ForwardNotSent:
                 self.metrics.forwarded.labels(outcome="not_sent").inc()
                 # The leader is probably gone: wait for the cluster to name another one.
@@ -306,6 +318,14 @@ class ClientApi:
                 continue
             except ForwardUnknown as e:
                 self.metrics.forwarded.labels(outcome="unknown").inc()
+                if request.headers.get(IDEMPOTENCY_HEADER.lower()):
+                    # The leader keeps the key's first outcome: sending it again (to whoever
+                    # leads next) cannot apply it twice, and answers what happened.
+                    await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                    if node.is_leader:
+                        return None
+                    leader_id = node.leader_id or leader_id
+                    continue
                 raise outcome_unknown(
                     f"the write was forwarded to node {leader_id} but no answer came back ({e}); "
                     "read the key to learn whether it was written"
@@ -315,6 +335,22 @@ class ClientApi:
             headers["X-Raftnode-Forwarded-To"] = str(leader_id)
             content_type = resp.headers.get("Content-Type", "application/json")
             return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded")
+
+    async def _while_leader_speaks(
+        self, fetch: asyncio.Future[ForwardedResponse], leader_id: int
+    ) -> ForwardedResponse:
+        """The forwarded request's answer, unless this node stops hearing from any leader
+        first: then the request is given up (``ForwardUnknown``) instead of waited on until the
+        request timeout, since a leader cut off by the network never answers. (A leader that
+        hands over, e.g. on this very request, still answers: a new leader speaking is fine.)"""
+        node = self.service.node
+        while True:
+            done, _ = await asyncio.wait({fetch}, timeout=FORWARD_WATCH_SECONDS)
+            if done:
+                return fetch.result()
+            if not node.leader_recently_heard():
+                fetch.cancel()
+                raise ForwardUnknown(f"node {leader_id} went quiet with the request in flight")
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -41,11 +41,16 @@ class Response:
 
 
 def http(
-    method: str, url: str, body: Any = None, timeout: float = 10.0, raw: bytes | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10.0,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """One HTTP request; status 0 means nothing answered (connection refused, timeout)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -158,8 +163,17 @@ class Cluster:
         assert r.status == 200, r
         return r.json()
 
-    def put(self, node_id: int, key: str, value: str, timeout: float = 10.0) -> Response:
-        return http("POST", self.url(node_id, "/kv"), {"key": key, "value": value}, timeout)
+    def put(
+        self,
+        node_id: int,
+        key: str,
+        value: str,
+        timeout: float = 10.0,
+        idempotency_key: str | None = None,
+    ) -> Response:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"key": key, "value": value}
+        return http("POST", self.url(node_id, "/kv"), body, timeout, headers=headers)
 
     def get(self, node_id: int, key: str, consistency: str | None = None) -> Response:
         q = f"?consistency={consistency}" if consistency else ""

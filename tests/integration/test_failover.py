@@ -69,6 +69,33 @@ def test_kill_leader_new_leader_and_no_acknowledged_write_lost(cluster: Cluster)
         assert_all_present(c, node, writer.acked)
 
 
+def test_a_write_at_a_follower_waits_out_a_silent_leader_instead_of_forwarding_into_it(
+    cluster: Cluster,
+) -> None:
+    """A leader cut off without a reset (here: stopped) goes quiet. A follower that forwarded
+    to it would hang until the request timed out (504 after 5 s). One that notices the silence
+    gives the forward up: a keyed write goes on to the next leader (it cannot apply twice), an
+    unkeyed one gets its 504 at once."""
+    c = cluster
+    old = c.leader()
+    follower = next(i for i in (1, 2, 3) if i != old)
+    c.signal(old, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        keyed = c.put(follower, "silent-keyed", "yes", timeout=8.0, idempotency_key="silent-1")
+        keyed_took = time.monotonic() - started
+        started = time.monotonic()
+        unkeyed = c.put(follower, "silent-unkeyed", "yes", timeout=8.0)
+        unkeyed_took = time.monotonic() - started
+    finally:
+        c.signal(old, signal.SIGCONT)
+    assert keyed.status == 200, keyed
+    # An election takes 0.5-1 s; forwarding into the silent leader would take the full 5 s.
+    assert keyed_took < 4.0, keyed_took
+    assert unkeyed.status in (200, 504), unkeyed
+    assert unkeyed_took < 4.0, unkeyed_took
+
+
 def test_paused_leader_is_replaced_and_serves_no_stale_read(cluster: Cluster) -> None:
     c = cluster
     old = c.leader()

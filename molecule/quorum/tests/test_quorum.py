@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fault_rounds
 import lab_probe
 
 LAB = lab_probe.load_lab()
@@ -150,3 +151,8 @@ def test_nothing_refused_was_written() -> None:
 def test_all_nodes_back_with_one_leader() -> None:
     codes = lab_probe.primary_codes(list(LAB.raft.values()))
     assert sorted(codes.values()) == [200, 503, 503], codes
+
+
+def test_ten_leader_isolations_each_have_a_short_window() -> None:
+    # Target median 800 ms, max 1.2 s; bounds generous for noisy CI machines.
+    fault_rounds.check_rounds_report("leader-isolate", median_bound_ms=3000, max_bound_ms=8000)
