@@ -1,10 +1,12 @@
-"""What the machine running the lab must offer: Linux, root, and a few Debian packages."""
+"""What the machine running the lab must offer: Linux, root, a few Debian packages, and kernel
+limits high enough for many guest systemds."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from .commands import run_streaming
 from .errors import LabError
@@ -20,6 +22,15 @@ HOST_TOOLS: dict[str, str] = {
 }
 
 APT_TIMEOUT_S = 900.0
+
+# Every guest's systemd, journald and logind take inotify instances from root's budget. The
+# kernel's default of 128 instances is used up by about three labs of five to seven hosts (a
+# `make lab` beside `make test`), and a guest that finds none left dies at boot. Raised, never
+# lowered, when a lab comes up.
+HOST_KERNEL_MINIMUMS: dict[str, int] = {
+    "fs/inotify/max_user_instances": 8192,
+    "fs/inotify/max_user_watches": 524288,
+}
 
 
 def require_root() -> None:
@@ -56,3 +67,18 @@ def ensure_host_tools() -> None:
     still_missing = missing_packages()
     if still_missing:
         raise LabError(f"host packages still missing after apt-get: {still_missing}")
+
+
+def ensure_host_limits(proc_sys: Path = Path("/proc/sys")) -> list[str]:
+    """Raise the kernel limits in HOST_KERNEL_MINIMUMS that are below their minimum; the
+    settings changed, as ``key old -> new``."""
+    changed = []
+    for key, minimum in HOST_KERNEL_MINIMUMS.items():
+        path = proc_sys / key
+        if not path.exists():
+            continue
+        current = int(path.read_text().split()[0])
+        if current < minimum:
+            path.write_text(str(minimum))
+            changed.append(f"{key.replace('/', '.')} {current} -> {minimum}")
+    return changed

@@ -23,7 +23,7 @@ from .errors import LabError
 from .guest_disk import provision_disk
 from .guest_exec import exec_in, nsenter_argv
 from .guest_process import GuestFiles, boot, is_running, kill, poweroff, running_init
-from .host_requirements import ensure_host_tools, require_root
+from .host_requirements import ensure_host_limits, ensure_host_tools, require_root
 from .image_build import BuiltImage, ensure_image
 from .image_recipe import ImageRecipe
 from .inventory import render_inventory
@@ -313,6 +313,8 @@ def up_lab(
     LabNetwork().hosts(host_names)  # the naming rule, before anything slow
     bridge = bridge or default_bridge(name)
     ensure_host_tools()
+    for change in ensure_host_limits():
+        say(f"raftlab: raised {change} (guests need it to boot)")
     report = UpReport()
     with lab_lock(name):
         existing = LabRecord.load(name)

@@ -6,12 +6,14 @@ These need neither root nor a running lab, so they also run on a developer's lap
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 import yaml
 
 from lab.raftlab import LabError, LabNetwork
 from lab.raftlab.addressing import LabHost, pick_free_subnet
+from lab.raftlab.host_requirements import HOST_KERNEL_MINIMUMS, ensure_host_limits
 from lab.raftlab.image_recipe import ImageRecipe
 from lab.raftlab.inventory import molecule_instances, render_inventory
 from lab.raftlab.mirror import mirror_from_deb822, mirror_from_one_line
@@ -150,3 +152,15 @@ def test_molecule_instance_config_lists_every_host() -> None:
             "identity_file": str(record.ssh_key),
         },
     ]
+
+
+def test_host_limits_are_raised_to_their_minimum_and_never_lowered(tmp_path: Path) -> None:
+    (tmp_path / "fs/inotify").mkdir(parents=True)
+    low, high = tmp_path / "fs/inotify/max_user_instances", tmp_path / "fs/inotify/max_user_watches"
+    low.write_text("128\n")
+    high.write_text(str(HOST_KERNEL_MINIMUMS["fs/inotify/max_user_watches"] * 2))
+    changed = ensure_host_limits(tmp_path)
+    assert changed == ["fs.inotify.max_user_instances 128 -> 8192"]
+    assert low.read_text() == "8192"
+    assert int(high.read_text()) == HOST_KERNEL_MINIMUMS["fs/inotify/max_user_watches"] * 2
+    assert ensure_host_limits(tmp_path) == []  # already high enough: nothing to do
