@@ -1,11 +1,16 @@
-"""PNG plots of the peer and scale benchmarks' JSON (matplotlib, from the ``bench`` extra).
+"""PNG plots of the benchmarks' JSON (matplotlib, from the ``bench`` extra): the peer and scale
+benchmarks, and the Molecule scenarios' fault rounds (molecule/shared/fault_rounds.py).
 
 Each function returns the path it wrote, or None (with a note) when matplotlib is missing.
+
+    python -m bench.plots fault-rounds --out-dir build/fault-rounds rounds-leader-kill.json
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -132,3 +137,59 @@ def save_results(
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     png = plot(result, out / f"{name}.png")
     print(f"\nwrote {json_path}" + (f" and {png}" if png else ""))
+
+
+def plot_fault_rounds(report: dict[str, Any], path: Path) -> Path | None:
+    """One bar per round: how long a client writing through the VIP got no acknowledgement."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    rounds = report["rounds"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.bar(
+        [r["round"] for r in rounds],
+        [r["window_ms"] for r in rounds],
+        color=["tab:red" if r["failed"] else "tab:blue" for r in rounds],
+    )
+    for r in rounds:
+        ax.annotate(r["target"], (r["round"], r["window_ms"]), ha="center", va="bottom", fontsize=8)
+    ax.axhline(
+        report["median_ms"], color="black", linestyle="--", label=f"median {report['median_ms']} ms"
+    )
+    ax.axhline(report["max_ms"], color="grey", linestyle=":", label=f"max {report['max_ms']} ms")
+    ax.set_xlabel("round (bar label: the host hit; red: some attempts failed and were retried)")
+    ax.set_ylabel("write-unavailability window, ms")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend()
+    ax.set_title(
+        f"{report['fault']} x{len(rounds)} through the VIP: {report['acknowledged']} writes "
+        f"acknowledged, {report['failed']} failed attempts, {len(report['lost'])} lost"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="PNG plots of benchmark and fault-round JSON")
+    sub = parser.add_subparsers(dest="kind", required=True)
+    p = sub.add_parser("fault-rounds", help="molecule/shared/fault_rounds.py reports")
+    p.add_argument(
+        "--out-dir", type=Path, required=True, help="gets a copy of each JSON and its PNG"
+    )
+    p.add_argument("reports", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for report_path in args.reports:
+        kept = args.out_dir / report_path.name
+        if kept.resolve() != report_path.resolve():
+            shutil.copyfile(report_path, kept)
+        png = plot_fault_rounds(json.loads(report_path.read_text()), kept.with_suffix(".png"))
+        print(f"wrote {kept}" + (f" and {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
