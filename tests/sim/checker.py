@@ -7,10 +7,13 @@
 - State Machine Safety: every node applies the same entry at each index, in order, exactly once.
 - Linearizable reads: a read answered at a node reflects every write acknowledged before the read
   started (the node's applied index is at least the index of each such write).
+- Store determinism (``ExactlyOnce``, when the nodes run the key-value store): every node's
+  store decides each committed command the same way.
 """
 
 from __future__ import annotations
 
+from raftnode.kv.commands import Command, CommandResult
 from raftnode.raft import Entry, EntryType
 
 
@@ -25,6 +28,7 @@ class SafetyChecker:
         self.committed: dict[int, Entry] = {}
         self.max_committed = 0
         self.max_acked_write_index = 0
+        self.exactly_once = ExactlyOnce()
 
     def on_leader(self, node: int, term: int, log_terms: dict[int, int | None]) -> None:
         """``log_terms`` maps each committed index the leader still holds to its term there."""
@@ -101,3 +105,35 @@ class SafetyChecker:
                 f"stale {kind} read on node {node}: served at applied index {served_at_applied}, "
                 f"but a write at index {started_after_index} was acknowledged before it started"
             )
+
+
+class ExactlyOnce:
+    """What the key-value store did with each committed command, seen from outside the store.
+
+    The nodes' stores report every apply (``on_apply``) with whether it took effect (the store's
+    revision moved). Every node applying an index must get the same outcome and the same effect
+    (or none).
+    """
+
+    def __init__(self) -> None:
+        self.applied: dict[int, tuple[str | None, str, bool]] = {}
+        """Log index -> (idempotency key, outcome, took effect), as first applied anywhere."""
+        self.by_revision: dict[int, tuple[int, str | None]] = {}
+        """Store revision -> the index and value of the write that made it."""
+
+    def on_apply(
+        self, node: int, index: int, cmd: Command, result: CommandResult, effect: bool
+    ) -> None:
+        rid = cmd.request_id
+        outcome = (rid, result.to_json(), effect)
+        seen = self.applied.get(index)
+        if seen is not None:
+            if seen != outcome:
+                raise SafetyViolation(
+                    f"node {node} applied index {index} with outcome {outcome}, another node "
+                    f"with {seen}: the store must decide the same way everywhere"
+                )
+            return
+        self.applied[index] = outcome
+        if effect:
+            self.by_revision[result.revision] = (index, cmd.value)

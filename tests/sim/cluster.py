@@ -27,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from raftnode.config import Address
+from raftnode.kv.commands import Command, CommandResult
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NodeError, NodeOptions, RaftNode
 from raftnode.raft import (
@@ -46,8 +49,16 @@ from raftnode.raft import (
     Role,
 )
 from tests.sim.checker import SafetyChecker, SafetyViolation
-from tests.sim.stand_ins import SimCarrier, SimDisk, SimLogStore, SimStateMachine
+from tests.sim.stand_ins import (
+    SimCarrier,
+    SimDisk,
+    SimKeyValueStore,
+    SimLogStore,
+    SimStateMachine,
+)
 from tests.sim.virtual_loop import VirtualTimeLoop
+
+T = TypeVar("T")
 
 TICK = 0.05
 """Seconds per Raft tick, as in production; every simulated delay is a multiple of it."""
@@ -65,16 +76,22 @@ class SimNode:
         self.alive = False
         self.clock_rate = 1.0
         self.runtime: RaftNode
-        self.sm: SimStateMachine
+        self.sm: SimStateMachine | SimKeyValueStore
         self.checked_commit = 0
         self.was_leader_term = 0
 
     def boot(self) -> None:
         sim = self.sim
-        self.sm = SimStateMachine(sim, self)
+        data_dir = Path("/nonexistent")
+        if sim.kv_dir is not None:
+            data_dir = sim.kv_dir / f"n{self.id}"
+            data_dir.mkdir(exist_ok=True)
+            self.sm = SimKeyValueStore(sim, self, data_dir / "kv.sqlite")
+        else:
+            self.sm = SimStateMachine(sim, self)
         options = NodeOptions(
             node_id=self.id,
-            data_dir=Path("/nonexistent"),
+            data_dir=data_dir,
             listen_peer=Address("sim", self.id),
             members={},
             secret=b"",
@@ -95,6 +112,7 @@ class SimNode:
             carrier=SimCarrier(sim, self.id),
             clock=lambda: loop.time() * rate,
             raft_config=sim.raft_config(self.id),
+            run_blocking=sim.run_blocking,
         )
         self.checked_commit = self.disk.snapshot.meta.index if self.disk.snapshot else 0
         self.was_leader_term = 0
@@ -104,6 +122,7 @@ class SimNode:
     def crash(self) -> None:
         self.alive = False
         self.runtime.abandon()
+        self.sm.close()
         self.sim.network.detach(self.id)
 
     @property
@@ -257,7 +276,11 @@ class Simulation:
     looks like); ``other_faults=False`` leaves only those flaps (and the network's drops,
     duplicates and delays), so that every election after the first is one a flap caused;
     ``leader_crash_rate`` (per tick) crashes the leader, to time failovers (a crashed node
-    restarts about 5 ticks later when other faults are off)."""
+    restarts about 5 ticks later when other faults are off).
+
+    ``kv_store`` runs the production key-value store (``SimKeyValueStore``) as every node's state
+    machine instead of ``SimStateMachine``; ``SafetyChecker.exactly_once`` checks every node's
+    store decides each entry the same way."""
 
     def __init__(
         self,
@@ -271,8 +294,12 @@ class Simulation:
         other_faults: bool = True,
         concurrent_flaps: bool = True,
         leader_crash_rate: float = 0.0,
+        kv_store: bool = False,
     ):
         self.seed = seed
+        self.kv_dir = (
+            Path(tempfile.mkdtemp(prefix="raftnode-sim-", dir=_kv_parent())) if kv_store else None
+        )
         self.fast_leader_loss = fast_leader_loss
         self.flap_rate = flap_rate
         self.other_faults = other_faults
@@ -302,6 +329,9 @@ class Simulation:
         self.snapshot_every = rng.choice([4, 10, 30, 1000])
         self.compaction_retain = rng.choice([0, 2, 10])
         self.chunk_bytes = rng.choice([16, 64, 4096])
+        if kv_store:
+            # A store's snapshot is an SQLite file of a few 4 KiB pages at least.
+            self.chunk_bytes *= 256
         self.max_inflight = rng.choice([1, 4, 64])
         self.max_batch = rng.choice([1, 3, 64])
         self.max_disk_latency = TICK * rng.choice([0.0, 0.02, 0.2])
@@ -352,6 +382,12 @@ class Simulation:
 
     def disk_latency(self) -> float:
         return self.rng.random() * self.max_disk_latency
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Where production runs the store's slow calls (sync, snapshots) in a worker thread:
+        here after a simulated disk latency, on the loop, so that a seed replays exactly."""
+        await asyncio.sleep(self.disk_latency())
+        return fn(*args)
 
     def maybe_crash_mid_write(self, node_id: int, when: str) -> None:
         if self.crash_mid_write and self.rng.random() < self.crash_mid_write:
@@ -491,24 +527,40 @@ class Simulation:
             return
         self.next_write_id += 1
         key = f"k{self.rng.randrange(5)}"
-        data = json.dumps({"k": key, "w": self.next_write_id}).encode()
-        self.spawn(self._write(node, data, self.next_write_id))
+        self.spawn(self._write(node, self.write_data(key, self.next_write_id), self.next_write_id))
+
+    def write_data(self, key: str, write_id: int) -> bytes:
+        """The command of an unkeyed write: the store's own for ``kv_store`` runs."""
+        if self.kv_dir is not None:
+            return Command("put", key, f"w{write_id}").encode()
+        return json.dumps({"k": key, "w": write_id}).encode()
 
     async def _write(self, node: SimNode, data: bytes, write_id: int) -> int | None:
         try:
             result = await node.runtime.propose(data, REQUEST_TIMEOUT)
         except NodeError:
             return None
-        if not isinstance(result, tuple) or result[1] != write_id:
-            self.fail(
-                f"node {node.id} answered write {write_id} with another entry's result: "
-                f"{result!r} (the state machine returns (index, write id))"
-            )
+        index = self._written_index(node, result, write_id)
+        if index is None:
             return None
-        index = result[0]
         self.checker.on_write_acked(index)
         self.acked_writes += 1
-        return int(index)
+        return index
+
+    def _written_index(self, node: SimNode, result: Any, write_id: int) -> int | None:
+        """The index of the entry whose result answered write ``write_id``, when it is that
+        write's own: ``SimStateMachine`` returns (index, write id); the store's result names
+        the revision the write made, which the checker saw made by this write's value."""
+        if isinstance(result, CommandResult):
+            made = self.checker.exactly_once.by_revision.get(result.revision)
+            if result.ok and made is not None and made[1] == f"w{write_id}":
+                return made[0]
+        elif isinstance(result, tuple) and result[1] == write_id:
+            return int(result[0])
+        self.fail(
+            f"node {node.id} answered write {write_id} with another entry's result: {result!r}"
+        )
+        return None
 
     def client_read(self) -> None:
         alive = [n for n in self.nodes.values() if n.alive]
@@ -603,7 +655,7 @@ class Simulation:
                 continue
             if len(acked) < 3 and in_flight is None:
                 self.next_write_id += 1
-                data = json.dumps({"k": "final", "w": self.next_write_id}).encode()
+                data = self.write_data("final", self.next_write_id)
                 in_flight = self.loop.create_task(self._write(leader, data, self.next_write_id))
             if len(acked) == 3 and self.converged(leader, acked[-1]):
                 return
@@ -624,10 +676,10 @@ class Simulation:
         if not all(n.runtime.applied_index >= index for n in members):
             return False
         for node in members:
-            if node.sm.last_write == leader.sm.last_write and node.sm.kv != leader.sm.kv:
+            if node.sm.last_write == leader.sm.last_write and node.sm.state() != leader.sm.state():
                 raise SafetyViolation(
                     f"state machines differ at write {leader.sm.last_write}: n{leader.id} has "
-                    f"{leader.sm.kv}, n{node.id} has {node.sm.kv}"
+                    f"{leader.sm.state()}, n{node.id} has {node.sm.state()}"
                 )
         return True
 
@@ -641,6 +693,8 @@ class Simulation:
         if tasks:
             self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         self.loop.close()
+        if self.kv_dir is not None:
+            shutil.rmtree(self.kv_dir, ignore_errors=True)
 
     def report(self, problem: str) -> str:
         return (
@@ -671,3 +725,10 @@ def describe(event: str | Message) -> str:
     if m.force:
         parts.append("force")
     return " ".join(parts)
+
+
+def _kv_parent() -> str | None:
+    """Where the stores' files go: memory (``/dev/shm``) when there is one, as nothing in them
+    must outlive the run and the store fsyncs."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() else None

@@ -1,7 +1,9 @@
 """Run the cluster simulation over many seeds: ``python -m tests.sim.runner --seeds 500``.
 
-Seeds alternate between 3- and 5-node clusters. ``RAFTNODE_SIM_SEEDS`` sets the count and
-``RAFTNODE_SIM_SEED`` (with ``RAFTNODE_SIM_SIZE``) reruns one seed with its full trace.
+Seeds alternate between 3- and 5-node clusters; in every other pair of seeds (``kv_store_for``)
+the nodes run the production key-value store.
+``RAFTNODE_SIM_SEEDS`` sets the count and ``RAFTNODE_SIM_SEED`` (with ``RAFTNODE_SIM_SIZE``)
+reruns one seed with its full trace.
 
 ``--compare`` runs every seed twice, with the core's fast leader-loss path off and on, and
 prints per seed how many elections were won and how long the cluster went without a leader after
@@ -38,6 +40,11 @@ def size_for(seed: int) -> int:
     return 3 if seed % 2 == 0 else 5
 
 
+def kv_store_for(seed: int) -> bool:
+    """Whether a (default mode) seed runs the key-value store: half the seeds of each size."""
+    return seed // 2 % 2 == 1
+
+
 @dataclass
 class SeedResult:
     seed: int
@@ -60,7 +67,7 @@ def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
     # per run. A failing seed reports the events that matter in its trace instead.
     logging.getLogger("raftnode").setLevel(logging.CRITICAL + 1)
     if mode == "default":
-        sim = Simulation(seed, size=size, fast_leader_loss=fast)
+        sim = Simulation(seed, size=size, fast_leader_loss=fast, kv_store=kv_store_for(seed))
     elif mode == "leader-crashes":
         sim = Simulation(
             seed,
