@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from raftnode.config import Address
 from raftnode.kv.commands import Command, CommandResult
 from raftnode.metrics import NodeMetrics
-from raftnode.node import NodeError, NodeOptions, RaftNode
+from raftnode.node import NodeError, NodeOptions, NotLeader, OutcomeUnknown, RaftNode
 from raftnode.raft import (
     ConfChangeError,
     ConfChangeOp,
@@ -64,6 +64,8 @@ TICK = 0.05
 """Seconds per Raft tick, as in production; every simulated delay is a multiple of it."""
 ELECTION_TICKS = 10
 REQUEST_TIMEOUT = 20 * TICK
+KEYED_WRITE_ATTEMPTS = 6
+"""How many times a client sends a keyed write before it gives up."""
 
 
 class SimNode:
@@ -124,6 +126,10 @@ class SimNode:
         self.runtime.abandon()
         self.sm.close()
         self.sim.network.detach(self.id)
+
+    def clock(self) -> float:
+        """This node's clock, as its runtime reads it."""
+        return self.sim.loop.time() * self.clock_rate
 
     @property
     def role(self) -> Role:
@@ -279,8 +285,10 @@ class Simulation:
     restarts about 5 ticks later when other faults are off).
 
     ``kv_store`` runs the production key-value store (``SimKeyValueStore``) as every node's state
-    machine instead of ``SimStateMachine``; ``SafetyChecker.exactly_once`` checks every node's
-    store decides each entry the same way."""
+    machine instead of ``SimStateMachine``, and half of the clients' writes carry an idempotency
+    key and are retried (after a timeout, a refusal, a crash, sometimes sent twice at once or
+    again after an answer) until answered; ``SafetyChecker.exactly_once`` checks each key takes
+    effect once and every answer is its first outcome."""
 
     def __init__(
         self,
@@ -300,6 +308,12 @@ class Simulation:
         self.kv_dir = (
             Path(tempfile.mkdtemp(prefix="raftnode-sim-", dir=_kv_parent())) if kv_store else None
         )
+        self.keyed_writes = 0
+        self.retries: dict[str, int] = {"timeout": 0, "not leader": 0, "crash": 0, "refused": 0}
+        self.sent_twice = 0
+        self.dedup_from_snapshot = 0
+        self.dedup_from_restart = 0
+        self.kv_snapshots_installed = 0
         self.fast_leader_loss = fast_leader_loss
         self.flap_rate = flap_rate
         self.other_faults = other_faults
@@ -527,6 +541,9 @@ class Simulation:
             return
         self.next_write_id += 1
         key = f"k{self.rng.randrange(5)}"
+        if self.kv_dir is not None and self.rng.random() < 0.5:
+            self.spawn(self._keyed_write(node, key, self.next_write_id))
+            return
         self.spawn(self._write(node, self.write_data(key, self.next_write_id), self.next_write_id))
 
     def write_data(self, key: str, write_id: int) -> bytes:
@@ -561,6 +578,65 @@ class Simulation:
             f"node {node.id} answered write {write_id} with another entry's result: {result!r}"
         )
         return None
+
+    async def _keyed_write(self, node: SimNode, key: str, write_id: int) -> None:
+        """A client's write with an idempotency key, sent until it is answered: again after a
+        timeout, a refusal or a crash, to whichever node leads now (or any, to be redirected),
+        as a client or a forwarding node would. A short timeout leaves the first entry in the
+        log to commit after the retry's; sometimes the write is sent twice at once (both land in
+        the log), or once more after its answer (a lost response). Each copy is re-stamped by
+        the node it reaches, as the client API does."""
+        rng = self.rng
+        rid = f"req-{write_id}"
+        self.keyed_writes += 1
+        for attempt in range(1, KEYED_WRITE_ATTEMPTS + 1):
+            runtime = node.runtime
+            data = Command("put", key, f"w{write_id}", request_id=rid, stamp=node.clock()).encode()
+            timeout = TICK * rng.choice([2, 10, 20])
+            if node.role is Role.LEADER and rng.random() < 0.15:
+                self.sent_twice += 1
+                self.spawn(self._send_keyed(node, rid, data, timeout))
+            try:
+                result = await runtime.propose(data, timeout)
+            except NotLeader as e:
+                self.retries["not leader"] += 1
+                redirect = self.nodes.get(e.leader_id)
+                if redirect is not None and redirect.alive:
+                    node = redirect
+                    continue
+            except NodeError as e:
+                if node.runtime is not runtime or not node.alive:
+                    self.retries["crash"] += 1
+                elif isinstance(e, OutcomeUnknown):
+                    self.retries["timeout"] += 1
+                else:
+                    self.retries["refused"] += 1
+            else:
+                self._keyed_answer(rid, result)
+                if rng.random() < 0.1:
+                    self.spawn(self._send_keyed(node, rid, data, REQUEST_TIMEOUT))
+                return
+            await asyncio.sleep(TICK * rng.randint(1, 2 * attempt))
+            alive = [n for n in self.nodes.values() if n.alive]
+            if not alive:
+                return
+            leader = self.leader() if rng.random() < 0.5 else None
+            node = leader or rng.choice(alive)
+
+    async def _send_keyed(self, node: SimNode, rid: str, data: bytes, timeout: float) -> None:
+        """One more copy of a keyed write, whose answer (if any) must be the first outcome."""
+        try:
+            result = await node.runtime.propose(data, timeout)
+        except NodeError:
+            return
+        self._keyed_answer(rid, result)
+
+    def _keyed_answer(self, rid: str, result: Any) -> None:
+        if not isinstance(result, CommandResult):
+            self.fail(f"keyed write {rid} answered with {result!r}")
+            return
+        self.checker.on_write_acked(self.checker.exactly_once.on_answer(rid, result))
+        self.acked_writes += 1
 
     def client_read(self) -> None:
         alive = [n for n in self.nodes.values() if n.alive]

@@ -190,7 +190,9 @@ class SimKeyValueStore:
     Each apply is reported to the checker with whether it took effect (the store's revision
     moved), which is how the checker tells a double apply without asking the store's own dedup.
     ``last_write`` is the index of the last write applied (the store's applied index after a
-    start or a snapshot), as ``SimStateMachine`` keeps it.
+    start or a snapshot), as ``SimStateMachine`` keeps it. ``dedup_from_snapshot`` and
+    ``dedup_from_restart`` count retries absorbed here whose first entry this node never applied
+    itself: their outcome reached it in a snapshot, or in the store it reopened after a crash.
     """
 
     def __init__(self, sim: Simulation, node: SimNode, path: Path) -> None:
@@ -198,6 +200,8 @@ class SimKeyValueStore:
         self.node = node
         self.store = KeyValueStore.open(path)
         self.last_write = self.store.applied_index
+        self.applied_keys: set[str] = set()
+        self.keys_came_from = "restart"
 
     @property
     def applied_index(self) -> int:
@@ -210,9 +214,18 @@ class SimKeyValueStore:
         revision = self.store.revision
         result = self.store.apply(index, data)
         self.last_write = index
+        cmd = Command.decode(data)
         checker.exactly_once.on_apply(
-            self.node.id, index, Command.decode(data), result, self.store.revision != revision
+            self.node.id, index, cmd, result, self.store.revision != revision
         )
+        rid = cmd.request_id
+        if rid is not None:
+            if result.replayed and rid not in self.applied_keys:
+                if self.keys_came_from == "snapshot":
+                    self.sim.dedup_from_snapshot += 1
+                else:
+                    self.sim.dedup_from_restart += 1
+            self.applied_keys.add(rid)
         return result
 
     def commit(self, applied_index: int | None = None) -> None:
@@ -230,6 +243,9 @@ class SimKeyValueStore:
     def finish_restore(self) -> None:
         self.store.finish_restore()
         self.last_write = self.store.applied_index
+        self.applied_keys.clear()
+        self.keys_came_from = "snapshot"
+        self.sim.kv_snapshots_installed += 1
 
     def state(self) -> tuple[int, list[tuple[str, str, int, int]]]:
         """Revision and every key with its value and revisions (to compare nodes)."""
