@@ -127,8 +127,9 @@ class ExactlyOnce:
         """Idempotency key -> index of its first committed entry and that entry's outcome."""
         self.by_revision: dict[int, tuple[int, str | None]] = {}
         """Store revision -> the index and value of the write that made it."""
-        self.duplicates = 0
-        """Committed entries whose key had applied before: the retries the store had to absorb."""
+        self.duplicates: list[tuple[int, int]] = []
+        """(first index, later index) of each committed entry whose key had applied before: the
+        retries the store had to absorb."""
         self.answers = 0
         self.replayed_answers = 0
 
@@ -152,7 +153,7 @@ class ExactlyOnce:
         if rid is None:
             return
         if rid in self.first:
-            self.duplicates += 1
+            self.duplicates.append((self.first[rid][0], index))
             self._check_retry(node, index, rid, result, effect)
         elif result.replayed:
             raise SafetyViolation(

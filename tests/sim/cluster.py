@@ -631,6 +631,16 @@ class Simulation:
             return
         self._keyed_answer(rid, result)
 
+    def duplicates_across_terms(self) -> int:
+        """Committed retries whose first entry was appended in an earlier term: a leader took
+        the key, lost its leadership, and the retry reached the next leader's log too."""
+        committed = self.checker.committed
+        count = 0
+        for first, later in self.checker.exactly_once.duplicates:
+            a, b = committed.get(first), committed.get(later)
+            count += a is not None and b is not None and a.term != b.term
+        return count
+
     def _keyed_answer(self, rid: str, result: Any) -> None:
         if not isinstance(result, CommandResult):
             self.fail(f"keyed write {rid} answered with {result!r}")

@@ -62,6 +62,7 @@ class SeedResult:
     retries: dict[str, int] = field(default_factory=dict)
     sent_twice: int = 0
     duplicates: int = 0
+    duplicates_across_terms: int = 0
     replayed_answers: int = 0
     dedup_from_snapshot: int = 0
     dedup_from_restart: int = 0
@@ -109,7 +110,8 @@ def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
     result.keyed_writes = sim.keyed_writes
     result.retries = sim.retries
     result.sent_twice = sim.sent_twice
-    result.duplicates = sim.checker.exactly_once.duplicates
+    result.duplicates = len(sim.checker.exactly_once.duplicates)
+    result.duplicates_across_terms = sim.duplicates_across_terms()
     result.replayed_answers = sim.checker.exactly_once.replayed_answers
     result.dedup_from_snapshot = sim.dedup_from_snapshot
     result.dedup_from_restart = sim.dedup_from_restart
@@ -131,7 +133,8 @@ def print_keyed_writes(results: list[SeedResult]) -> None:
         f"(retries: {', '.join(f'{n} after {kind}' for kind, n in retries.items())}; "
         f"{sum(r.sent_twice for r in runs)} sent twice at once), "
         f"{sum(r.duplicates for r in runs)} duplicate entries committed and absorbed "
-        f"({sum(r.dedup_from_snapshot for r in runs)} by a node that got the first outcome in "
+        f"({sum(r.duplicates_across_terms for r in runs)} in a later term than the first; "
+        f"{sum(r.dedup_from_snapshot for r in runs)} by a node that got the first outcome in "
         f"a snapshot, {sum(r.dedup_from_restart for r in runs)} after a restart), "
         f"{sum(r.replayed_answers for r in runs)} replayed answers, "
         f"{sum(r.kv_snapshots_installed for r in runs)} store snapshots installed"
