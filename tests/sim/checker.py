@@ -7,10 +7,14 @@
 - State Machine Safety: every node applies the same entry at each index, in order, exactly once.
 - Linearizable reads: a read answered at a node reflects every write acknowledged before the read
   started (the node's applied index is at least the index of each such write).
+- Exactly-once keyed writes (``ExactlyOnce``, when the nodes run the key-value store): a command
+  carrying an idempotency key takes effect at most once however many times it is in the log, and
+  every answer a client gets for the key is the outcome of its first application.
 """
 
 from __future__ import annotations
 
+from raftnode.kv.commands import Command, CommandResult
 from raftnode.raft import Entry, EntryType
 
 
@@ -25,6 +29,7 @@ class SafetyChecker:
         self.committed: dict[int, Entry] = {}
         self.max_committed = 0
         self.max_acked_write_index = 0
+        self.exactly_once = ExactlyOnce()
 
     def on_leader(self, node: int, term: int, log_terms: dict[int, int | None]) -> None:
         """``log_terms`` maps each committed index the leader still holds to its term there."""
@@ -101,3 +106,95 @@ class SafetyChecker:
                 f"stale {kind} read on node {node}: served at applied index {served_at_applied}, "
                 f"but a write at index {started_after_index} was acknowledged before it started"
             )
+
+
+class ExactlyOnce:
+    """What the key-value store did with each committed command, seen from outside the store.
+
+    The nodes' stores report every apply (``on_apply``) with whether it took effect (the store's
+    revision moved); clients report every answer they got for an idempotency key
+    (``on_answer``). The store's own dedup bookkeeping is never consulted: the checks are
+    - every node applying an index gets the same outcome and the same effect (or none);
+    - the first committed entry carrying a key decides its outcome; every later entry with the
+      same key (a client's retry, a duplicate proposal) takes no effect and yields that outcome;
+    - every answer a client gets for the key equals the first outcome.
+    """
+
+    def __init__(self) -> None:
+        self.applied: dict[int, tuple[str | None, str, bool]] = {}
+        """Log index -> (idempotency key, outcome, took effect), as first applied anywhere."""
+        self.first: dict[str, tuple[int, CommandResult]] = {}
+        """Idempotency key -> index of its first committed entry and that entry's outcome."""
+        self.by_revision: dict[int, tuple[int, str | None]] = {}
+        """Store revision -> the index and value of the write that made it."""
+        self.duplicates: list[tuple[int, int]] = []
+        """(first index, later index) of each committed entry whose key had applied before: the
+        retries the store had to absorb."""
+        self.answers = 0
+        self.replayed_answers = 0
+
+    def on_apply(
+        self, node: int, index: int, cmd: Command, result: CommandResult, effect: bool
+    ) -> None:
+        rid = cmd.request_id
+        outcome = (rid, result.to_json(), effect)
+        seen = self.applied.get(index)
+        if seen is not None:
+            if seen != outcome:
+                self._check_retry(node, index, rid, result, effect)
+                raise SafetyViolation(
+                    f"node {node} applied index {index} with outcome {outcome}, another node "
+                    f"with {seen}: the store must decide the same way everywhere"
+                )
+            return
+        self.applied[index] = outcome
+        if effect:
+            self.by_revision[result.revision] = (index, cmd.value)
+        if rid is None:
+            return
+        if rid in self.first:
+            self.duplicates.append((self.first[rid][0], index))
+            self._check_retry(node, index, rid, result, effect)
+        elif result.replayed:
+            raise SafetyViolation(
+                f"node {node} replayed key {rid!r} at index {index}, its first entry"
+            )
+        else:
+            self.first[rid] = (index, result)
+
+    def _check_retry(
+        self, node: int, index: int, rid: str | None, result: CommandResult, effect: bool
+    ) -> None:
+        """An entry with a key that applied at an earlier index: no effect, the first outcome."""
+        first = self.first.get(rid) if rid is not None else None
+        if first is None or first[0] == index:
+            return
+        first_index, first_result = first
+        if index < first_index:
+            raise SafetyViolation(f"key {rid!r} applied at {index} after {first_index}")
+        if effect:
+            raise SafetyViolation(
+                f"double apply: key {rid!r} took effect at index {first_index} and again at "
+                f"{index} on node {node}"
+            )
+        if result.to_json() != first_result.to_json():
+            raise SafetyViolation(
+                f"key {rid!r} re-applied at index {index} on node {node} yielded "
+                f"{result.to_json()}, its first outcome (index {first_index}) was "
+                f"{first_result.to_json()}"
+            )
+
+    def on_answer(self, rid: str, result: CommandResult) -> int:
+        """A client got ``result`` for key ``rid``; returns the index where the key applied."""
+        first = self.first.get(rid)
+        if first is None:
+            raise SafetyViolation(f"a client got {result} for key {rid!r}, which never applied")
+        first_index, first_result = first
+        if result.to_json() != first_result.to_json():
+            raise SafetyViolation(
+                f"a client got {result.to_json()} for key {rid!r}, whose first outcome (index "
+                f"{first_index}) was {first_result.to_json()}"
+            )
+        self.answers += 1
+        self.replayed_answers += result.replayed
+        return first_index

@@ -27,14 +27,17 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from raftnode.config import Address
+from raftnode.kv.commands import Command, CommandResult
 from raftnode.metrics import NodeMetrics
-from raftnode.node import NodeError, NodeOptions, RaftNode
+from raftnode.node import NodeError, NodeOptions, NotLeader, OutcomeUnknown, RaftNode
 from raftnode.raft import (
     ConfChangeError,
     ConfChangeOp,
@@ -46,13 +49,23 @@ from raftnode.raft import (
     Role,
 )
 from tests.sim.checker import SafetyChecker, SafetyViolation
-from tests.sim.stand_ins import SimCarrier, SimDisk, SimLogStore, SimStateMachine
+from tests.sim.stand_ins import (
+    SimCarrier,
+    SimDisk,
+    SimKeyValueStore,
+    SimLogStore,
+    SimStateMachine,
+)
 from tests.sim.virtual_loop import VirtualTimeLoop
+
+T = TypeVar("T")
 
 TICK = 0.05
 """Seconds per Raft tick, as in production; every simulated delay is a multiple of it."""
 ELECTION_TICKS = 10
 REQUEST_TIMEOUT = 20 * TICK
+KEYED_WRITE_ATTEMPTS = 6
+"""How many times a client sends a keyed write before it gives up."""
 
 
 class SimNode:
@@ -65,16 +78,22 @@ class SimNode:
         self.alive = False
         self.clock_rate = 1.0
         self.runtime: RaftNode
-        self.sm: SimStateMachine
+        self.sm: SimStateMachine | SimKeyValueStore
         self.checked_commit = 0
         self.was_leader_term = 0
 
     def boot(self) -> None:
         sim = self.sim
-        self.sm = SimStateMachine(sim, self)
+        data_dir = Path("/nonexistent")
+        if sim.kv_dir is not None:
+            data_dir = sim.kv_dir / f"n{self.id}"
+            data_dir.mkdir(exist_ok=True)
+            self.sm = SimKeyValueStore(sim, self, data_dir / "kv.sqlite")
+        else:
+            self.sm = SimStateMachine(sim, self)
         options = NodeOptions(
             node_id=self.id,
-            data_dir=Path("/nonexistent"),
+            data_dir=data_dir,
             listen_peer=Address("sim", self.id),
             members={},
             secret=b"",
@@ -95,6 +114,7 @@ class SimNode:
             carrier=SimCarrier(sim, self.id),
             clock=lambda: loop.time() * rate,
             raft_config=sim.raft_config(self.id),
+            run_blocking=sim.run_blocking,
         )
         self.checked_commit = self.disk.snapshot.meta.index if self.disk.snapshot else 0
         self.was_leader_term = 0
@@ -104,7 +124,12 @@ class SimNode:
     def crash(self) -> None:
         self.alive = False
         self.runtime.abandon()
+        self.sm.close()
         self.sim.network.detach(self.id)
+
+    def clock(self) -> float:
+        """This node's clock, as its runtime reads it."""
+        return self.sim.loop.time() * self.clock_rate
 
     @property
     def role(self) -> Role:
@@ -257,7 +282,13 @@ class Simulation:
     looks like); ``other_faults=False`` leaves only those flaps (and the network's drops,
     duplicates and delays), so that every election after the first is one a flap caused;
     ``leader_crash_rate`` (per tick) crashes the leader, to time failovers (a crashed node
-    restarts about 5 ticks later when other faults are off)."""
+    restarts about 5 ticks later when other faults are off).
+
+    ``kv_store`` runs the production key-value store (``SimKeyValueStore``) as every node's state
+    machine instead of ``SimStateMachine``, and half of the clients' writes carry an idempotency
+    key and are retried (after a timeout, a refusal, a crash, sometimes sent twice at once or
+    again after an answer) until answered; ``SafetyChecker.exactly_once`` checks each key takes
+    effect once and every answer is its first outcome."""
 
     def __init__(
         self,
@@ -271,8 +302,18 @@ class Simulation:
         other_faults: bool = True,
         concurrent_flaps: bool = True,
         leader_crash_rate: float = 0.0,
+        kv_store: bool = False,
     ):
         self.seed = seed
+        self.kv_dir = (
+            Path(tempfile.mkdtemp(prefix="raftnode-sim-", dir=_kv_parent())) if kv_store else None
+        )
+        self.keyed_writes = 0
+        self.retries: dict[str, int] = {"timeout": 0, "not leader": 0, "crash": 0, "refused": 0}
+        self.sent_twice = 0
+        self.dedup_from_snapshot = 0
+        self.dedup_from_restart = 0
+        self.kv_snapshots_installed = 0
         self.fast_leader_loss = fast_leader_loss
         self.flap_rate = flap_rate
         self.other_faults = other_faults
@@ -302,6 +343,9 @@ class Simulation:
         self.snapshot_every = rng.choice([4, 10, 30, 1000])
         self.compaction_retain = rng.choice([0, 2, 10])
         self.chunk_bytes = rng.choice([16, 64, 4096])
+        if kv_store:
+            # A store's snapshot is an SQLite file of a few 4 KiB pages at least.
+            self.chunk_bytes *= 256
         self.max_inflight = rng.choice([1, 4, 64])
         self.max_batch = rng.choice([1, 3, 64])
         self.max_disk_latency = TICK * rng.choice([0.0, 0.02, 0.2])
@@ -352,6 +396,12 @@ class Simulation:
 
     def disk_latency(self) -> float:
         return self.rng.random() * self.max_disk_latency
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Where production runs the store's slow calls (sync, snapshots) in a worker thread:
+        here after a simulated disk latency, on the loop, so that a seed replays exactly."""
+        await asyncio.sleep(self.disk_latency())
+        return fn(*args)
 
     def maybe_crash_mid_write(self, node_id: int, when: str) -> None:
         if self.crash_mid_write and self.rng.random() < self.crash_mid_write:
@@ -491,24 +541,112 @@ class Simulation:
             return
         self.next_write_id += 1
         key = f"k{self.rng.randrange(5)}"
-        data = json.dumps({"k": key, "w": self.next_write_id}).encode()
-        self.spawn(self._write(node, data, self.next_write_id))
+        if self.kv_dir is not None and self.rng.random() < 0.5:
+            self.spawn(self._keyed_write(node, key, self.next_write_id))
+            return
+        self.spawn(self._write(node, self.write_data(key, self.next_write_id), self.next_write_id))
+
+    def write_data(self, key: str, write_id: int) -> bytes:
+        """The command of an unkeyed write: the store's own for ``kv_store`` runs."""
+        if self.kv_dir is not None:
+            return Command("put", key, f"w{write_id}").encode()
+        return json.dumps({"k": key, "w": write_id}).encode()
 
     async def _write(self, node: SimNode, data: bytes, write_id: int) -> int | None:
         try:
             result = await node.runtime.propose(data, REQUEST_TIMEOUT)
         except NodeError:
             return None
-        if not isinstance(result, tuple) or result[1] != write_id:
-            self.fail(
-                f"node {node.id} answered write {write_id} with another entry's result: "
-                f"{result!r} (the state machine returns (index, write id))"
-            )
+        index = self._written_index(node, result, write_id)
+        if index is None:
             return None
-        index = result[0]
         self.checker.on_write_acked(index)
         self.acked_writes += 1
-        return int(index)
+        return index
+
+    def _written_index(self, node: SimNode, result: Any, write_id: int) -> int | None:
+        """The index of the entry whose result answered write ``write_id``, when it is that
+        write's own: ``SimStateMachine`` returns (index, write id); the store's result names
+        the revision the write made, which the checker saw made by this write's value."""
+        if isinstance(result, CommandResult):
+            made = self.checker.exactly_once.by_revision.get(result.revision)
+            if result.ok and made is not None and made[1] == f"w{write_id}":
+                return made[0]
+        elif isinstance(result, tuple) and result[1] == write_id:
+            return int(result[0])
+        self.fail(
+            f"node {node.id} answered write {write_id} with another entry's result: {result!r}"
+        )
+        return None
+
+    async def _keyed_write(self, node: SimNode, key: str, write_id: int) -> None:
+        """A client's write with an idempotency key, sent until it is answered: again after a
+        timeout, a refusal or a crash, to whichever node leads now (or any, to be redirected),
+        as a client or a forwarding node would. A short timeout leaves the first entry in the
+        log to commit after the retry's; sometimes the write is sent twice at once (both land in
+        the log), or once more after its answer (a lost response). Each copy is re-stamped by
+        the node it reaches, as the client API does."""
+        rng = self.rng
+        rid = f"req-{write_id}"
+        self.keyed_writes += 1
+        for attempt in range(1, KEYED_WRITE_ATTEMPTS + 1):
+            runtime = node.runtime
+            data = Command("put", key, f"w{write_id}", request_id=rid, stamp=node.clock()).encode()
+            timeout = TICK * rng.choice([2, 10, 20])
+            if node.role is Role.LEADER and rng.random() < 0.15:
+                self.sent_twice += 1
+                self.spawn(self._send_keyed(node, rid, data, timeout))
+            try:
+                result = await runtime.propose(data, timeout)
+            except NotLeader as e:
+                self.retries["not leader"] += 1
+                redirect = self.nodes.get(e.leader_id)
+                if redirect is not None and redirect.alive:
+                    node = redirect
+                    continue
+            except NodeError as e:
+                if node.runtime is not runtime or not node.alive:
+                    self.retries["crash"] += 1
+                elif isinstance(e, OutcomeUnknown):
+                    self.retries["timeout"] += 1
+                else:
+                    self.retries["refused"] += 1
+            else:
+                self._keyed_answer(rid, result)
+                if rng.random() < 0.1:
+                    self.spawn(self._send_keyed(node, rid, data, REQUEST_TIMEOUT))
+                return
+            await asyncio.sleep(TICK * rng.randint(1, 2 * attempt))
+            alive = [n for n in self.nodes.values() if n.alive]
+            if not alive:
+                return
+            leader = self.leader() if rng.random() < 0.5 else None
+            node = leader or rng.choice(alive)
+
+    async def _send_keyed(self, node: SimNode, rid: str, data: bytes, timeout: float) -> None:
+        """One more copy of a keyed write, whose answer (if any) must be the first outcome."""
+        try:
+            result = await node.runtime.propose(data, timeout)
+        except NodeError:
+            return
+        self._keyed_answer(rid, result)
+
+    def duplicates_across_terms(self) -> int:
+        """Committed retries whose first entry was appended in an earlier term: a leader took
+        the key, lost its leadership, and the retry reached the next leader's log too."""
+        committed = self.checker.committed
+        count = 0
+        for first, later in self.checker.exactly_once.duplicates:
+            a, b = committed.get(first), committed.get(later)
+            count += a is not None and b is not None and a.term != b.term
+        return count
+
+    def _keyed_answer(self, rid: str, result: Any) -> None:
+        if not isinstance(result, CommandResult):
+            self.fail(f"keyed write {rid} answered with {result!r}")
+            return
+        self.checker.on_write_acked(self.checker.exactly_once.on_answer(rid, result))
+        self.acked_writes += 1
 
     def client_read(self) -> None:
         alive = [n for n in self.nodes.values() if n.alive]
@@ -603,7 +741,7 @@ class Simulation:
                 continue
             if len(acked) < 3 and in_flight is None:
                 self.next_write_id += 1
-                data = json.dumps({"k": "final", "w": self.next_write_id}).encode()
+                data = self.write_data("final", self.next_write_id)
                 in_flight = self.loop.create_task(self._write(leader, data, self.next_write_id))
             if len(acked) == 3 and self.converged(leader, acked[-1]):
                 return
@@ -624,10 +762,10 @@ class Simulation:
         if not all(n.runtime.applied_index >= index for n in members):
             return False
         for node in members:
-            if node.sm.last_write == leader.sm.last_write and node.sm.kv != leader.sm.kv:
+            if node.sm.last_write == leader.sm.last_write and node.sm.state() != leader.sm.state():
                 raise SafetyViolation(
                     f"state machines differ at write {leader.sm.last_write}: n{leader.id} has "
-                    f"{leader.sm.kv}, n{node.id} has {node.sm.kv}"
+                    f"{leader.sm.state()}, n{node.id} has {node.sm.state()}"
                 )
         return True
 
@@ -641,6 +779,8 @@ class Simulation:
         if tasks:
             self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         self.loop.close()
+        if self.kv_dir is not None:
+            shutil.rmtree(self.kv_dir, ignore_errors=True)
 
     def report(self, problem: str) -> str:
         return (
@@ -671,3 +811,10 @@ def describe(event: str | Message) -> str:
     if m.force:
         parts.append("force")
     return " ".join(parts)
+
+
+def _kv_parent() -> str | None:
+    """Where the stores' files go: memory (``/dev/shm``) when there is one, as nothing in them
+    must outlive the run and the store fsyncs."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() else None

@@ -1,7 +1,9 @@
 """Run the cluster simulation over many seeds: ``python -m tests.sim.runner --seeds 500``.
 
-Seeds alternate between 3- and 5-node clusters. ``RAFTNODE_SIM_SEEDS`` sets the count and
-``RAFTNODE_SIM_SEED`` (with ``RAFTNODE_SIM_SIZE``) reruns one seed with its full trace.
+Seeds alternate between 3- and 5-node clusters; in every other pair of seeds (``kv_store_for``)
+the nodes run the production key-value store and clients retry writes with idempotency keys.
+``RAFTNODE_SIM_SEEDS`` sets the count and ``RAFTNODE_SIM_SEED`` (with ``RAFTNODE_SIM_SIZE``)
+reruns one seed with its full trace.
 
 ``--compare`` runs every seed twice, with the core's fast leader-loss path off and on, and
 prints per seed how many elections were won and how long the cluster went without a leader after
@@ -38,6 +40,11 @@ def size_for(seed: int) -> int:
     return 3 if seed % 2 == 0 else 5
 
 
+def kv_store_for(seed: int) -> bool:
+    """Whether a (default mode) seed runs the key-value store: half the seeds of each size."""
+    return seed // 2 % 2 == 1
+
+
 @dataclass
 class SeedResult:
     seed: int
@@ -50,6 +57,16 @@ class SeedResult:
     flaps: int = 0
     fast_prevotes: int = 0
     failovers: list[float] = field(default_factory=list)
+    kv_store: bool = False
+    keyed_writes: int = 0
+    retries: dict[str, int] = field(default_factory=dict)
+    sent_twice: int = 0
+    duplicates: int = 0
+    duplicates_across_terms: int = 0
+    replayed_answers: int = 0
+    dedup_from_snapshot: int = 0
+    dedup_from_restart: int = 0
+    kv_snapshots_installed: int = 0
     error: str | None = None
 
 
@@ -60,7 +77,7 @@ def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
     # per run. A failing seed reports the events that matter in its trace instead.
     logging.getLogger("raftnode").setLevel(logging.CRITICAL + 1)
     if mode == "default":
-        sim = Simulation(seed, size=size, fast_leader_loss=fast)
+        sim = Simulation(seed, size=size, fast_leader_loss=fast, kv_store=kv_store_for(seed))
     elif mode == "leader-crashes":
         sim = Simulation(
             seed,
@@ -89,7 +106,39 @@ def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
     result.flaps = sim.network.flaps
     result.fast_prevotes = sim.fast_prevotes
     result.failovers = sim.failover_seconds
+    result.kv_store = sim.kv_dir is not None
+    result.keyed_writes = sim.keyed_writes
+    result.retries = sim.retries
+    result.sent_twice = sim.sent_twice
+    result.duplicates = len(sim.checker.exactly_once.duplicates)
+    result.duplicates_across_terms = sim.duplicates_across_terms()
+    result.replayed_answers = sim.checker.exactly_once.replayed_answers
+    result.dedup_from_snapshot = sim.dedup_from_snapshot
+    result.dedup_from_restart = sim.dedup_from_restart
+    result.kv_snapshots_installed = sim.kv_snapshots_installed
     return result
+
+
+def print_keyed_writes(results: list[SeedResult]) -> None:
+    """What the key-value seeds put the exactly-once check through."""
+    runs = [r for r in results if r.kv_store]
+    if not runs:
+        return
+    retries: dict[str, int] = {}
+    for r in runs:
+        for kind, n in r.retries.items():
+            retries[kind] = retries.get(kind, 0) + n
+    print(
+        f"key-value store: {len(runs)} runs, {sum(r.keyed_writes for r in runs)} keyed writes "
+        f"(retries: {', '.join(f'{n} after {kind}' for kind, n in retries.items())}; "
+        f"{sum(r.sent_twice for r in runs)} sent twice at once), "
+        f"{sum(r.duplicates for r in runs)} duplicate entries committed and absorbed "
+        f"({sum(r.duplicates_across_terms for r in runs)} in a later term than the first; "
+        f"{sum(r.dedup_from_snapshot for r in runs)} by a node that got the first outcome in "
+        f"a snapshot, {sum(r.dedup_from_restart for r in runs)} after a restart), "
+        f"{sum(r.replayed_answers for r in runs)} replayed answers, "
+        f"{sum(r.kv_snapshots_installed for r in runs)} store snapshots installed"
+    )
 
 
 def _ms(values: list[float]) -> str:
@@ -183,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(failure, file=sys.stderr)
     if compare:
         print_comparison(results)
+    print_keyed_writes(results)
     print(
         f"simulation: {len(jobs)} runs, {steps} steps ({steps // max(1, len(jobs))} per run), "
         f"{writes} acknowledged writes, {reads} linearizable/lease reads checked, "

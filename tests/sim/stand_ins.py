@@ -7,9 +7,12 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raftnode.config import Address
+from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.store import KeyValueStore, SnapshotInfo
 from raftnode.raft import Entry, HardState, Message, Snapshot
 from raftnode.storage.log_store import PersistedState
 from raftnode.transport.carrier import Deliver, PeerReachability
@@ -167,3 +170,88 @@ class SimStateMachine:
         state: dict[str, Any] = json.loads(data) if data else {"kv": {}, "last": 0}
         self.kv = state["kv"]
         self.last_write = state["last"]
+
+    def state(self) -> dict[str, int]:
+        return self.kv
+
+    def close(self) -> None:
+        return None
+
+
+class SimKeyValueStore:
+    """The production key-value store (``raftnode.kv.store.KeyValueStore``, SQLite in a file of
+    the node's own) as the node's ``DurableStateMachine``, watched from outside.
+
+    Everything goes to the real store, so the runtime drives it through ``DurableKeeper`` as in
+    production: apply and commit per batch, log compaction to the store's durable index,
+    snapshots materialized to files and installed with ``stage_restore``/``finish_restore``. The
+    store's file outlives a crash (a crash closes it, dropping any uncommitted batch).
+
+    Each apply is reported to the checker with whether it took effect (the store's revision
+    moved), which is how the checker tells a double apply without asking the store's own dedup.
+    ``last_write`` is the index of the last write applied (the store's applied index after a
+    start or a snapshot), as ``SimStateMachine`` keeps it. ``dedup_from_snapshot`` and
+    ``dedup_from_restart`` count retries absorbed here whose first entry this node never applied
+    itself: their outcome reached it in a snapshot, or in the store it reopened after a crash.
+    """
+
+    def __init__(self, sim: Simulation, node: SimNode, path: Path) -> None:
+        self.sim = sim
+        self.node = node
+        self.store = KeyValueStore.open(path)
+        self.last_write = self.store.applied_index
+        self.applied_keys: set[str] = set()
+        self.keys_came_from = "restart"
+
+    @property
+    def applied_index(self) -> int:
+        return self.store.applied_index
+
+    def apply(self, index: int, data: bytes) -> CommandResult:
+        self.node.check_commits()
+        checker = self.sim.checker
+        checker.on_state_machine_apply(self.node.id, index, data, self.last_write)
+        revision = self.store.revision
+        result = self.store.apply(index, data)
+        self.last_write = index
+        cmd = Command.decode(data)
+        checker.exactly_once.on_apply(
+            self.node.id, index, cmd, result, self.store.revision != revision
+        )
+        rid = cmd.request_id
+        if rid is not None:
+            if result.replayed and rid not in self.applied_keys:
+                if self.keys_came_from == "snapshot":
+                    self.sim.dedup_from_snapshot += 1
+                else:
+                    self.sim.dedup_from_restart += 1
+            self.applied_keys.add(rid)
+        return result
+
+    def commit(self, applied_index: int | None = None) -> None:
+        self.store.commit(applied_index)
+
+    def sync(self) -> int:
+        return self.store.sync()
+
+    def snapshot_to(self, dest: Path) -> SnapshotInfo:
+        return self.store.snapshot_to(dest)
+
+    def stage_restore(self, src: Path) -> SnapshotInfo:
+        return self.store.stage_restore(src)
+
+    def finish_restore(self) -> None:
+        self.store.finish_restore()
+        self.last_write = self.store.applied_index
+        self.applied_keys.clear()
+        self.keys_came_from = "snapshot"
+        self.sim.kv_snapshots_installed += 1
+
+    def state(self) -> tuple[int, list[tuple[str, str, int, int]]]:
+        """Revision and every key with its value and revisions (to compare nodes)."""
+        return self.store.revision, [
+            (k, r.value, r.create_revision, r.mod_revision) for k, r in self.store.list()
+        ]
+
+    def close(self) -> None:
+        self.store.close()
