@@ -130,7 +130,7 @@ def report(ops_path: Path, steps_path: Path) -> dict[str, Any]:
                 "step": name,
                 "seconds": round(end - begin, 3),
                 "writes": len(in_step),
-                "acked": len(inside),
+                "acked": sum(1 for o in in_step if o["status"] == 200),
                 "codes": codes,
                 "window_ms": round(max(gaps) * 1000, 1),
                 "bad_reads": sum(1 for o in reads if begin <= o["t0"] <= end and o["bad"]),
