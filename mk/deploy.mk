@@ -27,6 +27,7 @@ lint-ansible: $(VENV)/.deploy-installed
 	$(ANSIBLE_ENV) $(DEPLOY_BIN)/ansible-lint --profile production $(ANSIBLE_LINT_PATHS)
 	$(ANSIBLE_PLAYBOOK) --syntax-check -i $(ANSIBLE_INVENTORY) site.yml
 	$(ANSIBLE_PLAYBOOK) --syntax-check -i $(ANSIBLE_INVENTORY) playbooks/rolling-restart.yml
+	$(ANSIBLE_PLAYBOOK) --syntax-check -i $(ANSIBLE_INVENTORY) playbooks/remove-node.yml
 
 ## The wheels the raftnode role ships: this checkout and its dependencies (hosts install
 ## them with pip --no-index). Built for the controller's Python: hosts need the same

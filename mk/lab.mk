@@ -55,9 +55,11 @@ lab-inventory:
 test-lab: $(VENV)/.deploy-installed
 	PATH="$(DEPLOY_BIN):$$PATH" $(PY) -m pytest -q -p no:cacheprovider -rs tests/lab
 
-MOLECULE_SCENARIOS ?= default failover quorum lb-failover backup-restore
+MOLECULE_SCENARIOS ?= default failover quorum lb-failover backup-restore membership
 ## Every Molecule scenario on lab hosts of its own, one after another (root): default
-## (converge, idempotence, routing), failover, quorum, lb-failover. `make test` runs them last.
+## (converge, idempotence, routing), failover, quorum, lb-failover, backup-restore, membership
+## (grow 3 -> 5, remove 2).
+## `make test` runs them last.
 test-molecule: $(VENV)/.deploy-installed
 	@set -e; for scenario in $(MOLECULE_SCENARIOS); do \
 		echo "== molecule test -s $$scenario"; \

@@ -12,6 +12,7 @@ their testinfra tests (imported).
     python3 lab_probe.py write-loop http://10.77.0.100:8080 --duration 15 --out loop.json
     python3 lab_probe.py poll-status http://10.77.0.11:10001/primary --while-status 200 --run CMD...
     python3 lab_probe.py converged 10.77.0.11 10.77.0.12 10.77.0.13 --timeout 30
+    python3 lab_probe.py backend-servers http://10.77.0.21:8404
 """
 
 from __future__ import annotations
@@ -339,6 +340,18 @@ def write_servers(stats_url: str) -> list[str]:
     ]
 
 
+def backend_servers(stats_url: str) -> dict[str, dict[str, str]]:
+    """Every backend's servers as HAProxy lists them (stats CSV): backend -> {server: status}."""
+    status, _, body = request(f"{stats_url}/stats;csv", timeout=2.0)
+    if status != 200:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for r in csv.DictReader(io.StringIO(body.decode().lstrip("# "))):
+        if r["svname"] not in ("FRONTEND", "BACKEND"):
+            out.setdefault(r["pxname"], {})[r["svname"]] = r["status"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -373,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--interval", type=float, default=0.05)
     p.add_argument("--run", nargs=argparse.REMAINDER, help="a command to run first (last option)")
+    p = sub.add_parser("backend-servers")
+    p.add_argument("stats_url")
     p = sub.add_parser("converged")
     p.add_argument("addresses", nargs="+")
     p.add_argument("--timeout", type=float, default=30.0)
@@ -397,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         out = poll_status(args.url, args.while_status, args.timeout, args.interval, args.run)
     elif args.command == "converged":
         out = converged(args.addresses, args.timeout)
+    elif args.command == "backend-servers":
+        out = backend_servers(args.stats_url)
     else:
         out = write_servers(args.stats_url)
     json.dump(out, sys.stdout)

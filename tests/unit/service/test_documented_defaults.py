@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from raftnode.config import Address
+from raftnode.config import Address, NodeConfig
 from raftnode.defaults import Limits, LogSettings, Snapshot, Timing
 from raftnode.devcluster import default_ports, write_configs
 from raftnode.raft.config import RaftConfig
@@ -67,8 +67,17 @@ def test_role_defaults_that_repeat_a_runtime_default_agree_with_it() -> None:
         "raftnode_snapshot_every_entries": Snapshot().every_entries,
         "raftnode_log_level": str(LogSettings().level),
         "raftnode_log_format": str(LogSettings().format),
+        **{
+            f"raftnode_{f.name}": f.default
+            for f in fields(NodeConfig)
+            if f.name in ("initial_cluster_state", "initial_cluster_token")
+        },
     }
     restated = [key for key in code if key in role]
     assert len(restated) >= 10, restated  # the role's flat variables: this test must see them
     for key in restated:
         assert role[key] == code[key], key
+    assert {"raftnode_initial_cluster_state", "raftnode_initial_cluster_token"} <= set(restated)
+    example = documented_example()
+    for key in ("initial_cluster_state", "initial_cluster_token"):
+        assert example[key] == role[f"raftnode_{key}"], key
