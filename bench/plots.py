@@ -29,6 +29,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_peers(result: dict[str, Any], path: Path) -> Path | None:
     plt = _pyplot()
     if plt is None:
@@ -84,10 +91,7 @@ def plot_peers(result: dict[str, Any], path: Path) -> Path | None:
         f"{meta.get('rounds', '?')} A/B rounds, {meta.get('cpus', '?')} CPUs "
         f"(one machine: noisy)"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
@@ -120,10 +124,7 @@ def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
         f"Growing store, {meta.get('connections', '?')} connections, "
         f"{meta.get('interval', '?')} s intervals (one machine: noisy)"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_results(
@@ -166,10 +167,7 @@ def plot_fault_rounds(report: dict[str, Any], path: Path) -> Path | None:
         f"{report['fault']} x{len(rounds)} through the VIP: {report['acknowledged']} writes "
         f"acknowledged, {report['failed']} failed attempts, {len(report['lost'])} lost"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
