@@ -281,60 +281,53 @@ class ClientApi:
                 raise unavailable(
                     f"the leader (node {leader_id}) could not be reached; retry shortly"
                 )
-            leader_known = node.leader_id == leader_id
+            # Forward only to the leader this node knows, still connected and still heard from.
+            # Otherwise (an election, a crashed leader, one cut off) forwarding could hang or
+            # end in a reset with an unknown outcome: wait for a reconnect, a heartbeat or a
+            # new leader instead.
             if (
-                not leader_known
-                or not node.peer_connected(leader_id)
-                or not node.leader_recently_heard()
+                node.leader_id == leader_id
+                and node.peer_connected(leader_id)
+                and node.leader_recently_heard()
             ):
-                # No leader known (an election), our stream to the leader is down (it probably
-                # crashed) or it went quiet (cut off). Forwarding now could hang or end in a
-                # reset with an unknown outcome; wait for a reconnect, a heartbeat or a new leader.
-                await asyncio.sleep(min(0.05, remaining))
-                if node.is_leader:
-                    return None
-                leader_id = node.leader_id or leader_id
-                continue
-            url = f"http://{addr.host}:{addr.port}{request.raw_path}"
-            fetch = asyncio.ensure_future(
-                forward(
-                    url,
-                    request.method,
-                    request.body,
-                    hops,
-                    remaining,
-                    request.headers.get(IDEMPOTENCY_HEADER.lower()),
-                )
-            )
-            try:
-                resp = await self._while_leader_speaks(fetch, leader_id)
-            except ForwardNotSent:
-                self.metrics.forwarded.labels(outcome="not_sent").inc()
-                # The leader is probably gone: wait for the cluster to name another one.
-                await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-                if node.is_leader:
-                    return None
-                leader_id = node.leader_id or leader_id
-                continue
-            except ForwardUnknown as e:
-                self.metrics.forwarded.labels(outcome="unknown").inc()
-                if request.headers.get(IDEMPOTENCY_HEADER.lower()):
-                    # The leader keeps the key's first outcome: sending it again (to whoever
-                    # leads next) cannot apply it twice, and answers what happened.
-                    await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-                    if node.is_leader:
-                        return None
-                    leader_id = node.leader_id or leader_id
-                    continue
-                raise outcome_unknown(
-                    f"the write was forwarded to node {leader_id} but no answer came back ({e}); "
-                    "read the key to learn whether it was written"
-                ) from e
-            self.metrics.forwarded.labels(outcome="ok").inc()
-            headers = {k: v for k, v in resp.headers.items() if k != "Content-Type"}
-            headers["X-Raftnode-Forwarded-To"] = str(leader_id)
-            content_type = resp.headers.get("Content-Type", "application/json")
-            return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded")
+                url = f"http://{addr.host}:{addr.port}{request.raw_path}"
+                answer = await self._forward_once(request, url, leader_id, hops, remaining)
+                if answer is not None:
+                    return answer
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            if node.is_leader:
+                return None
+            leader_id = node.leader_id or leader_id
+
+    async def _forward_once(
+        self, request: Request, url: str, leader_id: int, hops: int, timeout: float
+    ) -> _Answer | None:
+        """One attempt at the leader: its answer, or None when sending again is safe (nothing
+        was sent, or the write carries an idempotency key)."""
+        key = request.headers.get(IDEMPOTENCY_HEADER.lower())
+        fetch = asyncio.ensure_future(
+            forward(url, request.method, request.body, hops, timeout, key)
+        )
+        try:
+            resp = await self._while_leader_speaks(fetch, leader_id)
+        except ForwardNotSent:
+            self.metrics.forwarded.labels(outcome="not_sent").inc()
+            return None  # the leader is probably gone: wait for the cluster to name another
+        except ForwardUnknown as e:
+            self.metrics.forwarded.labels(outcome="unknown").inc()
+            if key:
+                # The leader keeps the key's first outcome: sending it again (to whoever leads
+                # next) cannot apply it twice, and answers what happened.
+                return None
+            raise outcome_unknown(
+                f"the write was forwarded to node {leader_id} but no answer came back ({e}); "
+                "read the key to learn whether it was written"
+            ) from e
+        self.metrics.forwarded.labels(outcome="ok").inc()
+        headers = {k: v for k, v in resp.headers.items() if k != "Content-Type"}
+        headers["X-Raftnode-Forwarded-To"] = str(leader_id)
+        content_type = resp.headers.get("Content-Type", "application/json")
+        return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded")
 
     async def _while_leader_speaks(
         self, fetch: asyncio.Future[ForwardedResponse], leader_id: int
