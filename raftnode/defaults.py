@@ -70,6 +70,15 @@ class Limits:
     max_store_bytes: int = at_least(0, default=2 << 30)
     """The store's quota (etcd's ``--quota-backend-bytes``): keys plus values, in bytes; past
     it, writes that add data are refused with 507. 0 turns the quota off."""
+    min_free_disk_bytes: int = at_least(0, default=256 << 20)
+    """Writes that add data are refused with 507 while the data directory's filesystem has less
+    than this free (deletes still work); the Raft log needs room to record even a delete.
+    0 turns the guard off."""
+    max_list_bytes: int = at_least(1024, default=4 << 20)
+    """A ``GET /kv?prefix=`` page stops before its keys and values pass this many bytes
+    (``more`` is then true), so one request never builds an answer of gigabytes."""
+    max_snapshot_bytes: int = at_least(1 << 20, default=16 << 30)
+    """The largest snapshot file a node accepts to restore or install, in bytes."""
 
     def problems(self) -> list[str]:
         return []

@@ -27,6 +27,7 @@ from raftnode.node import RaftNode
 from raftnode.node_options import options_from_config
 from raftnode.raft.types import ConfChange
 from raftnode.snapshot_file import STORE_FILE
+from raftnode.storage.disk_space import DiskSpaceGuard
 from raftnode.storage.errors import StorageError
 from raftnode.systemd_notify import SystemdNotifier
 
@@ -48,7 +49,10 @@ class RaftnodeServer:
             options_from_config(config), self.store, metrics=self.metrics, on_fatal=self._fatal
         )
         self.service = KeyValueService(
-            self.node, self.store, leader_wait=max(1.0, 4 * config.timing.election_seconds)
+            self.node,
+            self.store,
+            leader_wait=max(1.0, 4 * config.timing.election_seconds),
+            disk_guard=DiskSpaceGuard(config.data_dir, config.limits.min_free_disk_bytes),
         )
         self.client_api: ClientApi | None = None
         self.client_server: asyncio.Server | None = None

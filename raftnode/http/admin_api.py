@@ -19,6 +19,7 @@ from typing import Any
 from raftnode.config import Address
 from raftnode.http.connection import Request, Response, StreamedBody
 from raftnode.http.errors import ApiError, ErrorCode, bad_request, unavailable
+from raftnode.http.requests import decode_json_object
 from raftnode.node import NotLeader, OutcomeUnknown, RaftNode, Unavailable
 from raftnode.raft.confchange import check_addresses_unused, check_prev_index
 from raftnode.raft.errors import ConfChangeError, LeaderNotReady
@@ -268,13 +269,7 @@ def _conflict_unless(check: Callable[[], None]) -> None:
 
 
 def _body(request: Request) -> dict[str, Any]:
-    try:
-        obj = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise bad_request(f"request body is not valid JSON: {e}", ErrorCode.BAD_JSON) from e
-    if not isinstance(obj, dict):
-        raise bad_request("request body must be a JSON object", ErrorCode.BAD_JSON)
-    return obj
+    return decode_json_object(request.body or b"{}")
 
 
 def _remaining(deadline: float) -> float:

@@ -27,10 +27,11 @@ from raftnode.http.connection import HttpConnection, Request, Response
 from raftnode.http.errors import (
     ApiError,
     ErrorCode,
+    disk_full,
+    idempotency_key_reused,
     not_found,
     outcome_unknown,
     quota_exceeded,
-    too_large,
     unavailable,
 )
 from raftnode.http.forward import (
@@ -43,8 +44,8 @@ from raftnode.http.forward import (
     ForwardUnknown,
     forward,
 )
-from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
-from raftnode.kv.service import KeyValueService
+from raftnode.kv.commands import IDEMPOTENCY_KEY_REUSED, QUOTA_EXCEEDED, Command, CommandResult
+from raftnode.kv.service import DiskFull, KeyValueService
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
 
@@ -78,7 +79,10 @@ _Route = tuple[str, str, _Run]
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    # backslashreplace: a lone surrogate (echoed from an invalid request) becomes its JSON
+    # escape, exactly what ensure_ascii would write, instead of failing the answer.
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
@@ -240,6 +244,8 @@ class ClientApi:
             raise unavailable(f"{e}; retry shortly") from e
         except OutcomeUnknown as e:
             raise outcome_unknown(f"{e}; read the key to learn whether it was written") from e
+        except DiskFull as e:
+            raise disk_full(e.free, e.minimum) from e
         return self._write_answer(cmd, result)
 
     def _write_answer(self, cmd: Command, result: CommandResult) -> _Answer:
@@ -264,6 +270,8 @@ class ClientApi:
             return _Answer(json_response(409, conflict, headers), "cas_mismatch")
         if result.error == "not_found":
             raise not_found(cmd.key)
+        if result.error == IDEMPOTENCY_KEY_REUSED:
+            raise idempotency_key_reused(cmd.key)
         if result.error == QUOTA_EXCEEDED:
             self.metrics.quota_refused()
             raise quota_exceeded(cmd.key, self.service.store.max_store_bytes)
@@ -369,13 +377,11 @@ class ClientApi:
         consistency = requests.consistency(request.param("consistency"))
         limit = requests.list_limit(request.param("limit"))
         prefix = request.param("prefix") or ""
-        if len(prefix.encode()) > self.limits.max_key_bytes:
-            raise too_large(f"prefix is longer than {self.limits.max_key_bytes} bytes")
+        if prefix:
+            requests.check_key(prefix, self.limits, where="prefix")
         await self._read_barrier(consistency, deadline)
         store = self.service.store
-        items = store.list(prefix, limit + 1)
-        more = len(items) > limit
-        items = items[:limit]
+        items, more = store.page(prefix, limit, self.limits.max_list_bytes)
         body = {
             "items": [
                 {"key": k, "value": r.value, "mod_revision": r.mod_revision} for k, r in items

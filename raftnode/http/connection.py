@@ -230,12 +230,16 @@ class HttpConnection(asyncio.Protocol):
             self._fail(400, "bad_request", "malformed request URL")
             return
         raw_path = self._url.decode("latin-1")
-        query = url.query.decode("utf-8", "replace") if url.query else ""
+        # Invalid UTF-8 stays visible as lone surrogates (surrogateescape): the handlers
+        # refuse it with 400 instead of letting two different byte strings alias one key.
+        query = url.query.decode("utf-8", "surrogateescape") if url.query else ""
         request = Request(
             method=self._parser.get_method().decode("latin-1"),
             path=_unquote_path(url.path),
             raw_path=raw_path,
-            query=parse_qs(query, keep_blank_values=True) if query else {},
+            query=(
+                parse_qs(query, keep_blank_values=True, errors="surrogateescape") if query else {}
+            ),
             headers=self._headers,
             body=b"".join(self._body),
             remote=self._remote,
@@ -320,6 +324,8 @@ class HttpConnection(asyncio.Protocol):
 
 
 def _unquote_path(path: bytes) -> str:
+    """The percent-decoded path; bytes that are not UTF-8 become lone surrogates
+    (``surrogateescape``), which key validation refuses."""
     if b"%" not in path:
-        return path.decode("utf-8", "replace")
-    return unquote_to_bytes(path).decode("utf-8", "replace")
+        return path.decode("utf-8", "surrogateescape")
+    return unquote_to_bytes(path).decode("utf-8", "surrogateescape")

@@ -29,6 +29,8 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     QUOTA_EXCEEDED = "quota_exceeded"
     CONFLICT = "conflict"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    DISK_FULL = "disk_full"
 
 
 class ApiError(Exception):
@@ -84,4 +86,24 @@ def quota_exceeded(key: str, quota: int | None) -> ApiError:
         f"the store is at its quota of {quota} bytes (limits.max_store_bytes); nothing was "
         "written: delete keys or raise the quota on every node",
         extra={"key": key},
+    )
+
+
+def idempotency_key_reused(key: str) -> ApiError:
+    return ApiError(
+        422,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        "this Idempotency-Key was already used for a different request; nothing was written. "
+        "Use a new key for each logical write, and the same key only to retry the same request",
+        extra={"key": key},
+    )
+
+
+def disk_full(free: int, minimum: int) -> ApiError:
+    return ApiError(
+        507,
+        ErrorCode.DISK_FULL,
+        f"the data directory's filesystem has {free} bytes free, under the "
+        f"{minimum} bytes kept in reserve (limits.min_free_disk_bytes); nothing was written: "
+        "free disk space or delete keys",
     )

@@ -27,13 +27,38 @@ def parse_body(body: bytes, limits: Limits) -> dict[str, Any]:
         )
     if not body.strip():
         raise bad_request("request body is empty; send a JSON object", ErrorCode.BAD_JSON)
+    return decode_json_object(body)
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """``body`` as a JSON object, or 400 ``bad_json`` naming what is wrong (never a 500).
+
+    Nesting deep enough to exhaust the parser's recursion is refused like any other malformed
+    body; the handlers then refuse every field that is not of its documented type.
+    """
     try:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad_request(f"request body is not valid JSON: {e}", ErrorCode.BAD_JSON) from e
+    except RecursionError:
+        raise bad_request(
+            "request body is nested too deeply; send a flat JSON object", ErrorCode.BAD_JSON
+        ) from None
     if not isinstance(obj, dict):
         raise bad_request("request body must be a JSON object", ErrorCode.BAD_JSON)
     return obj
+
+
+def _text_problem(text: str, *, controls: bool) -> str | None:
+    """What makes ``text`` unacceptable: a lone surrogate (invalid UTF-8 in a URL, or a
+    ``\\ud800`` escape in JSON) or, with ``controls``, a control character."""
+    for i, ch in enumerate(text):
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            return f"is not valid Unicode text (invalid UTF-8 or a lone surrogate at {i})"
+        if controls and (code < 0x20 or 0x7F <= code <= 0x9F):
+            return f"contains the control character U+{code:04X} at position {i}"
+    return None
 
 
 def check_key(key: Any, limits: Limits, *, where: str = "key") -> str:
@@ -43,6 +68,12 @@ def check_key(key: Any, limits: Limits, *, where: str = "key") -> str:
         raise bad_request(f"{where} must be a string, got {type(key).__name__}", ErrorCode.BAD_KEY)
     if not key:
         raise bad_request(f"{where} must not be empty", ErrorCode.BAD_KEY)
+    problem = _text_problem(key, controls=True)
+    if problem is not None:
+        raise bad_request(
+            f"{where} {problem}; a key is Unicode text without control characters",
+            ErrorCode.BAD_KEY,
+        )
     size = len(key.encode("utf-8", "surrogatepass"))
     if size > limits.max_key_bytes:
         raise too_large(f"{where} is {size} bytes; the limit is {limits.max_key_bytes} bytes")
@@ -57,6 +88,9 @@ def check_value(value: Any, limits: Limits, *, where: str = "value") -> str:
             f"{where} must be a string, got {'null' if value is None else type(value).__name__}",
             ErrorCode.BAD_VALUE,
         )
+    problem = _text_problem(value, controls=False)
+    if problem is not None:
+        raise bad_request(f"{where} {problem}", ErrorCode.BAD_VALUE)
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > limits.max_value_bytes:
         raise too_large(f"{where} is {size} bytes; the limit is {limits.max_value_bytes} bytes")

@@ -7,6 +7,7 @@ effect when the key's current value equals it (``None`` with ``cas`` set means "
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Literal
@@ -39,6 +40,14 @@ class Command:
             obj["t"] = self.stamp
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
+    def fingerprint(self) -> bytes:
+        """A digest of what the command does (not who sent it or when): the same idempotency
+        key arriving with a different command is refused instead of answered with the first
+        command's outcome."""
+        what = [self.op, self.key, self.value, self.cas, self.prev_value]
+        text = json.dumps(what, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
+
     @classmethod
     def decode(cls, data: bytes) -> Command:
         obj = json.loads(data)
@@ -58,6 +67,9 @@ class Command:
 
 QUOTA_EXCEEDED = "quota_exceeded"
 """``CommandResult.error`` of a put refused because the store is at its quota."""
+IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+"""``CommandResult.error`` of a command whose idempotency key already named a different
+command: nothing applied, and the first command's outcome is not disclosed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,20 +15,42 @@ from raftnode.consistency import Consistency
 from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
 from raftnode.kv.store import KeyValueStore
 from raftnode.node import NotLeader, RaftNode, Unavailable
+from raftnode.storage.disk_space import DiskSpaceGuard
+
+
+class DiskFull(Exception):
+    """A write that adds data was refused: the data directory's filesystem is nearly full."""
+
+    def __init__(self, free: int, minimum: int) -> None:
+        super().__init__(f"{free} bytes free, {minimum} kept in reserve")
+        self.free = free
+        self.minimum = minimum
 
 
 class KeyValueService:
-    def __init__(self, node: RaftNode, store: KeyValueStore, *, leader_wait: float) -> None:
+    def __init__(
+        self,
+        node: RaftNode,
+        store: KeyValueStore,
+        *,
+        leader_wait: float,
+        disk_guard: DiskSpaceGuard | None = None,
+    ) -> None:
         self.node = node
         self.store = store
         self.leader_wait = leader_wait
+        self.disk_guard = disk_guard
 
     async def write(self, cmd: Command, deadline: float) -> CommandResult:
         """Propose ``cmd`` here (this node leads) and return its result once applied.
 
         Raises ``NotLeader`` with the leader to forward to; when no leader is known it first
-        waits for one (bounded), and raises ``Unavailable`` if none appears.
+        waits for one (bounded), and raises ``Unavailable`` if none appears. A put while the
+        disk is nearly full raises ``DiskFull`` before anything is proposed.
         """
+        guard = self.disk_guard
+        if cmd.op == "put" and guard is not None and guard.too_full():
+            raise DiskFull(guard.free(), guard.min_free_bytes)
         if self.store.would_exceed_quota(cmd):
             # Refused before proposing; applying checks again, the same way on every node.
             return CommandResult(ok=False, revision=self.store.revision, error=QUOTA_EXCEEDED)

@@ -37,7 +37,9 @@ including the batch not yet committed, exactly like the runtime's applied index.
 
 Quota (etcd's ``--quota-backend-bytes``): ``max_store_bytes`` bounds the *logical* size, the sum
 of the UTF-8 bytes of every key and value, tracked in the meta row so that every node decides the
-same way. A put that would grow the logical size past the quota fails with
+same way, plus the remembered outcomes of idempotent writes (recounted from their table on
+opening, so every node counts them alike). A put that would grow the logical size past the quota
+fails with
 ``error="quota_exceeded"`` and changes nothing; deletes and puts that do not grow the store still
 work. Every node must run with the same quota (it is part of the state machine's behaviour).
 
@@ -46,6 +48,7 @@ File format (version 1; the live store and snapshot files share it). An SQLite 3
 
     kv(key BLOB PRIMARY KEY, value BLOB, create_rev INTEGER, mod_rev INTEGER) WITHOUT ROWID
     meta(id INTEGER PRIMARY KEY CHECK (id = 0), applied_index, revision, key_count, logical_bytes)
+    requests(id BLOB PRIMARY KEY, idx, stamp, result, fp) WITHOUT ROWID, index requests_by_idx
 
 Keys and values are stored as UTF-8 (``surrogatepass``, so any Python string round-trips); byte
 order of UTF-8 equals code point order, so listings sort exactly as Python sorts strings. A
@@ -75,7 +78,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
+from raftnode.kv.commands import IDEMPOTENCY_KEY_REUSED, QUOTA_EXCEEDED, Command, CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +107,19 @@ _SCHEMA = (
 )
 _REQUESTS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS requests (id BLOB PRIMARY KEY, idx INTEGER NOT NULL,"
-    " stamp REAL NOT NULL, result TEXT NOT NULL) WITHOUT ROWID",
+    " stamp REAL NOT NULL, result TEXT NOT NULL, fp BLOB) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS requests_by_idx ON requests (idx)",
 )
 """Outcomes of commands that carried a request id (idempotency key), kept for
 ``REQUEST_RETENTION_SECONDS`` (by the commands' own stamps) and at most ``REQUEST_RETENTION_COUNT``
-of them, so a retried write applies once (Raft dissertation 6.3, client sessions)."""
+of them, so a retried write applies once (Raft dissertation 6.3, client sessions). ``fp`` is the
+command's ``Command.fingerprint()``: the same id with another command is refused (stores made
+before it existed get the column, NULL for their old rows, on opening)."""
+_REQUEST_ROW_OVERHEAD = 32
+"""Bytes counted per remembered outcome beside its id, result and fingerprint (index, stamp)."""
+_REQUEST_ROW_BYTES = (
+    f"length(id) + length(result) + COALESCE(length(fp), 0) + {_REQUEST_ROW_OVERHEAD}"
+)
 REQUEST_RETENTION_SECONDS = 3600.0
 REQUEST_RETENTION_COUNT = 100_000
 _EXPIRE_EVERY = 256
@@ -128,6 +138,10 @@ class KeyRecord:
     value: str
     create_revision: int
     mod_revision: int
+
+
+Listing = list[tuple[str, KeyRecord]]
+"""Keys with their records, in key order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +413,12 @@ class KeyValueStore:
     def _load_meta(self) -> None:
         for stmt in _REQUESTS_SCHEMA:  # stores made before request ids existed lack it
             self._conn.execute(stmt)
-        (self._request_count,) = self._conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(requests)")}
+        if "fp" not in columns:  # made before fingerprints: old rows keep a NULL one
+            self._conn.execute("ALTER TABLE requests ADD COLUMN fp BLOB")
+        self._request_count, self._request_bytes = self._conn.execute(
+            f"SELECT COUNT(*), COALESCE(SUM({_REQUEST_ROW_BYTES}), 0) FROM requests"
+        ).fetchone()
         index, revision, count, nbytes = _read_meta(self._conn, self.path)
         self._applied = self._pending_index = index
         self._revision = revision
@@ -440,8 +459,9 @@ class KeyValueStore:
 
     @property
     def quota_used_bytes(self) -> int:
-        """Logical size: the UTF-8 bytes of every key and value (what the quota bounds)."""
-        return self._logical_bytes
+        """What the quota bounds: the UTF-8 bytes of every key and value, plus the remembered
+        outcomes of idempotent writes (their ids, results and fingerprints)."""
+        return self._logical_bytes + self._request_bytes
 
     def __len__(self) -> int:
         return self._key_count
@@ -495,34 +515,43 @@ class KeyValueStore:
         if cmd.request_id is None:
             return self._apply_command(cmd)
         rid = cmd.request_id.encode(_ENC, _ERRORS)
-        row = self._conn.execute("SELECT result FROM requests WHERE id = ?", (rid,)).fetchone()
+        fingerprint = cmd.fingerprint()
+        row = self._conn.execute("SELECT result, fp FROM requests WHERE id = ?", (rid,)).fetchone()
         if row is not None:
+            if row[1] is not None and row[1] != fingerprint:
+                return CommandResult(
+                    ok=False, revision=self._revision, error=IDEMPOTENCY_KEY_REUSED
+                )
             return CommandResult.replay_of(row[0])
         result = self._apply_command(cmd)
-        self._remember(rid, index, cmd.stamp, result)
+        self._remember(rid, fingerprint, index, cmd.stamp, result)
         return result
 
-    def _remember(self, rid: bytes, index: int, stamp: float, result: CommandResult) -> None:
+    def _remember(
+        self, rid: bytes, fingerprint: bytes, index: int, stamp: float, result: CommandResult
+    ) -> None:
         """Keep a request id's outcome; forget the oldest past the count, and (every
         ``_EXPIRE_EVERY`` entries, by the commands' stamps) those past the retention time."""
         conn = self._conn
+        outcome = result.to_json()
         conn.execute(
-            "INSERT INTO requests (id, idx, stamp, result) VALUES (?, ?, ?, ?)",
-            (rid, index, stamp, result.to_json()),
+            "INSERT INTO requests (id, idx, stamp, result, fp) VALUES (?, ?, ?, ?, ?)",
+            (rid, index, stamp, outcome, fingerprint),
         )
         self._request_count += 1
+        self._request_bytes += len(rid) + len(outcome) + len(fingerprint) + _REQUEST_ROW_OVERHEAD
         if self._request_count > REQUEST_RETENTION_COUNT:
             excess = self._request_count - REQUEST_RETENTION_COUNT
-            conn.execute(
-                "DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY idx LIMIT ?)",
-                (excess,),
-            )
-            self._request_count -= excess
+            self._forget_requests("id IN (SELECT id FROM requests ORDER BY idx LIMIT ?)", (excess,))
         if index % _EXPIRE_EVERY == 0:
-            cur = conn.execute(
-                "DELETE FROM requests WHERE stamp < ?", (stamp - REQUEST_RETENTION_SECONDS,)
-            )
-            self._request_count -= max(0, cur.rowcount)
+            self._forget_requests("stamp < ?", (stamp - REQUEST_RETENTION_SECONDS,))
+
+    def _forget_requests(self, where: str, args: tuple[object, ...]) -> None:
+        freed = self._conn.execute(
+            f"DELETE FROM requests WHERE {where} RETURNING {_REQUEST_ROW_BYTES}", args
+        ).fetchall()
+        self._request_count -= len(freed)
+        self._request_bytes -= sum(n for (n,) in freed)
 
     def _apply_command(self, cmd: Command) -> CommandResult:
         conn = self._conn
@@ -549,7 +578,7 @@ class KeyValueStore:
             if (
                 self.max_store_bytes is not None
                 and new_bytes > self._logical_bytes
-                and new_bytes > self.max_store_bytes
+                and new_bytes + self._request_bytes > self.max_store_bytes
             ):
                 return CommandResult(
                     ok=False,
@@ -613,7 +642,10 @@ class KeyValueStore:
         row = self._conn.execute("SELECT length(value) FROM kv WHERE key = ?", (kb,)).fetchone()
         old = len(kb) + row[0] if row is not None else 0
         new_bytes = self._logical_bytes - old + len(kb) + len(cmd.value.encode(_ENC, _ERRORS))
-        return new_bytes > self._logical_bytes and new_bytes > self.max_store_bytes
+        return (
+            new_bytes > self._logical_bytes
+            and new_bytes + self._request_bytes > self.max_store_bytes
+        )
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -634,6 +666,31 @@ class KeyValueStore:
         """
         if limit is not None and limit <= 0:
             return []
+        return [
+            (k.decode(_ENC, _ERRORS), KeyRecord(v.decode(_ENC, _ERRORS), c, m))
+            for k, v, c, m in self._range_rows(prefix, limit, start_after)
+        ]
+
+    def page(
+        self, prefix: str, limit: int, max_bytes: int, start_after: str | None = None
+    ) -> tuple[Listing, bool]:
+        """Like ``list``, but also stops before the keys and values pass ``max_bytes`` (the
+        first key always fits, so paging advances); True when more keys follow.
+
+        Rows are read one at a time from SQLite: a page never holds more than it answers.
+        """
+        items: Listing = []
+        size = 0
+        for k, v, c, m in self._range_rows(prefix, limit + 1, start_after):
+            size += len(k) + len(v)
+            if len(items) == limit or (items and size > max_bytes):
+                return items, True
+            items.append((k.decode(_ENC, _ERRORS), KeyRecord(v.decode(_ENC, _ERRORS), c, m)))
+        return items, False
+
+    def _range_rows(
+        self, prefix: str, limit: int | None, start_after: str | None
+    ) -> sqlite3.Cursor:
         pb = prefix.encode(_ENC, _ERRORS)
         sql = "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ?"
         args: list[Any] = [pb]
@@ -646,10 +703,7 @@ class KeyValueStore:
             args.append(upper)
         sql += " ORDER BY key LIMIT ?"
         args.append(-1 if limit is None else limit)
-        return [
-            (k.decode(_ENC, _ERRORS), KeyRecord(v.decode(_ENC, _ERRORS), c, m))
-            for k, v, c, m in self._conn.execute(sql, args)
-        ]
+        return self._conn.execute(sql, args)
 
     # -- durability (worker thread) --------------------------------------------------------
 

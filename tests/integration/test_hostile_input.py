@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.integration.bystander import Bystander
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, Response, http, running
 
 
 def members(c: Cluster, node: int) -> dict[str, Any]:
@@ -75,3 +75,80 @@ def test_adding_a_member_at_an_address_in_use_is_refused(shared_cluster: Cluster
         r = c.admin(leader, "POST", f"/members/{bad_id}/promote")
         assert r.status == 400, r
     assert roster(c, leader) == before_roster
+
+
+def raw(c: Cluster, node: int, method: str, path: str, body: bytes | None = None) -> Response:
+    return http(method, c.url(node, path), raw=body, timeout=10.0)
+
+
+def test_an_idempotency_key_reused_for_another_write_is_422(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    assert c.put(leader, "idem-secret", "old").status == 200
+    first = c.put(leader, "idem-secret", "new", idempotency_key="idem-shared-1")
+    assert first.status == 200 and first.json()["prev_value"] == "old"
+    with Bystander(c.url(leader, "/kv/idem-secret")) as bystander:
+        for node in (leader, follower):  # a follower forwards it: same answer
+            r = c.put(node, "idem-other", "x", idempotency_key="idem-shared-1")
+            assert r.status == 422, r
+            body = r.json()
+            assert body["error"] == "idempotency_key_reused" and "prev_value" not in body
+            assert b"old" not in r.body
+    bystander.assert_served()
+    assert c.get(leader, "idem-other").status == 404
+    assert c.get(leader, "idem-secret").json() == {"value": "new"}
+    again = c.put(follower, "idem-secret", "new", idempotency_key="idem-shared-1")
+    assert again.status == 200 and again.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_keys_that_are_not_valid_text_are_400_and_never_alias(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    revision = c.status(leader)["applied"]
+    for path in ("/kv/alias%ff", "/kv/alias%fe", "/kv/nul%00", "/kv/ctl%1b", "/kv/half%e2%82"):
+        r = raw(c, leader, "PUT", path, b'{"value": "v"}')
+        assert r.status == 400 and r.json()["error"] == "bad_key", (path, r)
+        r = raw(c, leader, "GET", path)
+        assert r.status == 400 and r.json()["error"] == "bad_key", (path, r)
+    r = raw(c, leader, "GET", "/kv?prefix=alias%ff")
+    assert r.status == 400 and r.json()["error"] == "bad_key", r
+    for body in (b'{"key": "\\ud800", "value": "v"}', b'{"key": "k", "value": "\\udfff"}'):
+        r = raw(c, leader, "POST", "/kv", body)
+        assert r.status == 400 and r.json()["error"] in ("bad_key", "bad_value"), r
+    assert c.status(leader)["applied"] == revision  # nothing was proposed
+
+
+def test_a_deeply_nested_body_is_400_not_500(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    assert c.put(leader, "nest-bystander", "v").status == 200
+    with Bystander(c.url(leader, "/kv/nest-bystander")) as bystander:
+        for path, method in (("/kv", "POST"), ("/kv/nested", "PUT"), ("/admin/v1/members", "POST")):
+            r = raw(c, leader, method, path, b"[" * 200_000)
+            assert r.status == 400 and r.json()["error"] == "bad_json", (path, r)
+    bystander.assert_served()
+    assert "Traceback" not in c.log(leader)
+
+
+def test_list_pages_are_capped_in_bytes() -> None:
+    with running(limits={"max_list_bytes": 64 * 1024}) as c:
+        leader = c.leader()
+        for i in range(8):
+            assert c.put(leader, f"big/{i}", "x" * 20_000).status == 200
+        r = raw(c, leader, "GET", "/kv?prefix=big/&limit=10000")
+        assert r.status == 200, r
+        page = r.json()
+        assert page["more"] is True and page["count"] == 3, page["count"]
+        assert len(r.body) < 64 * 1024 + 4096
+
+
+def test_writes_that_add_data_are_507_while_the_disk_is_nearly_full() -> None:
+    with running(limits={"min_free_disk_bytes": 1 << 60}) as c:  # more than any disk has
+        leader = c.leader()
+        r = c.put(leader, "k", "v")
+        assert r.status == 507 and r.json()["error"] == "disk_full", r
+        assert "min_free_disk_bytes" in r.json()["message"]
+        assert c.get(leader, "k").status == 404
+        r = http("DELETE", c.url(leader, "/kv/k"))
+        assert r.status == 404  # deletes still go through (to a key that is not there)
