@@ -42,7 +42,11 @@ class RaftnodeServer:
         self.metrics = NodeMetrics()
         quota = config.limits.max_store_bytes or None
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = KeyValueStore.open(config.data_dir / STORE_FILE, max_store_bytes=quota)
+        self.store = KeyValueStore.open(
+            config.data_dir / STORE_FILE,
+            max_store_bytes=quota,
+            max_snapshot_bytes=config.limits.max_snapshot_bytes,
+        )
         self.metrics.watch_store(lambda: self.store.quota_used_bytes, quota)
         self.notifier = notifier or SystemdNotifier()
         self.node = RaftNode(

@@ -233,6 +233,52 @@ def _init_schema(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+_KNOWN_COLUMNS = {
+    "kv": ("key", "value", "create_rev", "mod_rev"),
+    "meta": ("id", "applied_index", "revision", "key_count", "logical_bytes"),
+    "requests": ("id", "idx", "stamp", "result", "fp"),
+    "raft_position": ("id", "idx", "term", "voters", "learners", "peers"),
+}
+_OPTIONAL_OBJECTS = {
+    ("table", "requests"),
+    ("index", "requests_by_idx"),
+    ("table", "raft_position"),
+}
+"""Stores made before idempotency keys existed have no requests; only operators' backups
+(``raftnode.snapshot_file``) have a raft_position."""
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file whose schema is not exactly raftnode's: only its known tables and index,
+    with their known columns, and no triggers or views (which would run code of the file's
+    author when the store is used). ``trusted_schema`` is off before anything is read."""
+    conn.execute("PRAGMA trusted_schema = OFF")
+    objects = {
+        (kind, name)
+        for kind, name in conn.execute("SELECT type, name FROM sqlite_schema")
+        if not name.startswith("sqlite_autoindex_")
+    }
+    expected = {("table", t) for t in _KNOWN_COLUMNS} | _OPTIONAL_OBJECTS
+    unknown = sorted(objects - expected)
+    if unknown:
+        named = ", ".join(f"{kind} {name}" for kind, name in unknown)
+        raise StoreFormatError(f"{path}: not a raftnode key-value store: unexpected {named}")
+    missing = sorted(expected - _OPTIONAL_OBJECTS - objects)
+    if missing:
+        named = ", ".join(f"{kind} {name}" for kind, name in missing)
+        raise StoreFormatError(f"{path}: not a raftnode key-value store: no {named}")
+    for table, known in _KNOWN_COLUMNS.items():
+        if ("table", table) not in objects:
+            continue
+        columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+        allowed = {known, known[:-1]} if table == "requests" else {known}  # fp came later
+        if columns not in allowed:
+            raise StoreFormatError(
+                f"{path}: not a raftnode key-value store: table {table} has columns "
+                f"{', '.join(columns)}, expected {', '.join(known)}"
+            )
+
+
 def _readonly_uri(path: Path, *, immutable: bool) -> str:
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     return uri + "&immutable=1" if immutable else uri
@@ -263,6 +309,7 @@ def _inspect(path: Path, *, verify: bool, fsync: bool) -> SnapshotInfo:
     try:
         try:
             _check_identity(conn, path)
+            _check_schema(conn, path)
             index, revision, count, nbytes = _read_meta(conn, path)
             if verify:
                 check = str(conn.execute("PRAGMA quick_check(3)").fetchone()[0])
@@ -322,6 +369,7 @@ class KeyValueStore:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         autocheckpoint_pages: int = DEFAULT_AUTOCHECKPOINT_PAGES,
+        max_snapshot_bytes: int | None = None,
     ) -> None:
         if max_store_bytes is not None and max_store_bytes <= 0:
             raise ValueError("max_store_bytes must be positive (or None for no quota)")
@@ -336,6 +384,8 @@ class KeyValueStore:
             path = Path(self._tempdir) / "kv.sqlite"
         self.path = Path(path)
         self.max_store_bytes = max_store_bytes
+        self.max_snapshot_bytes = max_snapshot_bytes
+        """The largest snapshot file ``stage_restore`` accepts (None: any size)."""
         self._cache_bytes = cache_bytes
         self._synchronous = synchronous
         self._autocheckpoint = autocheckpoint_pages
@@ -357,6 +407,7 @@ class KeyValueStore:
         max_store_bytes: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        max_snapshot_bytes: int | None = None,
     ) -> KeyValueStore:
         """Open (or create) the store at ``path``; ready as soon as it returns."""
         return cls(
@@ -364,6 +415,7 @@ class KeyValueStore:
             max_store_bytes=max_store_bytes,
             cache_bytes=cache_bytes,
             synchronous=synchronous,
+            max_snapshot_bytes=max_snapshot_bytes,
         )
 
     # -- opening and closing ---------------------------------------------------------------
@@ -374,6 +426,7 @@ class KeyValueStore:
         )
         cache = self._cache_bytes if cache_bytes is None else cache_bytes
         conn.execute(f"PRAGMA cache_size = {-max(1, cache // 1024)}")
+        conn.execute("PRAGMA trusted_schema = OFF")
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -783,6 +836,12 @@ class KeyValueStore:
         src = Path(src)
         staged = self._staged_path()
         _check_header(src)
+        size = src.stat().st_size
+        if self.max_snapshot_bytes is not None and size > self.max_snapshot_bytes:
+            raise StoreFormatError(
+                f"{src}: cannot restore from this snapshot: it is {size} bytes, over the "
+                f"{self.max_snapshot_bytes} bytes accepted (limits.max_snapshot_bytes)"
+            )
         try:
             shutil.copyfile(src, staged)
             # A copy of a live WAL-mode file must not look for a WAL beside it: switch the

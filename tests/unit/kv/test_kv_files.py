@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from raftnode.kv import store as store_mod
+from raftnode.kv.commands import Command
 from raftnode.kv.store import KeyValueStore, StoreError, StoreFormatError, inspect_snapshot
 from tests.unit.kv.conftest import Applier
 
@@ -76,3 +77,46 @@ def test_an_empty_file_becomes_a_new_store(tmp_path: Path) -> None:
     with KeyValueStore.open(p) as s:
         assert s.applied_index == 0 and len(s) == 0
     assert inspect_snapshot(p).applied_index == 0
+
+
+@pytest.mark.parametrize(
+    ("statement", "why"),
+    [
+        (
+            "CREATE TRIGGER evil AFTER INSERT ON kv BEGIN DELETE FROM kv; END",
+            "unexpected trigger evil",
+        ),
+        ("CREATE VIEW peek AS SELECT key FROM kv", "unexpected view peek"),
+        ("CREATE TABLE extra (x)", "unexpected table extra"),
+        ("CREATE INDEX by_value ON kv (value)", "unexpected index by_value"),
+        ("ALTER TABLE kv ADD COLUMN note TEXT", "table kv has columns"),
+        ("DROP TABLE meta", "no table meta"),
+    ],
+)
+def test_only_raftnodes_own_schema_is_restored(tmp_path: Path, statement: str, why: str) -> None:
+    s = KeyValueStore.open(tmp_path / "kv.sqlite")
+    s.apply(1, Command("put", "k", "v").encode())
+    s.commit()
+    snap = tmp_path / "snap.sqlite"
+    s.snapshot_to(snap)
+    conn = sqlite3.connect(snap)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreFormatError, match=why):
+        s.restore_from(snap)
+    record = s.get("k")
+    assert record is not None and record.value == "v"  # nothing changed
+    s.close()
+
+
+def test_a_snapshot_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    s = KeyValueStore.open(tmp_path / "kv.sqlite", max_snapshot_bytes=64 * 1024)
+    for i in range(100):
+        s.apply(i + 1, Command("put", f"k{i}", "v" * 1000).encode())
+    s.commit()
+    snap = tmp_path / "snap.sqlite"
+    s.snapshot_to(snap)
+    with pytest.raises(StoreFormatError, match="max_snapshot_bytes"):
+        s.restore_from(snap)
+    s.close()
