@@ -143,8 +143,17 @@ def write_configs(
     return nodes
 
 
-def start_node(node: LocalNode, python: str = sys.executable) -> subprocess.Popen[bytes]:
-    """Start one node as a daemon (own session), appending to its log; writes its pid file."""
+def start_node(
+    node: LocalNode, python: str = sys.executable, source_dir: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start one node as a daemon (own session), appending to its log; writes its pid file.
+
+    ``source_dir`` runs the ``raftnode`` package found there instead of the installed one (an
+    older release's source, for upgrade tests).
+    """
+    env = None
+    if source_dir is not None:
+        env = {**os.environ, "PYTHONPATH": str(source_dir)}
     with open(node.log_file, "ab") as log:
         proc = subprocess.Popen(
             [python, "-m", "raftnode.cli", "serve", "--config", str(node.config)],
@@ -153,6 +162,8 @@ def start_node(node: LocalNode, python: str = sys.executable) -> subprocess.Pope
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            cwd=source_dir,
+            env=env,
         )
     node.pid_file.write_text(f"{proc.pid}\n")
     return proc

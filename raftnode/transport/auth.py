@@ -1,13 +1,26 @@
-"""Mutual HMAC-SHA256 challenge/response between peers, run once per connection.
+"""Mutual HMAC-SHA256 challenge/response between peers, and the peer protocol version, run once
+per connection.
 
 Both sides prove they hold the cluster secret without sending it, each over a fresh nonce of
 the other side, so a recorded handshake cannot be replayed::
 
-    dialer   -> listener  MAGIC, dialer_id u64, listener_id u64, nonce_d[32], cluster_d[16]
-    listener -> dialer    listener_id u64, nonce_l[32], cluster_l[16],
-                          HMAC(secret, "listener"|nonce_d|nonce_l|ids|cluster_d|cluster_l)
-    dialer   -> listener  HMAC(secret, "dialer"|nonce_l|nonce_d|ids|cluster_d|cluster_l)
+    dialer   -> listener  "RAFTNODE/N", lo u8, hi u8, dialer_id u64, listener_id u64,
+                          nonce_d[32], cluster_d[16]
+    listener -> dialer    version u8, its lo u8, its hi u8, listener_id u64, nonce_l[32],
+                          cluster_l[16], HMAC(secret, "listener"|nonce_d|nonce_l|ids|clusters|vers)
+    dialer   -> listener  HMAC(secret, "dialer"|nonce_l|nonce_d|ids|clusters|vers)
     listener -> dialer    OK (1 byte)
+
+**Versions.** The dialer offers the range of peer protocol versions it speaks (``lo..hi``); the
+listener picks the highest both speak, or answers version 0 with its own range and closes, and
+both sides log which ranges did not meet. The offered range and the choice are inside both MACs,
+so nobody without the secret can change them. Releases before negotiation speak only version 2
+and open with ``"RAFTNODE/2"`` and no range (``LEGACY_MAGIC``): a listener accepts that as an
+offer of 2..2, and a dialer whose negotiating hello was closed unanswered (an old listener
+refuses an unknown magic that way) dials again with the legacy hello. That is what lets a
+cluster upgrade one node at a time: every release speaks its own version and the one before
+(the N-1 promise, docs/operators-guide.md). Once a version must never be downgraded, ``MIN_VERSION``
+rises past 2 and the legacy path ends.
 
 Each side also checks the other's node id: the listener only accepts ids of cluster members
 (other than itself), the dialer only the id it meant to reach; and the cluster id: a node of
@@ -19,29 +32,67 @@ check is closed; the listener logs it. Only authenticated streams carry Raft mes
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import struct
 from collections.abc import Awaitable, Callable, Collection
 from hashlib import sha256
 
-MAGIC = b"RAFTNODE/2"
+from tornado.iostream import StreamClosedError
+
+LEGACY_MAGIC = b"RAFTNODE/2"
+"""The hello of releases before version negotiation: they speak protocol version 2 only."""
+NEGOTIATE_MAGIC = b"RAFTNODE/N"
+"""The hello that offers a range of versions (as long as ``LEGACY_MAGIC``)."""
+MIN_VERSION = 2
+MAX_VERSION = 3
+"""Peer protocol versions this release speaks: 2 (the frames of the release before
+negotiation) and 3 (the same frames, reached through negotiation)."""
+LEGACY_VERSION = 2
 CLUSTER_ID_BYTES = 16
 NO_CLUSTER = bytes(CLUSTER_ID_BYTES)
 """The cluster id of a node that has not joined a cluster yet."""
 NONCE_BYTES = 32
 MAC_BYTES = 32
 OK = b"\x01"
+REFUSED = 0
 _IDS = struct.Struct(">QQ")
 _ID = struct.Struct(">Q")
+_VERSIONS = struct.Struct(">BBB")
+_RANGE = struct.Struct(">BB")
+_HELLO_REST = _IDS.size + NONCE_BYTES + CLUSTER_ID_BYTES
 
 
 class AuthError(Exception):
     """The other side failed the handshake (wrong secret, unknown id, garbage)."""
 
 
+class VersionMismatch(AuthError):
+    """The two sides speak no common peer protocol version."""
+
+
+class LegacyListenerSuspected(AuthError):
+    """The listener closed the connection without answering a negotiating hello, as releases
+    before negotiation do: dial again with ``legacy=True``."""
+
+
 ReadExactly = Callable[[int], Awaitable[bytes]]
 Write = Callable[[bytes], Awaitable[None]]
+
+
+def choose_version(lo: int, hi: int) -> int:
+    """The highest version in both ``lo..hi`` and this release's range, or ``REFUSED`` (0)."""
+    best = min(hi, MAX_VERSION)
+    return best if best >= max(lo, MIN_VERSION) else REFUSED
+
+
+def mismatch_message(peer: int | str, lo: int, hi: int) -> str:
+    return (
+        f"node {peer} speaks peer protocol versions {lo}..{hi}, this node "
+        f"{MIN_VERSION}..{MAX_VERSION}: no version in common; upgrade or roll back one of them "
+        "(a release speaks its own version and the one before)"
+    )
 
 
 def _mac(
@@ -52,8 +103,9 @@ def _mac(
     dialer: int,
     listener: int,
     clusters: bytes,
+    versions: bytes,
 ) -> bytes:
-    message = label + nonce_a + nonce_b + _IDS.pack(dialer, listener) + clusters
+    message = label + nonce_a + nonce_b + _IDS.pack(dialer, listener) + clusters + versions
     return hmac.new(secret, message, sha256).digest()
 
 
@@ -72,11 +124,33 @@ async def dial_handshake(
     my_id: int,
     peer_id: int,
     cluster_id: bytes = NO_CLUSTER,
-) -> bytes:
-    """Run the dialer's side; returns the listener's cluster id once it accepted us, raises
-    ``AuthError``."""
+    *,
+    legacy: bool = False,
+) -> tuple[bytes, int]:
+    """Run the dialer's side; returns the listener's cluster id and the version both speak
+    once it accepted us, raises ``AuthError`` (``LegacyListenerSuspected``: dial again with
+    ``legacy=True``, which speaks version 2 the way releases before negotiation do)."""
     nonce_d = secrets.token_bytes(NONCE_BYTES)
-    await write(MAGIC + _IDS.pack(my_id, peer_id) + nonce_d + cluster_id)
+    ids = _IDS.pack(my_id, peer_id)
+    if legacy:
+        await write(LEGACY_MAGIC + ids + nonce_d + cluster_id)
+        version, versions = LEGACY_VERSION, b""
+    else:
+        await write(
+            NEGOTIATE_MAGIC + _RANGE.pack(MIN_VERSION, MAX_VERSION) + ids + nonce_d + cluster_id
+        )
+        try:
+            head = await read_exactly(_VERSIONS.size)
+        except (EOFError, ConnectionError, asyncio.IncompleteReadError, StreamClosedError) as e:
+            raise LegacyListenerSuspected(
+                f"node {peer_id} closed the connection without answering a negotiating hello"
+            ) from e
+        version, their_lo, their_hi = _VERSIONS.unpack(head)
+        if version == REFUSED:
+            raise VersionMismatch(mismatch_message(peer_id, their_lo, their_hi))
+        if not MIN_VERSION <= version <= MAX_VERSION:
+            raise AuthError(f"node {peer_id} chose peer protocol version {version}, not offered")
+        versions = _RANGE.pack(MIN_VERSION, MAX_VERSION) + head
     reply = await read_exactly(_ID.size + NONCE_BYTES + CLUSTER_ID_BYTES + MAC_BYTES)
     (listener_id,) = _ID.unpack_from(reply, 0)
     nonce_l = reply[_ID.size : _ID.size + NONCE_BYTES]
@@ -85,14 +159,14 @@ async def dial_handshake(
     if listener_id != peer_id:
         raise AuthError(f"dialed node {peer_id} but node {listener_id} answered")
     clusters = cluster_id + cluster_l
-    expected = _mac(secret, b"listener", nonce_d, nonce_l, my_id, peer_id, clusters)
+    expected = _mac(secret, b"listener", nonce_d, nonce_l, my_id, peer_id, clusters, versions)
     if not hmac.compare_digest(mac_l, expected):
         raise AuthError(f"node {peer_id} failed authentication (wrong cluster secret?)")
     _check_cluster(cluster_id, cluster_l, peer_id)
-    await write(_mac(secret, b"dialer", nonce_l, nonce_d, my_id, peer_id, clusters))
+    await write(_mac(secret, b"dialer", nonce_l, nonce_d, my_id, peer_id, clusters, versions))
     if await read_exactly(len(OK)) != OK:
         raise AuthError(f"node {peer_id} refused the handshake")
-    return cluster_l
+    return cluster_l, version
 
 
 async def accept_handshake(
@@ -102,27 +176,44 @@ async def accept_handshake(
     my_id: int,
     members: Collection[int],
     cluster_id: bytes = NO_CLUSTER,
-) -> tuple[int, bytes]:
-    """Run the listener's side; returns the authenticated dialer's node id and cluster id, or
-    raises ``AuthError``."""
-    hello = await read_exactly(len(MAGIC) + _IDS.size + NONCE_BYTES + CLUSTER_ID_BYTES)
-    if hello[: len(MAGIC)] != MAGIC:
-        raise AuthError("not a raftnode peer of this version (bad magic)")
-    dialer_id, listener_id = _IDS.unpack_from(hello, len(MAGIC))
-    nonce_d = hello[len(MAGIC) + _IDS.size : len(MAGIC) + _IDS.size + NONCE_BYTES]
-    cluster_d = hello[len(MAGIC) + _IDS.size + NONCE_BYTES :]
+) -> tuple[int, bytes, int]:
+    """Run the listener's side; returns the authenticated dialer's node id and cluster id and
+    the version both speak, or raises ``AuthError``."""
+    magic = await read_exactly(len(NEGOTIATE_MAGIC))
+    if magic == LEGACY_MAGIC:
+        lo = hi = LEGACY_VERSION
+        offered = b""
+    elif magic == NEGOTIATE_MAGIC:
+        offered = await read_exactly(_RANGE.size)
+        lo, hi = _RANGE.unpack(offered)
+    else:
+        raise AuthError("not a raftnode peer (bad magic)")
+    hello = await read_exactly(_HELLO_REST)
+    dialer_id, listener_id = _IDS.unpack_from(hello, 0)
+    nonce_d = hello[_IDS.size : _IDS.size + NONCE_BYTES]
+    cluster_d = hello[_IDS.size + NONCE_BYTES :]
     if listener_id != my_id:
         raise AuthError(f"dialer wanted node {listener_id}, this is node {my_id}")
     if dialer_id == my_id or dialer_id not in members:
         raise AuthError(f"node id {dialer_id} is not a member of this cluster")
+    version = choose_version(lo, hi)
+    if version == REFUSED:
+        if offered:  # a negotiating dialer is told why; a legacy one only sees the close
+            await write(_VERSIONS.pack(REFUSED, MIN_VERSION, MAX_VERSION))
+        raise VersionMismatch(mismatch_message(dialer_id, lo, hi))
+    versions = b""
+    if offered:
+        head = _VERSIONS.pack(version, MIN_VERSION, MAX_VERSION)
+        versions = offered + head
+        await write(head)
     nonce_l = secrets.token_bytes(NONCE_BYTES)
     clusters = cluster_d + cluster_id
-    mac_l = _mac(secret, b"listener", nonce_d, nonce_l, dialer_id, my_id, clusters)
+    mac_l = _mac(secret, b"listener", nonce_d, nonce_l, dialer_id, my_id, clusters, versions)
     await write(_ID.pack(my_id) + nonce_l + cluster_id + mac_l)
     mac_d = await read_exactly(MAC_BYTES)
-    expected = _mac(secret, b"dialer", nonce_l, nonce_d, dialer_id, my_id, clusters)
+    expected = _mac(secret, b"dialer", nonce_l, nonce_d, dialer_id, my_id, clusters, versions)
     if not hmac.compare_digest(mac_d, expected):
         raise AuthError(f"node {dialer_id} failed authentication (wrong cluster secret?)")
     _check_cluster(cluster_id, cluster_d, dialer_id)
     await write(OK)
-    return dialer_id, cluster_d
+    return dialer_id, cluster_d, version

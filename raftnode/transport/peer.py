@@ -33,7 +33,13 @@ from tornado.tcpserver import TCPServer
 
 from raftnode.config import Address
 from raftnode.raft.types import Message
-from raftnode.transport.auth import NO_CLUSTER, AuthError, accept_handshake, dial_handshake
+from raftnode.transport.auth import (
+    NO_CLUSTER,
+    AuthError,
+    LegacyListenerSuspected,
+    accept_handshake,
+    dial_handshake,
+)
 from raftnode.transport.carrier import Deliver, PeerReachability
 from raftnode.transport.codec import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -47,6 +53,8 @@ from raftnode.transport.codec import (
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 5.0
+LEGACY_RETRY_SECONDS = 60.0
+"""How long a peer that closed a negotiating hello unanswered is dialed with the legacy one."""
 CONNECT_TIMEOUT = 2.0
 WRITE_TIMEOUT = 5.0
 BACKOFF_MIN = 0.05
@@ -71,6 +79,11 @@ class _PeerLink:
         self.stream_ended = False
         """A stream to the peer was up and ended (reset or closed), none succeeded since."""
         self.reported_lost = False
+        self.legacy_until = 0.0
+        """Until then, dial with the legacy hello: the peer looked like a release before
+        version negotiation (it closed a negotiating hello unanswered)."""
+        self.version = 0
+        """The peer protocol version of the current stream (0: none)."""
 
     def enqueue(self, payload: bytes) -> None:
         if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
@@ -84,6 +97,14 @@ class _PeerLink:
         while not self.transport.closed:
             try:
                 stream = await self._connect()
+            except LegacyListenerSuspected:
+                # Only a negotiating hello raises this, so the next attempt (legacy) cannot.
+                self.legacy_until = time.monotonic() + LEGACY_RETRY_SECONDS
+                log.info(
+                    "peer speaks an older protocol? dialing again with the version 2 hello",
+                    extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
+                )
+                continue
             except (OSError, StreamClosedError, TimeoutError, AuthError) as e:
                 if self.stream_ended and not self.reported_lost and _refused(e):
                     self.reported_lost = True
@@ -115,7 +136,13 @@ class _PeerLink:
             self.stream_ended = False
             log.info(
                 "peer connected",
-                extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
+                extra={
+                    "fields": {
+                        "peer": self.peer_id,
+                        "addr": str(self.address),
+                        "version": self.version,
+                    }
+                },
             )
             if self.reported_lost:
                 self.reported_lost = False
@@ -141,7 +168,7 @@ class _PeerLink:
         )
         try:
             stream.set_nodelay(True)
-            peer_cluster = await asyncio.wait_for(
+            peer_cluster, self.version = await asyncio.wait_for(
                 dial_handshake(
                     stream.read_bytes,
                     stream.write,
@@ -149,6 +176,7 @@ class _PeerLink:
                     self.transport.node_id,
                     self.peer_id,
                     self.transport.cluster_id,
+                    legacy=self.legacy_until > time.monotonic(),
                 ),
                 HANDSHAKE_TIMEOUT,
             )
@@ -202,7 +230,7 @@ class _PeerListener(TCPServer):
         self.streams.add(stream)
         try:
             try:
-                peer_id, peer_cluster = await asyncio.wait_for(
+                peer_id, peer_cluster, version = await asyncio.wait_for(
                     accept_handshake(
                         stream.read_bytes,
                         stream.write,
@@ -228,7 +256,7 @@ class _PeerListener(TCPServer):
                     t.on_refused()
                 return
             stream.set_nodelay(True)
-            log.debug("peer accepted", extra={"fields": {"peer": peer_id}})
+            log.debug("peer accepted", extra={"fields": {"peer": peer_id, "version": version}})
             t.peer_dialed_in(peer_id)
             await self._read_loop(stream, peer_id)
         except StreamClosedError:

@@ -120,9 +120,9 @@ class Cluster:
     def admin(self, node_id: int, method: str, path: str, body: Any = None) -> Response:
         return http(method, self.url(node_id, "/admin/v1" + path), body, timeout=20.0)
 
-    def start(self, node_id: int | None = None) -> None:
+    def start(self, node_id: int | None = None, source_dir: Path | None = None) -> None:
         for n in self.nodes if node_id is None else [self.node(node_id)]:
-            self.procs[n.ports.node_id] = start_node(n)
+            self.procs[n.ports.node_id] = start_node(n, source_dir=source_dir)
 
     def signal(self, node_id: int, sig: signal.Signals) -> None:
         self.procs[node_id].send_signal(sig)

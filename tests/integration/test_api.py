@@ -176,10 +176,10 @@ def test_bad_input_is_refused_and_changes_nothing(
 
 def _handshake_as_stranger(port: int, secret: bytes) -> bytes:
     """Dial the peer port claiming to be node 2 with the given secret; return what came back."""
-    from raftnode.transport.auth import MAGIC
+    from raftnode.transport.auth import LEGACY_MAGIC
 
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(MAGIC + struct.pack(">QQ", 2, 1) + b"n" * 32 + bytes(16))
+        s.sendall(LEGACY_MAGIC + struct.pack(">QQ", 2, 1) + b"n" * 32 + bytes(16))
         reply = s.recv(88)
         if len(reply) < 88:
             return reply

@@ -1,12 +1,22 @@
-"""HMAC handshake: same secret connects both ways; wrong secret, wrong ids, garbage do not."""
+"""HMAC handshake: same secret connects both ways; wrong secret, wrong ids, garbage do not; the
+peer protocol version is negotiated, old releases are still spoken to, and no range meets is a
+clear refusal on both sides."""
 
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 
-from raftnode.transport.auth import NO_CLUSTER, AuthError, accept_handshake, dial_handshake
+from raftnode.transport.auth import (
+    NO_CLUSTER,
+    AuthError,
+    LegacyListenerSuspected,
+    VersionMismatch,
+    accept_handshake,
+    dial_handshake,
+)
 
 SECRET = b"s" * 32
 
@@ -17,6 +27,11 @@ class Pipe:
     def __init__(self) -> None:
         self.buf = bytearray()
         self.event = asyncio.Event()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.event.set()
 
     async def write(self, data: bytes) -> None:
         self.buf += data
@@ -24,6 +39,8 @@ class Pipe:
 
     async def read_exactly(self, n: int) -> bytes:
         while len(self.buf) < n:
+            if self.closed:
+                raise asyncio.IncompleteReadError(bytes(self.buf), n)
             self.event.clear()
             await asyncio.wait_for(self.event.wait(), 1.0)
         out = bytes(self.buf[:n])
@@ -43,10 +60,11 @@ async def run(
     members=(1, 2, 3),
     dial_cluster: bytes = CLUSTER_A,
     accept_cluster: bytes = CLUSTER_A,
+    legacy: bool = False,
 ):
     a_to_b, b_to_a = Pipe(), Pipe()
     dialer = dial_handshake(
-        b_to_a.read_exactly, a_to_b.write, dial_secret, my_id, target, dial_cluster
+        b_to_a.read_exactly, a_to_b.write, dial_secret, my_id, target, dial_cluster, legacy=legacy
     )
     listener = accept_handshake(
         a_to_b.read_exactly, b_to_a.write, accept_secret, 1, set(members), accept_cluster
@@ -56,8 +74,8 @@ async def run(
 
 def test_same_secret_authenticates_both_sides() -> None:
     d, accepted = asyncio.run(run(SECRET, SECRET))
-    assert d == CLUSTER_A
-    assert accepted == (2, CLUSTER_A)
+    assert d == (CLUSTER_A, 3)
+    assert accepted == (2, CLUSTER_A, 3)
 
 
 def test_a_node_of_another_cluster_is_refused_naming_both_ids() -> None:
@@ -69,9 +87,9 @@ def test_a_node_of_another_cluster_is_refused_naming_both_ids() -> None:
 
 def test_a_joining_node_learns_the_cluster_id_from_its_first_peer() -> None:
     d, accepted = asyncio.run(run(SECRET, SECRET, dial_cluster=NO_CLUSTER))
-    assert d == CLUSTER_A and accepted == (2, NO_CLUSTER)
+    assert d == (CLUSTER_A, 3) and accepted == (2, NO_CLUSTER, 3)
     d, accepted = asyncio.run(run(SECRET, SECRET, accept_cluster=NO_CLUSTER))
-    assert d == NO_CLUSTER and accepted == (2, CLUSTER_A)
+    assert d == (NO_CLUSTER, 3) and accepted == (2, CLUSTER_A, 3)
 
 
 def test_wrong_secret_fails_on_both_sides() -> None:
@@ -133,3 +151,90 @@ def test_replayed_dialer_proof_fails() -> None:
 
     with pytest.raises(AuthError):
         raise asyncio.run(replay())  # type: ignore[misc]
+
+
+def test_a_release_before_negotiation_is_spoken_to_with_version_2() -> None:
+    d, accepted = asyncio.run(run(SECRET, SECRET, legacy=True))
+    assert d == (CLUSTER_A, 2) and accepted == (2, CLUSTER_A, 2)
+
+
+def test_an_old_listener_closing_a_negotiating_hello_asks_for_the_legacy_hello() -> None:
+    async def go() -> object:
+        to_old, back = Pipe(), Pipe()
+
+        async def old_listener() -> None:
+            hello = await to_old.read_exactly(74)  # what a release before negotiation reads
+            assert hello[:10] == b"RAFTNODE/N"  # not its magic: it closes
+            back.close()
+
+        results = await asyncio.gather(
+            dial_handshake(back.read_exactly, to_old.write, SECRET, 2, 1, CLUSTER_A),
+            old_listener(),
+            return_exceptions=True,
+        )
+        return results[0]
+
+    assert isinstance(asyncio.run(go()), LegacyListenerSuspected)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(4, 5), (1, 1)])
+def test_a_dialer_with_no_common_version_is_told_and_refused(lo: int, hi: int) -> None:
+    async def go() -> tuple[object, bytes]:
+        to_listener, back = Pipe(), Pipe()
+        hello = b"RAFTNODE/N" + bytes([lo, hi]) + struct.pack(">QQ", 2, 1) + b"n" * 32 + CLUSTER_A
+        await to_listener.write(hello)
+        (accepted,) = await asyncio.gather(
+            accept_handshake(to_listener.read_exactly, back.write, SECRET, 1, {1, 2}, CLUSTER_A),
+            return_exceptions=True,
+        )
+        return accepted, bytes(back.buf)
+
+    accepted, answer = asyncio.run(go())
+    assert isinstance(accepted, VersionMismatch)
+    assert f"versions {lo}..{hi}" in str(accepted) and "this node 2..3" in str(accepted)
+    assert answer == bytes([0, 2, 3])  # refused, with the listener's own range; nothing else
+
+
+def test_a_listener_with_no_common_version_is_named_by_the_dialer() -> None:
+    async def go() -> object:
+        to_listener, back = Pipe(), Pipe()
+        await back.write(bytes([0, 4, 5]))
+        (dialed,) = await asyncio.gather(
+            dial_handshake(back.read_exactly, to_listener.write, SECRET, 2, 1, CLUSTER_A),
+            return_exceptions=True,
+        )
+        return dialed
+
+    dialed = asyncio.run(go())
+    assert isinstance(dialed, VersionMismatch)
+    assert "node 1 speaks peer protocol versions 4..5, this node 2..3" in str(dialed)
+
+
+def test_the_offered_range_is_inside_the_macs() -> None:
+    """Someone on the path who narrows the offer (a downgrade) breaks the authentication."""
+
+    async def go() -> list[object]:
+        a_to_b, b_to_a, tampered = Pipe(), Pipe(), Pipe()
+
+        async def middle() -> None:
+            hello = bytearray(await a_to_b.read_exactly(76))
+            hello[11] = 2  # hi 3 -> 2
+            await tampered.write(bytes(hello))
+            while True:
+                await tampered.write(await a_to_b.read_exactly(1))
+
+        relay = asyncio.ensure_future(middle())
+        try:
+            return list(
+                await asyncio.gather(
+                    dial_handshake(b_to_a.read_exactly, a_to_b.write, SECRET, 2, 1),
+                    accept_handshake(tampered.read_exactly, b_to_a.write, SECRET, 1, {1, 2}),
+                    return_exceptions=True,
+                )
+            )
+        finally:
+            relay.cancel()
+
+    d, accepted = asyncio.run(go())
+    assert isinstance(d, AuthError) and "failed authentication" in str(d)
+    assert not isinstance(accepted, tuple)

@@ -1,0 +1,110 @@
+"""A rolling upgrade from the previous release, one node at a time, on real processes.
+
+The previous release's source is taken from git (``PREVIOUS_RELEASE``) and run beside this
+one: the cluster serves writes and reads with every mix of versions, new nodes speak the older
+peer protocol to the old node (version 2, after its listener closes a negotiating hello), and
+two new nodes negotiate version 3.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raftnode.defaults import Limits
+from tests.integration.cluster import Cluster
+
+PREVIOUS_RELEASE = "64c3ee7536a90b5ca9a52fd244ed0579a4794f82"
+"""The last commit of main before peer protocol negotiation (protocol version 2 only)."""
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def previous_release() -> Iterator[Path]:
+    """The previous release's ``raftnode`` package, unpacked from git into a temporary dir."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE, "raftnode"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert archive.returncode == 0, (
+        f"git archive {PREVIOUS_RELEASE} failed (a clone with history is needed): "
+        f"{archive.stderr.decode(errors='replace')}"
+    )
+    with tempfile.TemporaryDirectory(prefix="raftnode-previous-") as tmp:
+        with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp)
+
+
+NEW_LIMITS = ("min_free_disk_bytes", "max_list_bytes", "max_snapshot_bytes")
+"""Settings this release added: the previous one refuses a config that names them."""
+
+
+def configure_for(c: Cluster, node: int, *, previous: bool) -> None:
+    """Rewrite ``node``'s config for the release it is about to run (as the role does when it
+    installs a release: the config and the package change together)."""
+    path = c.node(node).config
+    config = yaml.safe_load(path.read_text())
+    limits = config.setdefault("limits", {})
+    for key in NEW_LIMITS:
+        if previous:
+            limits.pop(key, None)
+        else:
+            limits.setdefault(key, getattr(Limits(), key))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_and_check(c: Cluster, nodes: list[int], tag: str, count: int = 20) -> None:
+    for i in range(count):
+        node = nodes[i % len(nodes)]
+        assert c.put_retrying([node, *nodes], f"{tag}-{i}", str(i)).status == 200
+    for node in nodes:
+        for i in (0, count - 1):
+            r = c.get(node, f"{tag}-{i}")
+            assert r.status == 200 and r.json() == {"value": str(i)}, (node, tag, r)
+
+
+def test_rolling_upgrade_from_the_previous_release(previous_release: Path) -> None:
+    c = Cluster()
+    try:
+        for node in (1, 2, 3):  # the whole cluster on the previous release
+            configure_for(c, node, previous=True)
+            c.start(node, source_dir=previous_release)
+        c.leader()
+        write_and_check(c, [1, 2, 3], "all-old")
+        for upgraded in (1, 2, 3):  # one node at a time, as rolling-restart.yml does
+            c.signal(upgraded, signal.SIGTERM)
+            assert c.wait_exit(upgraded, timeout=30) == 0
+            configure_for(c, upgraded, previous=False)
+            c.start(upgraded)
+            c.wait_for(
+                f"node {upgraded} ready on this release",
+                lambda n=upgraded: c.health(n, "/readiness").status == 200,
+                timeout=30,
+            )
+            write_and_check(c, [1, 2, 3], f"after-{upgraded}")
+        new_logs = [c.log(n) for n in (1, 2, 3)]
+        assert any("dialing again with the version 2 hello" in log for log in new_logs)
+        c.signal(2, signal.SIGTERM)  # reconnect among new nodes only: they negotiate 3
+        assert c.wait_exit(2, timeout=30) == 0
+        c.start(2)
+        c.wait_for("node 2 ready", lambda: c.health(2, "/readiness").status == 200, timeout=30)
+        c.wait_for(
+            "a stream negotiated at version 3",
+            lambda: "version=3" in c.log(2),
+            timeout=15,
+        )
+        write_and_check(c, [1, 2, 3], "all-new")
+        assert all("Traceback" not in c.log(n) for n in (1, 2, 3))
+    finally:
+        c.close()
