@@ -22,9 +22,13 @@ import yaml
 from raftnode.defaults import Limits
 from tests.integration.cluster import Cluster
 
-PREVIOUS_RELEASE = "64c3ee7536a90b5ca9a52fd244ed0579a4794f82"
-"""The last commit of main before peer protocol negotiation (protocol version 2 only)."""
 REPO = Path(__file__).resolve().parents[2]
+PREVIOUS_RELEASE = next(
+    line.strip()
+    for line in (REPO / "PREVIOUS_RELEASE").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
+"""The commit of the previous release (the repository's ``PREVIOUS_RELEASE`` file)."""
 
 
 @pytest.fixture(scope="module")
