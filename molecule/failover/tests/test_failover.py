@@ -115,3 +115,26 @@ def test_a_rolling_restart_fails_and_loses_no_write() -> None:
     assert r["failed"] == 0, r["codes"]
     assert r["lost"] == [], r["lost"]
     assert r["longest_stall_ms"] < 2000, r  # target 300 ms
+
+
+def test_the_upgrade_in_place_failed_and_lost_no_write() -> None:
+    # converge.yml: the previous release, then site.yml + rolling-restart.yml under the loop.
+    r = json.loads(lab_probe.ephemeral("upgrade.json").read_text())
+    print(
+        f"upgrade in place: {r['writes']} writes, {r['failed']} failed {r['codes']}, "
+        f"{len(r['lost'])} lost, longest stall {r['longest_stall_ms']} ms, {r['seconds']} s"
+    )
+    assert r["command_rc"] == 0, r["command_tail"]
+    assert r["acknowledged"] > 0, r
+    assert r["failed"] == 0, r["codes"]
+    assert r["lost"] == [], r["lost"]
+    assert r["longest_stall_ms"] < 2000, r  # target 300 ms, as for a rolling restart
+
+
+def test_every_node_speaks_protocol_3_after_the_upgrade() -> None:
+    lines = json.loads(lab_probe.ephemeral("upgrade-protocol.json").read_text())
+    assert sorted(lines) == sorted(LAB.raft), lines
+    for name, logged in lines.items():
+        assert any("peer connected" in line and "version=3" in line for line in logged), name
+    # While old and new nodes ran side by side, a new one spoke version 2 to an old one.
+    assert any("version 2 hello" in line for logged in lines.values() for line in logged), lines
