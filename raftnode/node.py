@@ -21,6 +21,7 @@ properties. The embedding API (``raftnode.embed``) documents this surface for ap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -39,6 +40,7 @@ from raftnode.consistency import Consistency
 from raftnode.defaults import Snapshot as SnapshotDefaults
 from raftnode.defaults import Timing
 from raftnode.metrics import NodeMetrics
+from raftnode.node_status import member_rows, peer_rows, refresh_gauges
 from raftnode.raft.confchange import check_addresses_unused
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
@@ -345,7 +347,7 @@ class RaftNode:
         deadline = asyncio.get_running_loop().time() + timeout
         # Wait for the step-down, then (briefly) to hear who leads now, for the log line.
         while core.role is Role.LEADER or core.leader_id in (NO_NODE, self.node_id):
-            if not await self._state_change(deadline):
+            if not await self.changed(deadline):
                 break
         fields = {"target": chosen, "leader": core.leader_id, "term": core.term}
         if core.role is Role.LEADER:
@@ -460,12 +462,15 @@ class RaftNode:
         """Wait (bounded) until some leader is known; returns its id, 0 on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self.leader_id == NO_NODE and not self.stopping:
-            if not await self._state_change(deadline):
+            if not await self.changed(deadline):
                 break
         return self.leader_id
 
-    def add_leader_listener(self, listener: LeaderListener) -> None:
+    def add_leader_listener(self, listener: LeaderListener) -> Callable[[], None]:
+        """Called with (leader id, term) whenever either changes; returns the call that
+        removes the listener again."""
         self._leader_listeners.append(listener)
+        return lambda: _discard(self._leader_listeners, listener)
 
     async def export_snapshot(self) -> tuple[mmap.mmap, SnapshotMeta, str]:
         """A consistent snapshot of this node's applied state for a backup (see
@@ -475,36 +480,15 @@ class RaftNode:
             raise Unavailable("this node's state machine keeps no snapshot files")
         return await self._keeper.export(core.snapshot_meta, self.member_peers)
 
-    def add_conf_listener(self, listener: Callable[[ConfChange], None]) -> None:
-        """Called with each membership change as it applies here (its context included)."""
+    def add_conf_listener(self, listener: Callable[[ConfChange], None]) -> Callable[[], None]:
+        """Called with each membership change as it applies here (its context included);
+        returns the call that removes the listener again."""
         self._conf_listeners.append(listener)
+        return lambda: _discard(self._conf_listeners, listener)
 
     def members(self) -> list[dict[str, Any]]:
-        """Every member with its role and address; on the leader also match index, lag and
-        whether it was heard from recently (``reachable``)."""
-        core = self._core()
-        conf = core.conf
-        last = core.last_index
-        out: list[dict[str, Any]] = []
-        for member in sorted(conf.members()):
-            address = self.member_peers.get(member)
-            entry: dict[str, Any] = {
-                "id": member,
-                "role": "voter" if member in conf.voters else "learner",
-                "peer": str(address) if address is not None else None,
-                "leader": member == core.leader_id,
-            }
-            if core.role is Role.LEADER:
-                pr = core.progress.get(member)
-                match = last if member == self.node_id else (pr.match if pr else 0)
-                entry.update(
-                    match=match,
-                    lag=max(0, last - match),
-                    reachable=member == self.node_id
-                    or (pr is not None and pr.recent_active and self.carrier.connected(member)),
-                )
-            out.append(entry)
-        return out
+        """Every member with its role and address (``node_status.member_rows``)."""
+        return member_rows(self._core().status(), self.member_peers, self.carrier.connected)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -578,12 +562,7 @@ class RaftNode:
         the last three heartbeats. A leader cut off by the network stays "connected" (no
         reset) but goes quiet: forwarding to it would hang until a timeout, while waiting lets
         the next leader take the write."""
-        core = self.core
-        if core is None:
-            return False
-        if core.role is Role.LEADER:
-            return True
-        return core.election_elapsed <= 3 * max(1, core.cfg.heartbeat_ticks)
+        return self.core is not None and self.core.status().leader_heard_within(3)
 
     def replica_lag(self) -> int:
         """How many committed entries this node has not applied yet, as far as it knows."""
@@ -591,36 +570,20 @@ class RaftNode:
 
     def is_caught_up_replica(self, max_lag: int) -> bool:
         """A follower that knows a live leader and is at most ``max_lag`` entries behind."""
-        core = self.core
-        if core is None or core.role is not Role.FOLLOWER or core.leader_id == NO_NODE:
+        if self.core is None:
             return False
-        if self.node_id not in core.conf.voters:
+        st = self.core.status()
+        if st.role is not Role.FOLLOWER or st.leader_id == NO_NODE or st.leader_lost():
+            return False
+        if self.node_id not in st.conf.voters:
             return False  # learners catch up, removed nodes fall behind: neither serves reads
-        if core.election_elapsed >= core.cfg.election_ticks:
-            return False
         return self.replica_lag() <= max_lag
 
     def status(self) -> dict[str, Any]:
         """The node as it sees itself and its peers (for ``/status``)."""
         core = self.core
-        peers: list[dict[str, Any]] = []
-        if core is not None:
-            last = core.last_index
-            for pid in sorted(core.conf.members() - {self.node_id}):
-                entry: dict[str, Any] = {
-                    "id": pid,
-                    "voter": pid in core.conf.voters,
-                    "connected": self.carrier.connected(pid),
-                }
-                pr = core.progress.get(pid) if core.role is Role.LEADER else None
-                if pr is not None:
-                    entry.update(
-                        match=pr.match,
-                        next=pr.next,
-                        lag=max(0, last - pr.match),
-                        active=pr.recent_active,
-                    )
-                peers.append(entry)
+        st = core.status() if core is not None else None
+        peers = peer_rows(st, self.carrier.connected) if st is not None else []
         return {
             "id": self.node_id,
             "role": self.role.value,
@@ -630,12 +593,12 @@ class RaftNode:
             "leader": self.leader_id,
             "commit": self.commit_index,
             "applied": self.applied_index,
-            "last_index": core.last_index if core is not None else 0,
+            "last_index": st.last_index if st is not None else 0,
             "snapshot_index": self._last_snapshot_index,
             "lag": self.replica_lag(),
             "quorum": self.has_quorum() if self.is_leader else None,
             "healthy": self.healthy,
-            "voters": sorted(core.conf.voters) if core is not None else [],
+            "voters": sorted(st.conf.voters) if st is not None else [],
             "peers": peers,
         }
 
@@ -664,11 +627,9 @@ class RaftNode:
 
     def _promote_caught_up_learner(self) -> None:
         """The leader makes a learner a voter once it is within the core's catch-up rule."""
-        core = self._core()
-        for learner in sorted(core.conf.learners):
-            if core.learner_catch_up_refusal(learner) is None:
-                self._promoting = asyncio.ensure_future(self._promote(learner))
-                return
+        caught_up = self._core().status().learners_caught_up
+        if caught_up:
+            self._promoting = asyncio.ensure_future(self._promote(min(caught_up)))
 
     async def _promote(self, learner: int) -> None:
         try:
@@ -706,6 +667,9 @@ class RaftNode:
         assert self.core is not None
         if self.core.has_ready():
             self._wake.set()
+        # A tick, a message or a peer coming or going may change what waiters look at
+        # (whether the leader was heard from recently, a peer's stream): tell them.
+        self._notify_state_waiters()
 
     # -- the ready loop --------------------------------------------------------------------
 
@@ -719,6 +683,7 @@ class RaftNode:
                     rd = core.ready()
                     await self._handle_ready(rd)
                     core.advance(rd)
+                    self._notify_state_waiters()  # commit and applied indexes moved
                     if self._installed_marker is not None:
                         # Keep only a marker of an installed snapshot: its data is in the
                         # durable state machine now.
@@ -978,11 +943,18 @@ class RaftNode:
                 except Exception:
                     log.exception("leader listener failed")
         self._notify_state_waiters()
-        if now.role is Role.LEADER:
-            self._update_lag_metrics()
 
-    async def _state_change(self, deadline: float) -> bool:
-        """Wait until the shown state changes or ``deadline`` (loop time) passes; False then."""
+    async def changed(self, deadline: float) -> bool:
+        """Wait until this node's state may have changed: its role, term or leader, its commit
+        or applied index, a peer's stream, or the time since it heard from the leader (each
+        tick). Returns False once ``deadline`` passes or the node stops. ``deadline`` is on the
+        event loop's clock, which is ``time.monotonic()`` on asyncio and uvloop (and virtual
+        time in the simulation).
+
+        Callers re-check their own condition after each wake-up (hashicorp/raft's observers
+        and ``LeaderCh`` play this part there): ``while not ready(): if not await
+        node.changed(deadline): give up``.
+        """
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0 or self.stopping:
             return False
@@ -1000,20 +972,12 @@ class RaftNode:
             if not fut.done():
                 fut.set_result(None)
 
-    def _update_lag_metrics(self) -> None:
-        core = self.core
-        if core is None or core.role is not Role.LEADER:
-            return
-        last = core.last_index
-        for pid, pr in core.progress.items():
-            if pid != self.node_id:
-                self.metrics.replication_lag.labels(peer=str(pid)).set(max(0, last - pr.match))
-
     def refresh_metrics(self) -> None:
         """Update gauges that are not event driven (called before ``/metrics`` renders)."""
-        self._update_lag_metrics()
         if self.core is not None:
-            for pid in self.core.conf.members() - {self.node_id}:
-                self.metrics.peer_connected.labels(peer=str(pid)).set(
-                    1 if self.carrier.connected(pid) else 0
-                )
+            refresh_gauges(self.metrics, self.core.status(), self.carrier.connected)
+
+
+def _discard(listeners: list[Any], listener: Any) -> None:
+    with contextlib.suppress(ValueError):
+        listeners.remove(listener)

@@ -302,7 +302,7 @@ class ClientApi:
                 answer = await self._forward_once(request, url, leader_id, hops, remaining)
                 if answer is not None:
                     return answer
-            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            await node.changed(deadline)
             if node.is_leader:
                 return None
             leader_id = node.leader_id or leader_id

@@ -8,7 +8,6 @@ lands during an election costs latency rather than an error.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from raftnode.consistency import Consistency
@@ -88,4 +87,4 @@ class KeyValueService:
                 if time.monotonic() >= budget_end or self.node.stopping:
                     raise
                 await self.node.wait_for_leader(max(0.0, budget_end - time.monotonic()))
-                await asyncio.sleep(0.02)
+                await self.node.changed(budget_end)

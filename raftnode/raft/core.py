@@ -19,7 +19,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
 from raftnode.raft.confchange import (
     LearnerProgress,
@@ -34,6 +33,7 @@ from raftnode.raft.membership import MembershipTracker
 from raftnode.raft.progress import Progress, ProgressState
 from raftnode.raft.quorum import VoteResult, committed_index, has_quorum, vote_result
 from raftnode.raft.read_only import ReadTracker
+from raftnode.raft.status import PeerProgress, Role, Status
 from raftnode.raft.types import (
     NO_NODE,
     ConfChange,
@@ -50,13 +50,6 @@ from raftnode.raft.types import (
 )
 
 MT = MessageType
-
-
-class Role(Enum):
-    FOLLOWER = "follower"
-    PRE_CANDIDATE = "pre_candidate"
-    CANDIDATE = "candidate"
-    LEADER = "leader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +212,39 @@ class RaftCore:
 
     def is_voter(self) -> bool:
         return self.id in self.conf.voters
+
+    def status(self) -> Status:
+        """An immutable copy of what the application may know (``raft.status``)."""
+        progress: dict[int, PeerProgress] = {}
+        caught_up: frozenset[int] = frozenset()
+        if self.role is Role.LEADER:
+            progress = {
+                peer: PeerProgress(pr.match, pr.next, pr.state.name.lower(), pr.recent_active)
+                for peer, pr in self.progress.items()
+                if peer != self.id
+            }
+            caught_up = frozenset(
+                learner
+                for learner in self.conf.learners
+                if self.learner_catch_up_refusal(learner) is None
+            )
+        return Status(
+            id=self.id,
+            role=self.role,
+            term=self.term,
+            leader_id=self.leader_id,
+            commit=self.log.committed,
+            applied=self.log.applied,
+            last_index=self.log.last_index(),
+            conf=self.conf,
+            config_index=self.config_index,
+            removed=self.removed,
+            ticks_since_leader=0 if self.role is Role.LEADER else self.election_elapsed,
+            heartbeat_ticks=self.cfg.heartbeat_ticks,
+            election_ticks=self.cfg.election_ticks,
+            progress=progress,
+            learners_caught_up=caught_up,
+        )
 
     def has_quorum_contact(self) -> bool:
         """Leader only: a majority of voters was heard from within the last election timeout."""

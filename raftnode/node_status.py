@@ -1,0 +1,71 @@
+"""What a node shows operators: the ``/status`` document, the member list of the admin API and
+the gauges that are read rather than pushed. Everything here reads the core's ``Status`` copy
+and the carrier's connection state; nothing reaches into the core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from raftnode.config import Address
+from raftnode.metrics import NodeMetrics
+from raftnode.raft.status import Status
+
+
+def member_rows(
+    status: Status, peers: Mapping[int, Address], connected: Callable[[int], bool]
+) -> list[dict[str, Any]]:
+    """Every member with its role and address; on the leader also its match index, lag and
+    whether it was heard from recently and its stream is up (``reachable``)."""
+    rows: list[dict[str, Any]] = []
+    conf = status.conf
+    for member in sorted(conf.members()):
+        address = peers.get(member)
+        row: dict[str, Any] = {
+            "id": member,
+            "role": "voter" if member in conf.voters else "learner",
+            "peer": str(address) if address is not None else None,
+            "leader": member == status.leader_id,
+        }
+        if status.is_leader:
+            pr = status.progress.get(member)
+            match = status.last_index if member == status.id else (pr.match if pr else 0)
+            row.update(
+                match=match,
+                lag=max(0, status.last_index - match),
+                reachable=member == status.id
+                or (pr is not None and pr.recently_active and connected(member)),
+            )
+        rows.append(row)
+    return rows
+
+
+def peer_rows(status: Status, connected: Callable[[int], bool]) -> list[dict[str, Any]]:
+    """The other members as ``/status`` lists them."""
+    rows: list[dict[str, Any]] = []
+    for peer in sorted(status.conf.members() - {status.id}):
+        row: dict[str, Any] = {
+            "id": peer,
+            "voter": peer in status.conf.voters,
+            "connected": connected(peer),
+        }
+        pr = status.progress.get(peer)
+        if pr is not None:
+            row.update(
+                match=pr.match,
+                next=pr.next,
+                lag=max(0, status.last_index - pr.match),
+                active=pr.recently_active,
+            )
+        rows.append(row)
+    return rows
+
+
+def refresh_gauges(metrics: NodeMetrics, status: Status, connected: Callable[[int], bool]) -> None:
+    """Replication lag per peer (leader only) and whether each peer's stream is up."""
+    for peer in sorted(status.progress):
+        lag = status.lag_of(peer)
+        if lag is not None:
+            metrics.replication_lag.labels(peer=str(peer)).set(lag)
+    for peer in status.conf.members() - {status.id}:
+        metrics.peer_connected.labels(peer=str(peer)).set(1 if connected(peer) else 0)
