@@ -44,7 +44,7 @@ from raftnode.http.forward import (
     ForwardUnknown,
     forward,
 )
-from raftnode.kv.commands import IDEMPOTENCY_KEY_REUSED, QUOTA_EXCEEDED, Command, CommandResult
+from raftnode.kv.commands import Command, CommandResult, Outcome
 from raftnode.kv.service import DiskFull, KeyValueService
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
@@ -259,7 +259,7 @@ class ClientApi:
             if result.prev_value is not None:
                 body["prev_value"] = result.prev_value
             return _Answer(json_response(200, body, headers), "ok")
-        if result.error == "cas_mismatch":
+        if result.error == Outcome.CAS_MISMATCH:
             conflict = {
                 "error": ErrorCode.CAS_MISMATCH,
                 "message": "the key's current value does not match prev_value; nothing was written",
@@ -268,11 +268,11 @@ class ClientApi:
                 "exists": result.existed,
             }
             return _Answer(json_response(409, conflict, headers), "cas_mismatch")
-        if result.error == "not_found":
+        if result.error == Outcome.NOT_FOUND:
             raise not_found(cmd.key)
-        if result.error == IDEMPOTENCY_KEY_REUSED:
+        if result.error == Outcome.IDEMPOTENCY_KEY_REUSED:
             raise idempotency_key_reused(cmd.key)
-        if result.error == QUOTA_EXCEEDED:
+        if result.error == Outcome.QUOTA_EXCEEDED:
             self.metrics.quota_refused()
             raise quota_exceeded(cmd.key, self.service.store.max_store_bytes)
         raise ApiError(500, ErrorCode.INTERNAL, f"the command failed to apply ({result.error})")

@@ -107,7 +107,7 @@ class _IncomingSnapshot:
 
 
 class RaftCore:
-    """One node's Raft state. Not thread-safe: drive it from one thread (one IOLoop)."""
+    """One node's Raft state. Not thread-safe: drive it from one thread (one event loop)."""
 
     def __init__(
         self,
