@@ -373,15 +373,20 @@ class ClientApi:
         return _Answer(json_response(200, {"value": record.value}, headers), "ok")
 
     async def _list(self, request: Request, deadline: float) -> _Answer:
-        requests.check_params(list(request.query), {"prefix", "limit", "consistency"})
+        requests.check_params(
+            list(request.query), {"prefix", "limit", "consistency", "start_after"}
+        )
         consistency = requests.consistency(request.param("consistency"))
         limit = requests.list_limit(request.param("limit"))
         prefix = request.param("prefix") or ""
         if prefix:
             requests.check_key(prefix, self.limits, where="prefix")
+        start_after = request.param("start_after")
+        if start_after is not None:
+            requests.check_key(start_after, self.limits, where="start_after")
         await self._read_barrier(consistency, deadline)
         store = self.service.store
-        items, more = store.page(prefix, limit, self.limits.max_list_bytes)
+        items, more = store.page(prefix, limit, self.limits.max_list_bytes, start_after)
         body = {
             "items": [
                 {"key": k, "value": r.value, "mod_revision": r.mod_revision} for k, r in items
