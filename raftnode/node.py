@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import math
 import mmap
@@ -31,16 +29,15 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from raftnode.config import Address
 from raftnode.consistency import Consistency
-from raftnode.defaults import Snapshot as SnapshotDefaults
-from raftnode.defaults import Timing
 from raftnode.metrics import NodeMetrics
+from raftnode.node_errors import NodeError, NotLeader, OutcomeUnknown, Unavailable
+from raftnode.node_options import Clock, LeaderListener, NodeOptions
 from raftnode.node_status import member_rows, peer_rows, refresh_gauges
+from raftnode.pending import PendingRequests
 from raftnode.raft.confchange import check_addresses_unused
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
@@ -75,76 +72,19 @@ from raftnode.transport.peer import PeerTransport
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "NodeError",
+    "NodeOptions",
+    "NotLeader",
+    "OutcomeUnknown",
+    "RaftNode",
+    "Unavailable",
+]
+
 CONSISTENCY_LEVELS = tuple(Consistency)
 
 REMOVED_PEER_LINGER_SECONDS = 30.0
 """How long a removed member's link stays open, so it can be told it was removed."""
-
-Clock = Callable[[], float]
-"""Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
-
-
-class NodeError(Exception):
-    """Base class of the errors a request can get from the node."""
-
-
-class NotLeader(NodeError):
-    """This node cannot take the write; ``leader_id`` is the leader to ask (0 when unknown)."""
-
-    def __init__(self, leader_id: int) -> None:
-        super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
-        self.leader_id = leader_id
-
-
-class Unavailable(NodeError):
-    """No leader, no quorum, or the node is shutting down: nothing was done, retry later."""
-
-
-class OutcomeUnknown(NodeError):
-    """The write was proposed but its fate is not known within the deadline (it may apply)."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeOptions:
-    """How to run one node. ``members`` maps every initial voter (this node too) to its
-    peer address; it only matters the first time a data directory is used, and only when
-    ``initial_cluster_state`` is ``"new"`` (etcd's meaning): a node started as ``"existing"``
-    with an empty data directory never bootstraps; it waits for the leader to contact it."""
-
-    node_id: int
-    data_dir: Path
-    listen_peer: Address
-    members: Mapping[int, Address]
-    secret: bytes
-    tick_seconds: float = Timing().tick_seconds
-    election_ticks: int = Timing().election_ticks
-    heartbeat_ticks: int = Timing().heartbeat_ticks
-    snapshot_every_entries: int = SnapshotDefaults().every_entries
-    initial_cluster_state: Literal["new", "existing"] = "new"
-    initial_cluster_token: str = ""
-    """Mixed into the id of a bootstrapped cluster: give clusters with the same members
-    different tokens (etcd's --initial-cluster-token)."""
-
-    def raft_config(self) -> RaftConfig:
-        """The core's configuration for these options (its other tunables at their defaults)."""
-        return RaftConfig(
-            node_id=self.node_id,
-            election_ticks=self.election_ticks,
-            heartbeat_ticks=self.heartbeat_ticks,
-            tick_seconds=self.tick_seconds,
-        )
-
-
-@dataclass(slots=True)
-class _Proposal:
-    term: int
-    future: asyncio.Future[Any]
-
-
-def _expire(fut: asyncio.Future[Any], error: Callable[[], NodeError]) -> None:
-    """A request's deadline passed: fail its future unless it was answered meanwhile."""
-    if not fut.done():
-        fut.set_exception(error())
 
 
 def _log_snapshot(event: str, snapshot: Snapshot, started: float) -> None:
@@ -154,10 +94,6 @@ def _log_snapshot(event: str, snapshot: Snapshot, started: float) -> None:
         "seconds": round(time.monotonic() - started, 4),
     }
     log.info(event, extra={"fields": fields})
-
-
-LeaderListener = Callable[[int, int], None]
-"""Called with (leader_id, term) whenever the known leader changes (0 = none known)."""
 
 
 class RaftNode:
@@ -217,10 +153,7 @@ class RaftNode:
         self._next_tick_at = 0.0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._proposals: dict[int, _Proposal] = {}
-        self._reads: dict[int, asyncio.Future[int]] = {}
-        self._read_waiters: list[tuple[int, int, asyncio.Future[int]]] = []
-        self._read_ids = itertools.count(self._rng.getrandbits(40) << 16)
+        self._pending = PendingRequests(self.metrics, self._rng.getrandbits(40) << 16)
         self._leader_listeners: list[LeaderListener] = []
         self._conf_listeners: list[Callable[[ConfChange], None]] = []
         self.member_peers: dict[int, Address] = dict(options.members)
@@ -319,11 +252,8 @@ class RaftNode:
         self.stopping = True
         if self._tick_timer is not None:
             self._tick_timer.cancel()
-        for p in self._proposals.values():
-            if not p.future.done():
-                p.future.set_exception(OutcomeUnknown(why))
-        self._proposals.clear()
-        self._fail_reads(Unavailable(why))
+        self._pending.fail_proposals(why)
+        self._pending.fail_reads(Unavailable(why))
         self._notify_state_waiters()
         self._wake.set()
 
@@ -372,7 +302,8 @@ class RaftNode:
             index = core.propose(data)
         except NotLeaderError as e:
             raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
-        return await self._await_applied(index, core.term, timeout)
+        self._wake.set()
+        return await self._pending.applied(index, core.term, timeout)
 
     async def change_membership(
         self,
@@ -400,30 +331,10 @@ class RaftNode:
             index = core.propose_conf_change(op, node_id, dict(context), prev_index)
         except NotLeaderError as e:
             raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
-        result = await self._await_applied(index, core.term, timeout)
+        self._wake.set()
+        result = await self._pending.applied(index, core.term, timeout)
         assert isinstance(result, ConfState)
         return result
-
-    async def _await_applied(self, index: int, term: int, timeout: float) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._proposals[index] = _Proposal(term, fut)
-        self.metrics.proposals_pending.set(len(self._proposals))
-        self._wake.set()
-        timer = loop.call_later(
-            timeout,
-            _expire,
-            fut,
-            lambda: OutcomeUnknown(
-                f"entry {index} was proposed but not applied within {timeout:.1f}s"
-            ),
-        )
-        try:
-            return await fut
-        finally:
-            timer.cancel()
-            self._proposals.pop(index, None)
-            self.metrics.proposals_pending.set(len(self._proposals))
 
     async def read_barrier(self, consistency: str, timeout: float) -> None:
         """Return once reading the local state machine satisfies ``consistency``.
@@ -437,26 +348,12 @@ class RaftNode:
         if consistency not in CONSISTENCY_LEVELS:
             raise ValueError(f"unknown consistency {consistency!r}")
         core = self._serving_core()
-        rid = next(self._read_ids)
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._reads[rid] = fut
-        core.read_index(rid, self._clock(), lease=consistency == "lease")
-        self._wake.set()
-        timer = asyncio.get_running_loop().call_later(
-            timeout,
-            _expire,
-            fut,
-            lambda: Unavailable(f"no leader confirmed the read within {timeout:.1f}s"),
-        )
-        try:
-            await fut
-        finally:
-            timer.cancel()
-            self._reads.pop(rid, None)
-            if fut.done() and not fut.cancelled():
-                # Refused just as the wait timed out (after the shield let go of ``fut``):
-                # the timeout is the answer, mark the refusal seen.
-                fut.exception()
+
+        def ask(request_id: int) -> None:
+            core.read_index(request_id, self._clock(), lease=consistency == "lease")
+            self._wake.set()
+
+        await self._pending.read(ask, timeout)
 
     async def wait_for_leader(self, timeout: float) -> int:
         """Wait (bounded) until some leader is known; returns its id, 0 on timeout."""
@@ -700,7 +597,7 @@ class RaftNode:
             return
         self.failure = e
         log.critical("node failed; it stops serving", exc_info=e)
-        self._fail_reads(Unavailable("the node failed"))
+        self._pending.fail_reads(Unavailable("the node failed"))
         if self._on_fatal is not None:
             self._on_fatal(e)
 
@@ -729,17 +626,7 @@ class RaftNode:
             self._apply(entry)
         if rd.committed_entries:
             self._keeper.end_batch(self.applied_index)
-        for rs in rd.read_states:
-            fut = self._reads.get(rs.request_id)
-            if fut is None or fut.done():
-                continue
-            if rs.error is not None:
-                fut.set_exception(Unavailable(f"read refused: {rs.error}"))
-            elif rs.index <= self.applied_index:
-                fut.set_result(rs.index)
-            else:
-                heapq.heappush(self._read_waiters, (rs.index, rs.request_id, fut))
-        self._release_read_waiters()
+        self._pending.read_states(rd.read_states, self.applied_index)
         m = self.metrics
         m.commit_index.set(self.commit_index)
         m.applied_index.set(self.applied_index)
@@ -756,16 +643,7 @@ class RaftNode:
         elif entry.data:
             result = self._keeper.apply(entry.index, entry.data)
         self.applied_index = entry.index
-        p = self._proposals.pop(entry.index, None)
-        if p is not None and not p.future.done():
-            if p.term == entry.term:
-                p.future.set_result(result)
-            else:
-                p.future.set_exception(
-                    Unavailable(
-                        "leadership changed before the write committed; nothing was written"
-                    )
-                )
+        self._pending.answer(entry.index, entry.term, result)
 
     def _apply_conf_change(self, change: ConfChange) -> None:
         addr = change.context.get("peer")
@@ -819,10 +697,7 @@ class RaftNode:
         self.applied_index = self._last_snapshot_index = meta.index
         self.metrics.snapshot_bytes.observe(len(snapshot.data))
         self.metrics.snapshots.labels(kind="received").inc()
-        for index in [i for i in self._proposals if i <= meta.index]:
-            p = self._proposals.pop(index)
-            if not p.future.done():
-                p.future.set_exception(OutcomeUnknown("a snapshot replaced the pending write"))
+        self._pending.replaced_up_to(meta.index)
         log.info(
             "snapshot installed",
             extra={
@@ -896,19 +771,6 @@ class RaftNode:
             self._materializing = None
         self.metrics.snapshots.labels(kind="materialized").inc()
         _log_snapshot("snapshot materialized for a follower", snapshot, started)
-
-    def _release_read_waiters(self) -> None:
-        while self._read_waiters and self._read_waiters[0][0] <= self.applied_index:
-            index, _, fut = heapq.heappop(self._read_waiters)
-            if not fut.done():
-                fut.set_result(index)
-
-    def _fail_reads(self, exc: Exception) -> None:
-        for fut in self._reads.values():
-            if not fut.done():
-                fut.set_exception(exc)
-        self._reads.clear()
-        self._read_waiters.clear()
 
     # -- what the node shows ---------------------------------------------------------------
 
