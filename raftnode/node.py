@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from raftnode.compaction import SnapshotDriver
 from raftnode.config import Address
 from raftnode.consistency import Consistency
 from raftnode.metrics import NodeMetrics
@@ -52,7 +53,6 @@ from raftnode.raft.types import (
     HardState,
     Message,
     MessageType,
-    Snapshot,
     SnapshotMeta,
 )
 from raftnode.state_keeping import (
@@ -85,15 +85,6 @@ CONSISTENCY_LEVELS = tuple(Consistency)
 
 REMOVED_PEER_LINGER_SECONDS = 30.0
 """How long a removed member's link stays open, so it can be told it was removed."""
-
-
-def _log_snapshot(event: str, snapshot: Snapshot, started: float) -> None:
-    fields = {
-        "index": snapshot.meta.index,
-        "bytes": len(snapshot.data),
-        "seconds": round(time.monotonic() - started, 4),
-    }
-    log.info(event, extra={"fields": fields})
 
 
 class RaftNode:
@@ -145,9 +136,6 @@ class RaftNode:
             if isinstance(state_machine, DurableStateMachine)
             else SnapshottingKeeper(state_machine)
         )
-        self._compaction: asyncio.Task[None] | None = None
-        self._materializing: asyncio.Task[None] | None = None
-        self._installed_marker: Snapshot | None = None
         self.core: RaftCore | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
         self._next_tick_at = 0.0
@@ -166,11 +154,19 @@ class RaftNode:
         self._state_waiters: list[asyncio.Future[None]] = []
         self._shown = SoftState(Role.FOLLOWER, 0, NO_NODE)
         self.applied_index = 0
-        self._last_snapshot_index = 0
         self._leader_commit_seen = 0
         self.started = False
         self.stopping = False
         self.failure: BaseException | None = None
+        self._snapshots = SnapshotDriver(
+            self._keeper,
+            self.log_store,
+            self.metrics,
+            options.snapshot_every_entries,
+            on_failure=self._fail,
+            wake=self._wake,
+            applied_index=lambda: self.applied_index,
+        )
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -191,7 +187,7 @@ class RaftNode:
         elif state.is_empty:
             log.info("empty data directory: waiting for the cluster's leader to send its state")
         snapshot, self.applied_index = await self._keeper.start(snapshot)
-        self._last_snapshot_index = snapshot.meta.index if snapshot is not None else 0
+        self._snapshots.last_index = snapshot.meta.index if snapshot is not None else 0
         self.core = RaftCore(
             self._raft_config,
             rng=self._rng,
@@ -205,7 +201,7 @@ class RaftNode:
                 "fields": {
                     "term": hard_state.term,
                     "commit": hard_state.commit,
-                    "snapshot_index": self._last_snapshot_index,
+                    "snapshot_index": self._snapshots.last_index,
                     "applied": self.applied_index,
                     "last_index": self.core.last_index,
                 }
@@ -231,8 +227,8 @@ class RaftNode:
                 await asyncio.wait_for(self._loop_task, 5.0)
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("ready loop did not finish in time")
-        for task in (self._compaction, self._materializing):
-            if task is not None and not task.done():
+        for task in self._snapshots.tasks():
+            if not task.done():
                 task.cancel()
         await self.carrier.close()
         await self.log_store.close()
@@ -244,12 +240,12 @@ class RaftNode:
         """Stop at once, as if the process died: nothing more is persisted, sent or answered
         (what the simulation does to crash a node; the log store is left as it is)."""
         self._halt("the node crashed")
-        for task in (self._loop_task, self._compaction, self._materializing):
+        for task in [self._loop_task, *self._snapshots.tasks()]:
             if task is not None:
                 task.cancel()
 
     def _halt(self, why: str) -> None:
-        self.stopping = True
+        self.stopping = self._snapshots.stopping = True
         if self._tick_timer is not None:
             self._tick_timer.cancel()
         self._pending.fail_proposals(why)
@@ -491,7 +487,7 @@ class RaftNode:
             "commit": self.commit_index,
             "applied": self.applied_index,
             "last_index": st.last_index if st is not None else 0,
-            "snapshot_index": self._last_snapshot_index,
+            "snapshot_index": self._snapshots.last_index,
             "lag": self.replica_lag(),
             "quorum": self.has_quorum() if self.is_leader else None,
             "healthy": self.healthy,
@@ -581,12 +577,7 @@ class RaftNode:
                     await self._handle_ready(rd)
                     core.advance(rd)
                     self._notify_state_waiters()  # commit and applied indexes moved
-                    if self._installed_marker is not None:
-                        # Keep only a marker of an installed snapshot: its data is in the
-                        # durable state machine now.
-                        core.compact(self._installed_marker)
-                        self._installed_marker = None
-                    self._maybe_compact()
+                    self._snapshots.after_advance(core, self.applied_index)
                 if self.stopping:
                     return
         except Exception as e:  # storage failure or a bug: stop serving, let systemd restart
@@ -609,9 +600,11 @@ class RaftNode:
             self.carrier.send(rd.early_messages)
             self.metrics.heartbeats_sent(rd.early_messages)
         if rd.snapshot is not None:
-            await self._install_snapshot(rd.snapshot)
-        if rd.snapshot_wanted and self._materializing is None:
-            self._materializing = asyncio.ensure_future(self._materialize())
+            await self._snapshots.install(rd.snapshot)
+            self.applied_index = rd.snapshot.meta.index
+            self._pending.replaced_up_to(rd.snapshot.meta.index)
+        if rd.snapshot_wanted:
+            self._snapshots.want_complete(self._core())
         if rd.entries or rd.hard_state is not None:
             seconds = await self.log_store.persist(rd.entries, rd.hard_state)
             if rd.entries:
@@ -684,93 +677,6 @@ class RaftNode:
         if not self.stopping and node_id not in self.conf.members():
             self.carrier.remove_peer(node_id)
             self.metrics.forget_peer(node_id)
-
-    async def _install_snapshot(self, snapshot: Snapshot) -> None:
-        """A snapshot from the leader replaces the state: the state machine takes it first,
-        then the log store keeps what the keeper says (the snapshot, or a marker of it)."""
-        meta = snapshot.meta
-        started = time.monotonic()
-        kept = await self._keeper.install(snapshot)
-        await self.log_store.install_snapshot(kept)
-        if not kept.complete:
-            self._installed_marker = kept
-        self.applied_index = self._last_snapshot_index = meta.index
-        self.metrics.snapshot_bytes.observe(len(snapshot.data))
-        self.metrics.snapshots.labels(kind="received").inc()
-        self._pending.replaced_up_to(meta.index)
-        log.info(
-            "snapshot installed",
-            extra={
-                "fields": {
-                    "index": meta.index,
-                    "term": meta.term,
-                    "bytes": len(snapshot.data),
-                    "seconds": round(time.monotonic() - started, 4),
-                }
-            },
-        )
-
-    def _maybe_compact(self) -> None:
-        """Every ``snapshot_every_entries`` applied entries, compact the log in the background
-        (the ready loop never waits for it)."""
-        core = self._core()
-        if self.applied_index - self._last_snapshot_index < self.options.snapshot_every_entries:
-            return
-        if core.applied_index < self.applied_index or self._compaction is not None:
-            return
-        self._compaction = asyncio.ensure_future(self._compact())
-
-    async def _compact(self) -> None:
-        core = self._core()
-        started = time.monotonic()
-        try:
-            snapshot = await self._keeper.compaction_snapshot(
-                self.applied_index, core.snapshot_meta
-            )
-            if snapshot is None or snapshot.meta.index <= self._last_snapshot_index:
-                return
-            await self.log_store.save_snapshot(snapshot)
-            if self.stopping or snapshot.meta.index <= self._last_snapshot_index:
-                return
-            core.compact(snapshot)
-            self._last_snapshot_index = snapshot.meta.index
-        except ValueError as e:
-            # A snapshot from the leader was installed while this compaction ran: the log no
-            # longer holds its index, or storage already has a newer snapshot. Nothing to do.
-            log.info("log compaction skipped", extra={"fields": {"why": str(e)}})
-            return
-        except Exception as e:
-            self._fail(e)
-            return
-        finally:
-            self._compaction = None
-        self.metrics.snapshot_bytes.observe(len(snapshot.data))
-        self.metrics.snapshots.labels(kind="taken").inc()
-        _log_snapshot("log compacted", snapshot, started)
-
-    async def _materialize(self) -> None:
-        """A follower needs a complete snapshot: take one off the loop and offer it."""
-        core = self._core()
-        started = time.monotonic()
-        try:
-            snapshot = await self._keeper.materialize(core.snapshot_meta)
-            if snapshot is None or self.stopping:
-                return
-            if snapshot.meta.index > core.applied_index:
-                return  # the core is still replaying what the store holds: asked again later
-            core.compact(snapshot)
-            self._wake.set()
-        except ValueError as e:
-            # The log moved past the snapshot's index meanwhile; the follower asks again.
-            log.info("snapshot not offered", extra={"fields": {"why": str(e)}})
-            return
-        except Exception as e:
-            self._fail(e)
-            return
-        finally:
-            self._materializing = None
-        self.metrics.snapshots.labels(kind="materialized").inc()
-        _log_snapshot("snapshot materialized for a follower", snapshot, started)
 
     # -- what the node shows ---------------------------------------------------------------
 
