@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import mmap
 import random
 import time
@@ -32,14 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from raftnode.compaction import SnapshotDriver
-from raftnode.config import Address
 from raftnode.consistency import Consistency
+from raftnode.member_directory import MemberDirectory
 from raftnode.metrics import NodeMetrics
 from raftnode.node_errors import NodeError, NotLeader, OutcomeUnknown, Unavailable
 from raftnode.node_options import Clock, LeaderListener, NodeOptions
-from raftnode.node_status import member_rows, peer_rows, refresh_gauges
+from raftnode.node_status import member_rows, peer_rows, refresh_gauges, show_soft_state
 from raftnode.pending import PendingRequests
-from raftnode.raft.confchange import check_addresses_unused
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
 from raftnode.raft.errors import ConfChangeError, NotLeaderError
@@ -66,6 +64,7 @@ from raftnode.state_keeping import (
 )
 from raftnode.storage.cluster_identity import bootstrap_cluster_id
 from raftnode.storage.log_store import DiskLogStore, LogStore
+from raftnode.timing import ChangeNotifier, Ticker
 from raftnode.transport.auth import NO_CLUSTER
 from raftnode.transport.carrier import MessageCarrier
 from raftnode.transport.peer import PeerTransport
@@ -82,9 +81,6 @@ __all__ = [
 ]
 
 CONSISTENCY_LEVELS = tuple(Consistency)
-
-REMOVED_PEER_LINGER_SECONDS = 30.0
-"""How long a removed member's link stays open, so it can be told it was removed."""
 
 
 class RaftNode:
@@ -137,21 +133,20 @@ class RaftNode:
             else SnapshottingKeeper(state_machine)
         )
         self.core: RaftCore | None = None
-        self._tick_timer: asyncio.TimerHandle | None = None
-        self._next_tick_at = 0.0
+        self._ticker = Ticker(options.tick_seconds, self._on_tick)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._pending = PendingRequests(self.metrics, self._rng.getrandbits(40) << 16)
         self._leader_listeners: list[LeaderListener] = []
-        self._conf_listeners: list[Callable[[ConfChange], None]] = []
-        self.member_peers: dict[int, Address] = dict(options.members)
+        self._members = MemberDirectory(self.node_id, options.members, self.carrier, self.metrics)
+        self.member_peers = self._members.peers
         """Every member's peer address as this node knows it (initial members, then each
         applied change's ``peer`` context)."""
         self._promoting: asyncio.Task[None] | None = None
         self._save_cluster: asyncio.Future[None] | None = None
         self.cluster_id = NO_CLUSTER
         """The cluster this node belongs to (16 bytes; ``NO_CLUSTER`` until it joined one)."""
-        self._state_waiters: list[asyncio.Future[None]] = []
+        self._changes = ChangeNotifier()
         self._shown = SoftState(Role.FOLLOWER, 0, NO_NODE)
         self.applied_index = 0
         self._leader_commit_seen = 0
@@ -210,8 +205,7 @@ class RaftNode:
         self.carrier.set_cluster_id(self.cluster_id, self._learned_cluster_id)
         await self.carrier.start(self._on_peer_message, self._on_peer_reachability)
         self._loop_task = asyncio.ensure_future(self._ready_loop())
-        self._next_tick_at = asyncio.get_running_loop().time()
-        self._schedule_tick()
+        self._ticker.start()
         self.started = True
         self._wake.set()
 
@@ -246,8 +240,7 @@ class RaftNode:
 
     def _halt(self, why: str) -> None:
         self.stopping = self._snapshots.stopping = True
-        if self._tick_timer is not None:
-            self._tick_timer.cancel()
+        self._ticker.stop()
         self._pending.fail_proposals(why)
         self._pending.fail_reads(Unavailable(why))
         self._notify_state_waiters()
@@ -318,11 +311,7 @@ class RaftNode:
         """
         core = self._serving_core()
         if op is ConfChangeOp.ADD_LEARNER:
-            members = core.conf.members()
-            in_use = {m: {"peer": str(a)} for m, a in self.member_peers.items() if m in members}
-            peer = context.get("peer")
-            if peer:
-                check_addresses_unused(node_id, {"peer": str(Address.parse(peer))}, in_use)
+            self._members.check_peer_address_free(node_id, context, core.conf.members())
         try:
             index = core.propose_conf_change(op, node_id, dict(context), prev_index)
         except NotLeaderError as e:
@@ -376,8 +365,7 @@ class RaftNode:
     def add_conf_listener(self, listener: Callable[[ConfChange], None]) -> Callable[[], None]:
         """Called with each membership change as it applies here (its context included);
         returns the call that removes the listener again."""
-        self._conf_listeners.append(listener)
-        return lambda: _discard(self._conf_listeners, listener)
+        return self._members.add_listener(listener)
 
     def members(self) -> list[dict[str, Any]]:
         """Every member with its role and address (``node_status.member_rows``)."""
@@ -426,14 +414,7 @@ class RaftNode:
     def membership(self) -> str:
         """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node) or
         ``not_joined`` (started as ``existing`` and not yet contacted by a leader)."""
-        conf = self.conf
-        if self.core is not None and self.core.removed:
-            return "removed"
-        if self.node_id in conf.voters:
-            return "voter"
-        if self.node_id in conf.learners:
-            return "learner"
-        return "removed" if conf.members() else "not_joined"
+        return self.core.status().membership if self.core is not None else "not_joined"
 
     @property
     def commit_index(self) -> int:
@@ -497,20 +478,9 @@ class RaftNode:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def _schedule_tick(self) -> None:
-        """Tick at a fixed rate; ticks missed while the loop was busy are skipped, not bunched."""
-        loop = asyncio.get_running_loop()
-        period = self.options.tick_seconds
-        self._next_tick_at += period
-        late = loop.time() - self._next_tick_at
-        if late > 0:
-            self._next_tick_at += math.ceil(late / period) * period
-        self._tick_timer = loop.call_at(self._next_tick_at, self._on_tick_timer)
-
-    def _on_tick_timer(self) -> None:
+    def _on_tick(self) -> None:
         if self.stopping:
             return
-        self._schedule_tick()
         if self.core is None or self.failure is not None:
             return
         self.core.tick(self._clock())
@@ -631,41 +601,12 @@ class RaftNode:
         result: Any = None
         if entry.type is EntryType.CONF_CHANGE:
             change = ConfChange.decode(entry.data)
-            self._apply_conf_change(change)
+            self._members.apply(change, lambda node: self.stopping or node in self.conf.members())
             result = change.result
         elif entry.data:
             result = self._keeper.apply(entry.index, entry.data)
         self.applied_index = entry.index
         self._pending.answer(entry.index, entry.term, result)
-
-    def _apply_conf_change(self, change: ConfChange) -> None:
-        addr = change.context.get("peer")
-        if addr and change.node_id in change.result.members():
-            self.member_peers[change.node_id] = Address.parse(addr)
-            if change.node_id != self.node_id:
-                self.carrier.add_peer(change.node_id, Address.parse(addr))
-        if change.node_id and change.node_id not in change.result.members():
-            self.member_peers.pop(change.node_id, None)
-            # Keep the link a while: the leader tells the removed node (REMOVED) when it next
-            # hears from it, which it will if it missed the entry that removed it.
-            asyncio.get_running_loop().call_later(
-                REMOVED_PEER_LINGER_SECONDS, self._forget_peer, change.node_id
-            )
-        for listener in list(self._conf_listeners):
-            try:
-                listener(change)
-            except Exception:
-                log.exception("membership listener failed")
-        log.info(
-            "configuration applied",
-            extra={
-                "fields": {
-                    "op": change.op.name.lower(),
-                    "node_id": change.node_id,
-                    **change.result.to_json(),
-                }
-            },
-        )
 
     def _learned_cluster_id(self, cluster_id: bytes) -> None:
         """A peer told a node that had none which cluster it joined: remember it durably."""
@@ -673,38 +614,15 @@ class RaftNode:
         log.info("joined cluster", extra={"fields": {"cluster_id": cluster_id.hex()}})
         self._save_cluster = asyncio.ensure_future(self.log_store.save_cluster_id(cluster_id))
 
-    def _forget_peer(self, node_id: int) -> None:
-        if not self.stopping and node_id not in self.conf.members():
-            self.carrier.remove_peer(node_id)
-            self.metrics.forget_peer(node_id)
-
     # -- what the node shows ---------------------------------------------------------------
 
     def _show(self, now: SoftState) -> None:
         """Update metrics, logs and listeners from the core's new soft state."""
         before, self._shown = self._shown, now
-        m = self.metrics
-        m.term.set(now.term)
-        m.set_role(now.role.value)
-        m.set_leader(now.leader_id)
-        fields = {"role": now.role.value, "term": now.term, "leader": now.leader_id}
-        if before.role is not now.role:
-            if now.role is Role.CANDIDATE:
-                m.elections.inc()
-            if now.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
-                log.info("election started", extra={"fields": fields})
-            elif now.role is Role.LEADER:
-                log.info("became leader", extra={"fields": fields})
-            else:
-                log.info("became follower", extra={"fields": fields})
+        show_soft_state(self.metrics, before, now)
         if before.leader_id != now.leader_id:
             if now.leader_id != NO_NODE:
-                m.leader_changes.inc()
                 self._leader_commit_seen = 0
-            log.info(
-                "leader changed",
-                extra={"fields": {**fields, "previous": before.leader_id}},
-            )
             for listener in list(self._leader_listeners):
                 try:
                     listener(now.leader_id, now.term)
@@ -723,22 +641,13 @@ class RaftNode:
         and ``LeaderCh`` play this part there): ``while not ready(): if not await
         node.changed(deadline): give up``.
         """
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0 or self.stopping:
-            return False
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._state_waiters.append(fut)
-        try:
-            await asyncio.wait_for(fut, remaining)
-        except TimeoutError:
-            return False
-        return True
+        return await self._changes.wait(deadline)
 
     def _notify_state_waiters(self) -> None:
-        waiters, self._state_waiters = self._state_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+        if self.stopping:
+            self._changes.close()
+        else:
+            self._changes.notify()
 
     def refresh_metrics(self) -> None:
         """Update gauges that are not event driven (called before ``/metrics`` renders)."""

@@ -1,15 +1,21 @@
-"""What a node shows operators: the ``/status`` document, the member list of the admin API and
-the gauges that are read rather than pushed. Everything here reads the core's ``Status`` copy
-and the carrier's connection state; nothing reaches into the core."""
+"""What a node shows operators: the ``/status`` document, the member list of the admin API, the
+gauges that are read rather than pushed, and the log lines and metrics of role changes.
+Everything here reads the core's ``Status`` copy and the carrier's connection state; nothing
+reaches into the core."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from raftnode.config import Address
 from raftnode.metrics import NodeMetrics
-from raftnode.raft.status import Status
+from raftnode.raft.core import SoftState
+from raftnode.raft.status import Role, Status
+from raftnode.raft.types import NO_NODE
+
+log = logging.getLogger("raftnode.node")
 
 
 def member_rows(
@@ -69,3 +75,24 @@ def refresh_gauges(metrics: NodeMetrics, status: Status, connected: Callable[[in
             metrics.replication_lag.labels(peer=str(peer)).set(lag)
     for peer in status.conf.members() - {status.id}:
         metrics.peer_connected.labels(peer=str(peer)).set(1 if connected(peer) else 0)
+
+
+def show_soft_state(metrics: NodeMetrics, before: SoftState, now: SoftState) -> None:
+    """Metrics and one log line for a change of role, term or leader."""
+    metrics.term.set(now.term)
+    metrics.set_role(now.role.value)
+    metrics.set_leader(now.leader_id)
+    fields = {"role": now.role.value, "term": now.term, "leader": now.leader_id}
+    if before.role is not now.role:
+        if now.role is Role.CANDIDATE:
+            metrics.elections.inc()
+        if now.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            log.info("election started", extra={"fields": fields})
+        elif now.role is Role.LEADER:
+            log.info("became leader", extra={"fields": fields})
+        else:
+            log.info("became follower", extra={"fields": fields})
+    if before.leader_id != now.leader_id:
+        if now.leader_id != NO_NODE:
+            metrics.leader_changes.inc()
+        log.info("leader changed", extra={"fields": {**fields, "previous": before.leader_id}})

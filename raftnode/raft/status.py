@@ -64,6 +64,19 @@ class Status:
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 
+    @property
+    def membership(self) -> str:
+        """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node, or
+        a leader said so) or ``not_joined`` (no configuration yet: started to join a cluster
+        and not contacted by its leader)."""
+        if self.removed:
+            return "removed"
+        if self.id in self.conf.voters:
+            return "voter"
+        if self.id in self.conf.learners:
+            return "learner"
+        return "removed" if self.conf.members() else "not_joined"
+
     def lag_of(self, peer: int) -> int | None:
         """How many entries ``peer`` is behind the leader's last index (leader only)."""
         pr = self.progress.get(peer)
