@@ -30,13 +30,15 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from raftnode.bootstrap import load_or_bootstrap
 from raftnode.compaction import SnapshotDriver
 from raftnode.consistency import Consistency
 from raftnode.member_directory import MemberDirectory
 from raftnode.metrics import NodeMetrics
 from raftnode.node_errors import NodeError, NotLeader, OutcomeUnknown, Unavailable
 from raftnode.node_options import Clock, LeaderListener, NodeOptions
-from raftnode.node_status import member_rows, peer_rows, refresh_gauges, show_soft_state
+from raftnode.node_status import refresh_gauges, show_soft_state
+from raftnode.node_view import NodeView
 from raftnode.pending import PendingRequests
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
@@ -48,7 +50,6 @@ from raftnode.raft.types import (
     ConfState,
     Entry,
     EntryType,
-    HardState,
     Message,
     MessageType,
     SnapshotMeta,
@@ -62,7 +63,6 @@ from raftnode.state_keeping import (
     StateMachine,
     executor_runner,
 )
-from raftnode.storage.cluster_identity import bootstrap_cluster_id
 from raftnode.storage.log_store import DiskLogStore, LogStore
 from raftnode.timing import ChangeNotifier, Ticker
 from raftnode.transport.auth import NO_CLUSTER
@@ -83,7 +83,7 @@ __all__ = [
 CONSISTENCY_LEVELS = tuple(Consistency)
 
 
-class RaftNode:
+class RaftNode(NodeView):
     """A running Raft member around a ``StateMachine``; see the module docstring.
 
     ``log_store``, ``carrier`` and ``clock`` default to the production ones built from
@@ -167,21 +167,9 @@ class RaftNode:
 
     async def start(self) -> None:
         """Load (or bootstrap) the log, restore the state machine, listen and start ticking."""
-        o = self.options
-        state = await self.log_store.load()
-        hard_state, snapshot, entries = state.hard_state, state.snapshot, state.entries
-        self.cluster_id = state.cluster_id
-        if state.is_empty and o.initial_cluster_state == "new":
-            entries = RaftCore.bootstrap_entries(o.members)
-            hard_state = HardState(term=1, commit=1)
-            await self.log_store.persist(entries, hard_state)
-            self.cluster_id = bootstrap_cluster_id(o.members, o.initial_cluster_token)
-            await self.log_store.save_cluster_id(self.cluster_id)
-            fields = {"voters": sorted(o.members), "cluster_id": self.cluster_id.hex()}
-            log.info("bootstrapped new cluster", extra={"fields": fields})
-        elif state.is_empty:
-            log.info("empty data directory: waiting for the cluster's leader to send its state")
-        snapshot, self.applied_index = await self._keeper.start(snapshot)
+        state = await load_or_bootstrap(self.log_store, self.options)
+        hard_state, entries, self.cluster_id = state.hard_state, state.entries, state.cluster_id
+        snapshot, self.applied_index = await self._keeper.start(state.snapshot)
         self._snapshots.last_index = snapshot.meta.index if snapshot is not None else 0
         self.core = RaftCore(
             self._raft_config,
@@ -367,10 +355,6 @@ class RaftNode:
         returns the call that removes the listener again."""
         return self._members.add_listener(listener)
 
-    def members(self) -> list[dict[str, Any]]:
-        """Every member with its role and address (``node_status.member_rows``)."""
-        return member_rows(self._core().status(), self.member_peers, self.carrier.connected)
-
     # -- state -----------------------------------------------------------------------------
 
     def _core(self) -> RaftCore:
@@ -383,98 +367,6 @@ class RaftNode:
         if self.stopping or self.failure is not None:
             raise Unavailable("the node is shutting down")
         return core
-
-    @property
-    def role(self) -> Role:
-        return self.core.role if self.core is not None else Role.FOLLOWER
-
-    @property
-    def term(self) -> int:
-        return self.core.term if self.core is not None else 0
-
-    @property
-    def leader_id(self) -> int:
-        return self.core.leader_id if self.core is not None else NO_NODE
-
-    @property
-    def is_leader(self) -> bool:
-        return self.core is not None and self.core.role is Role.LEADER
-
-    @property
-    def conf(self) -> ConfState:
-        """The membership in force on this node (the latest configuration in its log)."""
-        return self.core.conf if self.core is not None else ConfState()
-
-    @property
-    def config_index(self) -> int:
-        """The log index of the configuration in force here (``prev_index`` compares to it)."""
-        return self.core.config_index if self.core is not None else 0
-
-    @property
-    def membership(self) -> str:
-        """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node) or
-        ``not_joined`` (started as ``existing`` and not yet contacted by a leader)."""
-        return self.core.status().membership if self.core is not None else "not_joined"
-
-    @property
-    def commit_index(self) -> int:
-        return self.core.commit_index if self.core is not None else 0
-
-    @property
-    def healthy(self) -> bool:
-        return self.started and self.failure is None and self.log_store.healthy
-
-    def has_quorum(self) -> bool:
-        return self.core is not None and self.core.has_quorum_contact()
-
-    def peer_connected(self, node_id: int) -> bool:
-        """Whether this node's stream to ``node_id`` is up (a crashed peer shows as down)."""
-        return self.carrier.connected(node_id)
-
-    def leader_recently_heard(self) -> bool:
-        """This node leads, or heard from a leader (or granted a vote to a candidate) within
-        the last three heartbeats. A leader cut off by the network stays "connected" (no
-        reset) but goes quiet: forwarding to it would hang until a timeout, while waiting lets
-        the next leader take the write."""
-        return self.core is not None and self.core.status().leader_heard_within(3)
-
-    def replica_lag(self) -> int:
-        """How many committed entries this node has not applied yet, as far as it knows."""
-        return max(self._leader_commit_seen, self.commit_index) - self.applied_index
-
-    def is_caught_up_replica(self, max_lag: int) -> bool:
-        """A follower that knows a live leader and is at most ``max_lag`` entries behind."""
-        if self.core is None:
-            return False
-        st = self.core.status()
-        if st.role is not Role.FOLLOWER or st.leader_id == NO_NODE or st.leader_lost():
-            return False
-        if self.node_id not in st.conf.voters:
-            return False  # learners catch up, removed nodes fall behind: neither serves reads
-        return self.replica_lag() <= max_lag
-
-    def status(self) -> dict[str, Any]:
-        """The node as it sees itself and its peers (for ``/status``)."""
-        core = self.core
-        st = core.status() if core is not None else None
-        peers = peer_rows(st, self.carrier.connected) if st is not None else []
-        return {
-            "id": self.node_id,
-            "role": self.role.value,
-            "membership": self.membership,
-            "cluster_id": self.cluster_id.hex(),
-            "term": self.term,
-            "leader": self.leader_id,
-            "commit": self.commit_index,
-            "applied": self.applied_index,
-            "last_index": st.last_index if st is not None else 0,
-            "snapshot_index": self._snapshots.last_index,
-            "lag": self.replica_lag(),
-            "quorum": self.has_quorum() if self.is_leader else None,
-            "healthy": self.healthy,
-            "voters": sorted(st.conf.voters) if st is not None else [],
-            "peers": peers,
-        }
 
     # -- inputs ----------------------------------------------------------------------------
 

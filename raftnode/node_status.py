@@ -96,3 +96,37 @@ def show_soft_state(metrics: NodeMetrics, before: SoftState, now: SoftState) -> 
         if now.leader_id != NO_NODE:
             metrics.leader_changes.inc()
         log.info("leader changed", extra={"fields": {**fields, "previous": before.leader_id}})
+
+
+def status_document(
+    status: Status | None,
+    connected: Callable[[int], bool],
+    *,
+    node_id: int,
+    cluster_id: str,
+    applied: int,
+    snapshot_index: int,
+    lag: int,
+    quorum: bool | None,
+    healthy: bool,
+) -> dict[str, Any]:
+    """The node as it sees itself and its peers (``/status``); ``status`` None before the
+    node started."""
+    role = status.role if status is not None else Role.FOLLOWER
+    return {
+        "id": node_id,
+        "role": role.value,
+        "membership": status.membership if status is not None else "not_joined",
+        "cluster_id": cluster_id,
+        "term": status.term if status is not None else 0,
+        "leader": status.leader_id if status is not None else NO_NODE,
+        "commit": status.commit if status is not None else 0,
+        "applied": applied,
+        "last_index": status.last_index if status is not None else 0,
+        "snapshot_index": snapshot_index,
+        "lag": lag,
+        "quorum": quorum,
+        "healthy": healthy,
+        "voters": sorted(status.conf.voters) if status is not None else [],
+        "peers": peer_rows(status, connected) if status is not None else [],
+    }
