@@ -12,7 +12,8 @@ from raftnode.raft.types import (
 
 
 class Election(CoreState):
-    """Becoming a (pre-)candidate, counting votes, granting them, and when to campaign. A part of ``RaftCore``."""
+    """Becoming a (pre-)candidate, counting votes, granting them, and when to campaign.
+    A part of ``RaftCore``."""
 
     def _become_pre_candidate(self) -> None:
         # Unlike a real candidate, a pre-candidate keeps its term and vote.

@@ -17,7 +17,8 @@ from raftnode.raft.types import (
 
 
 class Replication(CoreState):
-    """What a leader does: replicate, send snapshots and heartbeats, commit, answer reads. A part of ``RaftCore``."""
+    """What a leader does: replicate, send snapshots and heartbeats, commit, answer reads.
+    A part of ``RaftCore``."""
 
     def _become_leader(self) -> None:
         self._reset(self.term)
