@@ -42,7 +42,7 @@ from raftnode.http.forward import (
     ForwardedResponse,
     ForwardNotSent,
     ForwardUnknown,
-    forward,
+    LeaderConnections,
 )
 from raftnode.kv.commands import Command, CommandResult, Outcome
 from raftnode.kv.service import DiskFull, KeyValueService
@@ -113,6 +113,8 @@ class ClientApi:
             service.node, self._forward_admin, settings.request_timeout, settings.member_clients
         )
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
+        self._leaders = LeaderConnections()
+        """Kept-alive connections to the leader for forwarded requests."""
 
     async def serve(self, address: Address) -> asyncio.Server:
         """Listen on ``address``; the returned server stops accepting when closed."""
@@ -130,6 +132,7 @@ class ClientApi:
         idle = not any(c.busy for c in self._connections)
         for connection in list(self._connections):
             connection.close()
+        self._leaders.close()
         return idle
 
     def _connection(self) -> HttpConnection:
@@ -298,8 +301,7 @@ class ClientApi:
                 and node.peer_connected(leader_id)
                 and node.leader_recently_heard()
             ):
-                url = f"http://{addr.host}:{addr.port}{request.raw_path}"
-                answer = await self._forward_once(request, url, leader_id, hops, remaining)
+                answer = await self._forward_once(request, addr, leader_id, hops, remaining)
                 if answer is not None:
                     return answer
             await node.changed(deadline)
@@ -308,13 +310,22 @@ class ClientApi:
             leader_id = node.leader_id or leader_id
 
     async def _forward_once(
-        self, request: Request, url: str, leader_id: int, hops: int, timeout: float
+        self, request: Request, leader: Address, leader_id: int, hops: int, timeout: float
     ) -> _Answer | None:
         """One attempt at the leader: its answer, or None when sending again is safe (nothing
         was sent, or the write carries an idempotency key)."""
         key = request.headers.get(IDEMPOTENCY_HEADER.lower())
         fetch = asyncio.ensure_future(
-            forward(url, request.method, request.body, hops, timeout, key)
+            self._leaders.forward(
+                leader.host,
+                leader.port,
+                request.method,
+                request.raw_path,
+                request.body,
+                hops,
+                timeout,
+                key,
+            )
         )
         try:
             resp = await self._while_leader_speaks(fetch, leader_id)
