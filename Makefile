@@ -10,7 +10,7 @@ SEEDS ?= 500
 TEST_TARGETS := lint test-unit test-sim
 .DEFAULT_GOAL := help
 
-.PHONY: help venv lint test test-unit test-sim sim bench-log
+.PHONY: help venv lint check test test-unit test-sim sim bench-log
 
 ## List the documented targets: the `## ` comments right above each target, in every fragment.
 help:
@@ -35,6 +35,7 @@ $(VENV)/.installed: pyproject.toml
 PY_TREES := raftnode tests bench lab examples molecule
 MOLECULE_PY_DIRS := $(patsubst %/,%,$(dir $(wildcard molecule/*/tests/*.py molecule/*/*.py)))
 
+## ruff (lint and format), mypy over the Python trees and each Molecule scenario's tests.
 lint: venv
 	$(VENV)/bin/ruff check $(PY_TREES)
 	$(VENV)/bin/ruff format --check $(PY_TREES)
@@ -59,6 +60,9 @@ bench-log: venv
 -include mk/*.mk
 # Last, as the slowest: the Molecule scenarios on lab hosts (mk/lab.mk).
 TEST_TARGETS += test-molecule
+
+## The quick tier, no root and no lab hosts (minutes): lint, unit, simulation, integration.
+check: lint test-unit test-sim test-integration
 
 ## Every test: lint, unit, simulation, integration, Ansible lint, lab, Molecule scenarios.
 test: $(TEST_TARGETS)

@@ -11,6 +11,7 @@ BENCH_RESTART_TIMEOUT ?= 300
 
 .PHONY: bench-venv bench-peers bench-scale
 
+## The bench extra (matplotlib, for the PNGs beside the figures) in .venv.
 bench-venv: $(VENV)/.bench-installed
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml

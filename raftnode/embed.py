@@ -4,7 +4,7 @@ You supply a state machine; the node replicates the commands you propose and cal
 ``apply`` on every member, in the same order. The raftnode key-value service is built on
 exactly this API (``raftnode.kv.service``); ``examples/counter`` is a second, small one.
 
-A state machine has three methods, all called on the IOLoop thread::
+A state machine has three methods, all called on the event loop thread::
 
     class Counter:
         def __init__(self): self.value = 0

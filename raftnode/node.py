@@ -21,25 +21,25 @@ properties. The embedding API (``raftnode.embed``) documents this surface for ap
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
+import contextlib
 import logging
-import math
 import mmap
 import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from raftnode.config import Address
+from raftnode.bootstrap import load_or_bootstrap
+from raftnode.compaction import SnapshotDriver
 from raftnode.consistency import Consistency
-from raftnode.defaults import Snapshot as SnapshotDefaults
-from raftnode.defaults import Timing
+from raftnode.member_directory import MemberDirectory
 from raftnode.metrics import NodeMetrics
-from raftnode.raft.confchange import check_addresses_unused
+from raftnode.node_errors import NodeError, NotLeader, OutcomeUnknown, Unavailable
+from raftnode.node_options import Clock, LeaderListener, NodeOptions
+from raftnode.node_status import refresh_gauges, show_soft_state
+from raftnode.node_view import NodeView
+from raftnode.pending import PendingRequests
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
 from raftnode.raft.errors import ConfChangeError, NotLeaderError
@@ -50,10 +50,8 @@ from raftnode.raft.types import (
     ConfState,
     Entry,
     EntryType,
-    HardState,
     Message,
     MessageType,
-    Snapshot,
     SnapshotMeta,
 )
 from raftnode.state_keeping import (
@@ -65,100 +63,27 @@ from raftnode.state_keeping import (
     StateMachine,
     executor_runner,
 )
-from raftnode.storage.cluster_identity import bootstrap_cluster_id
 from raftnode.storage.log_store import DiskLogStore, LogStore
+from raftnode.timing import ChangeNotifier, Ticker
 from raftnode.transport.auth import NO_CLUSTER
 from raftnode.transport.carrier import MessageCarrier
 from raftnode.transport.peer import PeerTransport
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "NodeError",
+    "NodeOptions",
+    "NotLeader",
+    "OutcomeUnknown",
+    "RaftNode",
+    "Unavailable",
+]
+
 CONSISTENCY_LEVELS = tuple(Consistency)
 
-REMOVED_PEER_LINGER_SECONDS = 30.0
-"""How long a removed member's link stays open, so it can be told it was removed."""
 
-Clock = Callable[[], float]
-"""Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
-
-
-class NodeError(Exception):
-    """Base class of the errors a request can get from the node."""
-
-
-class NotLeader(NodeError):
-    """This node cannot take the write; ``leader_id`` is the leader to ask (0 when unknown)."""
-
-    def __init__(self, leader_id: int) -> None:
-        super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
-        self.leader_id = leader_id
-
-
-class Unavailable(NodeError):
-    """No leader, no quorum, or the node is shutting down: nothing was done, retry later."""
-
-
-class OutcomeUnknown(NodeError):
-    """The write was proposed but its fate is not known within the deadline (it may apply)."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeOptions:
-    """How to run one node. ``members`` maps every initial voter (this node too) to its
-    peer address; it only matters the first time a data directory is used, and only when
-    ``initial_cluster_state`` is ``"new"`` (etcd's meaning): a node started as ``"existing"``
-    with an empty data directory never bootstraps; it waits for the leader to contact it."""
-
-    node_id: int
-    data_dir: Path
-    listen_peer: Address
-    members: Mapping[int, Address]
-    secret: bytes
-    tick_seconds: float = Timing().tick_seconds
-    election_ticks: int = Timing().election_ticks
-    heartbeat_ticks: int = Timing().heartbeat_ticks
-    snapshot_every_entries: int = SnapshotDefaults().every_entries
-    initial_cluster_state: Literal["new", "existing"] = "new"
-    initial_cluster_token: str = ""
-    """Mixed into the id of a bootstrapped cluster: give clusters with the same members
-    different tokens (etcd's --initial-cluster-token)."""
-
-    def raft_config(self) -> RaftConfig:
-        """The core's configuration for these options (its other tunables at their defaults)."""
-        return RaftConfig(
-            node_id=self.node_id,
-            election_ticks=self.election_ticks,
-            heartbeat_ticks=self.heartbeat_ticks,
-            tick_seconds=self.tick_seconds,
-        )
-
-
-@dataclass(slots=True)
-class _Proposal:
-    term: int
-    future: asyncio.Future[Any]
-
-
-def _expire(fut: asyncio.Future[Any], error: Callable[[], NodeError]) -> None:
-    """A request's deadline passed: fail its future unless it was answered meanwhile."""
-    if not fut.done():
-        fut.set_exception(error())
-
-
-def _log_snapshot(event: str, snapshot: Snapshot, started: float) -> None:
-    fields = {
-        "index": snapshot.meta.index,
-        "bytes": len(snapshot.data),
-        "seconds": round(time.monotonic() - started, 4),
-    }
-    log.info(event, extra={"fields": fields})
-
-
-LeaderListener = Callable[[int, int], None]
-"""Called with (leader_id, term) whenever the known leader changes (0 = none known)."""
-
-
-class RaftNode:
+class RaftNode(NodeView):
     """A running Raft member around a ``StateMachine``; see the module docstring.
 
     ``log_store``, ``carrier`` and ``clock`` default to the production ones built from
@@ -207,56 +132,45 @@ class RaftNode:
             if isinstance(state_machine, DurableStateMachine)
             else SnapshottingKeeper(state_machine)
         )
-        self._compaction: asyncio.Task[None] | None = None
-        self._materializing: asyncio.Task[None] | None = None
-        self._installed_marker: Snapshot | None = None
         self.core: RaftCore | None = None
-        self._tick_timer: asyncio.TimerHandle | None = None
-        self._next_tick_at = 0.0
+        self._ticker = Ticker(options.tick_seconds, self._on_tick)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._proposals: dict[int, _Proposal] = {}
-        self._reads: dict[int, asyncio.Future[int]] = {}
-        self._read_waiters: list[tuple[int, int, asyncio.Future[int]]] = []
-        self._read_ids = itertools.count(self._rng.getrandbits(40) << 16)
+        self._pending = PendingRequests(self.metrics, self._rng.getrandbits(40) << 16)
         self._leader_listeners: list[LeaderListener] = []
-        self._conf_listeners: list[Callable[[ConfChange], None]] = []
-        self.member_peers: dict[int, Address] = dict(options.members)
+        self._members = MemberDirectory(self.node_id, options.members, self.carrier, self.metrics)
+        self.member_peers = self._members.peers
         """Every member's peer address as this node knows it (initial members, then each
         applied change's ``peer`` context)."""
         self._promoting: asyncio.Task[None] | None = None
         self._save_cluster: asyncio.Future[None] | None = None
         self.cluster_id = NO_CLUSTER
         """The cluster this node belongs to (16 bytes; ``NO_CLUSTER`` until it joined one)."""
-        self._state_waiters: list[asyncio.Future[None]] = []
+        self._changes = ChangeNotifier()
         self._shown = SoftState(Role.FOLLOWER, 0, NO_NODE)
         self.applied_index = 0
-        self._last_snapshot_index = 0
         self._leader_commit_seen = 0
         self.started = False
         self.stopping = False
         self.failure: BaseException | None = None
+        self._snapshots = SnapshotDriver(
+            self._keeper,
+            self.log_store,
+            self.metrics,
+            options.snapshot_every_entries,
+            on_failure=self._fail,
+            wake=self._wake,
+            applied_index=lambda: self.applied_index,
+        )
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load (or bootstrap) the log, restore the state machine, listen and start ticking."""
-        o = self.options
-        state = await self.log_store.load()
-        hard_state, snapshot, entries = state.hard_state, state.snapshot, state.entries
-        self.cluster_id = state.cluster_id
-        if state.is_empty and o.initial_cluster_state == "new":
-            entries = RaftCore.bootstrap_entries(o.members)
-            hard_state = HardState(term=1, commit=1)
-            await self.log_store.persist(entries, hard_state)
-            self.cluster_id = bootstrap_cluster_id(o.members, o.initial_cluster_token)
-            await self.log_store.save_cluster_id(self.cluster_id)
-            fields = {"voters": sorted(o.members), "cluster_id": self.cluster_id.hex()}
-            log.info("bootstrapped new cluster", extra={"fields": fields})
-        elif state.is_empty:
-            log.info("empty data directory: waiting for the cluster's leader to send its state")
-        snapshot, self.applied_index = await self._keeper.start(snapshot)
-        self._last_snapshot_index = snapshot.meta.index if snapshot is not None else 0
+        state = await load_or_bootstrap(self.log_store, self.options)
+        hard_state, entries, self.cluster_id = state.hard_state, state.entries, state.cluster_id
+        snapshot, self.applied_index = await self._keeper.start(state.snapshot)
+        self._snapshots.last_index = snapshot.meta.index if snapshot is not None else 0
         self.core = RaftCore(
             self._raft_config,
             rng=self._rng,
@@ -270,7 +184,7 @@ class RaftNode:
                 "fields": {
                     "term": hard_state.term,
                     "commit": hard_state.commit,
-                    "snapshot_index": self._last_snapshot_index,
+                    "snapshot_index": self._snapshots.last_index,
                     "applied": self.applied_index,
                     "last_index": self.core.last_index,
                 }
@@ -279,8 +193,7 @@ class RaftNode:
         self.carrier.set_cluster_id(self.cluster_id, self._learned_cluster_id)
         await self.carrier.start(self._on_peer_message, self._on_peer_reachability)
         self._loop_task = asyncio.ensure_future(self._ready_loop())
-        self._next_tick_at = asyncio.get_running_loop().time()
-        self._schedule_tick()
+        self._ticker.start()
         self.started = True
         self._wake.set()
 
@@ -296,8 +209,8 @@ class RaftNode:
                 await asyncio.wait_for(self._loop_task, 5.0)
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("ready loop did not finish in time")
-        for task in (self._compaction, self._materializing):
-            if task is not None and not task.done():
+        for task in self._snapshots.tasks():
+            if not task.done():
                 task.cancel()
         await self.carrier.close()
         await self.log_store.close()
@@ -309,19 +222,15 @@ class RaftNode:
         """Stop at once, as if the process died: nothing more is persisted, sent or answered
         (what the simulation does to crash a node; the log store is left as it is)."""
         self._halt("the node crashed")
-        for task in (self._loop_task, self._compaction, self._materializing):
+        for task in [self._loop_task, *self._snapshots.tasks()]:
             if task is not None:
                 task.cancel()
 
     def _halt(self, why: str) -> None:
-        self.stopping = True
-        if self._tick_timer is not None:
-            self._tick_timer.cancel()
-        for p in self._proposals.values():
-            if not p.future.done():
-                p.future.set_exception(OutcomeUnknown(why))
-        self._proposals.clear()
-        self._fail_reads(Unavailable(why))
+        self.stopping = self._snapshots.stopping = True
+        self._ticker.stop()
+        self._pending.fail_proposals(why)
+        self._pending.fail_reads(Unavailable(why))
         self._notify_state_waiters()
         self._wake.set()
 
@@ -345,7 +254,7 @@ class RaftNode:
         deadline = asyncio.get_running_loop().time() + timeout
         # Wait for the step-down, then (briefly) to hear who leads now, for the log line.
         while core.role is Role.LEADER or core.leader_id in (NO_NODE, self.node_id):
-            if not await self._state_change(deadline):
+            if not await self.changed(deadline):
                 break
         fields = {"target": chosen, "leader": core.leader_id, "term": core.term}
         if core.role is Role.LEADER:
@@ -370,7 +279,8 @@ class RaftNode:
             index = core.propose(data)
         except NotLeaderError as e:
             raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
-        return await self._await_applied(index, core.term, timeout)
+        self._wake.set()
+        return await self._pending.applied(index, core.term, timeout)
 
     async def change_membership(
         self,
@@ -389,39 +299,15 @@ class RaftNode:
         """
         core = self._serving_core()
         if op is ConfChangeOp.ADD_LEARNER:
-            members = core.conf.members()
-            in_use = {m: {"peer": str(a)} for m, a in self.member_peers.items() if m in members}
-            peer = context.get("peer")
-            if peer:
-                check_addresses_unused(node_id, {"peer": str(Address.parse(peer))}, in_use)
+            self._members.check_peer_address_free(node_id, context, core.conf.members())
         try:
             index = core.propose_conf_change(op, node_id, dict(context), prev_index)
         except NotLeaderError as e:
             raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
-        result = await self._await_applied(index, core.term, timeout)
+        self._wake.set()
+        result = await self._pending.applied(index, core.term, timeout)
         assert isinstance(result, ConfState)
         return result
-
-    async def _await_applied(self, index: int, term: int, timeout: float) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._proposals[index] = _Proposal(term, fut)
-        self.metrics.proposals_pending.set(len(self._proposals))
-        self._wake.set()
-        timer = loop.call_later(
-            timeout,
-            _expire,
-            fut,
-            lambda: OutcomeUnknown(
-                f"entry {index} was proposed but not applied within {timeout:.1f}s"
-            ),
-        )
-        try:
-            return await fut
-        finally:
-            timer.cancel()
-            self._proposals.pop(index, None)
-            self.metrics.proposals_pending.set(len(self._proposals))
 
     async def read_barrier(self, consistency: str, timeout: float) -> None:
         """Return once reading the local state machine satisfies ``consistency``.
@@ -435,37 +321,26 @@ class RaftNode:
         if consistency not in CONSISTENCY_LEVELS:
             raise ValueError(f"unknown consistency {consistency!r}")
         core = self._serving_core()
-        rid = next(self._read_ids)
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._reads[rid] = fut
-        core.read_index(rid, self._clock(), lease=consistency == "lease")
-        self._wake.set()
-        timer = asyncio.get_running_loop().call_later(
-            timeout,
-            _expire,
-            fut,
-            lambda: Unavailable(f"no leader confirmed the read within {timeout:.1f}s"),
-        )
-        try:
-            await fut
-        finally:
-            timer.cancel()
-            self._reads.pop(rid, None)
-            if fut.done() and not fut.cancelled():
-                # Refused just as the wait timed out (after the shield let go of ``fut``):
-                # the timeout is the answer, mark the refusal seen.
-                fut.exception()
+
+        def ask(request_id: int) -> None:
+            core.read_index(request_id, self._clock(), lease=consistency == "lease")
+            self._wake.set()
+
+        await self._pending.read(ask, timeout)
 
     async def wait_for_leader(self, timeout: float) -> int:
         """Wait (bounded) until some leader is known; returns its id, 0 on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self.leader_id == NO_NODE and not self.stopping:
-            if not await self._state_change(deadline):
+            if not await self.changed(deadline):
                 break
         return self.leader_id
 
-    def add_leader_listener(self, listener: LeaderListener) -> None:
+    def add_leader_listener(self, listener: LeaderListener) -> Callable[[], None]:
+        """Called with (leader id, term) whenever either changes; returns the call that
+        removes the listener again."""
         self._leader_listeners.append(listener)
+        return lambda: _discard(self._leader_listeners, listener)
 
     async def export_snapshot(self) -> tuple[mmap.mmap, SnapshotMeta, str]:
         """A consistent snapshot of this node's applied state for a backup (see
@@ -475,36 +350,10 @@ class RaftNode:
             raise Unavailable("this node's state machine keeps no snapshot files")
         return await self._keeper.export(core.snapshot_meta, self.member_peers)
 
-    def add_conf_listener(self, listener: Callable[[ConfChange], None]) -> None:
-        """Called with each membership change as it applies here (its context included)."""
-        self._conf_listeners.append(listener)
-
-    def members(self) -> list[dict[str, Any]]:
-        """Every member with its role and address; on the leader also match index, lag and
-        whether it was heard from recently (``reachable``)."""
-        core = self._core()
-        conf = core.conf
-        last = core.last_index
-        out: list[dict[str, Any]] = []
-        for member in sorted(conf.members()):
-            address = self.member_peers.get(member)
-            entry: dict[str, Any] = {
-                "id": member,
-                "role": "voter" if member in conf.voters else "learner",
-                "peer": str(address) if address is not None else None,
-                "leader": member == core.leader_id,
-            }
-            if core.role is Role.LEADER:
-                pr = core.progress.get(member)
-                match = last if member == self.node_id else (pr.match if pr else 0)
-                entry.update(
-                    match=match,
-                    lag=max(0, last - match),
-                    reachable=member == self.node_id
-                    or (pr is not None and pr.recent_active and self.carrier.connected(member)),
-                )
-            out.append(entry)
-        return out
+    def add_conf_listener(self, listener: Callable[[ConfChange], None]) -> Callable[[], None]:
+        """Called with each membership change as it applies here (its context included);
+        returns the call that removes the listener again."""
+        return self._members.add_listener(listener)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -519,142 +368,11 @@ class RaftNode:
             raise Unavailable("the node is shutting down")
         return core
 
-    @property
-    def role(self) -> Role:
-        return self.core.role if self.core is not None else Role.FOLLOWER
-
-    @property
-    def term(self) -> int:
-        return self.core.term if self.core is not None else 0
-
-    @property
-    def leader_id(self) -> int:
-        return self.core.leader_id if self.core is not None else NO_NODE
-
-    @property
-    def is_leader(self) -> bool:
-        return self.core is not None and self.core.role is Role.LEADER
-
-    @property
-    def conf(self) -> ConfState:
-        """The membership in force on this node (the latest configuration in its log)."""
-        return self.core.conf if self.core is not None else ConfState()
-
-    @property
-    def config_index(self) -> int:
-        """The log index of the configuration in force here (``prev_index`` compares to it)."""
-        return self.core.config_index if self.core is not None else 0
-
-    @property
-    def membership(self) -> str:
-        """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node) or
-        ``not_joined`` (started as ``existing`` and not yet contacted by a leader)."""
-        conf = self.conf
-        if self.core is not None and self.core.removed:
-            return "removed"
-        if self.node_id in conf.voters:
-            return "voter"
-        if self.node_id in conf.learners:
-            return "learner"
-        return "removed" if conf.members() else "not_joined"
-
-    @property
-    def commit_index(self) -> int:
-        return self.core.commit_index if self.core is not None else 0
-
-    @property
-    def healthy(self) -> bool:
-        return self.started and self.failure is None and self.log_store.healthy
-
-    def has_quorum(self) -> bool:
-        return self.core is not None and self.core.has_quorum_contact()
-
-    def peer_connected(self, node_id: int) -> bool:
-        """Whether this node's stream to ``node_id`` is up (a crashed peer shows as down)."""
-        return self.carrier.connected(node_id)
-
-    def leader_recently_heard(self) -> bool:
-        """This node leads, or heard from a leader (or granted a vote to a candidate) within
-        the last three heartbeats. A leader cut off by the network stays "connected" (no
-        reset) but goes quiet: forwarding to it would hang until a timeout, while waiting lets
-        the next leader take the write."""
-        core = self.core
-        if core is None:
-            return False
-        if core.role is Role.LEADER:
-            return True
-        return core.election_elapsed <= 3 * max(1, core.cfg.heartbeat_ticks)
-
-    def replica_lag(self) -> int:
-        """How many committed entries this node has not applied yet, as far as it knows."""
-        return max(self._leader_commit_seen, self.commit_index) - self.applied_index
-
-    def is_caught_up_replica(self, max_lag: int) -> bool:
-        """A follower that knows a live leader and is at most ``max_lag`` entries behind."""
-        core = self.core
-        if core is None or core.role is not Role.FOLLOWER or core.leader_id == NO_NODE:
-            return False
-        if self.node_id not in core.conf.voters:
-            return False  # learners catch up, removed nodes fall behind: neither serves reads
-        if core.election_elapsed >= core.cfg.election_ticks:
-            return False
-        return self.replica_lag() <= max_lag
-
-    def status(self) -> dict[str, Any]:
-        """The node as it sees itself and its peers (for ``/status``)."""
-        core = self.core
-        peers: list[dict[str, Any]] = []
-        if core is not None:
-            last = core.last_index
-            for pid in sorted(core.conf.members() - {self.node_id}):
-                entry: dict[str, Any] = {
-                    "id": pid,
-                    "voter": pid in core.conf.voters,
-                    "connected": self.carrier.connected(pid),
-                }
-                pr = core.progress.get(pid) if core.role is Role.LEADER else None
-                if pr is not None:
-                    entry.update(
-                        match=pr.match,
-                        next=pr.next,
-                        lag=max(0, last - pr.match),
-                        active=pr.recent_active,
-                    )
-                peers.append(entry)
-        return {
-            "id": self.node_id,
-            "role": self.role.value,
-            "membership": self.membership,
-            "cluster_id": self.cluster_id.hex(),
-            "term": self.term,
-            "leader": self.leader_id,
-            "commit": self.commit_index,
-            "applied": self.applied_index,
-            "last_index": core.last_index if core is not None else 0,
-            "snapshot_index": self._last_snapshot_index,
-            "lag": self.replica_lag(),
-            "quorum": self.has_quorum() if self.is_leader else None,
-            "healthy": self.healthy,
-            "voters": sorted(core.conf.voters) if core is not None else [],
-            "peers": peers,
-        }
-
     # -- inputs ----------------------------------------------------------------------------
 
-    def _schedule_tick(self) -> None:
-        """Tick at a fixed rate; ticks missed while the loop was busy are skipped, not bunched."""
-        loop = asyncio.get_running_loop()
-        period = self.options.tick_seconds
-        self._next_tick_at += period
-        late = loop.time() - self._next_tick_at
-        if late > 0:
-            self._next_tick_at += math.ceil(late / period) * period
-        self._tick_timer = loop.call_at(self._next_tick_at, self._on_tick_timer)
-
-    def _on_tick_timer(self) -> None:
+    def _on_tick(self) -> None:
         if self.stopping:
             return
-        self._schedule_tick()
         if self.core is None or self.failure is not None:
             return
         self.core.tick(self._clock())
@@ -664,11 +382,9 @@ class RaftNode:
 
     def _promote_caught_up_learner(self) -> None:
         """The leader makes a learner a voter once it is within the core's catch-up rule."""
-        core = self._core()
-        for learner in sorted(core.conf.learners):
-            if core.learner_catch_up_refusal(learner) is None:
-                self._promoting = asyncio.ensure_future(self._promote(learner))
-                return
+        caught_up = self._core().status().learners_caught_up
+        if caught_up:
+            self._promoting = asyncio.ensure_future(self._promote(min(caught_up)))
 
     async def _promote(self, learner: int) -> None:
         try:
@@ -706,6 +422,9 @@ class RaftNode:
         assert self.core is not None
         if self.core.has_ready():
             self._wake.set()
+        # A tick, a message or a peer coming or going may change what waiters look at
+        # (whether the leader was heard from recently, a peer's stream): tell them.
+        self._notify_state_waiters()
 
     # -- the ready loop --------------------------------------------------------------------
 
@@ -719,12 +438,8 @@ class RaftNode:
                     rd = core.ready()
                     await self._handle_ready(rd)
                     core.advance(rd)
-                    if self._installed_marker is not None:
-                        # Keep only a marker of an installed snapshot: its data is in the
-                        # durable state machine now.
-                        core.compact(self._installed_marker)
-                        self._installed_marker = None
-                    self._maybe_compact()
+                    self._notify_state_waiters()  # commit and applied indexes moved
+                    self._snapshots.after_advance(core, self.applied_index)
                 if self.stopping:
                     return
         except Exception as e:  # storage failure or a bug: stop serving, let systemd restart
@@ -735,7 +450,7 @@ class RaftNode:
             return
         self.failure = e
         log.critical("node failed; it stops serving", exc_info=e)
-        self._fail_reads(Unavailable("the node failed"))
+        self._pending.fail_reads(Unavailable("the node failed"))
         if self._on_fatal is not None:
             self._on_fatal(e)
 
@@ -747,9 +462,11 @@ class RaftNode:
             self.carrier.send(rd.early_messages)
             self.metrics.heartbeats_sent(rd.early_messages)
         if rd.snapshot is not None:
-            await self._install_snapshot(rd.snapshot)
-        if rd.snapshot_wanted and self._materializing is None:
-            self._materializing = asyncio.ensure_future(self._materialize())
+            await self._snapshots.install(rd.snapshot)
+            self.applied_index = rd.snapshot.meta.index
+            self._pending.replaced_up_to(rd.snapshot.meta.index)
+        if rd.snapshot_wanted:
+            self._snapshots.want_complete(self._core())
         if rd.entries or rd.hard_state is not None:
             seconds = await self.log_store.persist(rd.entries, rd.hard_state)
             if rd.entries:
@@ -764,17 +481,7 @@ class RaftNode:
             self._apply(entry)
         if rd.committed_entries:
             self._keeper.end_batch(self.applied_index)
-        for rs in rd.read_states:
-            fut = self._reads.get(rs.request_id)
-            if fut is None or fut.done():
-                continue
-            if rs.error is not None:
-                fut.set_exception(Unavailable(f"read refused: {rs.error}"))
-            elif rs.index <= self.applied_index:
-                fut.set_result(rs.index)
-            else:
-                heapq.heappush(self._read_waiters, (rs.index, rs.request_id, fut))
-        self._release_read_waiters()
+        self._pending.read_states(rd.read_states, self.applied_index)
         m = self.metrics
         m.commit_index.set(self.commit_index)
         m.applied_index.set(self.applied_index)
@@ -786,50 +493,12 @@ class RaftNode:
         result: Any = None
         if entry.type is EntryType.CONF_CHANGE:
             change = ConfChange.decode(entry.data)
-            self._apply_conf_change(change)
+            self._members.apply(change, lambda node: self.stopping or node in self.conf.members())
             result = change.result
         elif entry.data:
             result = self._keeper.apply(entry.index, entry.data)
         self.applied_index = entry.index
-        p = self._proposals.pop(entry.index, None)
-        if p is not None and not p.future.done():
-            if p.term == entry.term:
-                p.future.set_result(result)
-            else:
-                p.future.set_exception(
-                    Unavailable(
-                        "leadership changed before the write committed; nothing was written"
-                    )
-                )
-
-    def _apply_conf_change(self, change: ConfChange) -> None:
-        addr = change.context.get("peer")
-        if addr and change.node_id in change.result.members():
-            self.member_peers[change.node_id] = Address.parse(addr)
-            if change.node_id != self.node_id:
-                self.carrier.add_peer(change.node_id, Address.parse(addr))
-        if change.node_id and change.node_id not in change.result.members():
-            self.member_peers.pop(change.node_id, None)
-            # Keep the link a while: the leader tells the removed node (REMOVED) when it next
-            # hears from it, which it will if it missed the entry that removed it.
-            asyncio.get_running_loop().call_later(
-                REMOVED_PEER_LINGER_SECONDS, self._forget_peer, change.node_id
-            )
-        for listener in list(self._conf_listeners):
-            try:
-                listener(change)
-            except Exception:
-                log.exception("membership listener failed")
-        log.info(
-            "configuration applied",
-            extra={
-                "fields": {
-                    "op": change.op.name.lower(),
-                    "node_id": change.node_id,
-                    **change.result.to_json(),
-                }
-            },
-        )
+        self._pending.answer(entry.index, entry.term, result)
 
     def _learned_cluster_id(self, cluster_id: bytes) -> None:
         """A peer told a node that had none which cluster it joined: remember it durably."""
@@ -837,183 +506,47 @@ class RaftNode:
         log.info("joined cluster", extra={"fields": {"cluster_id": cluster_id.hex()}})
         self._save_cluster = asyncio.ensure_future(self.log_store.save_cluster_id(cluster_id))
 
-    def _forget_peer(self, node_id: int) -> None:
-        if not self.stopping and node_id not in self.conf.members():
-            self.carrier.remove_peer(node_id)
-            self.metrics.forget_peer(node_id)
-
-    async def _install_snapshot(self, snapshot: Snapshot) -> None:
-        """A snapshot from the leader replaces the state: the state machine takes it first,
-        then the log store keeps what the keeper says (the snapshot, or a marker of it)."""
-        meta = snapshot.meta
-        started = time.monotonic()
-        kept = await self._keeper.install(snapshot)
-        await self.log_store.install_snapshot(kept)
-        if not kept.complete:
-            self._installed_marker = kept
-        self.applied_index = self._last_snapshot_index = meta.index
-        self.metrics.snapshot_bytes.observe(len(snapshot.data))
-        self.metrics.snapshots.labels(kind="received").inc()
-        for index in [i for i in self._proposals if i <= meta.index]:
-            p = self._proposals.pop(index)
-            if not p.future.done():
-                p.future.set_exception(OutcomeUnknown("a snapshot replaced the pending write"))
-        log.info(
-            "snapshot installed",
-            extra={
-                "fields": {
-                    "index": meta.index,
-                    "term": meta.term,
-                    "bytes": len(snapshot.data),
-                    "seconds": round(time.monotonic() - started, 4),
-                }
-            },
-        )
-
-    def _maybe_compact(self) -> None:
-        """Every ``snapshot_every_entries`` applied entries, compact the log in the background
-        (the ready loop never waits for it)."""
-        core = self._core()
-        if self.applied_index - self._last_snapshot_index < self.options.snapshot_every_entries:
-            return
-        if core.applied_index < self.applied_index or self._compaction is not None:
-            return
-        self._compaction = asyncio.ensure_future(self._compact())
-
-    async def _compact(self) -> None:
-        core = self._core()
-        started = time.monotonic()
-        try:
-            snapshot = await self._keeper.compaction_snapshot(
-                self.applied_index, core.snapshot_meta
-            )
-            if snapshot is None or snapshot.meta.index <= self._last_snapshot_index:
-                return
-            await self.log_store.save_snapshot(snapshot)
-            if self.stopping or snapshot.meta.index <= self._last_snapshot_index:
-                return
-            core.compact(snapshot)
-            self._last_snapshot_index = snapshot.meta.index
-        except ValueError as e:
-            # A snapshot from the leader was installed while this compaction ran: the log no
-            # longer holds its index, or storage already has a newer snapshot. Nothing to do.
-            log.info("log compaction skipped", extra={"fields": {"why": str(e)}})
-            return
-        except Exception as e:
-            self._fail(e)
-            return
-        finally:
-            self._compaction = None
-        self.metrics.snapshot_bytes.observe(len(snapshot.data))
-        self.metrics.snapshots.labels(kind="taken").inc()
-        _log_snapshot("log compacted", snapshot, started)
-
-    async def _materialize(self) -> None:
-        """A follower needs a complete snapshot: take one off the loop and offer it."""
-        core = self._core()
-        started = time.monotonic()
-        try:
-            snapshot = await self._keeper.materialize(core.snapshot_meta)
-            if snapshot is None or self.stopping:
-                return
-            if snapshot.meta.index > core.applied_index:
-                return  # the core is still replaying what the store holds: asked again later
-            core.compact(snapshot)
-            self._wake.set()
-        except ValueError as e:
-            # The log moved past the snapshot's index meanwhile; the follower asks again.
-            log.info("snapshot not offered", extra={"fields": {"why": str(e)}})
-            return
-        except Exception as e:
-            self._fail(e)
-            return
-        finally:
-            self._materializing = None
-        self.metrics.snapshots.labels(kind="materialized").inc()
-        _log_snapshot("snapshot materialized for a follower", snapshot, started)
-
-    def _release_read_waiters(self) -> None:
-        while self._read_waiters and self._read_waiters[0][0] <= self.applied_index:
-            index, _, fut = heapq.heappop(self._read_waiters)
-            if not fut.done():
-                fut.set_result(index)
-
-    def _fail_reads(self, exc: Exception) -> None:
-        for fut in self._reads.values():
-            if not fut.done():
-                fut.set_exception(exc)
-        self._reads.clear()
-        self._read_waiters.clear()
-
     # -- what the node shows ---------------------------------------------------------------
 
     def _show(self, now: SoftState) -> None:
         """Update metrics, logs and listeners from the core's new soft state."""
         before, self._shown = self._shown, now
-        m = self.metrics
-        m.term.set(now.term)
-        m.set_role(now.role.value)
-        m.set_leader(now.leader_id)
-        fields = {"role": now.role.value, "term": now.term, "leader": now.leader_id}
-        if before.role is not now.role:
-            if now.role is Role.CANDIDATE:
-                m.elections.inc()
-            if now.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
-                log.info("election started", extra={"fields": fields})
-            elif now.role is Role.LEADER:
-                log.info("became leader", extra={"fields": fields})
-            else:
-                log.info("became follower", extra={"fields": fields})
+        show_soft_state(self.metrics, before, now)
         if before.leader_id != now.leader_id:
             if now.leader_id != NO_NODE:
-                m.leader_changes.inc()
                 self._leader_commit_seen = 0
-            log.info(
-                "leader changed",
-                extra={"fields": {**fields, "previous": before.leader_id}},
-            )
             for listener in list(self._leader_listeners):
                 try:
                     listener(now.leader_id, now.term)
                 except Exception:
                     log.exception("leader listener failed")
         self._notify_state_waiters()
-        if now.role is Role.LEADER:
-            self._update_lag_metrics()
 
-    async def _state_change(self, deadline: float) -> bool:
-        """Wait until the shown state changes or ``deadline`` (loop time) passes; False then."""
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0 or self.stopping:
-            return False
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._state_waiters.append(fut)
-        try:
-            await asyncio.wait_for(fut, remaining)
-        except TimeoutError:
-            return False
-        return True
+    async def changed(self, deadline: float) -> bool:
+        """Wait until this node's state may have changed: its role, term or leader, its commit
+        or applied index, a peer's stream, or the time since it heard from the leader (each
+        tick). Returns False once ``deadline`` passes or the node stops. ``deadline`` is on the
+        event loop's clock, which is ``time.monotonic()`` on asyncio and uvloop (and virtual
+        time in the simulation).
+
+        Callers re-check their own condition after each wake-up (hashicorp/raft's observers
+        and ``LeaderCh`` play this part there): ``while not ready(): if not await
+        node.changed(deadline): give up``.
+        """
+        return await self._changes.wait(deadline)
 
     def _notify_state_waiters(self) -> None:
-        waiters, self._state_waiters = self._state_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
-
-    def _update_lag_metrics(self) -> None:
-        core = self.core
-        if core is None or core.role is not Role.LEADER:
-            return
-        last = core.last_index
-        for pid, pr in core.progress.items():
-            if pid != self.node_id:
-                self.metrics.replication_lag.labels(peer=str(pid)).set(max(0, last - pr.match))
+        if self.stopping:
+            self._changes.close()
+        else:
+            self._changes.notify()
 
     def refresh_metrics(self) -> None:
         """Update gauges that are not event driven (called before ``/metrics`` renders)."""
-        self._update_lag_metrics()
         if self.core is not None:
-            for pid in self.core.conf.members() - {self.node_id}:
-                self.metrics.peer_connected.labels(peer=str(pid)).set(
-                    1 if self.carrier.connected(pid) else 0
-                )
+            refresh_gauges(self.metrics, self.core.status(), self.carrier.connected)
+
+
+def _discard(listeners: list[Any], listener: Any) -> None:
+    with contextlib.suppress(ValueError):
+        listeners.remove(listener)

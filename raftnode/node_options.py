@@ -1,13 +1,55 @@
-"""From a validated YAML configuration to the runtime's ``NodeOptions``.
-
-This is the one translation from ``NodeConfig`` (whose defaults live in ``raftnode.defaults``)
-to what ``RaftNode`` runs with; ``raftnode.embed`` re-exports it for applications.
-"""
+"""How to run one node: ``NodeOptions``, and the one translation from a validated YAML
+configuration (``NodeConfig``, whose defaults live in ``raftnode.defaults``) to them;
+``raftnode.embed`` re-exports it for applications."""
 
 from __future__ import annotations
 
-from raftnode.config import NodeConfig
-from raftnode.node import NodeOptions
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from raftnode.config import Address, NodeConfig
+from raftnode.defaults import Snapshot as SnapshotDefaults
+from raftnode.defaults import Timing
+from raftnode.raft.config import RaftConfig
+
+Clock = Callable[[], float]
+"""Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
+
+LeaderListener = Callable[[int, int], None]
+"""Called with (leader_id, term) whenever the known leader changes (0 = none known)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """How to run one node. ``members`` maps every initial voter (this node too) to its
+    peer address; it only matters the first time a data directory is used, and only when
+    ``initial_cluster_state`` is ``"new"`` (etcd's meaning): a node started as ``"existing"``
+    with an empty data directory never bootstraps; it waits for the leader to contact it."""
+
+    node_id: int
+    data_dir: Path
+    listen_peer: Address
+    members: Mapping[int, Address]
+    secret: bytes
+    tick_seconds: float = Timing().tick_seconds
+    election_ticks: int = Timing().election_ticks
+    heartbeat_ticks: int = Timing().heartbeat_ticks
+    snapshot_every_entries: int = SnapshotDefaults().every_entries
+    initial_cluster_state: Literal["new", "existing"] = "new"
+    initial_cluster_token: str = ""
+    """Mixed into the id of a bootstrapped cluster: give clusters with the same members
+    different tokens (etcd's --initial-cluster-token)."""
+
+    def raft_config(self) -> RaftConfig:
+        """The core's configuration for these options (its other tunables at their defaults)."""
+        return RaftConfig(
+            node_id=self.node_id,
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            tick_seconds=self.tick_seconds,
+        )
 
 
 def options_from_config(config: NodeConfig) -> NodeOptions:

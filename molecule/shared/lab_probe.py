@@ -309,19 +309,29 @@ def read_key(
     return status, value, round(time.monotonic() - started, 3)
 
 
+MAX_LIST_PAGES = 100
+
+
 def list_prefix(
     base_url: str, prefix: str, consistency: str | None = None, timeout: float = 10.0
 ) -> tuple[int, dict[str, str]]:
-    """(status, {key: value}) of GET /kv?prefix=...&limit=10000."""
+    """(status, {key: value}) of every key under ``prefix``: GET /kv?prefix=...&limit=10000,
+    page after page (``start_after`` the last key) while ``more`` (bounded)."""
+    found: dict[str, str] = {}
     query = {"prefix": prefix, "limit": "10000"}
     if consistency:
         query["consistency"] = consistency
-    status, _, body = request(f"{base_url}/kv?{urllib.parse.urlencode(query)}", timeout=timeout)
-    if status != 200:
-        return status, {}
-    data = json.loads(body)
-    assert not data["more"], "more than 10000 keys under the prefix"
-    return status, {item["key"]: item["value"] for item in data["items"]}
+    for _ in range(MAX_LIST_PAGES):
+        url = f"{base_url}/kv?{urllib.parse.urlencode(query)}"
+        status, _, body = request(url, timeout=timeout)
+        if status != 200:
+            return status, {}
+        data = json.loads(body)
+        found.update((item["key"], item["value"]) for item in data["items"])
+        if not data["more"]:
+            return status, found
+        query["start_after"] = data["items"][-1]["key"]
+    raise AssertionError(f"more than {MAX_LIST_PAGES} pages of keys under {prefix!r}")
 
 
 def write_servers(stats_url: str) -> list[str]:

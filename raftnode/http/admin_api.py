@@ -10,7 +10,6 @@ authentication exists.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -193,9 +192,8 @@ class AdminApi:
                 )
                 break
             except LeaderNotReady:
-                if time.monotonic() >= deadline:
+                if not await self.node.changed(deadline):
                     raise unavailable("the new leader is not ready yet; retry") from None
-                await asyncio.sleep(0.02)
                 continue
             except ConfChangeError as e:
                 raise ApiError(409, ErrorCode.CONFLICT, str(e)) from e

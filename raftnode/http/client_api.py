@@ -42,9 +42,9 @@ from raftnode.http.forward import (
     ForwardedResponse,
     ForwardNotSent,
     ForwardUnknown,
-    forward,
+    LeaderConnections,
 )
-from raftnode.kv.commands import IDEMPOTENCY_KEY_REUSED, QUOTA_EXCEEDED, Command, CommandResult
+from raftnode.kv.commands import Command, CommandResult, Outcome
 from raftnode.kv.service import DiskFull, KeyValueService
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
@@ -113,6 +113,8 @@ class ClientApi:
             service.node, self._forward_admin, settings.request_timeout, settings.member_clients
         )
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
+        self._leaders = LeaderConnections()
+        """Kept-alive connections to the leader for forwarded requests."""
 
     async def serve(self, address: Address) -> asyncio.Server:
         """Listen on ``address``; the returned server stops accepting when closed."""
@@ -130,6 +132,7 @@ class ClientApi:
         idle = not any(c.busy for c in self._connections)
         for connection in list(self._connections):
             connection.close()
+        self._leaders.close()
         return idle
 
     def _connection(self) -> HttpConnection:
@@ -259,7 +262,7 @@ class ClientApi:
             if result.prev_value is not None:
                 body["prev_value"] = result.prev_value
             return _Answer(json_response(200, body, headers), "ok")
-        if result.error == "cas_mismatch":
+        if result.error == Outcome.CAS_MISMATCH:
             conflict = {
                 "error": ErrorCode.CAS_MISMATCH,
                 "message": "the key's current value does not match prev_value; nothing was written",
@@ -268,11 +271,11 @@ class ClientApi:
                 "exists": result.existed,
             }
             return _Answer(json_response(409, conflict, headers), "cas_mismatch")
-        if result.error == "not_found":
+        if result.error == Outcome.NOT_FOUND:
             raise not_found(cmd.key)
-        if result.error == IDEMPOTENCY_KEY_REUSED:
+        if result.error == Outcome.IDEMPOTENCY_KEY_REUSED:
             raise idempotency_key_reused(cmd.key)
-        if result.error == QUOTA_EXCEEDED:
+        if result.error == Outcome.QUOTA_EXCEEDED:
             self.metrics.quota_refused()
             raise quota_exceeded(cmd.key, self.service.store.max_store_bytes)
         raise ApiError(500, ErrorCode.INTERNAL, f"the command failed to apply ({result.error})")
@@ -298,23 +301,31 @@ class ClientApi:
                 and node.peer_connected(leader_id)
                 and node.leader_recently_heard()
             ):
-                url = f"http://{addr.host}:{addr.port}{request.raw_path}"
-                answer = await self._forward_once(request, url, leader_id, hops, remaining)
+                answer = await self._forward_once(request, addr, leader_id, hops, remaining)
                 if answer is not None:
                     return answer
-            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            await node.changed(deadline)
             if node.is_leader:
                 return None
             leader_id = node.leader_id or leader_id
 
     async def _forward_once(
-        self, request: Request, url: str, leader_id: int, hops: int, timeout: float
+        self, request: Request, leader: Address, leader_id: int, hops: int, timeout: float
     ) -> _Answer | None:
         """One attempt at the leader: its answer, or None when sending again is safe (nothing
         was sent, or the write carries an idempotency key)."""
         key = request.headers.get(IDEMPOTENCY_HEADER.lower())
         fetch = asyncio.ensure_future(
-            forward(url, request.method, request.body, hops, timeout, key)
+            self._leaders.forward(
+                leader.host,
+                leader.port,
+                request.method,
+                request.raw_path,
+                request.body,
+                hops,
+                timeout,
+                key,
+            )
         )
         try:
             resp = await self._while_leader_speaks(fetch, leader_id)
@@ -373,15 +384,20 @@ class ClientApi:
         return _Answer(json_response(200, {"value": record.value}, headers), "ok")
 
     async def _list(self, request: Request, deadline: float) -> _Answer:
-        requests.check_params(list(request.query), {"prefix", "limit", "consistency"})
+        requests.check_params(
+            list(request.query), {"prefix", "limit", "consistency", "start_after"}
+        )
         consistency = requests.consistency(request.param("consistency"))
         limit = requests.list_limit(request.param("limit"))
         prefix = request.param("prefix") or ""
         if prefix:
             requests.check_key(prefix, self.limits, where="prefix")
+        start_after = request.param("start_after")
+        if start_after is not None:
+            requests.check_key(start_after, self.limits, where="start_after")
         await self._read_barrier(consistency, deadline)
         store = self.service.store
-        items, more = store.page(prefix, limit, self.limits.max_list_bytes)
+        items, more = store.page(prefix, limit, self.limits.max_list_bytes, start_after)
         body = {
             "items": [
                 {"key": k, "value": r.value, "mod_revision": r.mod_revision} for k, r in items

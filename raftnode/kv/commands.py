@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 Op = Literal["put", "delete"]
@@ -65,11 +66,20 @@ class Command:
         )
 
 
-QUOTA_EXCEEDED = "quota_exceeded"
-"""``CommandResult.error`` of a put refused because the store is at its quota."""
-IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
-"""``CommandResult.error`` of a command whose idempotency key already named a different
-command: nothing applied, and the first command's outcome is not disclosed."""
+class Outcome(StrEnum):
+    """``CommandResult.error``: why a command changed nothing (None when it took effect)."""
+
+    CAS_MISMATCH = "cas_mismatch"
+    """The key's current value (or absence) did not match ``prev_value``."""
+    NOT_FOUND = "not_found"
+    """A delete of a key that does not exist."""
+    QUOTA_EXCEEDED = "quota_exceeded"
+    """A put refused because the store is at its quota."""
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    """The command's idempotency key already named a different command: nothing applied, and
+    the first command's outcome is not disclosed."""
+    BAD_COMMAND = "bad_command"
+    """An entry that does not decode as a command (skipped the same way on every node)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,10 @@ lands during an election costs latency rather than an error.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from raftnode.consistency import Consistency
-from raftnode.kv.commands import QUOTA_EXCEEDED, Command, CommandResult
+from raftnode.kv.commands import Command, CommandResult, Outcome
 from raftnode.kv.store import KeyValueStore
 from raftnode.node import NotLeader, RaftNode, Unavailable
 from raftnode.storage.disk_space import DiskSpaceGuard
@@ -53,7 +52,9 @@ class KeyValueService:
             raise DiskFull(guard.free(), guard.min_free_bytes)
         if self.store.would_exceed_quota(cmd):
             # Refused before proposing; applying checks again, the same way on every node.
-            return CommandResult(ok=False, revision=self.store.revision, error=QUOTA_EXCEEDED)
+            return CommandResult(
+                ok=False, revision=self.store.revision, error=Outcome.QUOTA_EXCEEDED
+            )
         waited = False
         while True:
             remaining = deadline - time.monotonic()
@@ -88,4 +89,4 @@ class KeyValueService:
                 if time.monotonic() >= budget_end or self.node.stopping:
                     raise
                 await self.node.wait_for_leader(max(0.0, budget_end - time.monotonic()))
-                await asyncio.sleep(0.02)
+                await self.node.changed(budget_end)

@@ -78,7 +78,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from raftnode.kv.commands import IDEMPOTENCY_KEY_REUSED, QUOTA_EXCEEDED, Command, CommandResult
+from raftnode.kv.commands import Command, CommandResult, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -564,7 +564,7 @@ class KeyValueStore:
             log.error(
                 "undecodable command skipped", extra={"fields": {"index": index, "error": str(e)}}
             )
-            return CommandResult(ok=False, revision=self._revision, error="bad_command")
+            return CommandResult(ok=False, revision=self._revision, error=Outcome.BAD_COMMAND)
         if cmd.request_id is None:
             return self._apply_command(cmd)
         rid = cmd.request_id.encode(_ENC, _ERRORS)
@@ -573,7 +573,7 @@ class KeyValueStore:
         if row is not None:
             if row[1] is not None and row[1] != fingerprint:
                 return CommandResult(
-                    ok=False, revision=self._revision, error=IDEMPOTENCY_KEY_REUSED
+                    ok=False, revision=self._revision, error=Outcome.IDEMPOTENCY_KEY_REUSED
                 )
             return CommandResult.replay_of(row[0])
         result = self._apply_command(cmd)
@@ -622,7 +622,7 @@ class KeyValueStore:
                 revision=self._revision,
                 current_value=current_value,
                 existed=existed,
-                error="cas_mismatch",
+                error=Outcome.CAS_MISMATCH,
             )
         if cmd.op == "put":
             assert cmd.value is not None
@@ -638,7 +638,7 @@ class KeyValueStore:
                     revision=self._revision,
                     current_value=current_value,
                     existed=existed,
-                    error=QUOTA_EXCEEDED,
+                    error=Outcome.QUOTA_EXCEEDED,
                 )
             rev = self._revision + 1
             if existed:
@@ -653,7 +653,7 @@ class KeyValueStore:
             self._logical_bytes = new_bytes
             return CommandResult(ok=True, revision=rev, prev_value=current_value, existed=existed)
         if not existed:
-            return CommandResult(ok=False, revision=self._revision, error="not_found")
+            return CommandResult(ok=False, revision=self._revision, error=Outcome.NOT_FOUND)
         conn.execute("DELETE FROM kv WHERE key = ?", (kb,))
         self._revision += 1
         self._key_count -= 1

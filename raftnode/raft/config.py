@@ -24,20 +24,40 @@ class RaftConfig:
     """
 
     node_id: int
+    """This node's id: positive, unique in the cluster, never reused for another node."""
     election_ticks: int = _TIMING.election_ticks
+    """Election timeout in ticks; each follower waits a random time in ``[e, 2e)`` without
+    hearing from a leader before it campaigns. Also the CheckQuorum window of a leader."""
     heartbeat_ticks: int = _TIMING.heartbeat_ticks
+    """A leader sends heartbeats every this many ticks (must be below ``election_ticks``)."""
     max_inflight: int = 256
+    """Appends a leader keeps unacknowledged per follower in REPLICATE (flow control)."""
     max_batch_entries: int = 512
+    """At most this many entries in one append message."""
     max_batch_bytes: int = 1 << 20
+    """At most this many bytes of entry data in one append message (one entry may exceed it)."""
     snapshot_chunk_bytes: int = 1 << 20
+    """A snapshot travels to a follower in chunks of this size."""
     compaction_retain: int = 1000
+    """Entries kept in the log below a compaction point, so slightly lagging followers catch
+    up from the log rather than from a snapshot."""
     learner_catchup_entries: int = 1000
+    """A learner may be promoted once it is at most this many entries behind the leader's last
+    index (and was heard from recently): ``confchange.catch_up_refusal``."""
     check_quorum: bool = True
+    """A leader steps down when it has not heard from a quorum within an election timeout."""
     pre_vote: bool = True
+    """Candidates first ask whether they could win (Raft dissertation 9.6), so a partitioned
+    node rejoining does not raise everyone's term."""
     tick_seconds: float = _TIMING.tick_seconds
+    """Wall-clock length of one tick: the runtime calls ``RaftCore.tick`` this often."""
     lease_drift: float = 0.1
+    """Fraction of the lease given up for clocks that run at different rates (see above)."""
     fast_leader_loss: bool = True
+    """A follower whose stream to the leader was reported lost may vote after
+    ``leader_loss_quiet_ticks`` instead of a whole election timeout (faster failover)."""
     leader_loss_quiet_ticks: int = 2
+    """How long such a follower must not have heard from the leader before it votes."""
 
     def __post_init__(self) -> None:
         if self.node_id <= 0:

@@ -152,3 +152,23 @@ def test_writes_that_add_data_are_507_while_the_disk_is_nearly_full() -> None:
         assert c.get(leader, "k").status == 404
         r = http("DELETE", c.url(leader, "/kv/k"))
         assert r.status == 404  # deletes still go through (to a key that is not there)
+
+
+def test_start_after_pages_through_every_key(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    keys = [f"page/{i:03}" for i in range(25)]
+    for k in keys:
+        assert c.put(leader, k, "v").status == 200
+    seen: list[str] = []
+    after = ""
+    for _ in range(10):
+        q = f"/kv?prefix=page/&limit=10{after}"
+        page = raw(c, leader, "GET", q).json()
+        seen += [item["key"] for item in page["items"]]
+        if not page["more"]:
+            break
+        after = f"&start_after={page['items'][-1]['key']}"
+    assert seen == keys
+    r = raw(c, leader, "GET", "/kv?prefix=page/&start_after=%ff")
+    assert r.status == 400 and r.json()["error"] == "bad_key", r

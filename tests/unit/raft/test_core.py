@@ -428,3 +428,22 @@ def test_a_change_decided_on_an_older_configuration_is_refused() -> None:
         leader.propose_conf_change(ConfChangeOp.REMOVE, 3, prev_index=seen)
     assert leader.conf.voters == {1, 2, 3}
     leader.propose_conf_change(ConfChangeOp.REMOVE, 4, prev_index=leader.config_index)
+
+
+def test_status_is_a_copy_that_carries_the_catch_up_rule() -> None:
+    net = Net(3, learner_catchup_entries=5)
+    leader = net.elect(1)
+    net.tick_all(2)
+    net.add(4)
+    leader.propose_conf_change(ConfChangeOp.ADD_LEARNER, 4, {"peer": "x:1"})
+    st = leader.status()
+    assert st.is_leader and st.conf.learners == {4} and 4 not in st.learners_caught_up
+    net.tick_all(4)
+    st = leader.status()
+    assert st.learners_caught_up == {4}
+    assert st.progress[4].match == st.last_index and st.lag_of(4) == 0
+    st.progress.clear()  # a copy: the core's own progress is untouched
+    assert leader.status().progress[4].match == leader.last_index
+    follower = net.cores[2].status()
+    assert not follower.is_leader and follower.progress == {} and follower.leader_id == 1
+    assert follower.leader_heard_within(3) and not follower.leader_lost()

@@ -1,0 +1,93 @@
+"""What the core shows the application: an immutable copy, never its live fields.
+
+The runtime, the health endpoints and the metrics read a ``Status`` (etcd-io/raft's ``Status``
+and ``BasicStatus``; hashicorp/raft's ``Stats``) instead of reaching into ``RaftCore``, so the
+core's state stays private and each rule about it (when a learner has caught up, when the
+leader was heard from) is decided in the core, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from raftnode.raft.types import ConfState
+
+
+class Role(Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre_candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerProgress:
+    """One peer's replication as the leader sees it (a copy of its ``Progress``)."""
+
+    match: int
+    """Highest index known to be durable on the peer."""
+    next: int
+    """Index of the next entry the leader sends it."""
+    state: str
+    """``probe``, ``replicate`` or ``snapshot``."""
+    recently_active: bool
+    """The leader heard from the peer within the last election timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A snapshot of one node's Raft state, taken by ``RaftCore.status()``."""
+
+    id: int
+    role: Role
+    term: int
+    leader_id: int
+    commit: int
+    applied: int
+    last_index: int
+    conf: ConfState
+    config_index: int
+    """The log index of the configuration in force (or of the snapshot that holds it)."""
+    removed: bool
+    """A leader told this node it is no longer a member."""
+    ticks_since_leader: int
+    """Ticks since this node last heard from a leader (or granted a vote); 0 on the leader."""
+    heartbeat_ticks: int
+    election_ticks: int
+    progress: dict[int, PeerProgress] = field(default_factory=dict)
+    """Leader only: every other member's replication. Empty on other roles."""
+    learners_caught_up: frozenset[int] = frozenset()
+    """Leader only: learners the catch-up rule would let it promote now."""
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    @property
+    def membership(self) -> str:
+        """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node, or
+        a leader said so) or ``not_joined`` (no configuration yet: started to join a cluster
+        and not contacted by its leader)."""
+        if self.removed:
+            return "removed"
+        if self.id in self.conf.voters:
+            return "voter"
+        if self.id in self.conf.learners:
+            return "learner"
+        return "removed" if self.conf.members() else "not_joined"
+
+    def lag_of(self, peer: int) -> int | None:
+        """How many entries ``peer`` is behind the leader's last index (leader only)."""
+        pr = self.progress.get(peer)
+        return None if pr is None else max(0, self.last_index - pr.match)
+
+    def leader_heard_within(self, heartbeats: int) -> bool:
+        """This node leads, or heard from a leader within ``heartbeats`` heartbeat intervals."""
+        return self.is_leader or self.ticks_since_leader <= heartbeats * max(
+            1, self.heartbeat_ticks
+        )
+
+    def leader_lost(self) -> bool:
+        """A follower that has not heard from any leader for a whole election timeout."""
+        return not self.is_leader and self.ticks_since_leader >= self.election_ticks
