@@ -301,7 +301,18 @@ def write_during(vip: str, command: list[str], timeout: float) -> dict[str, Any]
         "codes": codes,
         "longest_stall_ms": round(stall * 1000, 1),
         "lost": lost_writes(lab, prefix, acked),
+        # When each attempt without a 200 was sent (wall clock, to place it in the command's log).
+        "failures": [
+            {"key": a.key, "status": a.status, "sent_at": round(wall(a.sent), 3)}
+            for a in results
+            if a.status != 200
+        ],
     }
+
+
+def wall(monotonic: float) -> float:
+    """A monotonic instant as wall-clock seconds since the epoch."""
+    return time.time() - (time.monotonic() - monotonic)
 
 
 def lost_writes(lab: Lab, prefix: str, acked: dict[str, str]) -> list[str]:
