@@ -119,8 +119,12 @@ def keyed_write(host: str, key: str, value: str, idempotency_key: str, timeout: 
 
 def kill_main_process(unit: str) -> str:
     """A shell command that SIGKILLs the unit's main process. Not ``systemctl kill``: on
-    cgroup-v1 hosts it can fail after the signal arrived, and never ``kill 0`` (MainPID 0)."""
+    cgroup-v1 hosts it can fail after the signal arrived, and never ``kill 0`` (MainPID 0).
+    ``reset-failed`` first flushes the unit's start-rate counter (StartLimitBurst=5 in 120 s):
+    the rounds kill the same node every few seconds, more often than any real crash, and a
+    restart refused by that limit would stop the rounds rather than test failover."""
     return (
+        f"systemctl reset-failed {unit} || true; "
         f"pid=$(systemctl show -p MainPID --value {unit}); "
         f'[ "${{pid:-0}}" -gt 1 ] && kill -s KILL "$pid"'
     )
