@@ -29,6 +29,11 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     QUOTA_EXCEEDED = "quota_exceeded"
     CONFLICT = "conflict"
+    # Refused by the connection layer (raftnode.http.connection), before any handler runs.
+    HEADERS_TOO_LARGE = "headers_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    NOT_IMPLEMENTED = "not_implemented"
 
 
 class ApiError(Exception):
