@@ -88,12 +88,15 @@ class Limits:
     idle_timeout_ms: int = at_least(100, default=60000)
     """A keep-alive connection with no request in progress closes after this long. Bytes that
     do not complete a request do not extend it."""
-    max_connections: int = at_least(1, default=4096)
+    max_connections: int = at_least(1, default=10000)
     """Open client-API connections; one more is answered 503 with Retry-After and closed.
-    The process raises its descriptor limit to fit when the hard limit allows."""
-    max_connections_per_address: int = at_least(1, default=256)
+    An idle one costs the node about 10 KB and a descriptor (``make bench-connections``); the
+    process raises its descriptor limit to fit when the hard limit allows."""
+    max_connections_per_address: int = at_least(1, default=1024)
     """Open connections from one source address (on the client and the health listener);
-    above it, 503. A load balancer in front needs per-server `maxconn` at or under it."""
+    above it, 503. A tenth of ``max_connections``: one client cannot take them all, while a
+    load balancer, which speaks for every client from one address, keeps room for its pool
+    (give its servers a ``maxconn`` at or under this, so it queues instead)."""
     max_pipelined_requests: int = at_least(1, default=32)
     """Requests read but not yet answered on one connection before reading pauses."""
     max_pipelined_bytes: int = at_least(65536, default=4 << 20)
