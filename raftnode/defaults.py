@@ -90,7 +90,7 @@ class Limits:
     do not complete a request do not extend it."""
     max_connections: int = at_least(1, default=10000)
     """Open client-API connections; one more is answered 503 with Retry-After and closed.
-    An idle one costs the node about 10 KB and a descriptor (``make bench-connections``); the
+    An idle one costs the node about 7 KB of RSS and a descriptor (``make bench-connections``); the
     process raises its descriptor limit to fit when the hard limit allows."""
     max_connections_per_address: int = at_least(1, default=1024)
     """Open connections from one source address (on the client and the health listener);
