@@ -9,7 +9,7 @@ BENCH_DURATION ?= 240
 BENCH_INTERVAL ?= 10
 BENCH_RESTART_TIMEOUT ?= 300
 
-.PHONY: bench-venv bench-peers bench-scale
+.PHONY: bench-venv bench-peers bench-scale bench-connections
 
 ## The bench extra (matplotlib, for the PNGs beside the figures) in .venv.
 bench-venv: $(VENV)/.bench-installed
@@ -26,3 +26,12 @@ bench-peers: bench-venv
 bench-scale: bench-venv
 	$(PY) -m bench.scale_bench --keys $(BENCH_KEYS) --duration $(BENCH_DURATION) \
 		--interval $(BENCH_INTERVAL) --restart-timeout $(BENCH_RESTART_TIMEOUT) --out $(BENCH_OUT)
+
+BENCH_IDLE ?= 5000
+BENCH_SLOWLORIS ?= 500
+BENCH_RUNS ?= 3
+
+## One node with BENCH_IDLE idle and BENCH_SLOWLORIS slowloris connections: its RSS and descriptors, and a client's p50/p99 against the client alone (median of BENCH_RUNS).
+bench-connections: bench-venv
+	$(PY) -m bench.connection_load --idle $(BENCH_IDLE) --slowloris $(BENCH_SLOWLORIS) \
+		--runs $(BENCH_RUNS) --out $(BENCH_OUT)

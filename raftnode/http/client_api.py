@@ -23,7 +23,8 @@ from raftnode.config import Address, Limits
 from raftnode.consistency import Consistency
 from raftnode.http import requests
 from raftnode.http.admin_api import AdminApi
-from raftnode.http.connection import HttpConnection, Request, Response
+from raftnode.http.connection import ConnectionLimits, HttpConnection, Request, Response
+from raftnode.http.connection_gate import ConnectionGate, Refusal
 from raftnode.http.errors import (
     ApiError,
     ErrorCode,
@@ -52,7 +53,6 @@ from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("raftnode.http.access")
 
-IDLE_CONNECTION_SECONDS = 60.0
 # How often a forwarded request checks that the leader it went to still speaks.
 FORWARD_WATCH_SECONDS = 0.02
 
@@ -115,6 +115,12 @@ class ClientApi:
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
         self._leaders = LeaderConnections()
         """Kept-alive connections to the leader for forwarded requests."""
+        self._connection_limits = ConnectionLimits.from_config(
+            self.limits, max_body_bytes=2 * self.limits.max_request_bytes
+        )
+        self.gate = ConnectionGate(
+            self.limits.max_connections, self.limits.max_connections_per_address
+        )
 
     async def serve(self, address: Address) -> asyncio.Server:
         """Listen on ``address``; the returned server stops accepting when closed."""
@@ -140,13 +146,17 @@ class ClientApi:
         connection = HttpConnection(
             self.handle,
             refusal,
-            max_body_bytes=2 * self.limits.max_request_bytes,
-            idle_timeout=IDLE_CONNECTION_SECONDS,
+            self._connection_limits,
             wall_clock=time.time,
             log_request=_log_request,
+            gate=self.gate,
+            count_refusal=self._count_refusal,
         )
         self._connections.add(connection)
         return connection
+
+    def _count_refusal(self, reason: Refusal) -> None:
+        self.metrics.http_refusals.labels(listener="client", reason=reason.value).inc()
 
     async def handle(self, request: Request) -> Response:
         deadline = time.monotonic() + self.settings.request_timeout
