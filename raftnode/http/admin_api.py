@@ -50,6 +50,7 @@ class AdminApi:
         self.request_timeout = request_timeout
         self.member_clients = member_clients
         """Every member's client API address (for ``raftnode status --cluster``)."""
+        self._exporting = False
 
     def handles(self, path: str) -> bool:
         return path == PREFIX or path.startswith(PREFIX + "/")
@@ -105,10 +106,21 @@ class AdminApi:
                 return forwarded
 
     async def _snapshot(self) -> Response:
+        """Stream a snapshot of this node's applied state: one export at a time (each holds a
+        copy of the store), sent within ``_send_seconds`` of its size."""
+        if self._exporting:
+            raise unavailable(
+                "a snapshot export is already running on this node; retry when it is done",
+                retry_after=5,
+            )
+        self._exporting = True
         try:
             data, meta, sha256 = await self.node.export_snapshot()
-        except Unavailable as e:
-            raise unavailable(str(e)) from e
+        except BaseException as e:
+            self._exporting = False
+            if isinstance(e, Unavailable):
+                raise unavailable(str(e)) from e
+            raise
         headers = {
             "Content-Disposition": f'attachment; filename="raftnode-{meta.index}.snapshot"',
             "X-Raftnode-Snapshot-Index": str(meta.index),
@@ -119,8 +131,13 @@ class AdminApi:
             200,
             headers=headers,
             content_type="application/octet-stream",
-            stream=StreamedBody(data, len(data)),
+            stream=StreamedBody(
+                data, len(data), send_seconds=_send_seconds(len(data)), on_done=self._exported
+            ),
         )
+
+    def _exported(self) -> None:
+        self._exporting = False
 
     async def _list(self) -> Response | None:
         node = self.node
@@ -232,6 +249,16 @@ class AdminApi:
         if not await self.node.transfer_leadership(_remaining(deadline), target):
             raise unavailable("leadership did not move within the deadline; retry")
         return _json(200, {"ok": True, "leader": self.node.leader_id, "term": self.node.term})
+
+
+EXPORT_MIN_SECONDS = 60.0
+EXPORT_MIN_BYTES_PER_SECOND = 1 << 20
+
+
+def _send_seconds(size: int) -> float:
+    """How long a snapshot download may take: a minute, plus a second per MiB (a reader slower
+    than 1 MiB/s is cut off, so it cannot pin the snapshot's copy for ever)."""
+    return EXPORT_MIN_SECONDS + size / EXPORT_MIN_BYTES_PER_SECOND
 
 
 def _require(method: str, allowed: str, path: str) -> None:

@@ -91,6 +91,11 @@ class StreamedBody:
     source: Any
     length: int
     chunk_bytes: int = 1 << 20
+    send_seconds: float | None = None
+    """The whole body must be sent within this long, or the connection is closed (a client
+    that reads too slowly cannot hold what the body holds, e.g. a snapshot, for ever)."""
+    on_done: Callable[[], None] | None = None
+    """Called once the body was sent, or sending it ended early (always called once)."""
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -522,15 +527,34 @@ class HttpConnection(asyncio.Protocol):
             self._close_lingering()  # a streamed body closes once it is sent
 
     async def _send_stream(self, body: StreamedBody, keep_alive: bool) -> None:
-        """Write ``body`` chunk by chunk, waiting whenever the transport's buffer is full."""
-        view = memoryview(body.source)
-        for start in range(0, body.length, body.chunk_bytes):
-            if self._transport is None or self._closing:
-                return
-            self._transport.write(bytes(view[start : start + body.chunk_bytes]))
-            await self._can_write.wait()
-        if not keep_alive:
-            self._close_lingering()
+        """Write ``body`` chunk by chunk, waiting whenever the transport's buffer is full, and
+        close the connection if ``body.send_seconds`` pass first."""
+        deadline = None
+        if body.send_seconds is not None:
+            deadline = self._loop.time() + body.send_seconds
+        try:
+            view = memoryview(body.source)
+            for start in range(0, body.length, body.chunk_bytes):
+                if self._transport is None or self._closing:
+                    return
+                self._transport.write(bytes(view[start : start + body.chunk_bytes]))
+                remaining = None if deadline is None else deadline - self._loop.time()
+                try:
+                    await asyncio.wait_for(self._can_write.wait(), remaining)
+                except TimeoutError:
+                    log.warning(
+                        "streamed answer not read in time; closing the connection",
+                        extra={"fields": {"sent": start, "length": body.length}},
+                    )
+                    self._closing = True
+                    if self._transport is not None:
+                        self._transport.abort()
+                    return
+            if not keep_alive:
+                self._close_lingering()
+        finally:
+            if body.on_done is not None:
+                body.on_done()
 
     # -- refusing ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import json
 import socket
 import time
 
-from raftnode.http.connection import Request, Response
+from raftnode.http.connection import Request, Response, StreamedBody
 from raftnode.http.connection_gate import ConnectionGate, Refusal
 from tests.unit.http.wire import answers, echo, limits, read_all, serving
 
@@ -300,3 +300,35 @@ def test_gate_counts_per_address_and_in_all() -> None:
     assert gate.open_from("a") == 1 and gate.open_connections == 2
     gate.release("zzz")  # never admitted: nothing changes
     assert gate.open_connections == 2
+
+
+def test_a_streamed_answer_not_read_in_time_closes_and_reports_done() -> None:
+    done: list[float] = []
+    size = 64 << 20  # far more than the kernel's socket buffers can absorb
+
+    async def big(request: Request) -> Response:
+        started = time.monotonic()
+        body = StreamedBody(
+            b"x" * size,
+            size,
+            send_seconds=0.3,
+            on_done=lambda: done.append(time.monotonic() - started),
+        )
+        return Response(200, stream=body, content_type="application/octet-stream")
+
+    async def go() -> None:
+        async with serving(limits(), big) as served:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", served.port))
+            sock.setblocking(False)
+            _, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"GET /snapshot HTTP/1.1\r\nHost: x\r\n\r\n")
+            for _ in range(50):  # read nothing; the server gives up after 0.3 s
+                if done:
+                    break
+                await asyncio.sleep(0.1)
+            writer.close()
+
+    asyncio.run(go())
+    assert len(done) == 1 and 0.3 <= done[0] < 3.0, done
