@@ -39,7 +39,8 @@ def call(endpoint: str, method: str, path: str, body: Any, timeout: float) -> di
 def format_members(answer: dict[str, Any]) -> str:
     row = "{:>4}  {:<8} {:<6} {:<22} {:>10} {:>8}  {}"
     lines = [
-        f"leader {answer.get('leader') or 'unknown'}, term {answer.get('term', '?')}",
+        f"leader {answer.get('leader') or 'unknown'}, term {answer.get('term', '?')}, "
+        f"config index {answer.get('config_index', '?')}",
         row.format("ID", "ROLE", "LEADER", "PEER", "MATCH", "LAG", "REACHABLE"),
     ]
     for m in answer["members"]:
@@ -127,19 +128,24 @@ def _member_list(args: argparse.Namespace) -> int:
     return _run(args, "GET", "/members", None)
 
 
+def _guarded(path: str, args: argparse.Namespace) -> str:
+    """``path`` with ``?prev_index=`` when the operator gave ``--prev-index``."""
+    return path if args.prev_index is None else f"{path}?prev_index={args.prev_index}"
+
+
 def _member_add(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"id": args.id, "peer": args.peer}
     if args.client:
         body["client"] = args.client
-    return _run(args, "POST", "/members", body)
+    return _run(args, "POST", _guarded("/members", args), body)
 
 
 def _member_promote(args: argparse.Namespace) -> int:
-    return _run(args, "POST", f"/members/{args.id}/promote", None)
+    return _run(args, "POST", _guarded(f"/members/{args.id}/promote", args), None)
 
 
 def _member_remove(args: argparse.Namespace) -> int:
-    return _run(args, "DELETE", f"/members/{args.id}", None)
+    return _run(args, "DELETE", _guarded(f"/members/{args.id}", args), None)
 
 
 def _leader_transfer(args: argparse.Namespace) -> int:
@@ -154,6 +160,15 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--timeout", type=float, default=15.0)
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
+    def guarded(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--prev-index",
+            type=int,
+            default=None,
+            help="refuse (409) unless the configuration is still at this config index "
+            "(from `member list`)",
+        )
+
     member = sub.add_parser("member", help="list, add, promote or remove cluster members")
     msub = member.add_subparsers(dest="member_command", required=True)
     p = msub.add_parser("list", help="every member as the leader sees it")
@@ -164,14 +179,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--peer", required=True, help="its Raft peer address, host:port")
     p.add_argument("--client", help="its client API address, host:port (for forwarding)")
     common(p)
+    guarded(p)
     p.set_defaults(func=_member_add)
     p = msub.add_parser("promote", help="make a caught-up learner a voter now")
     p.add_argument("id", type=int)
     common(p)
+    guarded(p)
     p.set_defaults(func=_member_promote)
     p = msub.add_parser("remove", help="remove a member (the leader hands over first)")
     p.add_argument("id", type=int)
     common(p)
+    guarded(p)
     p.set_defaults(func=_member_remove)
     leader = sub.add_parser("leader", help="move leadership")
     lsub = leader.add_subparsers(dest="leader_command", required=True)

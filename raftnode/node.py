@@ -39,6 +39,7 @@ from raftnode.consistency import Consistency
 from raftnode.defaults import Snapshot as SnapshotDefaults
 from raftnode.defaults import Timing
 from raftnode.metrics import NodeMetrics
+from raftnode.raft.confchange import check_addresses_unused
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.core import RaftCore, Ready, Role, SoftState
 from raftnode.raft.errors import ConfChangeError, NotLeaderError
@@ -372,17 +373,29 @@ class RaftNode:
         return await self._await_applied(index, core.term, timeout)
 
     async def change_membership(
-        self, op: ConfChangeOp, node_id: int, context: Mapping[str, str], timeout: float
+        self,
+        op: ConfChangeOp,
+        node_id: int,
+        context: Mapping[str, str],
+        timeout: float,
+        prev_index: int | None = None,
     ) -> ConfState:
         """Propose one membership change; returns the configuration once it applied here.
 
         ``context`` travels with the change (``"peer": "host:port"`` tells every member where
-        to reach an added node). Raises like ``propose``, and ``ConfChangeError`` when the
-        change is not allowed now (nothing done).
+        to reach an added node). ``prev_index``, when given, must be the ``config_index`` in
+        force. Raises like ``propose``, and ``ConfChangeError`` when the change is not allowed
+        now (nothing done).
         """
         core = self._serving_core()
+        if op is ConfChangeOp.ADD_LEARNER:
+            members = core.conf.members()
+            in_use = {m: {"peer": str(a)} for m, a in self.member_peers.items() if m in members}
+            peer = context.get("peer")
+            if peer:
+                check_addresses_unused(node_id, {"peer": str(Address.parse(peer))}, in_use)
         try:
-            index = core.propose_conf_change(op, node_id, dict(context))
+            index = core.propose_conf_change(op, node_id, dict(context), prev_index)
         except NotLeaderError as e:
             raise NotLeader(e.leader_id if e.leader_id != self.node_id else NO_NODE) from e
         result = await self._await_applied(index, core.term, timeout)
@@ -528,6 +541,11 @@ class RaftNode:
         return self.core.conf if self.core is not None else ConfState()
 
     @property
+    def config_index(self) -> int:
+        """The log index of the configuration in force here (``prev_index`` compares to it)."""
+        return self.core.config_index if self.core is not None else 0
+
+    @property
     def membership(self) -> str:
         """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node) or
         ``not_joined`` (started as ``existing`` and not yet contacted by a leader)."""
@@ -647,10 +665,8 @@ class RaftNode:
     def _promote_caught_up_learner(self) -> None:
         """The leader makes a learner a voter once it is within the core's catch-up rule."""
         core = self._core()
-        limit = core.cfg.learner_catchup_entries
         for learner in sorted(core.conf.learners):
-            pr = core.progress.get(learner)
-            if pr is not None and pr.recent_active and core.last_index - pr.match <= limit:
+            if core.learner_catch_up_refusal(learner) is None:
                 self._promoting = asyncio.ensure_future(self._promote(learner))
                 return
 

@@ -20,6 +20,7 @@ from raftnode.config import Address
 from raftnode.http.connection import Request, Response, StreamedBody
 from raftnode.http.errors import ApiError, ErrorCode, bad_request, unavailable
 from raftnode.node import NotLeader, OutcomeUnknown, RaftNode, Unavailable
+from raftnode.raft.confchange import check_addresses_unused, check_prev_index
 from raftnode.raft.errors import ConfChangeError, LeaderNotReady
 from raftnode.raft.types import ConfChangeOp
 
@@ -68,15 +69,20 @@ class AdminApi:
         if parts == ["members"] and method == "GET":
             run: Callable[[], Awaitable[Response | None]] = self._list
         elif parts == ["members"] and method == "POST":
-            run = lambda: self._add(request, deadline)  # noqa: E731
+            prev = _prev_index(request)
+            run = lambda: self._add(request, deadline, prev)  # noqa: E731
         elif len(parts) == 3 and parts[0] == "members" and parts[2] == "promote":
             _require(method, "POST", request.path)
             member = _member_id(parts[1])
-            run = lambda: self._change(ConfChangeOp.ADD_VOTER, member, {}, deadline)  # noqa: E731
+            prev = _prev_index(request)
+            run = lambda: self._change(  # noqa: E731
+                ConfChangeOp.ADD_VOTER, member, {}, deadline, prev
+            )
         elif len(parts) == 2 and parts[0] == "members":
             _require(method, "DELETE", request.path)
             member = _member_id(parts[1])
-            run = lambda: self._remove(member, deadline)  # noqa: E731
+            prev = _prev_index(request)
+            run = lambda: self._remove(member, deadline, prev)  # noqa: E731
         elif parts == ["leader", "transfer"]:
             _require(method, "POST", request.path)
             run = lambda: self._transfer(request, deadline)  # noqa: E731
@@ -122,9 +128,17 @@ class AdminApi:
         for member in members:
             client = self.member_clients.get(member["id"])
             member["client"] = str(client) if client is not None else None
-        return _json(200, {"leader": node.leader_id, "term": node.term, "members": members})
+        return _json(
+            200,
+            {
+                "leader": node.leader_id,
+                "term": node.term,
+                "config_index": node.config_index,
+                "members": members,
+            },
+        )
 
-    async def _add(self, request: Request, deadline: float) -> Response:
+    async def _add(self, request: Request, deadline: float, prev: int | None) -> Response:
         body = _body(request)
         unknown = sorted(set(body) - {"id", "peer", "client"})
         if unknown:
@@ -142,27 +156,40 @@ class AdminApi:
                     Address.parse(value)
                 except ValueError as e:
                     raise bad_request(f"{field}: {e}") from e
-                context[field] = value
-        if member in self.node.conf.members():
+                context[field] = str(Address.parse(value))
+        conf = self.node.conf
+        if member in conf.members():
             raise ApiError(409, ErrorCode.CONFLICT, f"node {member} is already a member")
-        return await self._change(ConfChangeOp.ADD_LEARNER, member, context, deadline)
+        clients = {
+            m: {"client": str(a)} for m, a in self.member_clients.items() if m in conf.members()
+        }
+        _conflict_unless(lambda: check_addresses_unused(member, context, clients))
+        return await self._change(ConfChangeOp.ADD_LEARNER, member, context, deadline, prev)
 
-    async def _remove(self, member: int, deadline: float) -> Response | None:
+    async def _remove(self, member: int, deadline: float, prev: int | None) -> Response | None:
         if member not in self.node.conf.members():
             raise ApiError(404, ErrorCode.NOT_FOUND, f"node {member} is not a member")
+        _conflict_unless(lambda: check_prev_index(prev, self.node.config_index))
         if member == self.node.node_id:
             # The leader hands leadership to a caught-up voter first; the new leader removes it.
             if not await self.node.transfer_leadership(_remaining(deadline)):
                 raise unavailable("could not hand leadership over before removing this node")
             return None
-        return await self._change(ConfChangeOp.REMOVE, member, {}, deadline)
+        return await self._change(ConfChangeOp.REMOVE, member, {}, deadline, prev)
 
     async def _change(
-        self, op: ConfChangeOp, member: int, context: dict[str, str], deadline: float
+        self,
+        op: ConfChangeOp,
+        member: int,
+        context: dict[str, str],
+        deadline: float,
+        prev: int | None = None,
     ) -> Response:
         while True:
             try:
-                conf = await self.node.change_membership(op, member, context, _remaining(deadline))
+                conf = await self.node.change_membership(
+                    op, member, context, _remaining(deadline), prev
+                )
                 break
             except LeaderNotReady:
                 if time.monotonic() >= deadline:
@@ -189,6 +216,7 @@ class AdminApi:
                 "id": member,
                 "voters": sorted(conf.voters),
                 "learners": sorted(conf.learners),
+                "config_index": self.node.config_index,
                 "members": self.node.members(),
             },
         )
@@ -213,9 +241,30 @@ def _require(method: str, allowed: str, path: str) -> None:
 
 
 def _member_id(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
+    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) <= 0:
         raise bad_request(f"member id must be a positive integer, got {text!r}")
     return int(text)
+
+
+def _prev_index(request: Request) -> int | None:
+    """The optional ``?prev_index=N``: the ``config_index`` the caller decided on."""
+    text = request.param("prev_index")
+    if text is None:
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise bad_request(
+            f"prev_index must be a non-negative integer (config_index from GET "
+            f"{PREFIX}/members), got {text!r}",
+            ErrorCode.BAD_PARAM,
+        )
+    return int(text)
+
+
+def _conflict_unless(check: Callable[[], None]) -> None:
+    try:
+        check()
+    except ConfChangeError as e:
+        raise ApiError(409, ErrorCode.CONFLICT, str(e)) from e
 
 
 def _body(request: Request) -> dict[str, Any]:

@@ -21,6 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from raftnode.raft.confchange import (
+    LearnerProgress,
+    catch_up_refusal,
+    check_prev_index,
+    next_configuration,
+)
 from raftnode.raft.config import RaftConfig
 from raftnode.raft.errors import ConfChangeError, LeaderNotReady, NotLeaderError
 from raftnode.raft.log import RaftLog
@@ -272,53 +278,43 @@ class RaftCore:
         return last - len(datas) + 1
 
     def propose_conf_change(
-        self, op: ConfChangeOp, node_id: int, context: dict[str, str] | None = None
+        self,
+        op: ConfChangeOp,
+        node_id: int,
+        context: dict[str, str] | None = None,
+        prev_index: int | None = None,
     ) -> int:
         """Propose a single-server membership change; returns its entry index.
 
-        ADD_LEARNER adds a non-voting member; ADD_VOTER adds a voter or promotes a learner (which
-        must have caught up); REMOVE removes a voter or learner. Only one change may be
-        uncommitted at a time, and the leader must have committed an entry of its own term first.
+        The rules are ``confchange.next_configuration``'s: ADD_LEARNER adds a non-member,
+        ADD_VOTER promotes a learner that has caught up, REMOVE removes a member but not the
+        last voter. Only one change may be uncommitted at a time, the leader must have
+        committed an entry of its own term first, and ``prev_index`` (when given) must be the
+        current ``config_index``.
         """
         self._check_can_propose()
-        if op is ConfChangeOp.BOOTSTRAP:
-            raise ConfChangeError("bootstrap is not a change that can be proposed")
-        if node_id <= 0:
-            raise ConfChangeError(f"node id must be positive, got {node_id}")
         if not self._committed_in_term():
             raise LeaderNotReady("the new leader has not committed an entry yet; retry shortly")
         if self._members.last_change_index() > self.log.committed:
             raise ConfChangeError("another membership change is still in progress")
-        conf = self.conf
-        if op is ConfChangeOp.ADD_VOTER:
-            if node_id in conf.voters:
-                raise ConfChangeError(f"node {node_id} is already a voter")
-            if node_id in conf.learners:
-                pr = self.progress.get(node_id)
-                if pr is None or pr.match == 0 or not pr.recent_active:
-                    raise ConfChangeError(
-                        f"learner {node_id} has not caught up: the leader has not heard from it "
-                        "recently; promote it once it has"
-                    )
-                lag = self.log.last_index() - pr.match
-                if lag > self.cfg.learner_catchup_entries:
-                    raise ConfChangeError(
-                        f"learner {node_id} is {lag} entries behind; promote it once it has "
-                        f"caught up (within {self.cfg.learner_catchup_entries})"
-                    )
-            result = ConfState(conf.voters | {node_id}, conf.learners - {node_id})
-        elif op is ConfChangeOp.ADD_LEARNER:
-            if node_id in conf.members():
-                raise ConfChangeError(f"node {node_id} is already a member")
-            result = ConfState(conf.voters, conf.learners | {node_id})
-        else:
-            if node_id not in conf.members():
-                raise ConfChangeError(f"node {node_id} is not a member")
-            if conf.voters == {node_id}:
-                raise ConfChangeError("cannot remove the last voter")
-            result = ConfState(conf.voters - {node_id}, conf.learners - {node_id})
+        check_prev_index(prev_index, self.config_index)
+        catch_up = self.learner_catch_up_refusal(node_id) if op is ConfChangeOp.ADD_VOTER else None
+        result = next_configuration(self.conf, op, node_id, catch_up=catch_up)
         change = ConfChange(op, node_id, result, dict(context or {}))
         return self._append_own([(EntryType.CONF_CHANGE, change.encode())])
+
+    @property
+    def config_index(self) -> int:
+        """The log index of the configuration in force (or of the snapshot that holds it)."""
+        return self._members.last_change_index()
+
+    def learner_catch_up_refusal(self, node_id: int) -> str | None:
+        """Why ``node_id`` may not be promoted yet (``confchange.catch_up_refusal``); leader."""
+        pr = self.progress.get(node_id)
+        seen = None if pr is None else LearnerProgress(pr.match, pr.recent_active)
+        return catch_up_refusal(
+            node_id, seen, self.log.last_index(), self.cfg.learner_catchup_entries
+        )
 
     def read_index(self, request_id: int, now: float, lease: bool = False) -> None:
         """Ask for a linearizable read; the answer comes back as a ``ReadState``.

@@ -401,3 +401,30 @@ def test_quorum_contact_does_not_blink_when_check_quorum_clears_its_marks() -> N
         leader.tick(net.now)
         net.deliver(drop=lambda m: True)
     assert not leader.has_quorum_contact()
+
+
+def test_promoting_a_stranger_is_refused_and_quorum_is_untouched() -> None:
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    for stranger in (97, 98, 99):
+        with pytest.raises(ConfChangeError, match="not a learner"):
+            leader.propose_conf_change(ConfChangeOp.ADD_VOTER, stranger)
+    assert leader.conf.voters == {1, 2, 3}
+    leader.propose(b"still-commits")
+    net.tick_all(2)
+    assert leader.commit_index == leader.last_index
+
+
+def test_a_change_decided_on_an_older_configuration_is_refused() -> None:
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    seen = leader.config_index
+    leader.propose_conf_change(ConfChangeOp.ADD_LEARNER, 4, prev_index=seen)
+    net.tick_all(2)
+    assert leader.config_index > seen
+    with pytest.raises(ConfChangeError, match=f"changed since index {seen}"):
+        leader.propose_conf_change(ConfChangeOp.REMOVE, 3, prev_index=seen)
+    assert leader.conf.voters == {1, 2, 3}
+    leader.propose_conf_change(ConfChangeOp.REMOVE, 4, prev_index=leader.config_index)
