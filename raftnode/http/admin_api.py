@@ -17,7 +17,13 @@ from typing import Any
 
 from raftnode.config import Address
 from raftnode.http.connection import Request, Response, StreamedBody
-from raftnode.http.errors import ApiError, ErrorCode, bad_request, unavailable
+from raftnode.http.errors import (
+    ApiError,
+    ErrorCode,
+    bad_request,
+    method_not_allowed,
+    unavailable,
+)
 from raftnode.http.requests import decode_json_object
 from raftnode.node import NotLeader, OutcomeUnknown, RaftNode, Unavailable
 from raftnode.raft.confchange import check_addresses_unused, check_prev_index
@@ -72,6 +78,8 @@ class AdminApi:
         elif parts == ["members"] and method == "POST":
             prev = _prev_index(request)
             run = lambda: self._add(request, deadline, prev)  # noqa: E731
+        elif parts == ["members"]:
+            raise method_not_allowed(method, request.path, "GET, POST")
         elif len(parts) == 3 and parts[0] == "members" and parts[2] == "promote":
             _require(method, "POST", request.path)
             member = _member_id(parts[1])
@@ -243,7 +251,9 @@ class AdminApi:
         if target is not None and (not isinstance(target, int) or isinstance(target, bool)):
             raise bad_request("to must be a member id (or absent: the most caught-up voter)")
         if target is not None and target not in self.node.conf.voters:
-            raise bad_request(f"node {target} is not a voter")
+            # A well-formed request the configuration refuses: a conflict, like a promotion
+            # of a non-learner, not a malformed request.
+            raise ApiError(409, ErrorCode.CONFLICT, f"node {target} is not a voter")
         if target == self.node.node_id:
             return _json(200, {"ok": True, "leader": self.node.node_id, "term": self.node.term})
         if not await self.node.transfer_leadership(_remaining(deadline), target):
@@ -262,8 +272,8 @@ def _send_seconds(size: int) -> float:
 
 
 def _require(method: str, allowed: str, path: str) -> None:
-    if method != allowed:
-        raise ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+    if method not in allowed.split(", "):
+        raise method_not_allowed(method, path, allowed)
 
 
 def _member_id(text: str) -> int:

@@ -30,6 +30,7 @@ from raftnode.http.errors import (
     ErrorCode,
     disk_full,
     idempotency_key_reused,
+    method_not_allowed,
     not_found,
     outcome_unknown,
     quota_exceeded,
@@ -90,7 +91,9 @@ def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) 
 
 
 def error_response(err: ApiError) -> Response:
-    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
+    headers = dict(err.headers)
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
     return json_response(err.status, err.body(), headers)
 
 
@@ -197,7 +200,7 @@ class ClientApi:
             if method == "GET":
                 consistency = _consistency_label(request)
                 return "read", consistency, self._list
-            return "other", "", _method_not_allowed(method, path)
+            return "other", "", _method_not_allowed(method, path, "GET, POST")
         if path.startswith("/kv/") and len(path) > 4:
             if method == "GET":
                 return "read", _consistency_label(request), self._get
@@ -205,7 +208,7 @@ class ClientApi:
                 return "write", "put", self._put
             if method == "DELETE":
                 return "write", "delete", self._delete
-            return "other", "", _method_not_allowed(method, path)
+            return "other", "", _method_not_allowed(method, path, "GET, PUT, DELETE")
         return "other", "", _no_route(path)
 
     # -- admin -------------------------------------------------------------------------------
@@ -426,9 +429,9 @@ def _consistency_label(request: Request) -> str:
     return value if value in set(Consistency) else "invalid"
 
 
-def _method_not_allowed(method: str, path: str) -> _Run:
+def _method_not_allowed(method: str, path: str, allowed: str) -> _Run:
     async def refuse(request: Request, deadline: float) -> _Answer:
-        raise ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+        raise method_not_allowed(method, path, allowed)
 
     return refuse
 

@@ -221,6 +221,8 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> tuple[int, int, int, int
         raise StoreFormatError(f"{path}: damaged raftnode key-value store: {e}") from e
     if row is None:
         raise StoreFormatError(f"{path}: damaged raftnode key-value store: no meta row")
+    if not all(isinstance(v, int) and v >= 0 for v in row):
+        raise StoreFormatError(f"{path}: damaged raftnode key-value store: meta row {row!r}")
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
@@ -326,7 +328,8 @@ def _inspect(path: Path, *, verify: bool, fsync: bool) -> SnapshotInfo:
                         f"{path}: damaged raftnode key-value store: meta says {count} keys / "
                         f"{nbytes} bytes, the data holds {real_count} / {real_bytes}"
                     )
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            # A damaged page can turn a text column into bytes that are not UTF-8.
             raise StoreFormatError(f"{path}: damaged raftnode key-value store: {e}") from e
     finally:
         conn.close()
