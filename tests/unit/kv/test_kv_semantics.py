@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import random
 
+from bench.memory_store import MemoryKeyValueStore
 from raftnode.kv.commands import Command
-from raftnode.kv.memory_store import MemoryKeyValueStore
 from raftnode.kv.store import KeyValueStore
 from tests.unit.kv.conftest import Applier
 
