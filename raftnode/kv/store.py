@@ -69,9 +69,7 @@ import logging
 import os
 import shutil
 import sqlite3
-import tempfile
 import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -349,19 +347,17 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
 class KeyValueStore:
     """The replicated key-value state machine, kept in an SQLite file.
 
-    ``KeyValueStore.open(path)`` is the long-term constructor. ``KeyValueStore()`` with no path
-    makes a throwaway store in a temporary directory (removed on ``close()``).
+    ``KeyValueStore.open(path)`` opens (or creates) the store in the file at ``path``.
 
     Threading: one thread at a time drives the writer (``apply``, ``commit``, ``abort``, reads,
     ``close``): the event-loop thread. ``sync``, ``durable_index``, ``snapshot_to`` and
     ``stage_restore`` are safe from worker threads while the loop keeps applying (each uses its
-    own connection). ``restore_from`` replaces the files: see
-    its docstring.
+    own connection). ``restore_from`` replaces the files: see its docstring.
     """
 
     def __init__(
         self,
-        path: Path | None = None,
+        path: Path,
         *,
         max_store_bytes: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -375,11 +371,6 @@ class KeyValueStore:
             raise ValueError("cache_bytes must be at least 1024")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
-        self._tempdir: str | None = None
-        if path is None:
-            self._tempdir = tempfile.mkdtemp(prefix="raftnode-kv-")
-            weakref.finalize(self, shutil.rmtree, self._tempdir, True)
-            path = Path(self._tempdir) / "kv.sqlite"
         self.path = Path(path)
         self.max_store_bytes = max_store_bytes
         self.max_snapshot_bytes = max_snapshot_bytes
@@ -488,8 +479,6 @@ class KeyValueStore:
                 self._sync_conn.close()
                 self._sync_conn = None
         self._conn.close()
-        if self._tempdir is not None:
-            shutil.rmtree(self._tempdir, ignore_errors=True)
 
     def __enter__(self) -> KeyValueStore:
         return self
