@@ -45,9 +45,9 @@ lint: venv
 		MYPYPATH=molecule/shared $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
 	done
 
-## Unit tests.
+## Unit tests, and the embedding example's tests (examples/, on raftnode.testing: in memory).
 test-unit: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit examples
 
 ## The deterministic cluster simulation (500 seeds in make test; make sim SEEDS=20000 for a long run)
 test-sim sim: venv
