@@ -117,6 +117,20 @@ async def lab_hosts(name: str) -> LabHosts:
     return LabHosts(name, raft, lb, vip)
 
 
+async def kill9(lab: str, host: str, unit: str) -> None:
+    """SIGKILL of a unit's main process. (``systemctl kill`` fails on these guests when it
+    signals a unit's other processes: cgroup v1 under nspawn answers EIO.)"""
+    await lab_cli(
+        lab,
+        "exec",
+        host,
+        "--",
+        "sh",
+        "-c",
+        f'pid=$(systemctl show -p MainPID --value {unit}) && [ "$pid" -gt 0 ] && kill -9 "$pid"',
+    )
+
+
 class Nemesis:
     def __init__(
         self,
@@ -173,7 +187,24 @@ class Nemesis:
         try:
             await asyncio.sleep(self.quiet)
             while self.recorder.clock() + self.hold + self.quiet < deadline:
-                await self.one_fault(self.rng.choice(self.kinds))
+                kind = self.rng.choice(self.kinds)
+                t0 = self.recorder.clock()
+                try:
+                    await self.one_fault(kind)
+                except LabError as e:
+                    # Recorded, not fatal: the run goes on, its report counts failed faults.
+                    self.recorder.add(
+                        Operation(
+                            NEMESIS_PROCESS,
+                            "fault",
+                            t0,
+                            self.recorder.clock(),
+                            "fail",
+                            value=kind,
+                            note=str(e)[:500],
+                        )
+                    )
+                    await self.heal_all()
                 await asyncio.sleep(self.quiet)
         finally:
             await self.heal_all()
@@ -201,14 +232,14 @@ class Nemesis:
             target = self.rng.choice(list(self.hosts.raft))
         t0 = self.recorder.clock()
         if kind.startswith("kill-"):
-            await lab_cli(name, "exec", target, "--", "systemctl", "kill", "-s", "KILL", "raftnode")
+            await kill9(name, target, "raftnode")
         elif kind == "pause-leader":
             self.paused.add(target)
             await lab_cli(name, "pause", target, "raftnode")
         elif kind.startswith("isolate-"):
             await lab_cli(name, "isolate", target)
         elif kind == "lb-kill":
-            await lab_cli(name, "exec", target, "--", "systemctl", "kill", "-s", "KILL", "haproxy")
+            await kill9(name, target, "haproxy")
         self._record("fault", kind, target, t0)
         await asyncio.sleep(self.hold)
         t0 = self.recorder.clock()

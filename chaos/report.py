@@ -37,6 +37,8 @@ def fault_windows(operations: Sequence[Operation]) -> list[FaultWindow]:
     windows: list[FaultWindow] = []
     open_fault: Operation | None = None
     for op in nemesis:
+        if op.outcome == "fail":
+            continue
         if op.kind == "fault":
             if open_fault is not None:
                 windows.append(_window(open_fault, op.invoke))
@@ -81,6 +83,11 @@ def summarize(
         "by_kind": dict(sorted(by_kind.items())),
         "faults": dict(sorted(Counter(w.kind for w in windows).items())),
         "fault_windows": [asdict(w) for w in windows],
+        "nemesis_failures": [
+            {"kind": op.value, "error": op.note}
+            for op in operations
+            if op.process == NEMESIS_PROCESS and op.outcome == "fail"
+        ],
         "throughput": {
             "ok_per_s": round(len(ok) / duration, 1),
             "ok_per_s_during_faults": round(ok_in_faults / fault_seconds, 1)
@@ -124,6 +131,7 @@ def passed(summary: dict[str, Any]) -> bool:
         and summary["duplicated"] == 0
         and summary["unexpected"] == 0
         and not summary["stale_read_anomalies"]
+        and not summary["nemesis_failures"]
     )
 
 
@@ -136,12 +144,14 @@ def summary_text(summary: dict[str, Any]) -> str:
         "operations by kind: " + ", ".join(f"{k} {v}" for k, v in summary["by_kind"].items()),
         "faults by kind: "
         + (", ".join(f"{k} {v}" for k, v in summary["faults"].items()) or "none"),
+        f"nemesis failures: {len(summary['nemesis_failures'])} (must be 0)",
         f"throughput (ok/s): overall {tp['ok_per_s']}, during faults "
         f"{tp['ok_per_s_during_faults']}, outside faults {tp['ok_per_s_outside_faults']}",
         f"linearizability: {lin['keys']} keys, {lin['operations_checked']} operations checked "
         f"in {lin['seconds']} s: anomalies {lin['anomalies']} (must be 0)"
         + (f", UNKNOWN (budget exhausted): {lin['unknown']}" if lin["unknown"] else ""),
     ]
+    lines += [f"  {f['kind']}: {f['error']}" for f in summary["nemesis_failures"][:10]]
     for failing in lin["failing_keys"]:
         lines.append(f"  key {failing['key']}: smallest failing sub-history:")
         lines += [f"    {json.dumps(op, sort_keys=True)}" for op in failing["witness"]]

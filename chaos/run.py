@@ -115,8 +115,9 @@ def destroy(name: str) -> None:
         )
 
 
-async def record(hosts: LabHosts, args: argparse.Namespace, run_id: str) -> list[Operation]:
-    recorder = Recorder()
+async def record(
+    hosts: LabHosts, args: argparse.Namespace, run_id: str, recorder: Recorder
+) -> list[Operation]:
     kinds = [] if args.nemesis == "none" else fault_kinds(args.nemesis)
     nemesis = Nemesis(hosts, kinds, recorder, seed=args.seed)
     await nemesis.leader(timeout=60.0)
@@ -168,9 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         if booted:
             name = boot_and_deploy(run_dir)
         hosts = asyncio.run(lab_hosts(name))
-        operations = asyncio.run(record(hosts, args, run_id))
-        write_history(run_dir / "history.jsonl", operations)
-        print(f"chaos: history of {len(operations)} records in {run_dir / 'history.jsonl'}")
+        recorder = Recorder()
+        try:
+            asyncio.run(record(hosts, args, run_id, recorder))
+        finally:
+            # Written even when the run broke off: what was recorded is still evidence.
+            write_history(run_dir / "history.jsonl", recorder.operations)
+            print(f"chaos: {len(recorder.operations)} records in {run_dir / 'history.jsonl'}")
     finally:
         if booted and not args.keep_lab:
             destroy(name)
