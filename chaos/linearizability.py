@@ -234,18 +234,15 @@ def _removal_groups(ops: Sequence[Operation]) -> list[list[int]]:
     (values are unique per write in the workloads, and this is only used when they are).
     """
     groups: list[list[int]] = [[i] for i, op in enumerate(ops) if op.kind == "get"]
+    observers: dict[str | None, list[int]] = defaultdict(list)
+    for j, other in enumerate(ops):
+        if other.kind == "get":
+            observers[other.result].append(j)
+        elif other.kind == "cas":
+            observers[other.expected].append(j)
     for i, op in enumerate(ops):
         if op.kind in {"put", "cas"} and op.value is not None:
-            observers = [
-                j
-                for j, other in enumerate(ops)
-                if j != i
-                and (
-                    (other.kind == "get" and other.result == op.value)
-                    or (other.kind == "cas" and other.expected == op.value)
-                )
-            ]
-            groups.append([i, *observers])
+            groups.append([i, *(j for j in observers.get(op.value, []) if j != i)])
     return groups
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 from .history import Operation, read_history, write_history
 from .linearizability import check
@@ -153,8 +155,15 @@ def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     return passed(summary)
 
 
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM/SIGHUP (an interrupted make) unwind like ^C, so the lab is still destroyed.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     if args.check:
         ops = read_history(args.check)
         return 0 if check_and_report(ops, args.check.parent) else 1
