@@ -231,7 +231,9 @@ def _removal_groups(ops: Sequence[Operation]) -> list[list[int]]:
     """Sets of operations whose removal keeps a linearizable history linearizable.
 
     A read alone; a write of a value together with every operation that observed that value
-    (values are unique per write in the workloads, and this is only used when they are).
+    (values are unique per write in the workloads, and this is only used when they are); a
+    delete together with every operation that observed the key absent. An observer that is a
+    cas also wrote a value, so its observers join the group too (transitively).
     """
     groups: list[list[int]] = [[i] for i, op in enumerate(ops) if op.kind == "get"]
     observers: dict[str | None, list[int]] = defaultdict(list)
@@ -240,9 +242,23 @@ def _removal_groups(ops: Sequence[Operation]) -> list[list[int]]:
             observers[other.result].append(j)
         elif other.kind == "cas":
             observers[other.expected].append(j)
+
+    def closed(first: int, observed: str | None) -> list[int]:
+        # A cas that observed the value is also a write: its own observers go with it.
+        members, pending = {first}, [observed]
+        while pending:
+            for j in observers.get(pending.pop(), []):
+                if j not in members:
+                    members.add(j)
+                    if ops[j].kind == "cas":
+                        pending.append(ops[j].value)
+        return sorted(members)
+
     for i, op in enumerate(ops):
         if op.kind in {"put", "cas"} and op.value is not None:
-            groups.append([i, *(j for j in observers.get(op.value, []) if j != i)])
+            groups.append(closed(i, op.value))
+        elif op.kind == "delete":  # with every observer of "absent", for the same reason
+            groups.append(closed(i, None))
     return groups
 
 
@@ -256,8 +272,9 @@ def minimize(
 ) -> list[Operation]:
     """A small sub-history of a non-linearizable key history that is still not linearizable.
 
-    First the shortest failing prefix (binary search on completion times), then greedy removal
-    of reads and of writes with their observers while the rest still fails. Bounded in time:
+    First the shortest failing prefix (binary search on completion times), then removal of
+    reads and of writes with their observers, in chunks that halve (ddmin), while the rest
+    still fails. Bounded in time:
     what is left when time runs out is still a failing sub-history.
     """
     deadline = time.monotonic() + seconds
@@ -274,17 +291,23 @@ def minimize(
             low = middle + 1
     if not _unique_writes(best):
         return sorted(best, key=lambda op: op.invoke)
-    removed = True
-    while removed and time.monotonic() < deadline:
-        removed = False
-        for group in sorted(_removal_groups(best), key=len, reverse=True):
+    # ddmin over the removal groups: drop big chunks first, halve the chunk when none goes.
+    chunk = max(len(best) // 2, 1)
+    while time.monotonic() < deadline:
+        groups = sorted(_removal_groups(best), key=lambda g: min(best[i].invoke for i in g))
+        progressed = False
+        for start in range(0, len(groups), chunk):
             if time.monotonic() >= deadline:
                 break
-            drop = set(group)
+            drop = {i for group in groups[start : start + chunk] for i in group}
             candidate = relevant([op for i, op in enumerate(best) if i not in drop], consistencies)
             if candidate and search(candidate, initial, budget=200_000)[0] is False:
-                best, removed = candidate, True
+                best, progressed = candidate, True
                 break
+        if not progressed:
+            if chunk == 1:
+                break
+            chunk = max(chunk // 2, 1)
     return sorted(best, key=lambda op: op.invoke)
 
 

@@ -207,3 +207,29 @@ def test_random_histories_with_a_corrupted_read_fail() -> None:
         # A read long after every write that returns a value never written.
         ops.append(get(50, last_write.complete + 10, last_write.complete + 11, "bogus"))
         assert verdict(ops) is False
+
+
+def test_witness_drops_unrelated_deletes() -> None:
+    ops: list[Operation] = []
+    for n in range(30):
+        ops += [op(1, "delete", 4 * n, 4 * n + 1), put(2, 4 * n + 2, 4 * n + 3, f"v{n}")]
+    ops.append(get(3, 200, 201, "never"))
+    result = check_key("k", ops)
+    assert result.linearizable is False
+    assert [o.result for o in result.witness] == ["never"]
+
+
+def test_witness_keeps_the_writer_of_every_value_it_reads() -> None:
+    # r1 is read through a cas chain: dropping put a (with its observers) must also drop the
+    # cas a->b's readers, or a lone "get b" would be a witness that proves nothing.
+    ops = [
+        put(1, 0, 1, "a"),
+        cas(2, 2, 3, "a", "b"),
+        get(3, 4, 5, "b"),
+        put(1, 6, 7, "c"),
+        get(3, 8, 9, "a"),  # the real anomaly: a is back after b and c
+    ]
+    result = check_key("k", ops)
+    assert result.linearizable is False
+    for read in (o for o in result.witness if o.kind == "get"):
+        assert any(w.value == read.result for w in result.witness if w.kind in {"put", "cas"})
