@@ -8,18 +8,25 @@ learners with any id stays in: a learner never counts towards the quorum.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import schemathesis
 from schemathesis.core.failures import ServerError
 
 FIRST_FOREIGN_ID = 1000
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MEMBER_PATHS = ("/admin/v1/members/{id}", "/admin/v1/members/{id}/promote")
 
 
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
-    """Point removals and promotions at ids that are not members of the cluster."""
+    """Point removals and promotions at ids that are not members of the cluster, and give every
+    write its own Idempotency-Key: generated keys repeat across cases with other bodies, and
+    reusing a key for another write is refused by design (422, tested on its own in
+    ``tests/integration/test_hostile_input.py``)."""
+    if case.headers and IDEMPOTENCY_HEADER in case.headers:
+        case.headers[IDEMPOTENCY_HEADER] = f"fuzz-{uuid.uuid4().hex}"
     if case.operation.path in _MEMBER_PATHS and case.path_parameters:
         member = case.path_parameters.get("id")
         if isinstance(member, int) and not isinstance(member, bool) and member < FIRST_FOREIGN_ID:
