@@ -19,19 +19,38 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MEMBER_PATHS = ("/admin/v1/members/{id}", "/admin/v1/members/{id}/promote")
 
 
-@schemathesis.hook
-def map_case(context: Any, case: Any) -> Any:
-    """Point removals and promotions at ids that are not members of the cluster, and give every
-    write its own Idempotency-Key: generated keys repeat across cases with other bodies, and
-    reusing a key for another write is refused by design (422, tested on its own in
-    ``tests/integration/test_hostile_input.py``)."""
+def _make_safe(case: Any) -> None:
+    """Give a write its own Idempotency-Key, and point a removal or promotion at an id that
+    cannot be a member (ids may come as integers or, from the coverage phase, as strings)."""
     if case.headers and IDEMPOTENCY_HEADER in case.headers:
         case.headers[IDEMPOTENCY_HEADER] = f"fuzz-{uuid.uuid4().hex}"
-    if case.operation.path in _MEMBER_PATHS and case.path_parameters:
-        member = case.path_parameters.get("id")
-        if isinstance(member, int) and not isinstance(member, bool) and member < FIRST_FOREIGN_ID:
-            case.path_parameters["id"] = member + FIRST_FOREIGN_ID
+    if case.operation.path not in _MEMBER_PATHS or not case.path_parameters:
+        return
+    member = case.path_parameters.get("id")
+    if isinstance(member, bool):
+        return
+    if isinstance(member, int) and member < FIRST_FOREIGN_ID:
+        case.path_parameters["id"] = member + FIRST_FOREIGN_ID
+    elif isinstance(member, str):
+        digits = member.strip()
+        if digits.isascii() and digits.isdigit() and int(digits) < FIRST_FOREIGN_ID:
+            case.path_parameters["id"] = str(int(digits) + FIRST_FOREIGN_ID)
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    """Generated cases: see ``_make_safe``. Generated Idempotency-Keys repeat across cases
+    with other bodies, and reusing a key for another write is refused by design (422, tested
+    on its own in ``tests/integration/test_hostile_input.py``)."""
+    _make_safe(case)
     return case
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: Any) -> None:
+    """Every case, whichever phase made it (examples and coverage too), just before it is
+    sent: see ``_make_safe``."""
+    _make_safe(case)
 
 
 @schemathesis.hook
