@@ -50,6 +50,7 @@ from raftnode.kv.commands import Command, CommandResult, Outcome
 from raftnode.kv.service import DiskFull, KeyValueService
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
+from raftnode.timing import ChangeNotifier
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("raftnode.http.access")
@@ -117,6 +118,8 @@ class ClientApi:
         )
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
         self._leaders = LeaderConnections()
+        self._answered = ChangeNotifier()
+        """Told whenever a connection has answered all it had (shutdown waits on it)."""
         """Kept-alive connections to the leader for forwarded requests."""
         self._connection_limits = ConnectionLimits.from_config(
             self.limits, max_body_bytes=2 * self.limits.max_request_bytes
@@ -135,9 +138,10 @@ class ClientApi:
     async def close_connections(self, timeout: float) -> bool:
         """Let requests in flight finish (bounded by ``timeout``), then close every connection;
         False when some were still busy."""
-        deadline = time.monotonic() + timeout
-        while any(c.busy for c in self._connections) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(c.busy for c in self._connections):
+            if not await self._answered.wait(deadline):
+                break
         idle = not any(c.busy for c in self._connections)
         for connection in list(self._connections):
             connection.close()
@@ -154,6 +158,7 @@ class ClientApi:
             log_request=_log_request,
             gate=self.gate,
             count_refusal=self._count_refusal,
+            on_answered=self._answered.notify,
         )
         self._connections.add(connection)
         return connection

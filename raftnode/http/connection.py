@@ -222,6 +222,7 @@ class HttpConnection(asyncio.Protocol):
         log_request: RequestLogger | None = None,
         gate: ConnectionGate | None = None,
         count_refusal: RefusalCounter | None = None,
+        on_answered: Callable[[], None] | None = None,
     ) -> None:
         self._handler = handler
         self._refuse = refuse
@@ -230,6 +231,8 @@ class HttpConnection(asyncio.Protocol):
         self._log_request = log_request
         self._gate = gate
         self._count_refusal = count_refusal
+        self._on_answered = on_answered
+        """Called each time the connection has answered everything it had (no longer busy)."""
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -516,6 +519,8 @@ class HttpConnection(asyncio.Protocol):
         finally:
             self._worker = None
             self._become_idle()
+            if self._on_answered is not None and not self.busy:
+                self._on_answered()
 
     def _write(self, request: Request | None, response: Response, keep_alive: bool) -> None:
         if self._log_request is not None and request is not None:
