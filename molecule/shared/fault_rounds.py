@@ -176,10 +176,9 @@ def wait_until(what: str, check: Any, timeout: float, interval: float = 0.1) -> 
 
 def healthy(lab: Lab, fault: str) -> bool:
     if fault == "lb-kill":
+        is_active = ["systemctl", "is-active", "--quiet", lab.balancer_unit]
         return len(lab.vip_holders()) == 1 and all(
-            lab.cli("exec", h, "--", "systemctl", "is-active", "--quiet", lab.balancer_unit).returncode
-            == 0
-            for h in lab.lb
+            lab.cli("exec", h, "--", *is_active).returncode == 0 for h in lab.lb
         )
     return lab.all_ready() and lab.leader() is not None
 
