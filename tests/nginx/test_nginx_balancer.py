@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.peers import nginx as local_nginx
 from raftnode.devcluster import free_ports
 from tests.integration.cluster import Cluster, http, running
-from tests.nginx import local_nginx
 
 pytestmark = pytest.mark.skipif(
     not local_nginx.available(),

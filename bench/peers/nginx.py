@@ -1,10 +1,12 @@
-"""roles/nginx's nginx.conf, rendered by Ansible, run on loopback in front of a test cluster.
+"""roles/nginx's nginx.conf, rendered by Ansible, run on loopback in front of a test or
+benchmark cluster (tests/nginx, bench.peers_bench).
 
 The nginx binary, its Lua module and lua-resty-core come from Debian's packages unpacked into
-``.venv/nginx`` (``make test-nginx`` does it with ``apt-get download`` and ``dpkg-deb -x``: no
-service is installed or started). The rendered file is the role's, with only what a test
-process needs changed: the module, library and temp paths into that directory, the pid and log
-files into the test's own directory, no ``user`` switch, and each node's own loopback ports.
+``.venv/nginx`` (``make test-nginx`` and ``make bench-peers`` do it with ``apt-get download``
+and ``dpkg-deb -x``: no service is installed or started). The rendered file is the role's, with
+only what a test process needs changed: the module, library and temp paths into that directory,
+the pid and log files into the test's own directory, no ``user`` switch, and each node's own
+loopback ports.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.peers.raftnode import RaftnodeCluster
+from bench.procs import ProcessGroup, request_json, wait_until
+from raftnode.devcluster import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = REPO / ".venv" / "nginx"
@@ -71,7 +77,7 @@ def localise(text: str, directory: Path) -> str:
         ),
         "user www-data;": "",
         "/run/nginx.pid": str(directory / "nginx.pid"),
-        "/var/log/nginx/": f"{directory}/",
+        "/var/log/nginx/error.log": f"{directory}/error.log",
         'lua_package_path "': f'lua_package_path "{ROOT}/usr/share/lua/5.1/?.lua;',
     }
     for old, new in replacements.items():
@@ -146,9 +152,54 @@ def prepare(
             "nginx_status_port": status_port,
             "nginx_lua_dir": str(ROLE / "files"),
             "nginx_worker_processes": 2,
+            "nginx_access_log": str(directory / "access.log"),
             **variables,
         },
     )
     config = directory / "nginx.conf"
     config.write_text(localise(rendered.read_text(), directory))
     return LocalNginx(directory, config, port, status_port)
+
+
+class BenchNginx:
+    """The role's nginx in front of a benchmark's raftnode cluster, in the foreground as a
+    child of the caller's ``ProcessGroup``."""
+
+    def __init__(self, base: Path, procs: ProcessGroup, cluster: RaftnodeCluster) -> None:
+        self.base = base.resolve()
+        self.procs = procs
+        self.cluster = cluster
+        self.port, self.status_port = free_ports(2)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not available():
+            raise RuntimeError(
+                f"Debian's nginx is not unpacked in {ROOT} (make bench-peers does it)"
+            )
+        self.base.mkdir(parents=True, exist_ok=True)
+        servers: list[dict[str, object]] = [
+            {
+                "name": f"n{n.ports.node_id}",
+                "address": "127.0.0.1",
+                "port": n.ports.client,
+                "health_port": n.ports.health,
+            }
+            for n in self.cluster.nodes
+        ]
+        # No access log: HAProxy's local config logs nothing either.
+        proc = prepare(self.base, servers, self.port, self.status_port, nginx_access_log="")
+        checked = proc.check()
+        if checked.returncode != 0:
+            raise RuntimeError(f"nginx -t failed: {checked.stderr}")
+        self.procs.spawn(proc.command("-g", "daemon off;"), self.base / "nginx.out", env=proc.env)
+        wait_until(
+            "nginx passes writes",
+            lambda: (
+                request_json(self.url + "/kv", {"key": "bench-lb", "value": "x"}, "POST")[0] == 200
+            ),
+            timeout,
+        )
