@@ -85,15 +85,15 @@ def test_reads_through_the_vip_spread_over_every_ready_node(lab: lab_probe.Lab) 
 
 def test_ten_leader_kills_through_nginx_lost_nothing() -> None:
     # The failover scenario's bounds (HAProxy).
-    fault_rounds.check_rounds_report("leader-kill", median_bound_ms=1500, max_bound_ms=5000)
+    fault_rounds.check_rounds_report("leader-kill-nginx", median_bound_ms=1500, max_bound_ms=5000)
 
 
 def test_ten_nginx_kills_each_have_a_short_window() -> None:
     # lb-failover's bounds (HAProxy).
-    fault_rounds.check_rounds_report("lb-kill", median_bound_ms=2000, max_bound_ms=5000)
+    fault_rounds.check_rounds_report("lb-kill-nginx", median_bound_ms=2000, max_bound_ms=5000)
 
 
 def test_the_vip_stays_while_a_killed_nginx_restarts_in_place() -> None:
     """systemd restarts a crashed nginx (the role's drop-in) quicker than the VIP could move."""
-    rounds = json.loads(lab_probe.ephemeral("rounds-lb-kill.json").read_text())["rounds"]
+    rounds = json.loads(lab_probe.ephemeral("rounds-lb-kill-nginx.json").read_text())["rounds"]
     assert len({r["target"] for r in rounds}) == 1, [r["target"] for r in rounds]
