@@ -6,7 +6,9 @@ the nodes' JSON 503 itself. Skipped unless ``.venv/nginx`` holds Debian's nginx
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -210,3 +212,38 @@ def test_with_no_node_left_nginx_answers_the_json_503(
         assert r.status == 503, r
         assert r.json()["error"] == "unavailable", r
         assert r.headers.get("Retry-After") == "1", r.headers
+
+
+def test_workers_exit_when_their_master_is_killed(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Where systemd cannot kill a killed master's control group, orphaned workers would hold
+    the ports and the restarted nginx could not bind them: each worker exits by itself."""
+    directory: Path = tmp_path_factory.mktemp("nginx-orphans")
+    port, status_port = free_ports(2)
+    servers: list[dict[str, object]] = [{"name": "n1", "address": "127.0.0.1", "port": 1}]
+    proc = local_nginx.prepare(directory, servers, port, status_port)
+    proc.start()
+    master = proc.master_pid()
+    workers = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _ppid(int(p.name)) == master
+    ]
+    assert workers, "no workers"
+    os.kill(master, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, "workers outlived their master"
+
+
+def _ppid(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])

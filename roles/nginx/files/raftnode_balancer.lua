@@ -15,6 +15,7 @@
 -- metrics() (content_by_lua on the stats port).
 
 local balancer = require("ngx.balancer")
+local process = require("ngx.process")
 
 local _M = {}
 
@@ -135,9 +136,34 @@ local function tick(premature)
     end
 end
 
--- One worker checks (the others read the shared state): the master restarts a dead worker
--- with the same id, which starts checking again.
+-- true once this worker's parent is no longer nginx's master (the master was killed).
+local function orphaned(master_pid)
+    local stat = io.open("/proc/self/stat")
+    if not stat then return false end
+    local line = stat:read("*l")
+    stat:close()
+    local ppid = line and tonumber(line:match("^%d+ %b() %S+ (%d+)"))
+    return ppid ~= nil and ppid ~= master_pid
+end
+
+-- A worker outlives a killed master (nginx workers do not watch it, unlike HAProxy's) and
+-- keeps the listening sockets, so the restarted nginx could not bind them where systemd
+-- cannot kill the old control group (seen in containers on cgroup v1). Each worker checks
+-- its parent every watchdog interval and exits once it is orphaned.
+local function start_watchdog()
+    local master_pid = process.get_master_pid()
+    if not master_pid then return end
+    ngx.timer.every(config.watchdog_ms / 1000, function(premature)
+        if premature or not orphaned(master_pid) then return end
+        ngx.log(ngx.ALERT, "raftnode_balancer: nginx's master ", master_pid, " is gone; this worker exits")
+        os.exit(1)
+    end)
+end
+
+-- Every worker watches its master; one worker checks (the others read the shared state):
+-- the master restarts a dead worker with the same id, which starts checking again.
 function _M.start_checker()
+    start_watchdog()
     if ngx.worker.id() ~= 0 then return end
     local ok, err = ngx.timer.every(config.tick_ms / 1000, tick)
     if not ok then
