@@ -1,5 +1,6 @@
 # Side-by-side benchmarks of issue 8: raftnode against etcd (Debian etcd-server) and PySyncObj,
 # driven by wrk (bench/wrk/kv.lua). Both install what is missing (apt-get etcd-server wrk haproxy,
+# Debian's nginx unpacked into .venv/nginx by mk/nginx.mk,
 # a PySyncObj virtualenv under build/) and write JSON and PNG under $(BENCH_OUT).
 BENCH_SECONDS ?= 10
 BENCH_ROUNDS ?= 2
@@ -18,8 +19,9 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-## raftnode vs etcd (and PySyncObj, and via HAProxy) side by side, A/B/A/B; BENCH_SECONDS=3 for a quick run.
-bench-peers: bench-venv
+## raftnode vs etcd (and PySyncObj, and via HAProxy and nginx) side by side, A/B/A/B; BENCH_SECONDS=3 for a quick run.
+## nginx is roles/nginx's configuration (rendered by Ansible) on Debian's packages unpacked in .venv/nginx.
+bench-peers: bench-venv $(VENV)/.deploy-installed $(VENV)/nginx/usr/sbin/nginx
 	$(PY) -m bench.peers_bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) --out $(BENCH_OUT)
 
 ## Grow the store (a new key per write, 64 connections) on raftnode and etcd; BENCH_KEYS, BENCH_DURATION (s per system), BENCH_INTERVAL.
