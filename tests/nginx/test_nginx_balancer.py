@@ -130,6 +130,17 @@ def test_errors_of_the_nodes_pass_through_unchanged(nginx: local_nginx.LocalNgin
     assert r.status == 413 and r.json()["error"] == "too_large", r
 
 
+def test_the_admin_api_is_closed_on_the_balancer(
+    cluster: Cluster, nginx: local_nginx.LocalNginx
+) -> None:
+    for path in ("/admin/v1/members", "/admin", "/admin/v1/leader/transfer"):
+        r = http("POST" if path.endswith("transfer") else "GET", base(nginx) + path)
+        assert r.status == 403 and r.json()["error"] == "forbidden", (path, r)
+    r = http("GET", base(nginx) + "/administrator-notes")  # only /admin itself is closed
+    assert r.status in (404, 400), r
+    assert http("GET", cluster.url(1, "/admin/v1/members")).status == 200
+
+
 def test_a_reload_keeps_the_checked_state(nginx: local_nginx.LocalNginx) -> None:
     nginx.reload()
     time.sleep(0.3)  # the new workers answer; the checker has not had to run again
