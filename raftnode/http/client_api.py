@@ -303,10 +303,18 @@ class ClientApi:
         hops_text = request.headers.get(HOPS_HEADER.lower(), "0")
         hops = int(hops_text) if hops_text.isdigit() else MAX_HOPS
         node = self.service.node
+        maybe_sent = False
+        """An earlier attempt may have reached a leader: giving up is then not "nothing was
+        done" (503) but "the outcome is unknown" (504)."""
         while True:
             remaining = deadline - time.monotonic()
             addr = self.settings.member_clients.get(leader_id)
             if hops >= MAX_HOPS or addr is None or remaining <= 0:
+                if maybe_sent:
+                    raise outcome_unknown(
+                        "the write was forwarded to the leader and no answer came back in "
+                        "time; send it again with the same Idempotency-Key to learn its outcome"
+                    )
                 raise unavailable(
                     f"the leader (node {leader_id}) could not be reached; retry shortly"
                 )
@@ -319,9 +327,10 @@ class ClientApi:
                 and node.peer_connected(leader_id)
                 and node.leader_recently_heard()
             ):
-                answer = await self._forward_once(request, addr, leader_id, hops, remaining)
+                answer, sent = await self._forward_once(request, addr, leader_id, hops, remaining)
                 if answer is not None:
                     return answer
+                maybe_sent = maybe_sent or sent
             await node.changed(deadline)
             if node.is_leader:
                 return None
@@ -329,9 +338,10 @@ class ClientApi:
 
     async def _forward_once(
         self, request: Request, leader: Address, leader_id: int, hops: int, timeout: float
-    ) -> _Answer | None:
-        """One attempt at the leader: its answer, or None when sending again is safe (nothing
-        was sent, or the write carries an idempotency key)."""
+    ) -> tuple[_Answer | None, bool]:
+        """One attempt at the leader: (its answer, True), or (None, whether the request may
+        have reached it) when sending again is safe (nothing was sent, or the write carries
+        an idempotency key)."""
         key = request.headers.get(IDEMPOTENCY_HEADER.lower())
         fetch = asyncio.ensure_future(
             self._leaders.forward(
@@ -349,13 +359,13 @@ class ClientApi:
             resp = await self._while_leader_speaks(fetch, leader_id)
         except ForwardNotSent:
             self.metrics.forwarded.labels(outcome="not_sent").inc()
-            return None  # the leader is probably gone: wait for the cluster to name another
+            return None, False  # the leader is probably gone: wait for the cluster to name another
         except ForwardUnknown as e:
             self.metrics.forwarded.labels(outcome="unknown").inc()
             if key:
                 # The leader keeps the key's first outcome: sending it again (to whoever leads
                 # next) cannot apply it twice, and answers what happened.
-                return None
+                return None, True
             raise outcome_unknown(
                 f"the write was forwarded to node {leader_id} but no answer came back ({e}); "
                 "read the key to learn whether it was written"
@@ -364,7 +374,7 @@ class ClientApi:
         headers = {k: v for k, v in resp.headers.items() if k != "Content-Type"}
         headers["X-Raftnode-Forwarded-To"] = str(leader_id)
         content_type = resp.headers.get("Content-Type", "application/json")
-        return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded")
+        return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded"), True
 
     async def _while_leader_speaks(
         self, fetch: asyncio.Future[ForwardedResponse], leader_id: int
