@@ -7,12 +7,13 @@ for each non-linearizable key, its smallest failing sub-history found as a timel
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.plots import pyplot
 
 from .history import NEMESIS_PROCESS, Operation
 from .linearizability import CheckResult
@@ -180,25 +181,13 @@ def write_report(
     written = [out_dir / "summary.json", out_dir / "summary.txt"]
     written[0].write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     written[1].write_text(summary_text(summary) + "\n")
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return written
     written.append(_plot_timeline(plt, operations, summary, out_dir / "latency-throughput.png"))
     for n, failing in enumerate(summary["linearizability"]["failing_keys"]):
         written.append(_plot_witness(plt, failing, summary["start"], out_dir / f"anomaly-{n}.png"))
     return written
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing (pip install -e '.[bench]'): no PNG", file=sys.stderr)
-        return None
-    return plt
 
 
 _COLOURS = {"ok": "tab:green", "fail": "tab:orange", "info": "tab:red"}
