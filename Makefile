@@ -32,22 +32,22 @@ $(VENV)/.installed: pyproject.toml
 
 # Every Python tree in the repository. Molecule scenarios are checked one at a time: each has its
 # own tests/test_*.py (same module names), and they import molecule/shared/lab_probe.py.
-PY_TREES := raftnode tests bench lab examples molecule
+PY_TREES := raftnode tests bench lab examples molecule chaos
 MOLECULE_PY_DIRS := $(patsubst %/,%,$(dir $(wildcard molecule/*/tests/*.py molecule/*/*.py)))
 
 ## ruff (lint and format), mypy over the Python trees and each Molecule scenario's tests.
 lint: venv
 	$(VENV)/bin/ruff check $(PY_TREES)
 	$(VENV)/bin/ruff format --check $(PY_TREES)
-	$(VENV)/bin/mypy raftnode tests bench lab examples
+	$(VENV)/bin/mypy raftnode tests bench lab examples chaos
 	@set -e; for scenario in $(sort $(patsubst %/tests,%,$(MOLECULE_PY_DIRS))); do \
 		echo "mypy $$scenario"; \
 		MYPYPATH=molecule/shared $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
 	done
 
-## Unit tests.
+## Unit tests, and the embedding example's tests (examples/, on raftnode.testing: in memory).
 test-unit: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit examples
 
 ## The deterministic cluster simulation (500 seeds in make test; make sim SEEDS=20000 for a long run)
 test-sim sim: venv

@@ -1,12 +1,13 @@
-"""Side-by-side: raftnode against etcd (and PySyncObj, and itself behind HAProxy), same wrk
-script, same keys and values, runs alternating A/B/A/B so that drift hits both.
+"""Side-by-side: raftnode against etcd (and PySyncObj, and itself behind HAProxy and nginx),
+same wrk script, same keys and values, runs alternating A/B/A/B so that drift hits both.
 
     python -m bench.peers_bench --seconds 10 --rounds 2 --out build/bench
 
 Starts a 3-node raftnode, a 3-member etcd (Debian's etcd-server, JSON gateway), 3 PySyncObj KV
-processes and an HAProxy, all on free loopback ports, installs what is missing (apt-get,
-a PySyncObj virtualenv), prints one table with A/B ratios, and writes peers.json and peers.png
-under --out. Every process it starts is stopped at the end, on failure too.
+processes, an HAProxy and the nginx role's nginx, all on free loopback ports, installs what is
+missing (apt-get, a PySyncObj virtualenv), prints one table with A/B ratios, and writes
+peers.json and peers.png under --out. Every process it starts is stopped at the end, on failure
+too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bench import plots
 from bench.deps import ensure_commands, ensure_pysyncobj_venv
 from bench.peers.etcd import EtcdCluster
 from bench.peers.haproxy import LocalHaproxy
+from bench.peers.nginx import BenchNginx
 from bench.peers.pysyncobj import PySyncObjCluster
 from bench.peers.raftnode import RaftnodeCluster
 from bench.preload import preload
@@ -97,6 +99,9 @@ class PeerBench:
         lb = LocalHaproxy(work / "haproxy", procs, raft)
         print("starting haproxy", flush=True)
         lb.start()
+        ngx = BenchNginx(work / "nginx", procs, raft)
+        print("starting nginx (roles/nginx)", flush=True)
+        ngx.start()
 
         def target(system: str, cluster: object, where: str, args: dict[str, str]) -> Target:
             url = getattr(cluster, f"{where}_url")
@@ -117,6 +122,12 @@ class PeerBench:
             Target("raftnode via haproxy", lambda: lb.url, raft_w, raft.settle),
             target("raftnode direct", raft, "leader", raft_w),
         )
+        self.measure(
+            "write nginx vs haproxy",
+            64,
+            Target("raftnode via nginx", lambda: ngx.url, raft_w, raft.settle),
+            Target("raftnode via haproxy", lambda: lb.url, raft_w, raft.settle),
+        )
         print(f"preloading bench-0..{a.keys - 1}", flush=True)
         preload(raft.leader_url(), "raftnode", keys=a.keys, value_bytes=a.value_bytes)
         preload(etcd.leader_url(), "etcd", keys=a.keys, value_bytes=a.value_bytes)
@@ -126,6 +137,19 @@ class PeerBench:
             64,
             target("raftnode", raft, "follower", self.script_args("raftnode", "read")),
             target("etcd", etcd, "follower", etcd_r),
+        )
+        raft_r = self.script_args("raftnode", "read")
+        self.measure(
+            "read nginx vs haproxy",
+            64,
+            Target("raftnode via nginx", lambda: ngx.url, raft_r, raft.settle),
+            Target("raftnode via haproxy", lambda: lb.url, raft_r, raft.settle),
+        )
+        self.measure(
+            "read haproxy vs direct",
+            64,
+            Target("raftnode via haproxy", lambda: lb.url, raft_r, raft.settle),
+            target("raftnode direct", raft, "follower", raft_r),
         )
         self.measure(
             "read stale follower vs etcd lin.",

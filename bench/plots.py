@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None (and a line on stderr) without it."""
     try:
         import matplotlib
 
@@ -37,7 +38,7 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
 
 
 def plot_peers(result: dict[str, Any], path: Path) -> Path | None:
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     rows = result["rows"]
@@ -95,7 +96,7 @@ def plot_peers(result: dict[str, Any], path: Path) -> Path | None:
 
 
 def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     fig, (ax_tp, ax_rss) = plt.subplots(1, 2, figsize=(13, 5))
@@ -142,7 +143,7 @@ def save_results(
 
 def plot_fault_rounds(report: dict[str, Any], path: Path) -> Path | None:
     """One bar per round: how long a client writing through the VIP got no acknowledgement."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     rounds = report["rounds"]

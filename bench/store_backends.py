@@ -135,7 +135,7 @@ class MemoryBackend(Backend):
     on_disk = False
 
     def __init__(self, d: Path) -> None:
-        from raftnode.kv.memory_store import MemoryKeyValueStore
+        from bench.memory_store import MemoryKeyValueStore
 
         self.cls = MemoryKeyValueStore
         self.store = MemoryKeyValueStore()

@@ -1,5 +1,6 @@
 # Side-by-side benchmarks of issue 8: raftnode against etcd (Debian etcd-server) and PySyncObj,
 # driven by wrk (bench/wrk/kv.lua). Both install what is missing (apt-get etcd-server wrk haproxy,
+# Debian's nginx unpacked into .venv/nginx by mk/nginx.mk,
 # a PySyncObj virtualenv under build/) and write JSON and PNG under $(BENCH_OUT).
 BENCH_SECONDS ?= 10
 BENCH_ROUNDS ?= 2
@@ -9,7 +10,7 @@ BENCH_DURATION ?= 240
 BENCH_INTERVAL ?= 10
 BENCH_RESTART_TIMEOUT ?= 300
 
-.PHONY: bench-venv bench-peers bench-scale
+.PHONY: bench-venv bench-peers bench-scale bench-connections
 
 ## The bench extra (matplotlib, for the PNGs beside the figures) in .venv.
 bench-venv: $(VENV)/.bench-installed
@@ -18,11 +19,21 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-## raftnode vs etcd (and PySyncObj, and via HAProxy) side by side, A/B/A/B; BENCH_SECONDS=3 for a quick run.
-bench-peers: bench-venv
+## raftnode vs etcd (and PySyncObj, and via HAProxy and nginx) side by side, A/B/A/B; BENCH_SECONDS=3 for a quick run.
+## nginx is roles/nginx's configuration (rendered by Ansible) on Debian's packages unpacked in .venv/nginx.
+bench-peers: bench-venv $(VENV)/.deploy-installed $(VENV)/nginx/usr/sbin/nginx
 	$(PY) -m bench.peers_bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) --out $(BENCH_OUT)
 
 ## Grow the store (a new key per write, 64 connections) on raftnode and etcd; BENCH_KEYS, BENCH_DURATION (s per system), BENCH_INTERVAL.
 bench-scale: bench-venv
 	$(PY) -m bench.scale_bench --keys $(BENCH_KEYS) --duration $(BENCH_DURATION) \
 		--interval $(BENCH_INTERVAL) --restart-timeout $(BENCH_RESTART_TIMEOUT) --out $(BENCH_OUT)
+
+BENCH_IDLE ?= 5000
+BENCH_SLOWLORIS ?= 500
+BENCH_RUNS ?= 3
+
+## One node with BENCH_IDLE idle and BENCH_SLOWLORIS slowloris connections: its RSS and descriptors, and a client's p50/p99 against the client alone (median of BENCH_RUNS).
+bench-connections: bench-venv
+	$(PY) -m bench.connection_load --idle $(BENCH_IDLE) --slowloris $(BENCH_SLOWLORIS) \
+		--runs $(BENCH_RUNS) --out $(BENCH_OUT)

@@ -50,7 +50,7 @@ cluster-status: venv
 
 ## Real processes on loopback (free ports, not the default ones): elections, failover, errors, auth.
 test-integration: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests/integration examples
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
 
 ## Kill the leader 10 times, writing straight to the nodes, then 10 times through a local
 ## HAProxy (files/haproxy-local.cfg, as `make start-lb`); prints every round, median and max.

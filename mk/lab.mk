@@ -26,7 +26,7 @@ lab: $(VENV)/.deploy-installed wheels lab-up
 	@echo "lab: over SSH:  ssh -i $$(sed -n 's/.*ansible_ssh_private_key_file: *//p' $(LAB_INVENTORY) | head -1) root@ADDRESS (addresses above)"
 	@echo "lab: make lab-down removes it all"
 
-## Build the guest image (Debian 12 + systemd, sshd, haproxy, keepalived), or reuse the cache.
+## Build the guest image (Debian 12 + systemd, sshd, haproxy, nginx, keepalived), or reuse the cache.
 lab-image:
 	$(LAB) image
 
@@ -55,9 +55,11 @@ lab-inventory:
 test-lab: $(VENV)/.deploy-installed
 	PATH="$(DEPLOY_BIN):$$PATH" $(PY) -m pytest -q -p no:cacheprovider -rs tests/lab
 
-MOLECULE_SCENARIOS ?= default failover quorum lb-failover backup-restore membership
+MOLECULE_SCENARIOS ?= default failover quorum nginx-failover backup-restore membership
 ## Every Molecule scenario on lab hosts of its own, one after another (root): default
-## (converge, idempotence, routing), failover, quorum, lb-failover, backup-restore, membership
+## (converge, idempotence, routing), failover (upgrade in place, leader and HAProxy faults),
+## quorum, nginx-failover (both fault
+## rounds with nginx as the balancer), backup-restore, membership
 ## (grow 3 -> 5, remove 2).
 ## `make test` runs them last.
 test-molecule: $(VENV)/.deploy-installed

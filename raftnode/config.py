@@ -55,7 +55,7 @@ class Address:
         host, sep, port = text.rpartition(":")
         if not sep or not host:
             raise ValueError(f"must be host:port, got {text!r}")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"port must be 1-65535, got {port!r}")
         return cls(host.strip("[]"), int(port))
 
@@ -106,6 +106,8 @@ class NodeConfig:
 
 
 _NO_ADDRESS = Address("", 0)
+MAX_INTEGER = (1 << 63) - 1
+"""The largest integer any setting takes: ids and counters are stored as 64-bit integers."""
 _Choice = TypeVar("_Choice", LogLevel, LogFormat)
 _Section = TypeVar("_Section", Timing, Limits, Snapshot)
 
@@ -147,6 +149,9 @@ class _Checker:
             return default if default is not None else minimum
         if v < minimum:
             self.fail(path, f"must be >= {minimum}, got {v}")
+        elif v > MAX_INTEGER:
+            self.fail(path, f"must be <= {MAX_INTEGER}, got {v}")
+            return default if default is not None else minimum
         return v
 
     def string(self, raw: dict[str, Any], key: str, path: str, default: str | None) -> str:
@@ -338,15 +343,30 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
     return config
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A node's configuration is a few hundred bytes; anything past this is not one."""
+
+
 def load_config(path: str | os.PathLike[str]) -> NodeConfig:
     """Read and validate a YAML config file; raises ``ConfigError`` naming every bad key."""
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError([f"{p}: cannot read: {e.strerror}"]) from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{p}: larger than {MAX_CONFIG_BYTES} bytes: not a node config"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{p}: not UTF-8 text (byte offset {e.start})"]) from e
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError([f"{p}: not valid YAML: {e}"]) from e
+    except RecursionError as e:
+        raise ConfigError([f"{p}: not a node config: nested too deeply"]) from e
+    except ValueError as e:  # e.g. an integer of thousands of digits
+        raise ConfigError([f"{p}: not a node config: {e}"]) from e
     return parse_config(raw, base_dir=p.parent.resolve())

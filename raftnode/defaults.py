@@ -79,9 +79,68 @@ class Limits:
     (``more`` is then true), so one request never builds an answer of gigabytes."""
     max_snapshot_bytes: int = at_least(1 << 20, default=16 << 30)
     """The largest snapshot file a node accepts to restore or install, in bytes."""
+    # HTTP limits of the client listener (and, where they apply, the health listener). Sized
+    # like Apache's LimitRequestLine/LimitRequestFields (8190 bytes, 100 fields), nginx's
+    # large_client_header_buffers (4 x 8k) and HAProxy's `timeout http-request 10s`.
+    max_request_line_bytes: int = at_least(256, default=8192)
+    """The request target (path and query) may be this long; longer -> 431."""
+    max_header_bytes: int = at_least(1024, default=32768)
+    """The request line and every header line together; larger -> 431."""
+    max_header_count: int = at_least(1, default=100)
+    """Header fields in one request; more -> 431."""
+    header_timeout_ms: int = at_least(100, default=10000)
+    """From a request's first byte to the end of its headers, however the bytes trickle in;
+    later -> 408 and the connection closes (the slowloris bound)."""
+    body_timeout_ms: int = at_least(100, default=30000)
+    """From the end of the headers to the end of the body (at the default, a 4 MiB body
+    needs ~140 KB/s); later -> 408 and the connection closes."""
+    idle_timeout_ms: int = at_least(100, default=60000)
+    """A keep-alive connection with no request in progress closes after this long. Bytes that
+    do not complete a request do not extend it."""
+    max_connections: int = at_least(1, default=10000)
+    """Open client-API connections; one more is answered 503 with Retry-After and closed.
+    An idle one costs the node about 7 KB of RSS and a descriptor (``make bench-connections``); the
+    process raises its descriptor limit to fit when the hard limit allows."""
+    max_connections_per_address: int = at_least(1, default=1024)
+    """Open connections from one source address (on the client and the health listener);
+    above it, 503. A tenth of ``max_connections``: one client cannot take them all, while a
+    load balancer, which speaks for every client from one address, keeps room for its pool
+    (give its servers a ``maxconn`` at or under this, so it queues instead)."""
+    max_pipelined_requests: int = at_least(1, default=32)
+    """Requests read but not yet answered on one connection before reading pauses."""
+    max_pipelined_bytes: int = at_least(65536, default=4 << 20)
+    """Bytes of requests read but not yet answered on one connection before reading pauses."""
+    write_buffer_high_bytes: int = at_least(4096, default=256 << 10)
+    """Unsent answer bytes on one connection above which reading pauses (resumes at a
+    quarter); a client that reads nothing for ``idle_timeout_ms`` is disconnected."""
+    max_health_connections: int = at_least(1, default=256)
+    """Open connections to the health listener (load balancer checks, Prometheus)."""
+
+    @property
+    def header_timeout_seconds(self) -> float:
+        return self.header_timeout_ms / 1000
+
+    @property
+    def body_timeout_seconds(self) -> float:
+        return self.body_timeout_ms / 1000
+
+    @property
+    def idle_timeout_seconds(self) -> float:
+        return self.idle_timeout_ms / 1000
 
     def problems(self) -> list[str]:
-        return []
+        found = []
+        if self.max_request_line_bytes > self.max_header_bytes:
+            found.append(
+                "limits.max_request_line_bytes: must not exceed limits.max_header_bytes "
+                f"({self.max_header_bytes}), got {self.max_request_line_bytes}"
+            )
+        if self.max_connections_per_address > self.max_connections:
+            found.append(
+                "limits.max_connections_per_address: must not exceed limits.max_connections "
+                f"({self.max_connections}), got {self.max_connections_per_address}"
+            )
+        return found
 
 
 @dataclass(frozen=True, slots=True)

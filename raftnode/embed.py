@@ -35,6 +35,25 @@ non-idempotent command). ``read_barrier`` takes a ``Consistency``: ``LINEARIZABL
 ``LEASE`` (leader lease, no round trip) or ``STALE`` (local state as is); the plain strings
 ``"linearizable"``, ``"lease"`` and ``"stale"`` are the same values. Every wait is bounded by the
 timeout you pass.
+
+Test your application on a whole cluster in one process with ``raftnode.testing`` (test doubles,
+never for production): real nodes around your state machines on an in-memory log store and
+network, on an event loop whose clock jumps to the next timer, so elections and timeouts take no
+wall-clock time and a seed replays exactly::
+
+    from raftnode.testing import make_cluster, run_virtual
+
+    async def scenario() -> None:
+        async with await make_cluster(3, lambda node_id: Counter()) as cluster:
+            leader = await cluster.wait_for_leader()
+            assert await leader.propose(b"5", timeout=5.0) == 5
+            cluster.isolate(leader.node_id)              # or partition([1], [2, 3]), crash(1)
+            new = await cluster.wait_for_leader(excluding=[leader.node_id])
+            cluster.heal()
+
+    run_virtual(scenario())
+
+``examples/counter/test_counter_service.py`` tests the counter's HTTP answers this way.
 """
 
 from __future__ import annotations

@@ -57,6 +57,14 @@ class NodeMetrics:
         self.elections = Counter(
             "raftnode_elections", "Elections this node started (became candidate).", registry=r
         )
+        self.http_refusals = Counter(
+            "raftnode_http_refusals",
+            "Connections and requests refused by a listener's HTTP layer before any handler "
+            "ran: connection caps (503), oversized or slow headers (431, 408), slow or "
+            "oversized bodies (408, 413), malformed requests (400, 501).",
+            ["listener", "reason"],
+            registry=r,
+        )
         self.leader_changes = Counter(
             "raftnode_leader_changes", "Times the known leader changed.", registry=r
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import time
 from typing import Any
@@ -17,9 +18,11 @@ import uvloop
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from raftnode.config import Address, NodeConfig
+from raftnode.config import Address, Limits, NodeConfig
 from raftnode.http.client_api import ClientApi, ClientApiSettings
+from raftnode.http.connection_gate import Refusal
 from raftnode.http.health import make_health_app
+from raftnode.http.health_server import make_health_server
 from raftnode.kv.service import KeyValueService
 from raftnode.kv.store import KeyValueStore, StoreError
 from raftnode.metrics import NodeMetrics
@@ -34,6 +37,9 @@ from raftnode.systemd_notify import SystemdNotifier
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 5.0
+DESCRIPTORS_BESIDES_CLIENTS = 256
+"""Descriptors a node needs besides client and health connections: peers, WAL segments, the
+store, snapshots in flight, logs."""
 
 
 class RaftnodeServer:
@@ -70,6 +76,7 @@ class RaftnodeServer:
 
     async def start(self) -> None:
         cfg = self.config
+        raise_descriptor_limit(cfg.limits)
         await self.node.start()
         settings = ClientApiSettings(
             node_id=cfg.node_id,
@@ -80,8 +87,10 @@ class RaftnodeServer:
         self.node.add_conf_listener(lambda change: _learn_client_address(settings, change))
         self.client_api = ClientApi(self.service, settings, self.metrics)
         self.client_server = await self.client_api.serve(cfg.listen_client)
-        self.health_server = HTTPServer(
-            make_health_app(self.node, self.metrics, self._extra_status)
+        self.health_server = make_health_server(
+            make_health_app(self.node, self.metrics, self._extra_status),
+            cfg.limits,
+            self._count_health_refusal,
         )
         self.health_server.listen(cfg.listen_health.port, cfg.listen_health.host)
         self.node.add_leader_listener(lambda leader, term: self._send_status())
@@ -105,6 +114,9 @@ class RaftnodeServer:
                 "peer authentication uses an empty secret (insecure: true); "
                 "do not use in production"
             )
+
+    def _count_health_refusal(self, reason: Refusal) -> None:
+        self.metrics.http_refusals.labels(listener="health", reason=reason.value).inc()
 
     def _every(self, seconds: float, fn: Any) -> None:
         pc = PeriodicCallback(fn, seconds * 1000)
@@ -196,6 +208,31 @@ class RaftnodeServer:
         await self._stopped.wait()
         self.notifier.close()
         return self._exit_code
+
+
+def raise_descriptor_limit(limits: Limits) -> int:
+    """Raise this process's soft RLIMIT_NOFILE to fit the connection caps (as Go does at
+    start), up to the hard limit; warn when even the hard limit is too low. Returns the soft
+    limit now in force."""
+    needed = limits.max_connections + limits.max_health_connections + DESCRIPTORS_BESIDES_CLIENTS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        log.warning(
+            "descriptor limit below the connection caps",
+            extra={
+                "fields": {
+                    "nofile_hard": hard,
+                    "needed": needed,
+                    "hint": "raise LimitNOFILE or lower limits.max_connections",
+                }
+            },
+        )
+    return target
 
 
 def _learn_client_address(settings: ClientApiSettings, change: ConfChange) -> None:

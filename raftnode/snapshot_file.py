@@ -104,7 +104,7 @@ def describe(path: Path) -> SnapshotDescription:
             ).fetchone()
         finally:
             conn.close()
-    except sqlite3.Error as e:
+    except (sqlite3.Error, UnicodeDecodeError) as e:
         raise StoreFormatError(
             f"{path}: no Raft position in this file ({e}); "
             "take snapshots with `raftnode snapshot save`"
@@ -116,17 +116,51 @@ def describe(path: Path) -> SnapshotDescription:
         raise StoreFormatError(
             f"{path}: the Raft position ({index}) does not match the data ({info.applied_index})"
         )
+    if not isinstance(term, int) or term < 0:
+        raise StoreFormatError(f"{path}: damaged Raft position: term {term!r}")
     return SnapshotDescription(
         index=index,
         term=term,
-        voters=json.loads(voters),
-        learners=json.loads(learners),
-        peers=json.loads(peers),
+        voters=_ids(path, "voters", voters),
+        learners=_ids(path, "learners", learners),
+        peers=_peers(path, peers),
         revision=info.revision,
         keys=info.key_count,
         size_bytes=info.size_bytes,
         sha256=info.sha256,
     )
+
+
+def _position_json(path: Path, column: str, text: Any) -> Any:
+    """One JSON column of the ``raft_position`` row; ``StoreFormatError`` when it is damaged."""
+    if not isinstance(text, str):
+        raise StoreFormatError(f"{path}: damaged Raft position: {column} is not text")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise StoreFormatError(f"{path}: damaged Raft position: {column} ({e})") from e
+
+
+def _ids(path: Path, column: str, text: Any) -> list[int]:
+    """A sorted list of unique positive member ids, as ``seal_and_map`` writes it."""
+    ids = _position_json(path, column, text)
+    if (
+        not isinstance(ids, list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+        or ids != sorted(set(ids))
+    ):
+        raise StoreFormatError(f"{path}: damaged Raft position: {column} is not a list of ids")
+    return ids
+
+
+def _peers(path: Path, text: Any) -> dict[str, str]:
+    """Member id (as text) -> peer address, as ``seal_and_map`` writes it."""
+    peers = _position_json(path, "peers", text)
+    if not isinstance(peers, dict) or not all(
+        k.isdigit() and isinstance(v, str) for k, v in peers.items()
+    ):
+        raise StoreFormatError(f"{path}: damaged Raft position: peers is not id -> address")
+    return peers
 
 
 def restored_cluster_id(desc: SnapshotDescription, voters: dict[int, Address], token: str) -> bytes:

@@ -5,7 +5,9 @@ Each process runs one Raft node and a tiny HTTP API:
     POST /incr {"by": 5}   -> {"value": 12}      (any node; followers answer 421 with the leader)
     GET  /value            -> {"value": 12}      (linearizable on every node)
 
-Run three of them:
+The HTTP answers are plain functions (``increment``, ``read_value``) that the Tornado handlers
+call, so the tests run them against a whole cluster in memory (``raftnode.testing``) without
+ports. Run three real ones:
 
     python examples/counter/counter_service.py --id 1 --http 127.0.0.1:8201 \\
         --members 1=127.0.0.1:9201,2=127.0.0.1:9202,3=127.0.0.1:9203 \\
@@ -18,7 +20,9 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 from pathlib import Path
+from typing import Any
 
 import tornado.web
 
@@ -42,32 +46,44 @@ class Counter:
         self.value = json.loads(data)["value"] if data else 0
 
 
+Answer = tuple[int, dict[str, Any]]
+"""An HTTP status and its JSON body."""
+
+
+async def increment(node: RaftNode, body: bytes) -> Answer:
+    """``POST /incr``: propose the increment and answer with the counter's new value."""
+    try:
+        by = int(json.loads(body or b"{}").get("by", 1))
+    except (ValueError, TypeError, AttributeError):
+        return 400, {"error": "bad_request", "message": 'send {"by": <integer>}'}
+    try:
+        value = await node.propose(json.dumps({"by": by}).encode(), timeout=5.0)
+    except NotLeader as e:
+        return 421, {"error": "not_leader", "leader": e.leader_id}  # Misdirected: ask the leader
+    except Unavailable as e:
+        return 503, {"error": "unavailable", "message": str(e)}
+    except OutcomeUnknown as e:
+        return 504, {"error": "outcome_unknown", "message": str(e)}
+    return 200, {"value": value}
+
+
+async def read_value(node: RaftNode, counter: Counter) -> Answer:
+    """``GET /value``: a linearizable read, on any node."""
+    try:
+        await node.read_barrier("linearizable", timeout=5.0)
+    except Unavailable as e:
+        return 503, {"error": "unavailable", "message": str(e)}
+    return 200, {"value": counter.value}
+
+
 class IncrementHandler(tornado.web.RequestHandler):
     def initialize(self, node: RaftNode) -> None:
         self.node = node
 
     async def post(self) -> None:
-        try:
-            by = int(json.loads(self.request.body or b"{}").get("by", 1))
-        except (ValueError, TypeError, AttributeError):
-            self.set_status(400)
-            self.finish({"error": "bad_request", "message": 'send {"by": <integer>}'})
-            return
-        try:
-            value = await self.node.propose(json.dumps({"by": by}).encode(), timeout=5.0)
-        except NotLeader as e:
-            self.set_status(421)  # Misdirected Request: ask the leader
-            self.finish({"error": "not_leader", "leader": e.leader_id})
-            return
-        except Unavailable as e:
-            self.set_status(503)
-            self.finish({"error": "unavailable", "message": str(e)})
-            return
-        except OutcomeUnknown as e:
-            self.set_status(504)
-            self.finish({"error": "outcome_unknown", "message": str(e)})
-            return
-        self.finish({"value": value})
+        status, body = await increment(self.node, self.request.body)
+        self.set_status(status)
+        self.finish(body)
 
 
 class ValueHandler(tornado.web.RequestHandler):
@@ -76,13 +92,9 @@ class ValueHandler(tornado.web.RequestHandler):
         self.counter = counter
 
     async def get(self) -> None:
-        try:
-            await self.node.read_barrier("linearizable", timeout=5.0)
-        except Unavailable as e:
-            self.set_status(503)
-            self.finish({"error": "unavailable", "message": str(e)})
-            return
-        self.finish({"value": self.counter.value})
+        status, body = await read_value(self.node, self.counter)
+        self.set_status(status)
+        self.finish(body)
 
 
 def make_app(node: RaftNode, counter: Counter) -> tornado.web.Application:
@@ -120,8 +132,6 @@ async def run(args: argparse.Namespace) -> None:
     make_app(node, counter).listen(http.port, http.host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()

@@ -27,8 +27,10 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "nftables",
     "procps",
     "curl",
-    # The load-balancer pair.
+    # The load-balancer pair: HAProxy or nginx (with the Lua module for its health checks).
     "haproxy",
+    "nginx",
+    "libnginx-mod-http-lua",
     "keepalived",
 )
 

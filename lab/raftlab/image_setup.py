@@ -15,6 +15,7 @@ DISABLED_UNITS = (
     "fstrim.timer",
     # Installed for the roles to configure; the roles enable them.
     "haproxy.service",
+    "nginx.service",
     "keepalived.service",
 )
 

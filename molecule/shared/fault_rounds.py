@@ -15,7 +15,8 @@ Faults, one per round, each undone before the next round:
 - ``leader-kill``: SIGKILL the leader's raftnode process (systemd restarts it);
 - ``leader-isolate``: cut the leader's host off the other lab hosts with nftables (the process
   keeps running), heal once writes resumed;
-- ``lb-kill``: SIGKILL HAProxy on the VIP holder (systemd restarts it in place; the VIP stays).
+- ``lb-kill``: SIGKILL the balancer (``--balancer-unit``: haproxy, or nginx) on the VIP holder
+  (systemd restarts it in place; the VIP stays).
 
 A writer thread sends one write at a time through the VIP, each with its own
 ``Idempotency-Key`` (so HAProxy may retry it after a reset), sends a write that failed again
@@ -136,6 +137,7 @@ class Lab:
     raft: dict[str, str]
     lb: dict[str, str]
     vip: str
+    balancer_unit: str = "haproxy"
 
     def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -178,9 +180,9 @@ def wait_until(what: str, check: Any, timeout: float, interval: float = 0.1) -> 
 
 def healthy(lab: Lab, fault: str) -> bool:
     if fault == "lb-kill":
+        is_active = ["systemctl", "is-active", "--quiet", lab.balancer_unit]
         return len(lab.vip_holders()) == 1 and all(
-            lab.cli("exec", h, "--", "systemctl", "is-active", "--quiet", "haproxy").returncode == 0
-            for h in lab.lb
+            lab.cli("exec", h, "--", *is_active).returncode == 0 for h in lab.lb
         )
     return lab.all_ready() and lab.leader() is not None
 
@@ -190,7 +192,7 @@ def inject(lab: Lab, fault: str) -> dict[str, Any]:
     if fault == "lb-kill":
         holders = lab.vip_holders()
         assert len(holders) == 1, f"VIP held by {holders}"
-        target, unit = holders[0], "haproxy"
+        target, unit = holders[0], lab.balancer_unit
     else:
         leader = lab.leader()
         assert leader, "no leader before the fault"
@@ -366,8 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--round-seconds", type=float, default=2.0, help="at least, per round")
     parser.add_argument("--out", required=True, help="the full JSON report")
+    parser.add_argument(
+        "--balancer-unit", default="haproxy", help="the balancer's systemd unit (lb-kill)"
+    )
     args = parser.parse_args(argv)
-    lab = Lab(args.lab, parse_hosts(args.raft), parse_hosts(args.lb), args.vip)
+    lab = Lab(args.lab, parse_hosts(args.raft), parse_hosts(args.lb), args.vip, args.balancer_unit)
     report = run_rounds(lab, args.fault, min(args.rounds, 50), args.round_seconds)
     Path(args.out).write_text(json.dumps(report, indent=1))
     summary = {k: v for k, v in report.items() if k != "rounds"}

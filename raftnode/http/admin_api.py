@@ -17,7 +17,13 @@ from typing import Any
 
 from raftnode.config import Address
 from raftnode.http.connection import Request, Response, StreamedBody
-from raftnode.http.errors import ApiError, ErrorCode, bad_request, unavailable
+from raftnode.http.errors import (
+    ApiError,
+    ErrorCode,
+    bad_request,
+    method_not_allowed,
+    unavailable,
+)
 from raftnode.http.requests import decode_json_object
 from raftnode.node import NotLeader, OutcomeUnknown, RaftNode, Unavailable
 from raftnode.raft.confchange import check_addresses_unused, check_prev_index
@@ -50,6 +56,7 @@ class AdminApi:
         self.request_timeout = request_timeout
         self.member_clients = member_clients
         """Every member's client API address (for ``raftnode status --cluster``)."""
+        self._exporting = False
 
     def handles(self, path: str) -> bool:
         return path == PREFIX or path.startswith(PREFIX + "/")
@@ -71,6 +78,8 @@ class AdminApi:
         elif parts == ["members"] and method == "POST":
             prev = _prev_index(request)
             run = lambda: self._add(request, deadline, prev)  # noqa: E731
+        elif parts == ["members"]:
+            raise method_not_allowed(method, request.path, "GET, POST")
         elif len(parts) == 3 and parts[0] == "members" and parts[2] == "promote":
             _require(method, "POST", request.path)
             member = _member_id(parts[1])
@@ -105,10 +114,21 @@ class AdminApi:
                 return forwarded
 
     async def _snapshot(self) -> Response:
+        """Stream a snapshot of this node's applied state: one export at a time (each holds a
+        copy of the store), sent within ``_send_seconds`` of its size."""
+        if self._exporting:
+            raise unavailable(
+                "a snapshot export is already running on this node; retry when it is done",
+                retry_after=5,
+            )
+        self._exporting = True
         try:
             data, meta, sha256 = await self.node.export_snapshot()
-        except Unavailable as e:
-            raise unavailable(str(e)) from e
+        except BaseException as e:
+            self._exporting = False
+            if isinstance(e, Unavailable):
+                raise unavailable(str(e)) from e
+            raise
         headers = {
             "Content-Disposition": f'attachment; filename="raftnode-{meta.index}.snapshot"',
             "X-Raftnode-Snapshot-Index": str(meta.index),
@@ -119,8 +139,13 @@ class AdminApi:
             200,
             headers=headers,
             content_type="application/octet-stream",
-            stream=StreamedBody(data, len(data)),
+            stream=StreamedBody(
+                data, len(data), send_seconds=_send_seconds(len(data)), on_done=self._exported
+            ),
         )
+
+    def _exported(self) -> None:
+        self._exporting = False
 
     async def _list(self) -> Response | None:
         node = self.node
@@ -226,7 +251,9 @@ class AdminApi:
         if target is not None and (not isinstance(target, int) or isinstance(target, bool)):
             raise bad_request("to must be a member id (or absent: the most caught-up voter)")
         if target is not None and target not in self.node.conf.voters:
-            raise bad_request(f"node {target} is not a voter")
+            # A well-formed request the configuration refuses: a conflict, like a promotion
+            # of a non-learner, not a malformed request.
+            raise ApiError(409, ErrorCode.CONFLICT, f"node {target} is not a voter")
         if target == self.node.node_id:
             return _json(200, {"ok": True, "leader": self.node.node_id, "term": self.node.term})
         if not await self.node.transfer_leadership(_remaining(deadline), target):
@@ -234,9 +261,19 @@ class AdminApi:
         return _json(200, {"ok": True, "leader": self.node.leader_id, "term": self.node.term})
 
 
+EXPORT_MIN_SECONDS = 60.0
+EXPORT_MIN_BYTES_PER_SECOND = 1 << 20
+
+
+def _send_seconds(size: int) -> float:
+    """How long a snapshot download may take: a minute, plus a second per MiB (a reader slower
+    than 1 MiB/s is cut off, so it cannot pin the snapshot's copy for ever)."""
+    return EXPORT_MIN_SECONDS + size / EXPORT_MIN_BYTES_PER_SECOND
+
+
 def _require(method: str, allowed: str, path: str) -> None:
-    if method != allowed:
-        raise ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+    if method not in allowed.split(", "):
+        raise method_not_allowed(method, path, allowed)
 
 
 def _member_id(text: str) -> int:

@@ -23,12 +23,14 @@ from raftnode.config import Address, Limits
 from raftnode.consistency import Consistency
 from raftnode.http import requests
 from raftnode.http.admin_api import AdminApi
-from raftnode.http.connection import HttpConnection, Request, Response
+from raftnode.http.connection import ConnectionLimits, HttpConnection, Request, Response
+from raftnode.http.connection_gate import ConnectionGate, Refusal
 from raftnode.http.errors import (
     ApiError,
     ErrorCode,
     disk_full,
     idempotency_key_reused,
+    method_not_allowed,
     not_found,
     outcome_unknown,
     quota_exceeded,
@@ -48,11 +50,11 @@ from raftnode.kv.commands import Command, CommandResult, Outcome
 from raftnode.kv.service import DiskFull, KeyValueService
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
+from raftnode.timing import ChangeNotifier
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("raftnode.http.access")
 
-IDLE_CONNECTION_SECONDS = 60.0
 # How often a forwarded request checks that the leader it went to still speaks.
 FORWARD_WATCH_SECONDS = 0.02
 
@@ -90,7 +92,9 @@ def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) 
 
 
 def error_response(err: ApiError) -> Response:
-    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
+    headers = dict(err.headers)
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
     return json_response(err.status, err.body(), headers)
 
 
@@ -114,7 +118,15 @@ class ClientApi:
         )
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
         self._leaders = LeaderConnections()
+        self._answered = ChangeNotifier()
+        """Told whenever a connection has answered all it had (shutdown waits on it)."""
         """Kept-alive connections to the leader for forwarded requests."""
+        self._connection_limits = ConnectionLimits.from_config(
+            self.limits, max_body_bytes=2 * self.limits.max_request_bytes
+        )
+        self.gate = ConnectionGate(
+            self.limits.max_connections, self.limits.max_connections_per_address
+        )
 
     async def serve(self, address: Address) -> asyncio.Server:
         """Listen on ``address``; the returned server stops accepting when closed."""
@@ -126,9 +138,10 @@ class ClientApi:
     async def close_connections(self, timeout: float) -> bool:
         """Let requests in flight finish (bounded by ``timeout``), then close every connection;
         False when some were still busy."""
-        deadline = time.monotonic() + timeout
-        while any(c.busy for c in self._connections) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(c.busy for c in self._connections):
+            if not await self._answered.wait(deadline):
+                break
         idle = not any(c.busy for c in self._connections)
         for connection in list(self._connections):
             connection.close()
@@ -140,13 +153,18 @@ class ClientApi:
         connection = HttpConnection(
             self.handle,
             refusal,
-            max_body_bytes=2 * self.limits.max_request_bytes,
-            idle_timeout=IDLE_CONNECTION_SECONDS,
+            self._connection_limits,
             wall_clock=time.time,
             log_request=_log_request,
+            gate=self.gate,
+            count_refusal=self._count_refusal,
+            on_answered=self._answered.notify,
         )
         self._connections.add(connection)
         return connection
+
+    def _count_refusal(self, reason: Refusal) -> None:
+        self.metrics.http_refusals.labels(listener="client", reason=reason.value).inc()
 
     async def handle(self, request: Request) -> Response:
         deadline = time.monotonic() + self.settings.request_timeout
@@ -187,7 +205,7 @@ class ClientApi:
             if method == "GET":
                 consistency = _consistency_label(request)
                 return "read", consistency, self._list
-            return "other", "", _method_not_allowed(method, path)
+            return "other", "", _method_not_allowed(method, path, "GET, POST")
         if path.startswith("/kv/") and len(path) > 4:
             if method == "GET":
                 return "read", _consistency_label(request), self._get
@@ -195,7 +213,7 @@ class ClientApi:
                 return "write", "put", self._put
             if method == "DELETE":
                 return "write", "delete", self._delete
-            return "other", "", _method_not_allowed(method, path)
+            return "other", "", _method_not_allowed(method, path, "GET, PUT, DELETE")
         return "other", "", _no_route(path)
 
     # -- admin -------------------------------------------------------------------------------
@@ -285,10 +303,18 @@ class ClientApi:
         hops_text = request.headers.get(HOPS_HEADER.lower(), "0")
         hops = int(hops_text) if hops_text.isdigit() else MAX_HOPS
         node = self.service.node
+        maybe_sent = False
+        """An earlier attempt may have reached a leader: giving up is then not "nothing was
+        done" (503) but "the outcome is unknown" (504)."""
         while True:
             remaining = deadline - time.monotonic()
             addr = self.settings.member_clients.get(leader_id)
             if hops >= MAX_HOPS or addr is None or remaining <= 0:
+                if maybe_sent:
+                    raise outcome_unknown(
+                        "the write was forwarded to the leader and no answer came back in "
+                        "time; send it again with the same Idempotency-Key to learn its outcome"
+                    )
                 raise unavailable(
                     f"the leader (node {leader_id}) could not be reached; retry shortly"
                 )
@@ -301,9 +327,10 @@ class ClientApi:
                 and node.peer_connected(leader_id)
                 and node.leader_recently_heard()
             ):
-                answer = await self._forward_once(request, addr, leader_id, hops, remaining)
+                answer, sent = await self._forward_once(request, addr, leader_id, hops, remaining)
                 if answer is not None:
                     return answer
+                maybe_sent = maybe_sent or sent
             await node.changed(deadline)
             if node.is_leader:
                 return None
@@ -311,9 +338,10 @@ class ClientApi:
 
     async def _forward_once(
         self, request: Request, leader: Address, leader_id: int, hops: int, timeout: float
-    ) -> _Answer | None:
-        """One attempt at the leader: its answer, or None when sending again is safe (nothing
-        was sent, or the write carries an idempotency key)."""
+    ) -> tuple[_Answer | None, bool]:
+        """One attempt at the leader: (its answer, True), or (None, whether the request may
+        have reached it) when sending again is safe (nothing was sent, or the write carries
+        an idempotency key)."""
         key = request.headers.get(IDEMPOTENCY_HEADER.lower())
         fetch = asyncio.ensure_future(
             self._leaders.forward(
@@ -331,13 +359,13 @@ class ClientApi:
             resp = await self._while_leader_speaks(fetch, leader_id)
         except ForwardNotSent:
             self.metrics.forwarded.labels(outcome="not_sent").inc()
-            return None  # the leader is probably gone: wait for the cluster to name another
+            return None, False  # the leader is probably gone: wait for the cluster to name another
         except ForwardUnknown as e:
             self.metrics.forwarded.labels(outcome="unknown").inc()
             if key:
                 # The leader keeps the key's first outcome: sending it again (to whoever leads
                 # next) cannot apply it twice, and answers what happened.
-                return None
+                return None, True
             raise outcome_unknown(
                 f"the write was forwarded to node {leader_id} but no answer came back ({e}); "
                 "read the key to learn whether it was written"
@@ -346,7 +374,7 @@ class ClientApi:
         headers = {k: v for k, v in resp.headers.items() if k != "Content-Type"}
         headers["X-Raftnode-Forwarded-To"] = str(leader_id)
         content_type = resp.headers.get("Content-Type", "application/json")
-        return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded")
+        return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded"), True
 
     async def _while_leader_speaks(
         self, fetch: asyncio.Future[ForwardedResponse], leader_id: int
@@ -416,9 +444,9 @@ def _consistency_label(request: Request) -> str:
     return value if value in set(Consistency) else "invalid"
 
 
-def _method_not_allowed(method: str, path: str) -> _Run:
+def _method_not_allowed(method: str, path: str, allowed: str) -> _Run:
     async def refuse(request: Request, deadline: float) -> _Answer:
-        raise ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+        raise method_not_allowed(method, path, allowed)
 
     return refuse
 

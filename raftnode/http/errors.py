@@ -31,6 +31,11 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     DISK_FULL = "disk_full"
+    # Refused by the connection layer (raftnode.http.connection), before any handler runs.
+    HEADERS_TOO_LARGE = "headers_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    NOT_IMPLEMENTED = "not_implemented"
 
 
 class ApiError(Exception):
@@ -44,6 +49,7 @@ class ApiError(Exception):
         *,
         retry_after: int | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -51,6 +57,8 @@ class ApiError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.extra = extra or {}
+        self.headers = headers or {}
+        """Response headers the answer needs (``Allow`` on a 405)."""
 
     def __str__(self) -> str:
         return self.message
@@ -61,6 +69,16 @@ class ApiError(Exception):
 
 def bad_request(message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> ApiError:
     return ApiError(400, code, message)
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> ApiError:
+    """405 for a method the path does not serve; ``Allow`` lists those it does (RFC 9110)."""
+    return ApiError(
+        405,
+        ErrorCode.METHOD_NOT_ALLOWED,
+        f"{method} is not allowed on {path}; allowed: {allowed}",
+        headers={"Allow": allowed},
+    )
 
 
 def too_large(message: str) -> ApiError:

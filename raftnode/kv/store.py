@@ -5,7 +5,7 @@ same transaction, so a restart is open-and-go. ``applied_index`` is read from th
 runtime replays only the log after it. Memory is bounded by SQLite's page cache
 (``cache_bytes``), not by the data.
 
-Semantics (unchanged from the former in-memory store, ``raftnode.kv.memory_store``): a global
+Semantics (those of the former in-memory store, ``bench/memory_store.py``): a global
 ``revision`` bumped by every successful mutation; per key the revisions at which it was created
 and last modified; put, delete, compare-and-set (``cas`` with ``prev_value``, ``None`` = must be
 absent); prefix listing in key order with ``limit`` and ``start_after``; an undecodable command is
@@ -65,14 +65,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
 import sqlite3
-import tempfile
 import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -221,6 +218,8 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> tuple[int, int, int, int
         raise StoreFormatError(f"{path}: damaged raftnode key-value store: {e}") from e
     if row is None:
         raise StoreFormatError(f"{path}: damaged raftnode key-value store: no meta row")
+    if not all(isinstance(v, int) and v >= 0 for v in row):
+        raise StoreFormatError(f"{path}: damaged raftnode key-value store: meta row {row!r}")
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
@@ -326,7 +325,8 @@ def _inspect(path: Path, *, verify: bool, fsync: bool) -> SnapshotInfo:
                         f"{path}: damaged raftnode key-value store: meta says {count} keys / "
                         f"{nbytes} bytes, the data holds {real_count} / {real_bytes}"
                     )
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            # A damaged page can turn a text column into bytes that are not UTF-8.
             raise StoreFormatError(f"{path}: damaged raftnode key-value store: {e}") from e
     finally:
         conn.close()
@@ -350,20 +350,17 @@ def _prefix_upper_bound(prefix: bytes) -> bytes | None:
 class KeyValueStore:
     """The replicated key-value state machine, kept in an SQLite file.
 
-    ``KeyValueStore.open(path)`` is the long-term constructor. ``KeyValueStore()`` with no path
-    makes a throwaway store in a temporary directory (removed on ``close()``): tests, embedding,
-    and the interim wiring through the old ``StateMachine`` protocol (``snapshot``/``restore``).
+    ``KeyValueStore.open(path)`` opens (or creates) the store in the file at ``path``.
 
     Threading: one thread at a time drives the writer (``apply``, ``commit``, ``abort``, reads,
-    ``snapshot_bytes``/``restore_bytes``, ``close``): the event-loop thread. ``sync``,
-    ``durable_index``, ``snapshot_to`` and ``stage_restore`` are safe from worker threads while the
-    loop keeps applying (each uses its own connection). ``restore_from`` replaces the files: see
-    its docstring.
+    ``close``): the event-loop thread. ``sync``, ``durable_index``, ``snapshot_to`` and
+    ``stage_restore`` are safe from worker threads while the loop keeps applying (each uses its
+    own connection). ``restore_from`` replaces the files: see its docstring.
     """
 
     def __init__(
         self,
-        path: Path | None = None,
+        path: Path,
         *,
         max_store_bytes: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -377,11 +374,6 @@ class KeyValueStore:
             raise ValueError("cache_bytes must be at least 1024")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
-        self._tempdir: str | None = None
-        if path is None:
-            self._tempdir = tempfile.mkdtemp(prefix="raftnode-kv-")
-            weakref.finalize(self, shutil.rmtree, self._tempdir, True)
-            path = Path(self._tempdir) / "kv.sqlite"
         self.path = Path(path)
         self.max_store_bytes = max_store_bytes
         self.max_snapshot_bytes = max_snapshot_bytes
@@ -490,8 +482,6 @@ class KeyValueStore:
                 self._sync_conn.close()
                 self._sync_conn = None
         self._conn.close()
-        if self._tempdir is not None:
-            shutil.rmtree(self._tempdir, ignore_errors=True)
 
     def __enter__(self) -> KeyValueStore:
         return self
@@ -904,68 +894,3 @@ class KeyValueStore:
             self._conn = self._open_writer()
             self._load_meta()
             self._sync_locked()
-
-    # -- interim: the core's in-memory Snapshot.data (StateMachine protocol) ---------------
-
-    def snapshot_bytes(self) -> bytes:
-        """The last committed state as snapshot-file bytes (interim; O(data) in memory).
-
-        Long-term API: ``snapshot_to`` / ``restore_from`` with files, off the loop.
-        """
-        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".snap-") as d:
-            dest = Path(d) / "snapshot.sqlite"
-            self.snapshot_to(dest)
-            return dest.read_bytes()
-
-    def restore_bytes(self, data: bytes) -> None:
-        """Replace the state with ``snapshot_bytes()`` output (interim).
-
-        ``b""`` means empty; a JSON document from the former in-memory store (format 1) is
-        converted, so snapshots taken before issue 8 still install.
-        """
-        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".restore-") as d:
-            src = Path(d) / "snapshot.sqlite"
-            if not data or data[:1] == b"{":
-                _write_snapshot_from_items(src, data)
-            else:
-                src.write_bytes(data)
-            self.stage_restore(src)
-        self.finish_restore()
-
-    def snapshot(self) -> bytes:
-        """``StateMachine`` protocol of the current runtime: commit, then ``snapshot_bytes``."""
-        self.commit()
-        return self.snapshot_bytes()
-
-    def restore(self, data: bytes) -> None:
-        """``StateMachine`` protocol of the current runtime: ``restore_bytes``."""
-        self.restore_bytes(data)
-
-
-def _write_snapshot_from_items(dest: Path, data: bytes) -> None:
-    """A snapshot file from nothing (``b""``) or from the former store's JSON snapshot."""
-    items: list[tuple[bytes, bytes, int, int]] = []
-    revision = 0
-    if data:
-        obj = json.loads(data)
-        if obj.get("format") != 1:
-            raise StoreFormatError(f"unknown JSON snapshot format {obj.get('format')!r}")
-        revision = int(obj["revision"])
-        items = [
-            (k.encode(_ENC, _ERRORS), v.encode(_ENC, _ERRORS), int(c), int(m))
-            for k, v, c, m in obj["items"]
-        ]
-    conn = sqlite3.connect(dest, isolation_level=None)
-    try:
-        _init_schema(conn)
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)", items
-        )
-        conn.execute(
-            "UPDATE meta SET revision = ?, key_count = ?, logical_bytes = ? WHERE id = 0",
-            (revision, len(items), sum(len(k) + len(v) for k, v, _, _ in items)),
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()

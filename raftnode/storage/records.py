@@ -96,6 +96,8 @@ def decode_entries(payload: memoryview) -> list[Entry] | LogReset:
         if kind == KIND_RESET:
             if pos != 0 or end != size:
                 raise RecordError(f"reset record not alone in its frame at payload offset {pos}")
+            if etype != 0 or data_len != 0:
+                raise RecordError(f"reset record with entry type {etype} and {data_len} data bytes")
             return LogReset(index, term)
         if kind != KIND_ENTRY:
             raise RecordError(f"unknown record kind {kind} at payload offset {pos}")

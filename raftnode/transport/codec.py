@@ -3,7 +3,9 @@
 A frame on the wire is ``u32 length`` (big-endian) followed by ``length`` bytes of payload; one
 payload is one encoded ``Message``. The decoder validates every length against the bytes
 actually present, so a corrupt or hostile frame raises ``CodecError`` instead of allocating or
-reading past the end.
+reading past the end. It accepts only what ``encode_message`` writes (no unknown flag bits, the
+snapshot configuration's ids sorted, unique and never both voter and learner): whatever decodes
+encodes back to the same bytes, so garbage cannot pass for a message.
 
 Message layout::
 
@@ -17,6 +19,7 @@ Message layout::
 from __future__ import annotations
 
 import struct
+from itertools import pairwise
 
 from raftnode.raft.types import (
     ConfState,
@@ -40,6 +43,7 @@ _LEASE = 4
 _DONE = 8
 _HAS_META = 16
 _LEADER_LOST = 32
+_KNOWN_FLAGS = _REJECT | _FORCE | _LEASE | _DONE | _HAS_META | _LEADER_LOST
 
 DEFAULT_MAX_FRAME_BYTES = 64 << 20
 """Largest frame accepted: a full append batch or a snapshot chunk plus headroom."""
@@ -112,6 +116,8 @@ def decode_message(buf: bytes | memoryview) -> Message:
         msg_type = MessageType(mtype)
     except ValueError as e:
         raise CodecError(f"unknown message type {mtype}") from e
+    if flags & ~_KNOWN_FLAGS:
+        raise CodecError(f"unknown flag bits {flags & ~_KNOWN_FLAGS:#x}")
     pos = _HEADER.size
     meta: SnapshotMeta | None = None
     if flags & _HAS_META:
@@ -153,7 +159,13 @@ def _decode_snapshot_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int
         raise CodecError("truncated snapshot conf")
     ids = [_ID.unpack_from(view, pos + i * _ID.size)[0] for i in range(n_ids)]
     pos += n_ids * _ID.size
-    conf = ConfState(frozenset(ids[:n_voters]), frozenset(ids[n_voters:]))
+    voters, learners = ids[:n_voters], ids[n_voters:]
+    for name, group in (("voter", voters), ("learner", learners)):
+        if any(a >= b for a, b in pairwise(group)):
+            raise CodecError(f"snapshot conf {name} ids are not sorted and unique")
+    if set(voters) & set(learners):
+        raise CodecError("snapshot conf lists an id as both voter and learner")
+    conf = ConfState(frozenset(voters), frozenset(learners))
     return SnapshotMeta(index=m_index, term=m_term, conf=conf), pos
 
 

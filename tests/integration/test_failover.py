@@ -234,3 +234,36 @@ def test_follower_far_behind_catches_up_from_a_snapshot(cluster: Cluster) -> Non
     r = http("GET", c.url(lagging, "/kv?prefix=snap-&limit=10000&consistency=stale"))
     items = {it["key"]: it["value"] for it in r.json()["items"]}
     assert items == acked
+
+
+def test_a_forwarded_write_that_may_have_reached_the_leader_is_never_answered_503(
+    cluster: Cluster,
+) -> None:
+    """Found by `make chaos`: a keyed write forwarded to a leader that then went silent, with no
+    new leader to take it (no quorum), was answered 503 ("nothing was done") when the deadline
+    passed, and applied once the leader resumed. A write that may have reached a leader must
+    end in 504 (outcome unknown); a 503 must mean it never applies."""
+    c = cluster
+    leader = c.leader()
+    entry, other = (i for i in (1, 2, 3) if i != leader)
+    c.kill(other)  # no quorum without the leader: nobody else can take the write
+    answers: list[tuple[str, int]] = []
+    try:
+        for attempt in range(3):
+            key = f"maybe-sent-{attempt}"
+            c.signal(leader, signal.SIGSTOP)
+            try:  # sent within a heartbeat of the pause: the entry node still forwards it
+                r = c.put(entry, key, "v", timeout=15.0, idempotency_key=f"maybe-{attempt}")
+            finally:
+                c.signal(leader, signal.SIGCONT)
+            answers.append((key, r.status))
+            assert r.status in (200, 503, 504), r
+            time.sleep(0.5)
+    finally:
+        c.start(other)
+    c.leader(timeout=20)
+    time.sleep(1.0)  # anything the resumed leader received is applied by now
+    for key, status in answers:
+        if status == 503:
+            applied = c.get(entry, key)
+            assert applied.status == 404, f"{key} answered 503 but was applied: {applied}"

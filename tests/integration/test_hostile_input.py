@@ -172,3 +172,30 @@ def test_start_after_pages_through_every_key(shared_cluster: Cluster) -> None:
     assert seen == keys
     r = raw(c, leader, "GET", "/kv?prefix=page/&start_after=%ff")
     assert r.status == 400 and r.json()["error"] == "bad_key", r
+
+
+def test_one_snapshot_export_at_a_time(shared_cluster: Cluster) -> None:
+    import socket
+    import time
+
+    c = shared_cluster
+    node = c.leader()
+    for i in range(300):  # a snapshot larger than the socket buffers
+        assert c.put(node, f"export/{i}", "x" * 4000).status == 200
+    port = int(c.node(node).client_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(b"GET /admin/v1/snapshot HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert slow.recv(64).startswith(b"HTTP/1.1 200")  # streaming, and not read further
+
+        def second() -> Response:
+            return http("GET", c.url(node, "/admin/v1/snapshot"), timeout=10)
+
+        busy = c.wait_for("the second export refused", lambda: (r := second()).status == 503 and r)
+        assert busy.json()["error"] == "unavailable" and busy.headers.get("Retry-After") == "5"
+        assert "already running" in busy.json()["message"]
+    deadline = time.monotonic() + 15
+    while (r := second()).status != 200:  # the slow reader left: exports work again
+        assert time.monotonic() < deadline, r
+        time.sleep(0.1)
+    assert len(r.body) > 300 * 4000

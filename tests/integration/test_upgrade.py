@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict
 from io import BytesIO
 from pathlib import Path
 
@@ -50,8 +51,8 @@ def previous_release() -> Iterator[Path]:
         yield Path(tmp)
 
 
-NEW_LIMITS = ("min_free_disk_bytes", "max_list_bytes", "max_snapshot_bytes")
-"""Settings this release added: the previous one refuses a config that names them."""
+PREVIOUS_LIMITS = {"max_key_bytes", "max_value_bytes", "max_request_bytes", "max_store_bytes"}
+"""The ``limits:`` the previous release knows: it refuses a config that names any other."""
 
 
 def configure_for(c: Cluster, node: int, *, previous: bool) -> None:
@@ -60,10 +61,10 @@ def configure_for(c: Cluster, node: int, *, previous: bool) -> None:
     path = c.node(node).config
     config = yaml.safe_load(path.read_text())
     limits = config.setdefault("limits", {})
-    for key in NEW_LIMITS:
-        if previous:
+    for key in asdict(Limits()):
+        if previous and key not in PREVIOUS_LIMITS:
             limits.pop(key, None)
-        else:
+        elif not previous:
             limits.setdefault(key, getattr(Limits(), key))
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 

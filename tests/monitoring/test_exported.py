@@ -1,4 +1,4 @@
-"""Every metric the alert rules and the dashboard use is exported by a live node or HAProxy.
+"""Every metric the alert rules and the dashboard use is exported by a live node, HAProxy or nginx.
 
 A real three-node cluster on loopback (free ports) and, when haproxy is installed, a local
 HAProxy with files/haproxy-local.cfg on free loopback ports (bench/peers/haproxy.py rewrites
@@ -23,6 +23,9 @@ from tests.integration.cluster import Cluster, http, running
 from tests.monitoring.promql import REPO, SCRAPE_SERIES, exported_names, used_metrics
 
 LOCAL_CFG = REPO / "files" / "haproxy-local.cfg"
+NGINX_LUA = REPO / "roles" / "nginx" / "files" / "raftnode_balancer.lua"
+# Metrics the balancers export, not the nodes: HAProxy's exporter and roles/nginx's checker.
+BALANCER_PREFIXES = ("haproxy_", "raftnode_balancer_")
 
 
 def render_config(ports: dict[int, tuple[int, int]], bind: int, stats: int) -> str:
@@ -115,9 +118,24 @@ def test_every_node_metric_the_rules_and_dashboard_use_is_exported(cluster: Clus
     missing = {
         name: sorted(where)
         for name, where in used.items()
-        if not name.startswith("haproxy_") and name not in SCRAPE_SERIES and name not in exported
+        if not name.startswith(BALANCER_PREFIXES)
+        and name not in SCRAPE_SERIES
+        and name not in exported
     }
     assert not missing, f"used by the rules or dashboard but not exported by a node: {missing}"
+
+
+def test_every_nginx_metric_the_rules_use_is_rendered_by_the_lua_checker() -> None:
+    """roles/nginx renders its /metrics in Lua (raftnode_balancer.metrics): each name the
+    rules use appears there as a metric name (a live nginx runs in molecule/nginx-failover)."""
+    source = NGINX_LUA.read_text()
+    missing = {
+        name: sorted(where)
+        for name, where in used_metrics().items()
+        if name.startswith("raftnode_balancer_")
+        and not re.search(rf"[\"(]{re.escape(name)}[ {{\"]", source)
+    }
+    assert not missing, f"used by the rules but not rendered by {NGINX_LUA.name}: {missing}"
 
 
 def test_every_haproxy_metric_the_rules_and_dashboard_use_is_exported(

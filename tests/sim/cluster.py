@@ -2,7 +2,8 @@
 
 Each simulated member is a real ``RaftNode`` (``raftnode/node.py``: its ready loop, fsync
 ordering, apply path, proposal and read bookkeeping) on in-memory stand-ins for its disk,
-network and state machine (``tests/sim/stand_ins.py``), all on one ``VirtualTimeLoop``: time
+network and state machine (``raftnode.testing``'s, watched and made faulty by
+``tests/sim/stand_ins.py`` and ``Network`` below), all on one ``VirtualTimeLoop``: time
 jumps from one timer to the next, so a seed replays exactly and a run takes no wall-clock
 waiting. Everything random comes from one ``random.Random(seed)``.
 
@@ -48,15 +49,12 @@ from raftnode.raft import (
     RaftCore,
     Role,
 )
+from raftnode.testing.memory_log import MemoryDisk
+from raftnode.testing.memory_network import MemoryNetwork
+from raftnode.testing.virtual_time import VirtualTimeLoop
+from raftnode.transport.carrier import Deliver
 from tests.sim.checker import SafetyChecker, SafetyViolation
-from tests.sim.stand_ins import (
-    SimCarrier,
-    SimDisk,
-    SimKeyValueStore,
-    SimLogStore,
-    SimStateMachine,
-)
-from tests.sim.virtual_loop import VirtualTimeLoop
+from tests.sim.stand_ins import SimKeyValueStore, SimLogStore, SimStateMachine
 
 T = TypeVar("T")
 
@@ -71,7 +69,7 @@ KEYED_WRITE_ATTEMPTS = 6
 class SimNode:
     """One member: its disk survives crashes; the runtime and state machine do not."""
 
-    def __init__(self, sim: Simulation, node_id: int, disk: SimDisk):
+    def __init__(self, sim: Simulation, node_id: int, disk: MemoryDisk):
         self.sim = sim
         self.id = node_id
         self.disk = disk
@@ -111,7 +109,7 @@ class SimNode:
             rng=random.Random(sim.rng.random()),
             on_fatal=lambda exc: sim.fail(f"node {self.id} failed: {exc!r}", exc),
             log_store=SimLogStore(sim, self.id, self.disk),
-            carrier=SimCarrier(sim, self.id),
+            carrier=sim.network.carrier(self.id),
             clock=lambda: loop.time() * rate,
             raft_config=sim.raft_config(self.id),
             run_blocking=sim.run_blocking,
@@ -160,62 +158,27 @@ class SimNode:
         self.checked_commit = core.commit_index
 
 
-class Network:
-    """Messages in flight, each delivered after its own random delay; faults applied on send."""
+class Network(MemoryNetwork):
+    """``MemoryNetwork`` with the simulation's faults: each message dropped, duplicated and
+    delayed at random (so reordered), links that flap, and every delivery traced and checked."""
 
     def __init__(self, sim: Simulation):
+        super().__init__(sim.loop)
         self.sim = sim
-        self.receivers: dict[int, Callable[[Message], None]] = {}
         self.drop_rate = 0.0
         self.dup_rate = 0.0
         self.max_delay = 0.3
-        self.cut: set[frozenset[int]] = set()
         self.flapping: set[frozenset[int]] = set()
         self.flaps = 0
-        self.reachability: dict[int, Callable[[int, bool], None]] = {}
-        self.last_delivery: dict[tuple[int, int], float] = {}
 
-    def attach(
-        self,
-        node_id: int,
-        deliver: Callable[[Message], None],
-        reachability: Callable[[int, bool], None] | None = None,
-    ) -> None:
-        self.receivers[node_id] = deliver
-        if reachability is not None:
-            self.reachability[node_id] = reachability
-        for other in list(self.receivers):
-            if other != node_id:
-                # The others' reconnects to the restarted node succeed.
-                self.report(other, node_id, True, TICK * (0.5 + self.sim.rng.random()))
+    def _reconnect_delay(self) -> float:
+        return TICK * (0.5 + self.sim.rng.random())
 
-    def detach(self, node_id: int) -> None:
-        self.receivers.pop(node_id, None)
-        self.reachability.pop(node_id, None)
-        for other in list(self.receivers):
-            if other != node_id and not self.blocked(node_id, other):
-                # Its streams are reset and reconnects refused: after whatever it sent last.
-                after = max(0.0, self.last_delivery.get((node_id, other), 0.0) - self.now())
-                self.report(other, node_id, False, after + TICK * (0.02 + self.sim.rng.random()))
+    def _loss_delay(self) -> float:
+        return TICK * (0.02 + self.sim.rng.random())
 
-    def now(self) -> float:
-        return self.sim.loop.time()
-
-    def report(self, to: int, peer: int, reachable: bool, delay: float) -> None:
-        """Tell node ``to`` (the runtime attached now) that ``peer`` was lost or is back."""
-        callback = self.reachability.get(to)
-        if callback is None:
-            return
-
-        def fire() -> None:
-            if self.reachability.get(to) is not callback:
-                return  # ``to`` crashed (or restarted) in between
-            if self.blocked(to, peer) or reachable != (peer in self.receivers):
-                return  # overtaken by events: the peer came back, died again, or was cut off
-            self.sim.trace(to, f"told n{peer} is {'reachable' if reachable else 'lost'}")
-            callback(peer, reachable)
-
-        self.sim.loop.call_later(delay, fire)
+    def _reporting(self, to: int, peer: int, reachable: bool) -> None:
+        self.sim.trace(to, f"told n{peer} is {'reachable' if reachable else 'lost'}")
 
     def flap(self, a: int, b: int, ticks: int) -> None:
         """Reset the link between live nodes ``a`` and ``b``: nothing passes for ``ticks`` and
@@ -240,27 +203,18 @@ class Network:
         self.sim.loop.call_later(ticks * TICK, restore)
 
     def blocked(self, a: int, b: int) -> bool:
-        pair = frozenset((a, b))
-        return pair in self.cut or pair in self.flapping
+        return super().blocked(a, b) or frozenset((a, b)) in self.flapping
 
-    def reachable(self, a: int, b: int) -> bool:
-        return b in self.receivers and not self.blocked(a, b)
+    def _dropped(self, m: Message) -> bool:
+        return self.sim.rng.random() < self.drop_rate
 
-    def send(self, m: Message) -> None:
-        rng = self.sim.rng
-        if self.blocked(m.frm, m.to) or rng.random() < self.drop_rate:
-            return
-        copies = 2 if rng.random() < self.dup_rate else 1
-        for _ in range(copies):
-            delay = TICK * (0.01 + rng.random() * self.max_delay)
-            key = (m.frm, m.to)
-            self.last_delivery[key] = max(self.last_delivery.get(key, 0.0), self.now() + delay)
-            self.sim.loop.call_later(delay, self._deliver, m)
+    def _copies(self, m: Message) -> int:
+        return 2 if self.sim.rng.random() < self.dup_rate else 1
 
-    def _deliver(self, m: Message) -> None:
-        receiver = self.receivers.get(m.to)
-        if receiver is None or self.blocked(m.frm, m.to):
-            return
+    def _delay(self, m: Message) -> float:
+        return TICK * (0.01 + self.sim.rng.random() * self.max_delay)
+
+    def _hand_over(self, m: Message, receiver: Deliver) -> None:
         sim = self.sim
         sim.steps += 1
         if m.leader_lost and m.type is MessageType.PRE_VOTE:
@@ -270,7 +224,7 @@ class Network:
         sim.nodes[m.to].check()
 
     def heal(self) -> None:
-        self.cut.clear()
+        super().heal()
         self.flapping.clear()
 
 
@@ -355,11 +309,11 @@ class Simulation:
         bootstrap = RaftCore.bootstrap_entries(ids)
         self.nodes: dict[int, SimNode] = {}
         for node_id in ids:
-            disk = SimDisk(HardState(term=1, commit=1), None, list(bootstrap))
+            disk = MemoryDisk(HardState(term=1, commit=1), None, list(bootstrap))
             for entry in bootstrap:
                 self.checker.on_persist(node_id, entry, 0)
             self.nodes[node_id] = SimNode(self, node_id, disk)
-        self.nodes[self.spare] = SimNode(self, self.spare, SimDisk())
+        self.nodes[self.spare] = SimNode(self, self.spare, MemoryDisk())
         self.metrics = {node_id: NodeMetrics() for node_id in self.nodes}
         for node in self.nodes.values():
             node.clock_rate = 1.0 + (rng.random() - 0.5) * 0.06

@@ -1,143 +1,41 @@
-"""In-memory stand-ins for what a ``RaftNode`` touches outside itself: disk, network, and the
+"""The simulation's watchers around what a ``RaftNode`` touches outside itself: disk writes
+(``raftnode.testing``'s in-memory log store, with random latency and crashes mid-write) and the
 application's state machine. Each one reports to the ``SafetyChecker`` what it sees."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raftnode.config import Address
 from raftnode.kv.commands import Command, CommandResult
 from raftnode.kv.store import KeyValueStore, SnapshotInfo
-from raftnode.raft import Entry, HardState, Message, Snapshot
-from raftnode.storage.log_store import PersistedState
-from raftnode.transport.carrier import Deliver, PeerReachability
+from raftnode.raft import Entry
+from raftnode.testing.memory_log import MemoryDisk, MemoryLogStore
 
 if TYPE_CHECKING:
     from tests.sim.cluster import SimNode, Simulation
 
 
-@dataclass
-class SimDisk:
-    """What survives a crash: exactly what the node's log store made durable."""
+class SimLogStore(MemoryLogStore):
+    """A ``MemoryLogStore`` whose writes take a random simulated time, reported to the checker;
+    the node may crash while a write is in flight (nothing written) or right after it (written,
+    nothing sent)."""
 
-    hard_state: HardState = field(default_factory=HardState)
-    snapshot: Snapshot | None = None
-    entries: list[Entry] = field(default_factory=list)
-
-    def last_term_before(self, index: int) -> int:
-        if self.entries and self.entries[0].index <= index - 1:
-            return self.entries[index - 1 - self.entries[0].index].term
-        if self.snapshot is not None and self.snapshot.meta.index == index - 1:
-            return self.snapshot.meta.term
-        return 0
-
-    def append(self, entries: Sequence[Entry]) -> None:
-        first = entries[0].index
-        if self.entries:
-            pos = first - self.entries[0].index
-            if pos < 0:
-                raise AssertionError(f"append at {first} before the disk's first entry")
-            if pos > len(self.entries):
-                raise AssertionError(f"gap on disk: {first} after {self.entries[-1].index}")
-            del self.entries[pos:]
-        self.entries.extend(entries)
-
-    def install(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        self.entries = []
-
-    def compact(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        keep_from = snapshot.meta.index + 1
-        if self.entries and self.entries[0].index < keep_from:
-            del self.entries[: keep_from - self.entries[0].index]
-
-
-class SimLogStore:
-    """A ``LogStore`` on a ``SimDisk``: each write takes a simulated time, and the node may
-    crash while it is in flight (nothing written) or right after it (written, nothing sent)."""
-
-    def __init__(self, sim: Simulation, node_id: int, disk: SimDisk) -> None:
+    def __init__(self, sim: Simulation, node_id: int, disk: MemoryDisk) -> None:
+        super().__init__(disk, latency=sim.disk_latency)
         self.sim = sim
         self.node_id = node_id
-        self.disk = disk
 
-    @property
-    def healthy(self) -> bool:
-        return True
-
-    async def load(self) -> PersistedState:
-        d = self.disk
-        return PersistedState(d.hard_state, d.snapshot, list(d.entries))
-
-    async def _write_delay(self) -> None:
-        await asyncio.sleep(self.sim.disk_latency())
+    async def _before_write(self) -> None:
+        await super()._before_write()
         self.sim.maybe_crash_mid_write(self.node_id, "before its write became durable")
 
-    async def persist(self, entries: Sequence[Entry], hard_state: HardState | None) -> float:
-        await self._write_delay()
-        if entries:
-            prev_term = self.disk.last_term_before(entries[0].index)
-            for entry in entries:
-                self.sim.checker.on_persist(self.node_id, entry, prev_term)
-                prev_term = entry.term
-            self.disk.append(entries)
-        if hard_state is not None:
-            self.disk.hard_state = hard_state
+    def _persisting(self, entry: Entry, prev_term: int) -> None:
+        self.sim.checker.on_persist(self.node_id, entry, prev_term)
+
+    def _after_persist(self) -> None:
         self.sim.maybe_crash_mid_write(self.node_id, "after persisting, before sending")
-        return 0.0
-
-    async def install_snapshot(self, snapshot: Snapshot) -> None:
-        await self._write_delay()
-        self.disk.install(snapshot)
-
-    async def save_snapshot(self, snapshot: Snapshot) -> None:
-        await self._write_delay()
-        self.disk.compact(snapshot)
-
-    async def save_cluster_id(self, cluster_id: bytes) -> None:
-        return None  # the simulated network carries no handshakes
-
-    async def close(self) -> None:
-        return None
-
-
-class SimCarrier:
-    """A ``MessageCarrier`` on the simulated network."""
-
-    def __init__(self, sim: Simulation, node_id: int) -> None:
-        self.sim = sim
-        self.node_id = node_id
-        self.closed = False
-
-    async def start(self, deliver: Deliver, reachability: PeerReachability | None = None) -> None:
-        self.sim.network.attach(self.node_id, deliver, reachability)
-
-    def send(self, messages: Iterable[Message]) -> None:
-        if self.closed:
-            return
-        for m in messages:
-            self.sim.network.send(m)
-
-    def add_peer(self, peer_id: int, address: Address) -> None:
-        return None  # every simulated node is reachable by id
-
-    def remove_peer(self, peer_id: int) -> None:
-        return None
-
-    def connected(self, peer_id: int) -> bool:
-        return self.sim.network.reachable(self.node_id, peer_id)
-
-    def set_cluster_id(self, cluster_id: bytes, learned: Callable[[bytes], None]) -> None:
-        return None  # one simulated cluster: nothing to tell apart
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 class SimStateMachine:

@@ -120,3 +120,13 @@ def test_haproxy_sends_writes_to_the_leader_only(lab) -> None:
     leader_name = next(name for name, a in lab.raft.items() if a == leader_address)
     for lb in lab.lb:
         assert lab_probe.write_servers(lab.stats_url(lb)) == [leader_name], lb
+
+
+def test_the_admin_api_is_closed_on_the_vip(lab) -> None:
+    status, _, body = lab_probe.request(f"{lab.vip_url}/admin/v1/members")
+    assert status == 403 and b'"forbidden"' in body, (status, body)
+    status, _, _ = lab_probe.request(f"{lab.vip_url}/admin/v1/leader/transfer", method="POST")
+    assert status == 403
+    address = next(iter(lab.raft.values()))  # a node's own client port still serves it
+    status, _, body = lab_probe.request(f"http://{address}:8081/admin/v1/members")
+    assert status == 200 and b'"members"' in body

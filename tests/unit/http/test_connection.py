@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 
-from raftnode.http.connection import HttpConnection, Request, Response
+from raftnode.defaults import Limits
+from raftnode.http.connection import ConnectionLimits, HttpConnection, Request, Response
 
 
 def _refuse(status: int, code: str, message: str) -> Response:
@@ -21,12 +23,16 @@ async def _echo(request: Request) -> Response:
     return Response(200, json.dumps(body).encode(), {"X-Test": "1"})
 
 
+def _limits(max_body: int = 1000, idle: float = 5.0) -> ConnectionLimits:
+    return dataclasses.replace(
+        ConnectionLimits.from_config(Limits(), max_body_bytes=max_body), idle_timeout=idle
+    )
+
+
 async def _exchange(raw: bytes, *, max_body: int = 1000, idle: float = 5.0) -> bytes:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: HttpConnection(
-            _echo, _refuse, max_body_bytes=max_body, idle_timeout=idle, wall_clock=time.time
-        ),
+        lambda: HttpConnection(_echo, _refuse, _limits(max_body, idle), wall_clock=time.time),
         "127.0.0.1",
         0,
     )
@@ -93,9 +99,7 @@ def test_idle_connection_is_closed() -> None:
     async def idle_client() -> bytes:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: HttpConnection(
-                _echo, _refuse, max_body_bytes=10, idle_timeout=0.1, wall_clock=time.time
-            ),
+            lambda: HttpConnection(_echo, _refuse, _limits(10, 0.1), wall_clock=time.time),
             "127.0.0.1",
             0,
         )

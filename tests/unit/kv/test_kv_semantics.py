@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import random
 
+from bench.memory_store import MemoryKeyValueStore
 from raftnode.kv.commands import Command
-from raftnode.kv.memory_store import MemoryKeyValueStore
 from raftnode.kv.store import KeyValueStore
 from tests.unit.kv.conftest import Applier
 
@@ -142,12 +142,3 @@ def test_same_results_as_the_former_memory_store(store: KeyValueStore) -> None:
             assert store.list(p, None, after) == old.list(p, None, after)
     assert store.list("") == old.list("")
     assert store.revision == old.revision and len(store) == len(old)
-
-
-def test_throwaway_store_without_a_path() -> None:
-    s = KeyValueStore()
-    tmp = s.path.parent
-    assert Applier(s).put("a", "1").ok
-    assert s.get("a") is not None
-    s.close()
-    assert not tmp.exists()

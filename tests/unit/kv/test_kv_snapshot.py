@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.memory_store import MemoryKeyValueStore
 from raftnode.kv.commands import Command
-from raftnode.kv.memory_store import MemoryKeyValueStore
 from raftnode.kv.store import KeyValueStore, StoreFormatError, inspect_snapshot
 from tests.unit.kv.conftest import Applier
 
@@ -144,27 +144,3 @@ def test_restore_of_a_damaged_snapshot_is_refused(store: KeyValueStore, tmp_path
         with pytest.raises(StoreFormatError, match=r"damaged\.db"):
             b.restore_from(tmp_path / "damaged.db")
         assert len(b) == 0
-
-
-def test_bytes_compatibility_path(store: KeyValueStore) -> None:
-    a = fill(store, 100)
-    a.put("open-batch", "x")
-    data = store.snapshot()  # the current StateMachine protocol: commits first
-    assert data.startswith(b"SQLite format 3\x00")
-    with KeyValueStore() as c:
-        c.restore(data)
-        assert c.list("") == store.list("") and c.applied_index == 101
-        c.restore(b"")
-        assert len(c) == 0 and c.revision == 0 and c.list("") == []
-
-
-def test_restore_bytes_accepts_the_former_json_snapshots() -> None:
-    old = MemoryKeyValueStore()
-    for i, cmd in enumerate(
-        [Command("put", "a", "1"), Command("put", "ключ", "😀"), Command("put", "a", "2")]
-    ):
-        old.apply(i + 1, cmd.encode())
-    with KeyValueStore() as s:
-        s.restore_bytes(old.snapshot())
-        assert s.list("") == old.list("") and s.revision == 3 and len(s) == 2
-        assert s.quota_used_bytes == len("a2") + len("ключ".encode()) + 4

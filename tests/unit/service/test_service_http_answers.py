@@ -115,6 +115,24 @@ def test_unknown_route_and_method_use_the_same_shape() -> None:
     assert (r.status, error_of(r)["error"]) == (405, "method_not_allowed")
 
 
+def test_every_405_lists_the_allowed_methods() -> None:
+    """Regression (schemathesis, unsupported_method): 405s came without the ``Allow`` header
+    RFC 9110 requires, and TRACE on /admin/v1/members was a 404."""
+    for method, path, allowed in [
+        ("TRACE", "/kv", "GET, POST"),
+        ("PATCH", "/kv/k", "GET, PUT, DELETE"),
+        ("TRACE", "/admin/v1/members", "GET, POST"),
+        ("PUT", "/admin/v1/members/4", "DELETE"),
+        ("GET", "/admin/v1/members/4/promote", "POST"),
+        ("GET", "/admin/v1/leader/transfer", "POST"),
+        ("POST", "/admin/v1/status", "GET"),
+        ("DELETE", "/admin/v1/snapshot", "GET"),
+    ]:
+        r, _ = answer(method, path)
+        assert (r.status, error_of(r)["error"]) == (405, "method_not_allowed"), (method, path)
+        assert r.headers["Allow"] == allowed, (method, path)
+
+
 class FollowerNode:
     """Enough of a RaftNode for the health endpoints: a follower that knows no leader."""
 

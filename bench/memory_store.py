@@ -1,4 +1,6 @@
-"""The former in-memory key-value state machine (kept for comparison and as a fallback).
+"""The former in-memory key-value state machine: the baseline of ``bench/store_backends.py``
+and the unit tests' reference model of the key-value semantics (``tests/unit/kv``). Not part of
+raftnode: the runtime's state machine is ``raftnode.kv.store.KeyValueStore``.
 
 Keys live in a dict for lookups plus a sorted list (kept with ``bisect``) for prefix listing.
 Every successful mutation bumps a global ``revision``; each key remembers the revisions at which
@@ -21,11 +23,11 @@ SNAPSHOT_FORMAT = 1
 
 
 class MemoryKeyValueStore:
-    """The pre-issue-8 store: every key in a dict, snapshots as one JSON document.
+    """The pre-issue-8 store: every key in a dict, snapshots as one JSON document of its own
+    (``snapshot``/``restore`` between two of these only: no raftnode node installs them).
 
-    Superseded by ``raftnode.kv.store.KeyValueStore`` (on disk); kept for the benchmark
-    ``bench/store_backends.py`` and as a fallback until the runtime wiring settles. Its JSON
-    snapshots are accepted by the new store's ``restore_bytes``.
+    Superseded by ``raftnode.kv.store.KeyValueStore`` (on disk), whose results it must match
+    command for command (``test_same_results_as_the_former_memory_store``).
     """
 
     def __init__(self) -> None:

@@ -1,0 +1,274 @@
+"""Faults on lab hosts, driven through the lab CLI (``python3 -m lab.raftlab``).
+
+A schedule picks faults from the enabled groups until its deadline: quiet, fault, hold, heal,
+quiet. Every fault and every heal is recorded into the history (process ``nemesis``), and
+whatever happens the schedule ends with everything healed (``heal_all`` in a finally).
+
+Fault kinds (group in brackets):
+- ``kill-random``, ``kill-leader`` [kill]: SIGKILL of raftnode (systemd restarts it);
+- ``pause-leader`` [pause]: SIGSTOP of the leader's raftnode for longer than an election timeout;
+- ``isolate-leader``, ``isolate-minority`` [partition]: nftables DROP between the host and every
+  other lab host (the controller still reaches it: clients keep talking to the cut-off side);
+- ``lb-kill`` [lb]: SIGKILL of HAProxy on the VIP holder (keepalived moves the VIP);
+- ``transfer-leader`` [transfer]: a leadership transfer through the admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .history import NEMESIS_PROCESS, Operation
+from .http_client import request
+from .workload import Recorder
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "kill": ("kill-random", "kill-leader"),
+    "pause": ("pause-leader",),
+    "partition": ("isolate-leader", "isolate-minority"),
+    "lb": ("lb-kill",),
+    "transfer": ("transfer-leader",),
+}
+CLIENT_PORT = 8081
+HEALTH_PORT = 10001
+
+
+def fault_kinds(spec: str) -> list[str]:
+    """``all`` or a comma list of groups (kill, pause, partition, lb, transfer) or kinds."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if names == ["all"]:
+        return [kind for kinds in GROUPS.values() for kind in kinds]
+    every = {kind for kinds in GROUPS.values() for kind in kinds}
+    chosen: list[str] = []
+    for name in names:
+        if name in GROUPS:
+            chosen += GROUPS[name]
+        elif name in every:
+            chosen.append(name)
+        else:
+            raise ValueError(
+                f"NEMESIS: unknown fault {name!r}; use all, or groups {sorted(GROUPS)} "
+                f"or kinds {sorted(every)}"
+            )
+    if not chosen:
+        raise ValueError("NEMESIS: no fault named")
+    return chosen
+
+
+class LabError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LabHosts:
+    name: str
+    raft: dict[str, str]  # host name -> address
+    lb: dict[str, str]
+    vip: str
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The VIP and every node's client port."""
+        return [f"http://{self.vip}:8080"] + [
+            f"http://{a}:{CLIENT_PORT}" for a in self.raft.values()
+        ]
+
+
+async def lab_cli(name: str, *args: str, timeout: float = 120.0) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "python3",
+        "-m",
+        "lab.raftlab",
+        "--name",
+        name,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise LabError(f"lab.raftlab {' '.join(args)}: no answer in {timeout:.0f} s") from None
+    text = out.decode(errors="replace")
+    if process.returncode != 0:
+        raise LabError(f"lab.raftlab {' '.join(args)} failed ({process.returncode}): {text}")
+    return text
+
+
+async def lab_hosts(name: str) -> LabHosts:
+    instances = json.loads(await lab_cli(name, "inventory", "--format", "molecule"))
+    status = await lab_cli(name, "status")
+    vip = status.split(" vip ", 1)[1].split()[0]
+    raft = {
+        str(i["instance"]): str(i["address"])
+        for i in instances
+        if str(i["instance"]).startswith("n")
+    }
+    lb = {
+        str(i["instance"]): str(i["address"])
+        for i in instances
+        if str(i["instance"]).startswith("lb")
+    }
+    return LabHosts(name, raft, lb, vip)
+
+
+async def kill9(lab: str, host: str, unit: str) -> None:
+    """SIGKILL of a unit's main process. (``systemctl kill`` fails on these guests when it
+    signals a unit's other processes: cgroup v1 under nspawn answers EIO.)"""
+    await lab_cli(
+        lab,
+        "exec",
+        host,
+        "--",
+        "sh",
+        "-c",
+        f'pid=$(systemctl show -p MainPID --value {unit}) && [ "$pid" -gt 0 ] && kill -9 "$pid"',
+    )
+
+
+class Nemesis:
+    def __init__(
+        self,
+        hosts: LabHosts,
+        kinds: Sequence[str],
+        recorder: Recorder,
+        seed: int = 0,
+        hold: float = 8.0,
+        quiet: float = 5.0,
+    ) -> None:
+        self.hosts, self.kinds, self.recorder = hosts, list(kinds), recorder
+        self.rng = random.Random(seed)
+        self.hold, self.quiet = hold, quiet
+        self.paused: set[str] = set()
+
+    def _record(self, kind: str, what: str, target: str, invoke: float, note: str = "") -> None:
+        self.recorder.add(
+            Operation(
+                NEMESIS_PROCESS,
+                kind,
+                invoke,
+                self.recorder.clock(),
+                "ok",
+                value=what,
+                note=f"{target} {note}".strip(),
+            )
+        )
+
+    async def leader(self, timeout: float = 20.0) -> str:
+        """The host whose /primary answers 200 (bounded wait)."""
+        deadline = self.recorder.clock() + timeout
+        while self.recorder.clock() < deadline:
+            found = []
+            for host, address in self.hosts.raft.items():
+                answer = await request(
+                    f"http://{address}:{HEALTH_PORT}", "GET", "/primary", timeout=1.0
+                )
+                if answer.status == 200:
+                    found.append(host)
+            if len(found) == 1:
+                return found[0]
+            await asyncio.sleep(0.2)
+        raise LabError(f"no single leader within {timeout:.0f} s")
+
+    async def vip_holder(self) -> str:
+        for host in self.hosts.lb:
+            out = await lab_cli(self.hosts.name, "exec", host, "--", "ip", "-4", "-o", "addr")
+            if f" {self.hosts.vip}/" in out:
+                return host
+        raise LabError(f"no balancer holds the VIP {self.hosts.vip}")
+
+    async def run(self, duration: float) -> None:
+        deadline = self.recorder.clock() + duration
+        try:
+            await asyncio.sleep(self.quiet)
+            while self.recorder.clock() + self.hold + self.quiet < deadline:
+                kind = self.rng.choice(self.kinds)
+                t0 = self.recorder.clock()
+                try:
+                    await self.one_fault(kind)
+                except LabError as e:
+                    # Recorded, not fatal: the run goes on, its report counts failed faults.
+                    self.recorder.add(
+                        Operation(
+                            NEMESIS_PROCESS,
+                            "fault",
+                            t0,
+                            self.recorder.clock(),
+                            "fail",
+                            value=kind,
+                            note=str(e)[:500],
+                        )
+                    )
+                    await self.heal_all()
+                await asyncio.sleep(self.quiet)
+        finally:
+            await self.heal_all()
+
+    async def one_fault(self, kind: str) -> None:
+        name = self.hosts.name
+        t0 = self.recorder.clock()
+        if kind == "transfer-leader":
+            host = self.rng.choice(list(self.hosts.raft))
+            answer = await request(
+                f"http://{self.hosts.raft[host]}:{CLIENT_PORT}",
+                "POST",
+                "/admin/v1/leader/transfer",
+                {},
+                timeout=20.0,
+            )
+            self._record("fault", kind, host, t0, f"status={answer.status}")
+            self._record("heal", kind, host, self.recorder.clock())
+            return
+        if kind in {"kill-leader", "pause-leader", "isolate-leader"}:
+            target = await self.leader()
+        elif kind == "lb-kill":
+            target = await self.vip_holder()
+        else:
+            target = self.rng.choice(list(self.hosts.raft))
+        t0 = self.recorder.clock()
+        if kind.startswith("kill-"):
+            await kill9(name, target, "raftnode")
+        elif kind == "pause-leader":
+            self.paused.add(target)
+            await lab_cli(name, "pause", target, "raftnode")
+        elif kind.startswith("isolate-"):
+            await lab_cli(name, "isolate", target)
+        elif kind == "lb-kill":
+            await kill9(name, target, "haproxy")
+        self._record("fault", kind, target, t0)
+        await asyncio.sleep(self.hold)
+        t0 = self.recorder.clock()
+        if kind == "pause-leader":
+            await lab_cli(name, "resume", target, "raftnode")
+            self.paused.discard(target)
+        elif kind.startswith("isolate-"):
+            await lab_cli(name, "heal", target)
+        elif kind.startswith("kill-"):
+            await lab_cli(name, "exec", target, "--", "systemctl", "start", "raftnode")
+        elif kind == "lb-kill":
+            await lab_cli(name, "exec", target, "--", "systemctl", "start", "haproxy")
+        self._record("heal", kind, target, t0)
+
+    async def heal_all(self) -> None:
+        """Everything back: partitions removed, paused units resumed, units started."""
+        name = self.hosts.name
+        t0 = self.recorder.clock()
+        errors: list[str] = []
+        steps: list[tuple[str, ...]] = [("heal",)]
+        steps += [("resume", host, "raftnode") for host in sorted(self.paused)]
+        steps += [("exec", h, "--", "systemctl", "start", "raftnode") for h in self.hosts.raft]
+        steps += [("exec", h, "--", "systemctl", "start", "haproxy") for h in self.hosts.lb]
+        for step in steps:
+            try:
+                await lab_cli(name, *step, timeout=60.0)
+            except LabError as e:
+                errors.append(str(e))
+        self.paused.clear()
+        self._record("heal", "heal-all", "all", t0, "; ".join(errors)[:500])
+        if errors:
+            raise LabError("heal-all: " + "; ".join(errors))

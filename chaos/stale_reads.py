@@ -1,0 +1,69 @@
+"""Checks for reads that promise less than linearizability (``consistency=stale``, and lease
+reads when their clock assumption is not trusted).
+
+A stale read may be old, but it must (1) return a value somebody tried to write (or absent,
+before any write) and (2) not go back in time on one connection: a process that read a key at
+modification revision r from one endpoint never later reads that key there at a revision below r
+(another node may lag more: that is allowed). Revisions come from
+the ``X-Raftnode-Revision`` answer header, recorded by the workload in ``note`` as
+``rev=N``; reads without one are checked for (1) only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .history import Operation
+
+
+@dataclass(frozen=True)
+class StaleReadAnomaly:
+    kind: str  # "never-written" or "went-back"
+    operation: Operation
+    detail: str
+
+
+def revision_of(op: Operation) -> int | None:
+    for part in op.note.split():
+        if part.startswith("rev="):
+            try:
+                return int(part[4:])
+            except ValueError:
+                return None
+    return None
+
+
+def check_stale_reads(
+    operations: Iterable[Operation], consistencies: frozenset[str] = frozenset({"stale"})
+) -> list[StaleReadAnomaly]:
+    ops = sorted(operations, key=lambda op: op.invoke)
+    written = {
+        (op.key, op.value) for op in ops if op.kind in {"put", "cas"} and op.outcome != "fail"
+    }
+    anomalies: list[StaleReadAnomaly] = []
+    last_seen: dict[tuple[str, str | None, str | None], tuple[int, Operation]] = {}
+    for op in ops:
+        if op.kind != "get" or op.outcome != "ok" or op.consistency not in consistencies:
+            continue
+        if op.result is not None and (op.key, op.result) not in written:
+            anomalies.append(
+                StaleReadAnomaly("never-written", op, f"{op.key}={op.result!r} was never written")
+            )
+        revision = revision_of(op)
+        if revision is None:
+            continue
+        connection = (op.process, op.endpoint, op.key)
+        seen = last_seen.get(connection)
+        if seen is not None and revision < seen[0]:
+            anomalies.append(
+                StaleReadAnomaly(
+                    "went-back",
+                    op,
+                    f"process {op.process} read {op.key} at revision {revision} after "
+                    f"revision {seen[0]} (operation {seen[1].index})",
+                )
+            )
+        if seen is None or revision >= seen[0]:
+            last_seen[connection] = (revision, op)
+    return anomalies

@@ -1,0 +1,17 @@
+# Jepsen-style runs (issue 20): concurrent clients record a history on a lab of their own while
+# a nemesis kills, pauses, partitions and fails over; chaos/ checks the history
+# (linearizability per key, lost and duplicated acknowledged writes, stale reads).
+# Needs root (lab hosts). Writes build/chaos/<run>/: history.jsonl, summary.json/.txt, PNGs.
+DURATION ?= 150
+NEMESIS ?= all
+CHAOS_OUT ?= build/chaos
+
+TEST_TARGETS += chaos
+
+.PHONY: chaos
+
+## A short chaos run (DURATION s, NEMESIS=all|kill|partition|pause|lb|transfer, comma lists)
+## on a lab of its own; fails on any anomaly. `make chaos DURATION=1800` for a long run.
+chaos: $(VENV)/.deploy-installed bench-venv wheels
+	$(PY) -m chaos.run --duration $(DURATION) \
+		--nemesis $(NEMESIS) --out $(CHAOS_OUT)

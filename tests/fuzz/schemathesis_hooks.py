@@ -1,0 +1,62 @@
+"""Schemathesis hooks for ``test_schemathesis.py`` (loaded through ``SCHEMATHESIS_HOOKS``).
+
+Admin operations may reshape the cluster under fuzzing. To keep the three-node cluster usable
+for the whole run, removal and promotion only ever name ids that cannot be members: a generated
+id below ``FIRST_FOREIGN_ID`` is moved up past it (the cluster's own ids are 1-3). Adding
+learners with any id stays in: a learner never counts towards the quorum.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import schemathesis
+from schemathesis.core.failures import ServerError
+
+FIRST_FOREIGN_ID = 1000
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_MEMBER_PATHS = ("/admin/v1/members/{id}", "/admin/v1/members/{id}/promote")
+
+
+def _make_safe(case: Any) -> None:
+    """Give a write its own Idempotency-Key, and point a removal or promotion at an id that
+    cannot be a member (ids may come as integers or, from the coverage phase, as strings)."""
+    if case.headers and IDEMPOTENCY_HEADER in case.headers:
+        case.headers[IDEMPOTENCY_HEADER] = f"fuzz-{uuid.uuid4().hex}"
+    if case.operation.path not in _MEMBER_PATHS or not case.path_parameters:
+        return
+    member = case.path_parameters.get("id")
+    if isinstance(member, bool):
+        return
+    if isinstance(member, int) and member < FIRST_FOREIGN_ID:
+        case.path_parameters["id"] = member + FIRST_FOREIGN_ID
+    elif isinstance(member, str):
+        digits = member.strip()
+        if digits.isascii() and digits.isdigit() and int(digits) < FIRST_FOREIGN_ID:
+            case.path_parameters["id"] = str(int(digits) + FIRST_FOREIGN_ID)
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    """Generated cases: see ``_make_safe``. Generated Idempotency-Keys repeat across cases
+    with other bodies, and reusing a key for another write is refused by design (422, tested
+    on its own in ``tests/integration/test_hostile_input.py``)."""
+    _make_safe(case)
+    return case
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: Any) -> None:
+    """Every case, whichever phase made it (examples and coverage too), just before it is
+    sent: see ``_make_safe``."""
+    _make_safe(case)
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+    """Keep every failure except "server error" for the documented 503 and 504 (nothing done,
+    retry / outcome unknown). Whether the operation documents them is still checked:
+    ``status_code_conformance`` flags a 503 or 504 an operation does not list, and any 500."""
+    documented = {"503", "504"} & set(case.operation.definition.raw.get("responses", {}))
+    return not (isinstance(failure, ServerError) and str(response.status_code) in documented)

@@ -1,0 +1,40 @@
+"""`python -m chaos.run --check HISTORY`: the verdict and the files of a recorded run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chaos.history import Operation, write_history
+from chaos.run import main
+
+from .histories import get, op, put
+
+
+def _write(tmp_path: Path, extra: list[Operation]) -> Path:
+    ops = [
+        put(1, 0, 1, "a"),
+        get(2, 2, 3, "a"),
+        op(3, "add", 3, 4, key="s/", value="e1"),
+        op("final", "read_set", 5, 6, key="s/", result=["e1"]),
+        *extra,
+    ]
+    path = tmp_path / "history.jsonl"
+    write_history(path, ops)
+    return path
+
+
+def test_clean_history_passes(tmp_path: Path) -> None:
+    assert main(["--check", str(_write(tmp_path, []))]) == 0
+    assert "RESULT: PASS" in (tmp_path / "summary.txt").read_text()
+
+
+def test_read_back_in_time_fails(tmp_path: Path) -> None:
+    path = _write(tmp_path, [put(1, 7, 8, "b"), get(2, 9, 10, "a")])
+    assert main(["--check", str(path)]) == 1
+    assert "anomalies 1" in (tmp_path / "summary.txt").read_text()
+
+
+def test_lost_acknowledged_add_fails(tmp_path: Path) -> None:
+    path = _write(tmp_path, [op(3, "add", 3, 4, key="s/", value="e2")])
+    assert main(["--check", str(path)]) == 1
+    assert "lost 1" in (tmp_path / "summary.txt").read_text()
