@@ -55,11 +55,11 @@ lab-inventory:
 test-lab: $(VENV)/.deploy-installed
 	PATH="$(DEPLOY_BIN):$$PATH" $(PY) -m pytest -q -p no:cacheprovider -rs tests/lab
 
-MOLECULE_SCENARIOS ?= default failover quorum nginx-failover backup-restore membership
+MOLECULE_SCENARIOS ?= default failover quorum backup-restore membership
 ## Every Molecule scenario on lab hosts of its own, one after another (root): default
 ## (converge, idempotence, routing), failover (upgrade in place, leader and HAProxy faults),
-## quorum, nginx-failover (both fault
-## rounds with nginx as the balancer), backup-restore, membership
+## quorum (leader isolation, two of three down, then both fault rounds, with nginx as the
+## balancer), backup-restore, membership
 ## (grow 3 -> 5, remove 2).
 ## `make test` runs them last.
 test-molecule: $(VENV)/.deploy-installed

@@ -127,7 +127,7 @@ def test_every_node_metric_the_rules_and_dashboard_use_is_exported(cluster: Clus
 
 def test_every_nginx_metric_the_rules_use_is_rendered_by_the_lua_checker() -> None:
     """roles/nginx renders its /metrics in Lua (raftnode_balancer.metrics): each name the
-    rules use appears there as a metric name (a live nginx runs in molecule/nginx-failover)."""
+    rules use appears there as a metric name (a live nginx runs in molecule/quorum)."""
     source = NGINX_LUA.read_text()
     missing = {
         name: sorted(where)
