@@ -2,7 +2,7 @@
 # a nemesis kills, pauses, partitions and fails over; chaos/ checks the history
 # (linearizability per key, lost and duplicated acknowledged writes, stale reads).
 # Needs root (lab hosts). Writes build/chaos/<run>/: history.jsonl, summary.json/.txt, PNGs.
-DURATION ?= 150
+DURATION ?= 120
 NEMESIS ?= all
 CHAOS_OUT ?= build/chaos
 

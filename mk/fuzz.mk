@@ -1,6 +1,6 @@
 # Fuzzing: hypothesis over the decoders (peer codec, WAL, snapshot reader, config parser) and
 # schemathesis over docs/openapi.yaml (kv and admin tags) against a live local cluster.
-#   make test-fuzz: the bounded run in `make test` (about 2-3 minutes, fixed schemathesis seed)
+#   make test-fuzz: the bounded run in `make test` (about 1-2 minutes, fixed schemathesis seed)
 #   make fuzz FUZZ_EXAMPLES=5000 FUZZ_SECONDS=1800: a long run (random seed, printed)
 FUZZ_EXAMPLES ?= 5000
 FUZZ_SECONDS ?= 1200
@@ -12,10 +12,10 @@ TEST_TARGETS += test-fuzz
 .PHONY: test-fuzz fuzz
 
 ## Bounded fuzzing (in make test): 150 hypothesis examples per decoder property, schemathesis
-## with 15 cases per operation and at most 90 s, seed $(TEST_FUZZ_SEED).
+## with 15 cases per operation and at most 60 s, seed $(TEST_FUZZ_SEED).
 test-fuzz: venv
 	RAFTNODE_FUZZ_EXAMPLES=150 $(PY) -m pytest -q -p no:cacheprovider tests/fuzz/test_codecs.py
-	RAFTNODE_SCHEMATHESIS_EXAMPLES=15 RAFTNODE_SCHEMATHESIS_SECONDS=90 \
+	RAFTNODE_SCHEMATHESIS_EXAMPLES=15 RAFTNODE_SCHEMATHESIS_SECONDS=60 \
 		RAFTNODE_SCHEMATHESIS_SEED=$(TEST_FUZZ_SEED) \
 		$(PY) -m pytest -q -p no:cacheprovider tests/fuzz/test_schemathesis.py
 
