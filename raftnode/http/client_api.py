@@ -142,12 +142,18 @@ class ClientApi:
     async def serve(self, address: Address) -> asyncio.Server:
         """Listen on ``address``; the returned server stops accepting when closed."""
         loop = asyncio.get_running_loop()
+        if self.tls is None:
+            return await loop.create_server(
+                self._connection, address.host or None, address.port, reuse_address=True
+            )
+        # A handshake is not yet a connection the gate counts: bound it like a header block.
         return await loop.create_server(
             self._connection,
             address.host or None,
             address.port,
             reuse_address=True,
-            ssl=self.tls.front if self.tls is not None else None,
+            ssl=self.tls.front,
+            ssl_handshake_timeout=self.limits.header_timeout_seconds,
         )
 
     async def close_connections(self, timeout: float) -> bool:
