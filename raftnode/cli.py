@@ -10,10 +10,18 @@ import urllib.request
 from typing import Any
 
 from raftnode import __version__
-from raftnode.cli_admin import DEFAULT_ENDPOINT, AdminError, cluster_status, format_cluster_status
+from raftnode.cli_admin import (
+    DEFAULT_ENDPOINT,
+    AdminError,
+    Credentials,
+    add_credentials,
+    cluster_status,
+    format_cluster_status,
+)
 from raftnode.cli_admin import add_commands as add_admin_commands
 from raftnode.cli_snapshot import add_commands as add_snapshot_commands
 from raftnode.config import ConfigError, load_config
+from raftnode.tokens import Role, new_token, token_line
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -37,15 +45,37 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         for p in e.problems:
             print(f"{args.file}: {p}", file=sys.stderr)
         return 1
+    auth = config.auth
+    access = f"tokens from {auth.token_file}" if auth.token_file else "no token file"
+    anonymous = auth.anonymous_role.label if auth.anonymous_role else "none"
     print(
         f"{args.file}: ok (node {config.node_id} of {len(config.cluster)}, "
-        f"client {config.listen_client}, health {config.listen_health}, peer {config.listen_peer})"
+        f"client {config.listen_client}, health {config.listen_health}, peer {config.listen_peer}; "
+        f"{'https' if config.tls else 'plain http'}, {access}, anonymous role {anonymous})"
     )
     return 0
 
 
-def _fetch_status(url: str, timeout: float) -> dict[str, Any]:
-    with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout) as resp:
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    prefixes = args.prefix or []
+    if any(not p for p in prefixes):
+        print("raftnode: --prefix must not be empty (omit it for every key)", file=sys.stderr)
+        return 1
+    token = new_token()
+    print(token)
+    print(token_line(args.name, Role.parse(args.role), prefixes, token))
+    print(
+        "# first line: the token (give it to the client; it is not stored anywhere); second: "
+        "the line for the token file (auth.token_file); then send the node SIGHUP, which "
+        "re-reads the file without a restart",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _fetch_status(url: str, timeout: float, credentials: Credentials) -> dict[str, Any]:
+    req = urllib.request.Request(url.rstrip("/") + "/status")
+    with credentials.open(req, timeout) as resp:
         return json.loads(resp.read())
 
 
@@ -101,14 +131,14 @@ def format_status(status: dict[str, Any]) -> str:
 def _cmd_status(args: argparse.Namespace) -> int:
     if args.cluster:
         try:
-            rows = cluster_status(args.endpoint, args.timeout)
+            rows = cluster_status(args.endpoint, args.timeout, Credentials.from_args(args))
         except AdminError as e:
             print(f"raftnode: {e}", file=sys.stderr)
             return 1
         print(json.dumps(rows, indent=2) if args.json else format_cluster_status(rows))
         return 0 if all(r.get("healthy") for r in rows) else 2
     try:
-        status = _fetch_status(args.url, args.timeout)
+        status = _fetch_status(args.url, args.timeout, Credentials.from_args(args))
     except (urllib.error.URLError, OSError, ValueError) as e:
         print(f"cannot read {args.url}/status: {e}", file=sys.stderr)
         return 1
@@ -139,7 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="every member's own status, found through --endpoint (exit 2 if one is down)",
     )
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="with --cluster: a client API URL")
+    add_credentials(p)
     p.set_defaults(func=_cmd_status)
+    p = sub.add_parser("token", help="bearer tokens for the client API")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    p = tsub.add_parser(
+        "create", help="print a new token and the line for the token file (its hash only)"
+    )
+    p.add_argument("--name", required=True, help="the principal: who uses the token")
+    p.add_argument("--role", required=True, choices=[r.label for r in Role])
+    p.add_argument(
+        "--prefix",
+        action="append",
+        help="limit the token to keys starting with this (repeatable; default: every key)",
+    )
+    p.set_defaults(func=_cmd_token_create)
     add_admin_commands(sub)
     add_snapshot_commands(sub)
     return parser

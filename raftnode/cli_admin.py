@@ -5,25 +5,71 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8081"
+TOKEN_ENV = "RAFTNODE_TOKEN"
+CA_FILE_ENV = "RAFTNODE_CA_FILE"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How the CLI proves itself and whom it trusts: a bearer token (``--token`` or
+    ``$RAFTNODE_TOKEN``) and the CA of an HTTPS node (``--ca-file`` or ``$RAFTNODE_CA_FILE``)."""
+
+    token: str | None = None
+    ca_file: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Credentials:
+        token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
+        ca_file = getattr(args, "ca_file", None) or os.environ.get(CA_FILE_ENV) or None
+        return cls(token, ca_file)
+
+    def scheme(self) -> str:
+        return "https" if self.ca_file else "http"
+
+    def open(self, req: urllib.request.Request, timeout: float) -> Any:
+        """``urlopen`` with the token and (for https) a context that trusts only the CA."""
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        context = None
+        if req.full_url.startswith("https:"):
+            context = ssl.create_default_context(cafile=self.ca_file)
+        return urllib.request.urlopen(req, timeout=timeout, context=context)
+
+
+def add_credentials(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", help=f"a bearer token (default: ${TOKEN_ENV})")
+    p.add_argument(
+        "--ca-file", help=f"the CA that signed the nodes' certificates (default: ${CA_FILE_ENV})"
+    )
 
 
 class AdminError(Exception):
     """The node refused the request or could not be reached; the message says why."""
 
 
-def call(endpoint: str, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
+def call(
+    endpoint: str,
+    method: str,
+    path: str,
+    body: Any,
+    timeout: float,
+    credentials: Credentials | None = None,
+) -> dict[str, Any]:
     """One admin request; raises ``AdminError`` with the node's own error message."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(endpoint.rstrip("/") + "/admin/v1" + path, data, method=method)
     req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with (credentials or Credentials()).open(req, timeout) as resp:
             answer: dict[str, Any] = json.loads(resp.read())
             return answer
     except urllib.error.HTTPError as e:
@@ -58,10 +104,13 @@ def format_members(answer: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cluster_status(endpoint: str, timeout: float) -> list[dict[str, Any]]:
+def cluster_status(
+    endpoint: str, timeout: float, credentials: Credentials | None = None
+) -> list[dict[str, Any]]:
     """Every member's own status, asked at each member's client address (found through the
     members list at ``endpoint``); a member that does not answer shows as unreachable."""
-    members = call(endpoint, "GET", "/members", None, timeout)["members"]
+    credentials = credentials or Credentials()
+    members = call(endpoint, "GET", "/members", None, timeout, credentials)["members"]
     rows: list[dict[str, Any]] = []
     for member in members:
         row: dict[str, Any] = {"id": member["id"], "membership": member["role"]}
@@ -69,7 +118,8 @@ def cluster_status(endpoint: str, timeout: float) -> list[dict[str, Any]]:
         try:
             if not client:
                 raise AdminError("client address unknown")
-            status = call(f"http://{client}", "GET", "/status", None, timeout)
+            url = f"{credentials.scheme()}://{client}"
+            status = call(url, "GET", "/status", None, timeout, credentials)
             row.update(
                 role=status["role"],
                 term=status["term"],
@@ -109,7 +159,7 @@ def format_cluster_status(rows: list[dict[str, Any]]) -> str:
 
 def _run(args: argparse.Namespace, method: str, path: str, body: Any) -> int:
     try:
-        answer = call(args.endpoint, method, path, body, args.timeout)
+        answer = call(args.endpoint, method, path, body, args.timeout, Credentials.from_args(args))
     except AdminError as e:
         print(f"raftnode: {e}", file=sys.stderr)
         return 1
@@ -159,6 +209,7 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="any node's client API URL")
         p.add_argument("--timeout", type=float, default=15.0)
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+        add_credentials(p)
 
     def guarded(p: argparse.ArgumentParser) -> None:
         p.add_argument(

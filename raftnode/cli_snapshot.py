@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from raftnode.cli_admin import DEFAULT_ENDPOINT
+from raftnode.cli_admin import DEFAULT_ENDPOINT, Credentials, add_credentials
 from raftnode.config import Address
 from raftnode.kv.store import StoreError
 from raftnode.snapshot_file import describe, restore_data_dir
@@ -26,7 +26,9 @@ def _save(args: argparse.Namespace) -> int:
     url = args.endpoint.rstrip("/") + "/admin/v1/snapshot"
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as resp, part.open("wb") as out:
+        request = urllib.request.Request(url)
+        opened = Credentials.from_args(args).open(request, args.timeout)
+        with opened as resp, part.open("wb") as out:
             expected = resp.headers.get("X-Raftnode-Snapshot-Sha256", "")
             while chunk := resp.read(1 << 20):
                 digest.update(chunk)
@@ -114,6 +116,7 @@ def add_commands(sub: Any) -> None:
     p = ssub.add_parser("save", help="download a consistent snapshot from a node")
     p.add_argument("file")
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="a node's client API URL")
+    add_credentials(p)
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=_save)
     p = ssub.add_parser("inspect", help="index, term, members, keys and checksum of a file")

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import yaml
 
 from raftnode.defaults import Limits, LogFormat, LogLevel, LogSettings, Snapshot, Timing
+from raftnode.tls import ClientCertificates, TlsSettings, check_files
+from raftnode.tokens import AuthSettings, Role, TokenFileError, load_token_file
 
 __all__ = [
     "Address",
@@ -91,6 +93,9 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     snapshot: Snapshot = field(default_factory=Snapshot)
     log: LogSettings = field(default_factory=LogSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TlsSettings | None = None
+    """HTTPS on the client and health listeners; None: plain HTTP."""
 
     def member(self, node_id: int) -> Member | None:
         for m in self.cluster:
@@ -286,6 +291,68 @@ def _secret(c: _Checker, top: dict[str, Any], base_dir: Path | None) -> tuple[by
     return secret, insecure
 
 
+ROLE_CHOICES = ("none", "read", "write", "admin")
+
+
+def _role(c: _Checker, given: dict[str, Any], key: str) -> Role | None:
+    text = given.get(key, "none")
+    if not isinstance(text, str) or text not in ROLE_CHOICES:
+        c.fail(f"auth.{key}", f"must be one of {', '.join(ROLE_CHOICES)}, got {text!r}")
+        return None
+    return None if text == "none" else Role.parse(text)
+
+
+def _auth_section(c: _Checker, raw: Any, base_dir: Path | None) -> AuthSettings:
+    """``auth:``: a token file, or an explicit choice of what a request without one may do."""
+    given = c.mapping(raw, "auth", {"token_file", "anonymous_role", "status_role"})
+    if "token_file" not in given and "anonymous_role" not in given:
+        c.fail(
+            "auth",
+            "set auth.token_file (bearer tokens: raftnode token create) or choose anonymous "
+            "access explicitly with auth.anonymous_role (none, read, write or admin)",
+        )
+    token_file = None
+    if "token_file" in given:
+        text = c.string(given, "token_file", "auth.token_file", None)
+        token_file = _path(text, base_dir) if text else None
+        if token_file is not None and not token_file.is_file():
+            c.fail("auth.token_file", f"{token_file} does not exist or is not a file")
+        elif token_file is not None:
+            try:
+                load_token_file(token_file)
+            except TokenFileError as e:
+                c.problems.extend(f"auth.token_file: {p}" for p in e.problems)
+    return AuthSettings(
+        token_file=token_file,
+        anonymous_role=_role(c, given, "anonymous_role"),
+        status_role=_role(c, given, "status_role"),
+    )
+
+
+def _tls_section(c: _Checker, raw: Any, base_dir: Path | None) -> TlsSettings | None:
+    """``tls:``: certificate, key and CA files (HTTPS on the client and health listeners)."""
+    if raw is None:
+        return None
+    given = c.mapping(raw, "tls", {"cert_file", "key_file", "ca_file", "client_certificates"})
+    files = {}
+    for key in ("cert_file", "key_file", "ca_file"):
+        text = c.string(given, key, f"tls.{key}", None)
+        files[key] = _path(text or ".", base_dir)
+    mode = c.string(given, "client_certificates", "tls.client_certificates", "none")
+    try:
+        client = ClientCertificates(mode)
+    except ValueError:
+        c.fail(
+            "tls.client_certificates",
+            f"must be one of {', '.join(ClientCertificates)}, got {mode!r}",
+        )
+        client = ClientCertificates.NONE
+    settings = TlsSettings(files["cert_file"], files["key_file"], files["ca_file"], client)
+    if not c.problems:
+        c.problems.extend(check_files(settings))
+    return settings
+
+
 CLUSTER_STATES = ("new", "existing")
 
 TOP_KEYS = {
@@ -301,6 +368,8 @@ TOP_KEYS = {
     "limits",
     "snapshot",
     "log",
+    "auth",
+    "tls",
 }
 
 
@@ -337,6 +406,8 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
         limits=_integer_section(c, top.get("limits"), "limits", Limits),
         snapshot=_integer_section(c, top.get("snapshot"), "snapshot", Snapshot),
         log=_log_section(c, top.get("log")),
+        auth=_auth_section(c, top.get("auth"), base_dir),
+        tls=_tls_section(c, top.get("tls"), base_dir),
     )
     if c.problems:
         raise ConfigError(c.problems)

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -52,6 +53,11 @@ class LocalNode:
     @property
     def client_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.client}"
+
+
+LOCAL_AUTH = {"anonymous_role": "admin"}
+"""The local quick start on loopback is anonymous, as the seed's curl commands are: chosen
+here explicitly (a config that says nothing about auth is refused)."""
 
 
 def default_ports(n: int = 3) -> list[NodePorts]:
@@ -99,11 +105,15 @@ def write_configs(
     limits: dict[str, int] | None = None,
     snapshot_every: int = Snapshot().every_entries,
     log_level: str = LogSettings().level,
+    auth: dict[str, Any] | None = None,
+    tls: dict[str, Any] | None = None,
 ) -> list[LocalNode]:
     """One YAML config per node under ``base`` (and a shared secret file), idempotently.
 
     Timing is written out in full (``raftnode.defaults`` overridden by ``timing``) so a config
-    file read on its own shows what the node runs with.
+    file read on its own shows what the node runs with. ``auth`` defaults to the quick start's
+    explicit choice, anonymous admin (``LOCAL_AUTH``); ``tls`` (none by default) is written
+    as given.
     """
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -136,7 +146,10 @@ def write_configs(
             "limits": {**asdict(Limits()), **(limits or {})},
             "snapshot": {"every_entries": snapshot_every},
             "log": {"level": str(log_level), "format": str(LogSettings().format)},
+            "auth": dict(LOCAL_AUTH if auth is None else auth),
         }
+        if tls is not None:
+            cfg["tls"] = dict(tls)
         path = base / f"n{p.node_id}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         nodes.append(LocalNode(p, path, base / f"n{p.node_id}.pid", base / f"n{p.node_id}.log"))

@@ -19,6 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from raftnode.config import Address, Limits, NodeConfig
+from raftnode.http.auth import ClientAuth
 from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.connection_gate import Refusal
 from raftnode.http.health import make_health_app
@@ -33,6 +34,8 @@ from raftnode.snapshot_file import STORE_FILE
 from raftnode.storage.disk_space import DiskSpaceGuard
 from raftnode.storage.errors import StorageError
 from raftnode.systemd_notify import SystemdNotifier
+from raftnode.tls import ServerTls
+from raftnode.tokens import Role
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class RaftnodeServer:
             leader_wait=max(1.0, 4 * config.timing.election_seconds),
             disk_guard=DiskSpaceGuard(config.data_dir, config.limits.min_free_disk_bytes),
         )
+        self.auth = ClientAuth(config.auth, cluster_secret=config.secret)
+        self.tls = ServerTls(config.tls) if config.tls is not None else None
         self.client_api: ClientApi | None = None
         self.client_server: asyncio.Server | None = None
         self.health_server: HTTPServer | None = None
@@ -85,12 +90,17 @@ class RaftnodeServer:
             member_clients={m.id: m.client for m in cfg.cluster},
         )
         self.node.add_conf_listener(lambda change: _learn_client_address(settings, change))
-        self.client_api = ClientApi(self.service, settings, self.metrics)
+        self.client_api = ClientApi(
+            self.service, settings, self.metrics, auth=self.auth, tls=self.tls
+        )
         self.client_server = await self.client_api.serve(cfg.listen_client)
         self.health_server = make_health_server(
-            make_health_app(self.node, self.metrics, self._extra_status),
+            make_health_app(
+                self.node, self.metrics, self._extra_status, guard=self.auth.check_status
+            ),
             cfg.limits,
             self._count_health_refusal,
+            ssl_context=self.tls.front if self.tls is not None else None,
         )
         self.health_server.listen(cfg.listen_health.port, cfg.listen_health.host)
         self.node.add_leader_listener(lambda leader, term: self._send_status())
@@ -106,6 +116,9 @@ class RaftnodeServer:
                     "health": str(cfg.listen_health),
                     "peer": str(cfg.listen_peer),
                     "data_dir": str(cfg.data_dir),
+                    "https": self.tls is not None,
+                    "tokens": len(self.auth.table),
+                    "anonymous_role": _role_label(cfg.auth.anonymous_role),
                 }
             },
         )
@@ -114,6 +127,13 @@ class RaftnodeServer:
                 "peer authentication uses an empty secret (insecure: true); "
                 "do not use in production"
             )
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the token file and the TLS files; a bad one keeps the old."""
+        log.info("reload requested", extra={"fields": {"signal": "SIGHUP"}})
+        self.auth.reload()
+        if self.tls is not None:
+            self.tls.reload()
 
     def _count_health_refusal(self, reason: Refusal) -> None:
         self.metrics.http_refusals.labels(listener="health", reason=reason.value).inc()
@@ -194,6 +214,7 @@ class RaftnodeServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self.start()
         except (OSError, StorageError) as e:
@@ -233,6 +254,10 @@ def raise_descriptor_limit(limits: Limits) -> int:
             },
         )
     return target
+
+
+def _role_label(role: Role | None) -> str:
+    return role.label if role is not None else "none"
 
 
 def _learn_client_address(settings: ClientApiSettings, change: ConfChange) -> None:

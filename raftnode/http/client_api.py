@@ -23,6 +23,7 @@ from raftnode.config import Address, Limits
 from raftnode.consistency import Consistency
 from raftnode.http import requests
 from raftnode.http.admin_api import AdminApi
+from raftnode.http.auth import ClientAuth
 from raftnode.http.connection import ConnectionLimits, HttpConnection, Request, Response
 from raftnode.http.connection_gate import ConnectionGate, Refusal
 from raftnode.http.errors import (
@@ -51,6 +52,7 @@ from raftnode.kv.service import DiskFull, KeyValueService
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
 from raftnode.timing import ChangeNotifier
+from raftnode.tls import ServerTls
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("raftnode.http.access")
@@ -107,9 +109,18 @@ class ClientApi:
     """Routes requests to the key-value service: ``/kv`` and ``/kv/{key}``."""
 
     def __init__(
-        self, service: KeyValueService, settings: ClientApiSettings, metrics: NodeMetrics
+        self,
+        service: KeyValueService,
+        settings: ClientApiSettings,
+        metrics: NodeMetrics,
+        *,
+        auth: ClientAuth | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.service = service
+        self.auth = auth
+        """Who may do what; None: every request is allowed (embedded use, tests)."""
+        self.tls = tls
         self.settings = settings
         self.limits = settings.limits
         self.metrics = metrics
@@ -117,7 +128,7 @@ class ClientApi:
             service.node, self._forward_admin, settings.request_timeout, settings.member_clients
         )
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
-        self._leaders = LeaderConnections()
+        self._leaders = LeaderConnections(lambda: tls.client if tls is not None else None)
         self._answered = ChangeNotifier()
         """Told whenever a connection has answered all it had (shutdown waits on it)."""
         """Kept-alive connections to the leader for forwarded requests."""
@@ -131,8 +142,18 @@ class ClientApi:
     async def serve(self, address: Address) -> asyncio.Server:
         """Listen on ``address``; the returned server stops accepting when closed."""
         loop = asyncio.get_running_loop()
+        if self.tls is None:
+            return await loop.create_server(
+                self._connection, address.host or None, address.port, reuse_address=True
+            )
+        # A handshake is not yet a connection the gate counts: bound it like a header block.
         return await loop.create_server(
-            self._connection, address.host or None, address.port, reuse_address=True
+            self._connection,
+            address.host or None,
+            address.port,
+            reuse_address=True,
+            ssl=self.tls.front,
+            ssl_handshake_timeout=self.limits.header_timeout_seconds,
         )
 
     async def close_connections(self, timeout: float) -> bool:
@@ -169,6 +190,13 @@ class ClientApi:
     async def handle(self, request: Request) -> Response:
         deadline = time.monotonic() + self.settings.request_timeout
         started = time.monotonic()
+        if self.auth is not None:
+            try:
+                refused = self.auth.check(request, self.limits)
+            except ApiError as e:
+                refused = e
+            if refused is not None:
+                return error_response(refused)
         membership = self.service.node.membership
         if membership in ("removed", "not_joined"):
             return error_response(
@@ -353,6 +381,7 @@ class ClientApi:
                 hops,
                 timeout,
                 key,
+                request.headers.get("authorization"),
             )
         )
         try:

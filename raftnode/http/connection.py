@@ -43,6 +43,7 @@ import httptools
 
 from raftnode.defaults import Limits
 from raftnode.http.connection_gate import ConnectionGate, Refusal
+from raftnode.tls import certificate_names
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class Request:
     remote: str
     started: float
     """Event-loop time when the request was complete."""
+    tls_names: tuple[str, ...] = ()
+    """A verified client certificate's subject CN and DNS/URI SANs (HTTPS only)."""
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -237,6 +240,7 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._remote = ""
+        self._tls_names: tuple[str, ...] = ()
         self._admitted = False
         self._queue: deque[_Queued] = deque()
         self._queued_bytes = 0
@@ -295,6 +299,7 @@ class HttpConnection(asyncio.Protocol):
         self._transport.set_write_buffer_limits(high=high, low=high // 4)
         peer = transport.get_extra_info("peername")
         self._remote = str(peer[0]) if peer else ""
+        self._tls_names = certificate_names(transport.get_extra_info("peercert"))
         if self._gate is not None:
             refused = self._gate.admit(self._remote)
             if refused is not None:
@@ -463,6 +468,7 @@ class HttpConnection(asyncio.Protocol):
             body=b"".join(self._body),
             remote=self._remote,
             started=self._loop.time(),
+            tls_names=self._tls_names,
         )
         size = self._line_bytes + self._header_bytes + self._body_size
         self._queue.append(_Queued(request, self._parser.should_keep_alive(), size))

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     DISK_FULL = "disk_full"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     # Refused by the connection layer (raftnode.http.connection), before any handler runs.
     HEADERS_TOO_LARGE = "headers_too_large"
     REQUEST_TIMEOUT = "request_timeout"

@@ -15,8 +15,10 @@ and a socket in TIME_WAIT each). Answers are parsed with httptools, as the serve
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -156,8 +158,10 @@ class _LeaderConnection(asyncio.Protocol):
 class LeaderConnections:
     """Kept-alive connections to leaders, at most ``MAX_IDLE_PER_LEADER`` idle per address."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: Callable[[], ssl.SSLContext | None] = lambda: None) -> None:
         self._idle: dict[tuple[str, int], deque[_LeaderConnection]] = {}
+        self._ssl_context = ssl_context
+        """HTTPS to the leader (trusting the cluster CA) when the listeners speak it."""
 
     async def forward(
         self,
@@ -169,8 +173,10 @@ class LeaderConnections:
         hops: int,
         timeout: float,
         idempotency_key: str | None = None,
+        authorization: str | None = None,
     ) -> ForwardedResponse:
-        """Send one request to the leader at ``host:port`` and return its answer."""
+        """Send one request to the leader at ``host:port`` and return its answer. The client's
+        ``Authorization`` goes along: the leader authorizes the same principal."""
         headers = [
             f"{method} {target} HTTP/1.1",
             f"Host: {host}:{port}",
@@ -180,6 +186,8 @@ class LeaderConnections:
         ]
         if idempotency_key is not None:
             headers.append(f"{IDEMPOTENCY_HEADER}: {idempotency_key}")
+        if authorization is not None:
+            headers.append(f"Authorization: {authorization}")
         request = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
         connection = await self._connection(host, port, timeout)
         answer = await connection.exchange(request, timeout)
@@ -198,9 +206,16 @@ class LeaderConnections:
                 return connection
             connection.close()
         loop = asyncio.get_running_loop()
+        context = self._ssl_context()
         try:
             _, connection = await asyncio.wait_for(
-                loop.create_connection(_LeaderConnection, host, port),
+                loop.create_connection(
+                    _LeaderConnection,
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                ),
                 min(CONNECT_TIMEOUT, max(timeout, 0.001)),
             )
         except (OSError, TimeoutError) as e:

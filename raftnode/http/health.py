@@ -16,9 +16,15 @@ import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from raftnode.defaults import REPLICA_MAX_LAG
+from raftnode.http.errors import ApiError
 from raftnode.logs import log_health_request
 from raftnode.metrics import NodeMetrics
 from raftnode.node import RaftNode
+from raftnode.tls import certificate_names
+
+Guard = Callable[[str | None, tuple[str, ...]], ApiError | None]
+"""Decides whether a request (its Authorization header, its client certificate's names) may
+read ``/status`` and ``/metrics``; None: it may."""
 
 
 class _HealthHandler(tornado.web.RequestHandler):
@@ -29,8 +35,10 @@ class _HealthHandler(tornado.web.RequestHandler):
         node: RaftNode,
         metrics: NodeMetrics,
         extra_status: Callable[[], dict[str, Any]] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.node = node
+        self.guard = guard
         self.metrics = metrics
         self.extra_status = extra_status
         self.started = time.monotonic()
@@ -128,7 +136,26 @@ class ReadinessHandler(_VerdictHandler):
         return False, f"not ready (leader={n.leader_id} lag={n.replica_lag()})"
 
 
-class StatusHandler(_HealthHandler):
+class _GuardedHandler(_HealthHandler):
+    """``/status`` and ``/metrics``: restricted to ``auth.status_role`` when it is set (the
+    checks HAProxy polls stay open and cheap)."""
+
+    def prepare(self) -> None:
+        if self.guard is None:
+            return
+        https = self.request.protocol == "https"
+        names = certificate_names(self.request.get_ssl_certificate()) if https else ()
+        refused = self.guard(self.request.headers.get("Authorization"), names)
+        if refused is None:
+            return
+        self.set_status(refused.status)
+        for name, value in refused.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(refused.body(), separators=(",", ":")))
+
+
+class StatusHandler(_GuardedHandler):
     endpoint = "status"
 
     def _status(self) -> dict[str, Any]:
@@ -142,7 +169,7 @@ class StatusHandler(_HealthHandler):
         self.finish(json.dumps(self._status(), indent=None, separators=(",", ":")))
 
 
-class MetricsHandler(_HealthHandler):
+class MetricsHandler(_GuardedHandler):
     endpoint = "metrics"
 
     def get(self) -> None:
@@ -152,9 +179,12 @@ class MetricsHandler(_HealthHandler):
 
 
 def make_health_app(
-    node: RaftNode, metrics: NodeMetrics, extra_status: Callable[[], dict[str, Any]] | None = None
+    node: RaftNode,
+    metrics: NodeMetrics,
+    extra_status: Callable[[], dict[str, Any]] | None = None,
+    guard: Guard | None = None,
 ) -> tornado.web.Application:
-    args = {"node": node, "metrics": metrics, "extra_status": extra_status}
+    args = {"node": node, "metrics": metrics, "extra_status": extra_status, "guard": guard}
     return tornado.web.Application(
         [
             (r"/primary", PrimaryHandler, args),

@@ -12,6 +12,7 @@ health endpoints take GET, HEAD and OPTIONS only, so no checker ever sends one.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -74,9 +75,13 @@ class HealthServer(HTTPServer):
 
 
 def make_health_server(
-    app: Application, limits: Limits, count_refusal: Callable[[Refusal], None]
+    app: Application,
+    limits: Limits,
+    count_refusal: Callable[[Refusal], None],
+    ssl_context: ssl.SSLContext | None = None,
 ) -> HealthServer:
-    """The health listener's server with the ``limits:`` that apply to it."""
+    """The health listener's server with the ``limits:`` that apply to it (HTTPS when given
+    a context)."""
     return HealthServer(
         app,
         gate=ConnectionGate(limits.max_health_connections, limits.max_connections_per_address),
@@ -86,4 +91,5 @@ def make_health_server(
         max_buffer_size=HEALTH_MAX_BUFFER_BYTES,
         idle_connection_timeout=limits.header_timeout_seconds,
         body_timeout=limits.header_timeout_seconds,
+        ssl_options=ssl_context,
     )

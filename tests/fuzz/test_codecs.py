@@ -481,6 +481,7 @@ def _valid_config(base: Path) -> dict[str, Any]:
         "timing": {"tick_ms": 50, "election_ticks": 10},
         "limits": {"max_key_bytes": 1024},
         "log": {"level": "info"},
+        "auth": {"anonymous_role": "admin"},
     }
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -47,14 +48,16 @@ def http(
     timeout: float = 10.0,
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> Response:
-    """One HTTP request; status 0 means nothing answered (connection refused, timeout)."""
+    """One HTTP request; status 0 means nothing answered (connection refused, timeout, a
+    failed TLS handshake)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return Response(resp.status, dict(resp.headers), resp.read())
     except urllib.error.HTTPError as e:
         return Response(e.code, dict(e.headers), e.read())
@@ -70,8 +73,17 @@ class Cluster:
         snapshot_every: int = 10000,
         request_timeout_ms: int = 5000,
         limits: dict[str, int] | None = None,
+        auth: dict[str, Any] | None = None,
+        tls: dict[str, Any] | None = None,
+        base: Path | None = None,
     ) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="raftnode-it-"))
+        """``auth`` and ``tls`` go into every node's config as given (relative paths are
+        relative to ``base``, the cluster's directory); with ``tls`` the harness speaks HTTPS
+        and trusts ``tls["ca_file"]``."""
+        self.base = base or Path(tempfile.mkdtemp(prefix="raftnode-it-"))
+        self.context: ssl.SSLContext | None = None
+        if tls is not None:
+            self.context = ssl.create_default_context(cafile=str(self.base / tls["ca_file"]))
         ports = free_ports(3 * n)
         self.nodes: list[LocalNode] = write_configs(
             self.base,
@@ -79,6 +91,8 @@ class Cluster:
             timing={"request_timeout_ms": request_timeout_ms},
             limits=limits,
             snapshot_every=snapshot_every,
+            auth=auth,
+            tls=tls,
         )
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -117,8 +131,16 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def admin(self, node_id: int, method: str, path: str, body: Any = None) -> Response:
-        return http(method, self.url(node_id, "/admin/v1" + path), body, timeout=20.0)
+    def admin(
+        self,
+        node_id: int,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        url = self.url(node_id, "/admin/v1" + path)
+        return http(method, url, body, timeout=20.0, headers=headers, context=self.context)
 
     def start(self, node_id: int | None = None, source_dir: Path | None = None) -> None:
         for n in self.nodes if node_id is None else [self.node(node_id)]:
@@ -152,11 +174,32 @@ class Cluster:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def url(self, node_id: int, path: str) -> str:
-        return f"{self.node(node_id).client_url}{path}"
+    @property
+    def scheme(self) -> str:
+        return "https" if self.context is not None else "http"
 
-    def health(self, node_id: int, path: str, method: str = "GET") -> Response:
-        return http(method, f"{self.node(node_id).health_url}{path}", timeout=2.0)
+    def url(self, node_id: int, path: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.node(node_id).ports.client}{path}"
+
+    def health_url(self, node_id: int, path: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.node(node_id).ports.health}{path}"
+
+    def health(
+        self, node_id: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> Response:
+        url = self.health_url(node_id, path)
+        return http(method, url, timeout=2.0, headers=headers, context=self.context)
+
+    def request(
+        self,
+        node_id: int,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """One client API request to ``node_id`` (HTTPS when the cluster speaks it)."""
+        return http(method, self.url(node_id, path), body, headers=headers, context=self.context)
 
     def status(self, node_id: int) -> dict[str, Any]:
         r = self.health(node_id, "/status")
@@ -173,11 +216,12 @@ class Cluster:
     ) -> Response:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         body = {"key": key, "value": value}
-        return http("POST", self.url(node_id, "/kv"), body, timeout, headers=headers)
+        url = self.url(node_id, "/kv")
+        return http("POST", url, body, timeout, headers=headers, context=self.context)
 
     def get(self, node_id: int, key: str, consistency: str | None = None) -> Response:
         q = f"?consistency={consistency}" if consistency else ""
-        return http("GET", self.url(node_id, f"/kv/{key}{q}"))
+        return http("GET", self.url(node_id, f"/kv/{key}{q}"), context=self.context)
 
     # -- waiting ---------------------------------------------------------------------------
 

@@ -60,6 +60,11 @@ def configure_for(c: Cluster, node: int, *, previous: bool) -> None:
     installs a release: the config and the package change together)."""
     path = c.node(node).config
     config = yaml.safe_load(path.read_text())
+    if previous:
+        for section in ("auth", "tls"):  # the previous release knows neither
+            config.pop(section, None)
+    else:
+        config.setdefault("auth", {"anonymous_role": "admin"})
     limits = config.setdefault("limits", {})
     for key in asdict(Limits()):
         if previous and key not in PREVIOUS_LIMITS:

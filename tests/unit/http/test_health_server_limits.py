@@ -108,6 +108,7 @@ def _config(tmp_path: Path, limits: dict[str, int]) -> Path:
         "cluster": [{"id": 1, "name": "n1", "peer": "127.0.0.1:9081", "client": "127.0.0.1:8081"}],
         "secret_file": str(tmp_path / "secret"),
         "limits": limits,
+        "auth": {"anonymous_role": "admin"},
     }
     path = tmp_path / "n1.yaml"
     path.write_text(yaml.safe_dump(raw))

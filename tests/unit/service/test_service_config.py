@@ -27,6 +27,7 @@ def good(tmp_path: Path) -> dict:
         "limits": {"max_key_bytes": 1024},
         "snapshot": {"every_entries": 100},
         "log": {"level": "info", "format": "json"},
+        "auth": {"anonymous_role": "admin"},
     }
 
 
