@@ -79,11 +79,15 @@ def ephemeral(name: str) -> Path:
 
 
 def request(
-    url: str, method: str = "GET", body: dict[str, Any] | None = None, timeout: float = 3.0
+    url: str,
+    method: str = "GET",
+    body: dict[str, Any] | None = None,
+    timeout: float = 3.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """(status, headers with lower-case names, body); status 0 when no HTTP answer came."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:

@@ -130,3 +130,37 @@ def test_the_admin_api_is_closed_on_the_vip(lab) -> None:
     address = next(iter(lab.raft.values()))  # a node's own client port still serves it
     status, _, body = lab_probe.request(f"http://{address}:8081/admin/v1/members")
     assert status == 200 and b'"members"' in body
+
+
+def test_the_deployed_tokens_are_checked(lab) -> None:
+    """The role wrote the inventory's token hashes (molecule/shared/inventory/group_vars/raft.yml):
+    an unknown token is refused even where anonymous requests are admin, a reader reads but may
+    not write, and the admin token the playbooks send works."""
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    reader = bearer("molecule-read-token-not-for-production")
+    status, _, _ = lab_probe.request(f"{lab.vip_url}/kv/molecule-default", headers=reader)
+    assert status in (200, 404), status
+    status, _, body = lab_probe.request(
+        f"{lab.vip_url}/kv", method="POST", body={"key": "k", "value": "v"}, headers=reader
+    )
+    assert status == 403 and b"write" in body, (status, body)
+    status, headers, _ = lab_probe.request(f"{lab.vip_url}/kv/k", headers=bearer("not-a-token"))
+    assert status == 401 and headers.get("www-authenticate", "").startswith("Bearer"), status
+    address = next(iter(lab.raft.values()))
+    status, _, _ = lab_probe.request(
+        f"http://{address}:8081/admin/v1/members",
+        headers=bearer("molecule-admin-token-not-for-production"),
+    )
+    assert status == 200
+
+
+def test_the_token_file_holds_hashes_only(host: Any) -> None:
+    if "raft" not in groups_of(host):
+        pytest.skip("not a raft host")
+    tokens = host.file("/etc/raftnode/tokens.yaml")
+    assert tokens.user == "root" and tokens.group == "raftnode" and tokens.mode == 0o640
+    assert "sha256" in tokens.content_string
+    assert "not-for-production" not in tokens.content_string
