@@ -327,24 +327,14 @@ def txn_from_post(body: bytes, limits: Limits) -> Txn:
 
 
 def key_range(prefix: str | None, start: str | None, end: str | None, limits: Limits) -> KeyRange:
-    """``GET /kv``'s selection: ``prefix``, or ``start`` (inclusive) to ``end`` (exclusive)."""
-    if prefix and (start or end):
-        raise bad_request(
-            "prefix and start/end select keys two different ways; send one of them",
-            ErrorCode.BAD_PARAM,
-        )
-    if start or end:
-        first = check_key(start, limits, where="start") if start else ""
-        last = check_key(end, limits, where="end") if end else None
-        if last is not None and last <= first:
-            raise bad_request(
-                f"end ({last!r}) must sort after start ({first!r}): the range is empty",
-                ErrorCode.BAD_PARAM,
-            )
-        return KeyRange(first, last)
+    """``GET /kv``'s selection: the keys under ``prefix`` (all when empty) that are also from
+    ``start`` (inclusive) to ``end`` (exclusive); an ``end`` not after ``start`` selects none,
+    as in etcd."""
     if prefix:
         check_key(prefix, limits, where="prefix")
-    return KeyRange.of_prefix(prefix or "")
+    first = check_key(start, limits, where="start") if start else ""
+    last = check_key(end, limits, where="end") if end else None
+    return KeyRange.of_prefix(prefix or "").within(KeyRange.between(first, last))
 
 
 def flag(arg: str | None, name: str) -> bool:

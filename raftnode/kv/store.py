@@ -197,24 +197,28 @@ def _record(
 
 @dataclass(frozen=True, slots=True)
 class KeyRange:
-    """Keys from ``start`` (inclusive) to ``end`` (exclusive; None: to the last key), as
-    etcd's ``key``/``range_end``; a prefix is the range from it to its upper bound."""
+    """Keys from ``low`` (inclusive) to ``high`` (exclusive; None: past the last key), as UTF-8
+    bytes: etcd's ``key``/``range_end``. ``KeyRange.between("a", "c")`` is a range of keys,
+    ``KeyRange.of_prefix("a/")`` every key starting with ``a/``; ``within`` intersects two.
+    A range whose ``high`` is not after its ``low`` holds no key."""
 
-    start: str = ""
-    end: str | None = None
-    prefix_end: bytes | None = None
-    """For a prefix: the byte string just past it (None: the prefix runs to the last key)."""
-    is_prefix: bool = False
+    low: bytes = b""
+    high: bytes | None = None
+
+    @classmethod
+    def between(cls, start: str = "", end: str | None = None) -> KeyRange:
+        high = None if end is None else end.encode(_ENC, _ERRORS)
+        return cls(start.encode(_ENC, _ERRORS), high)
 
     @classmethod
     def of_prefix(cls, prefix: str) -> KeyRange:
-        upper = _prefix_upper_bound(prefix.encode(_ENC, _ERRORS))
-        return cls(prefix, None, upper, True)
+        pb = prefix.encode(_ENC, _ERRORS)
+        return cls(pb, _prefix_upper_bound(pb))
 
-    def end_bytes(self) -> bytes | None:
-        if self.is_prefix:
-            return self.prefix_end
-        return None if self.end is None else self.end.encode(_ENC, _ERRORS)
+    def within(self, other: KeyRange) -> KeyRange:
+        """The keys in both ranges."""
+        highs = [h for h in (self.high, other.high) if h is not None]
+        return KeyRange(max(self.low, other.low), min(highs) if highs else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1002,14 +1006,13 @@ class KeyValueStore:
 
     def _range_where(self, key_range: KeyRange, start_after: str | None) -> tuple[str, _SqlArgs]:
         sql = "key >= ?"
-        args: _SqlArgs = [key_range.start.encode(_ENC, _ERRORS)]
-        if start_after is not None and start_after >= key_range.start:
+        args: _SqlArgs = [key_range.low]
+        if start_after is not None:
             sql += " AND key > ?"
             args.append(start_after.encode(_ENC, _ERRORS))
-        upper = key_range.end_bytes()
-        if upper is not None:
+        if key_range.high is not None:
             sql += " AND key < ?"
-            args.append(upper)
+            args.append(key_range.high)
         return sql, args
 
     def _range_rows(

@@ -199,14 +199,15 @@ def test_prev_revision_on_writes() -> None:
 
 
 def test_key_ranges() -> None:
-    assert requests.key_range(None, "a", "c", LIMITS) == KeyRange("a", "c")
-    assert requests.key_range(None, "a", None, LIMITS) == KeyRange("a", None)
-    assert requests.key_range(None, None, "c", LIMITS) == KeyRange("", "c")
-    assert requests.key_range("p/", None, None, LIMITS) == KeyRange.of_prefix("p/")
-    assert requests.key_range(None, None, None, LIMITS) == KeyRange.of_prefix("")
-    refused(lambda: requests.key_range("p", "a", None, LIMITS), 400, "bad_param", "one of them")
-    refused(lambda: requests.key_range(None, "c", "a", LIMITS), 400, "bad_param", "sort after")
-    refused(lambda: requests.key_range(None, "a", "a", LIMITS), 400, "bad_param", "empty")
+    assert requests.key_range(None, "a", "c", LIMITS) == KeyRange(b"a", b"c")
+    assert requests.key_range(None, "a", None, LIMITS) == KeyRange(b"a", None)
+    assert requests.key_range(None, None, "c", LIMITS) == KeyRange(b"", b"c")
+    assert requests.key_range("p/", None, None, LIMITS) == KeyRange(b"p/", b"p0")
+    assert requests.key_range(None, None, None, LIMITS) == KeyRange(b"", None)
+    assert requests.key_range("p/", "p/b", "q", LIMITS) == KeyRange(b"p/b", b"p0")  # both hold
+    assert requests.key_range("p/", "a", "p/c", LIMITS) == KeyRange(b"p/", b"p/c")
     refused(lambda: requests.key_range(None, "a\n", None, LIMITS), 400, "bad_key", "start")
+    refused(lambda: requests.key_range(None, None, "\x7f", LIMITS), 400, "bad_key", "end")
+    refused(lambda: requests.key_range("\x7f", None, None, LIMITS), 400, "bad_key", "prefix")
     assert requests.flag("true", "count_only") and not requests.flag("false", "count_only")
     refused(lambda: requests.flag("yes", "count_only"), 400, "bad_param", "true or false")
