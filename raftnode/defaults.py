@@ -77,6 +77,12 @@ class Limits:
     max_list_bytes: int = at_least(1024, default=4 << 20)
     """A ``GET /kv?prefix=`` page stops before its keys and values pass this many bytes
     (``more`` is then true), so one request never builds an answer of gigabytes."""
+    max_txn_ops: int = at_least(1, default=128)
+    """Compares and operations in one ``POST /txn``, together (etcd's ``--max-txn-ops``);
+    more -> 413 naming this limit."""
+    max_txn_bytes: int = at_least(1024, default=3 << 19)
+    """The keys and values of one transaction's compares and operations, in bytes (1.5 MiB,
+    etcd's request size); more -> 413 naming this limit."""
     max_snapshot_bytes: int = at_least(1 << 20, default=16 << 30)
     """The largest snapshot file a node accepts to restore or install, in bytes."""
     # HTTP limits of the client listener (and, where they apply, the health listener). Sized

@@ -85,6 +85,17 @@ class NodeView:
         """Whether this node's stream to ``node_id`` is up (a crashed peer shows as down)."""
         return self.carrier.connected(node_id)
 
+    def members_below_version(self, version: int) -> list[int]:
+        """Members (voters and learners of the configuration in force, this node aside) not
+        known to speak peer protocol ``version``: never connected, or their latest stream
+        negotiated an older one. An entry only they could not apply must wait for them."""
+        conf = self.conf
+        return sorted(
+            member
+            for member in conf.voters | conf.learners
+            if member != self.node_id and self.carrier.peer_version(member) < version
+        )
+
     def leader_recently_heard(self) -> bool:
         """This node leads, or heard from a leader (or granted a vote to a candidate) within
         the last three heartbeats. A leader cut off by the network stays "connected" (no

@@ -74,11 +74,25 @@ def requirement(request: Request, principal: Principal, limits: Any) -> Requirem
             if not principal.prefixes:
                 return Requirement(Role.WRITE)
             return Requirement(Role.WRITE, keys=(requests.put_from_post(request.body, limits).key,))
+    elif path == "/txn" and method == "POST":
+        return _txn_requirement(request, principal, limits)
     elif path.startswith("/kv/") and len(path) > 4:
         role = Role.READ if method in ("GET", "HEAD") else Role.WRITE
         return Requirement(role, keys=(path[4:],))
     role = Role.READ if method in ("GET", "HEAD") else Role.WRITE
     return Requirement(role, unscoped=True)
+
+
+def _txn_requirement(request: Request, principal: Principal, limits: Any) -> Requirement:
+    """A transaction needs write when either branch writes, else read; a principal limited to
+    prefixes must cover every key it compares or touches (a compare reads its key too)."""
+    txn = requests.txn_from_post(request.body, limits)
+    ops = txn.success + txn.failure
+    role = Role.WRITE if any(op.op != "get" for op in ops) else Role.READ
+    if not principal.prefixes:
+        return Requirement(role)
+    keys = dict.fromkeys([c.key for c in txn.compare] + [op.key for op in ops])
+    return Requirement(role, keys=tuple(keys))
 
 
 def unauthorized(message: str, invalid_token: bool = False) -> ApiError:

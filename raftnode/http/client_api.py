@@ -36,6 +36,7 @@ from raftnode.http.errors import (
     outcome_unknown,
     quota_exceeded,
     unavailable,
+    upgrade_in_progress,
 )
 from raftnode.http.forward import (
     HOPS_HEADER,
@@ -47,8 +48,16 @@ from raftnode.http.forward import (
     ForwardUnknown,
     LeaderConnections,
 )
-from raftnode.kv.commands import Command, CommandResult, Outcome
-from raftnode.kv.service import DiskFull, KeyValueService
+from raftnode.kv.commands import (
+    Command,
+    CommandResult,
+    KeyRevisions,
+    Outcome,
+    Txn,
+    TxnOpResult,
+    TxnResult,
+)
+from raftnode.kv.service import DiskFull, KeyValueService, UpgradeInProgress
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
 from raftnode.timing import ChangeNotifier
@@ -106,7 +115,7 @@ def refusal(status: int, code: str, message: str) -> Response:
 
 
 class ClientApi:
-    """Routes requests to the key-value service: ``/kv`` and ``/kv/{key}``."""
+    """Routes requests to the key-value service: ``/kv``, ``/kv/{key}`` and ``/txn``."""
 
     def __init__(
         self,
@@ -242,6 +251,10 @@ class ClientApi:
             if method == "DELETE":
                 return "write", "delete", self._delete
             return "other", "", _method_not_allowed(method, path, "GET, PUT, DELETE")
+        if path == "/txn":
+            if method == "POST":
+                return "write", "txn", self._txn
+            return "other", "", _method_not_allowed(method, path, "POST")
         return "other", "", _no_route(path)
 
     # -- admin -------------------------------------------------------------------------------
@@ -269,13 +282,22 @@ class ClientApi:
         return await self._write(request, cmd, deadline)
 
     async def _delete(self, request: Request, deadline: float) -> _Answer:
-        requests.check_params(list(request.query), {"prev_value"})
+        requests.check_params(list(request.query), {"prev_value", "prev_revision"})
         cmd = requests.delete_command(
-            request.path[4:], request.body, request.param("prev_value"), self.limits
+            request.path[4:],
+            request.body,
+            request.param("prev_value"),
+            self.limits,
+            request.param("prev_revision"),
         )
         return await self._write(request, cmd, deadline)
 
-    async def _write(self, request: Request, cmd: Command, deadline: float) -> _Answer:
+    async def _txn(self, request: Request, deadline: float) -> _Answer:
+        requests.check_params(list(request.query), set())
+        txn = requests.txn_from_post(request.body, self.limits)
+        return await self._write(request, txn, deadline)
+
+    async def _write(self, request: Request, cmd: Command | Txn, deadline: float) -> _Answer:
         request_id = requests.idempotency_key(request.headers.get(IDEMPOTENCY_HEADER.lower()))
         if request_id is not None:
             cmd = dataclasses.replace(cmd, request_id=request_id, stamp=time.time())
@@ -295,7 +317,31 @@ class ClientApi:
             raise outcome_unknown(f"{e}; read the key to learn whether it was written") from e
         except DiskFull as e:
             raise disk_full(e.free, e.minimum) from e
+        except UpgradeInProgress as e:
+            raise upgrade_in_progress(str(e)) from e
+        if isinstance(cmd, Txn):
+            assert isinstance(result, TxnResult)
+            return self._txn_answer(result)
+        assert isinstance(result, CommandResult)
         return self._write_answer(cmd, result)
+
+    def _txn_answer(self, result: TxnResult) -> _Answer:
+        headers = {"X-Raftnode-Revision": str(result.revision)}
+        if result.replayed:
+            headers[REPLAYED_HEADER] = "true"
+        if result.error is None:
+            body = {
+                "succeeded": result.succeeded,
+                "revision": result.revision,
+                "results": [_txn_op_answer(r) for r in result.results],
+            }
+            return _Answer(json_response(200, body, headers), "ok")
+        if result.error == Outcome.IDEMPOTENCY_KEY_REUSED:
+            raise idempotency_key_reused(None)
+        if result.error == Outcome.QUOTA_EXCEEDED:
+            self.metrics.quota_refused()
+            raise quota_exceeded(None, self.service.store.max_store_bytes)
+        raise ApiError(500, ErrorCode.INTERNAL, f"the transaction failed to apply ({result.error})")
 
     def _write_answer(self, cmd: Command, result: CommandResult) -> _Answer:
         headers = {"X-Raftnode-Revision": str(result.revision)}
@@ -305,17 +351,25 @@ class ClientApi:
             body: dict[str, Any] = {"ok": True, "key": cmd.key, "revision": result.revision}
             if cmd.op == "put":
                 body["created"] = not result.existed
+                if result.key_revisions is not None:
+                    body.update(_revisions(result.key_revisions))
             if result.prev_value is not None:
                 body["prev_value"] = result.prev_value
             return _Answer(json_response(200, body, headers), "ok")
         if result.error == Outcome.CAS_MISMATCH:
-            conflict = {
+            compared = "prev_value" if cmd.cas else ""
+            if cmd.prev_revision is not None:
+                compared = f"{compared} or prev_revision" if compared else "prev_revision"
+            conflict: dict[str, Any] = {
                 "error": ErrorCode.CAS_MISMATCH,
-                "message": "the key's current value does not match prev_value; nothing was written",
+                "message": f"the key's current state does not match {compared}; nothing was "
+                "written",
                 "key": cmd.key,
                 "current_value": result.current_value,
                 "exists": result.existed,
             }
+            if result.key_revisions is not None:
+                conflict.update(_revisions(result.key_revisions))
             return _Answer(json_response(409, conflict, headers), "cas_mismatch")
         if result.error == Outcome.NOT_FOUND:
             raise not_found(cmd.key)
@@ -438,33 +492,65 @@ class ClientApi:
         if record is None:
             raise not_found(key)
         headers = {"X-Raftnode-Revision": str(record.mod_revision)}
-        return _Answer(json_response(200, {"value": record.value}, headers), "ok")
+        body = {"value": record.value, **_revisions(record.revisions)}
+        return _Answer(json_response(200, body, headers), "ok")
 
     async def _list(self, request: Request, deadline: float) -> _Answer:
         requests.check_params(
-            list(request.query), {"prefix", "limit", "consistency", "start_after"}
+            list(request.query),
+            {"prefix", "start", "end", "limit", "consistency", "start_after", "count_only"},
         )
         consistency = requests.consistency(request.param("consistency"))
         limit = requests.list_limit(request.param("limit"))
-        prefix = request.param("prefix") or ""
-        if prefix:
-            requests.check_key(prefix, self.limits, where="prefix")
+        selected = requests.key_range(
+            request.param("prefix"), request.param("start"), request.param("end"), self.limits
+        )
+        count_only = requests.flag(request.param("count_only"), "count_only")
         start_after = request.param("start_after")
         if start_after is not None:
             requests.check_key(start_after, self.limits, where="start_after")
         await self._read_barrier(consistency, deadline)
         store = self.service.store
-        items, more = store.page(prefix, limit, self.limits.max_list_bytes, start_after)
+        headers = {"X-Raftnode-Revision": str(store.revision)}
+        if count_only:
+            counted = {"count": store.count(selected, start_after), "revision": store.revision}
+            return _Answer(json_response(200, counted, headers), "ok")
+        items, more = store.page(
+            "", limit, self.limits.max_list_bytes, start_after, key_range=selected
+        )
         body = {
-            "items": [
-                {"key": k, "value": r.value, "mod_revision": r.mod_revision} for k, r in items
-            ],
+            "items": [{"key": k, "value": r.value, **_revisions(r.revisions)} for k, r in items],
             "count": len(items),
             "more": more,
             "revision": store.revision,
         }
-        headers = {"X-Raftnode-Revision": str(store.revision)}
         return _Answer(json_response(200, body, headers), "ok")
+
+
+def _revisions(r: KeyRevisions) -> dict[str, int | None]:
+    """A key's revision fields as answered (``version`` null before the store counts them)."""
+    return {
+        "create_revision": r.create_revision,
+        "mod_revision": r.mod_revision,
+        "version": r.version,
+    }
+
+
+def _txn_op_answer(r: TxnOpResult) -> dict[str, Any]:
+    """One operation's result in a ``POST /txn`` answer."""
+    if r.op == "get":
+        body: dict[str, Any] = {"op": "get", "key": r.key, "found": r.found}
+        if r.found:
+            body["value"] = r.value
+            body.update(_revisions(r.revisions))
+        return body
+    if r.op == "put":
+        body = {"op": "put", "key": r.key, "created": not r.found, **_revisions(r.revisions)}
+    else:
+        body = {"op": "delete", "key": r.key, "deleted": r.found}
+    if r.value is not None:
+        body["prev_value"] = r.value
+    return body
 
 
 def _consistency_label(request: Request) -> str:

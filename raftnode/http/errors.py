@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     DISK_FULL = "disk_full"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
+    UPGRADE_IN_PROGRESS = "upgrade_in_progress"
     # Refused by the connection layer (raftnode.http.connection), before any handler runs.
     HEADERS_TOO_LARGE = "headers_too_large"
     REQUEST_TIMEOUT = "request_timeout"
@@ -91,6 +92,11 @@ def unavailable(message: str, retry_after: int = 1) -> ApiError:
     return ApiError(503, ErrorCode.UNAVAILABLE, message, retry_after=retry_after)
 
 
+def upgrade_in_progress(message: str, retry_after: int = 5) -> ApiError:
+    """503 for a request some member's release cannot apply yet: nothing was proposed."""
+    return ApiError(503, ErrorCode.UPGRADE_IN_PROGRESS, message, retry_after=retry_after)
+
+
 def outcome_unknown(message: str) -> ApiError:
     return ApiError(504, ErrorCode.OUTCOME_UNKNOWN, message)
 
@@ -99,23 +105,23 @@ def not_found(key: str) -> ApiError:
     return ApiError(404, ErrorCode.NOT_FOUND, f"key {key!r} does not exist", extra={"key": key})
 
 
-def quota_exceeded(key: str, quota: int | None) -> ApiError:
+def quota_exceeded(key: str | None, quota: int | None) -> ApiError:
     return ApiError(
         507,
         ErrorCode.QUOTA_EXCEEDED,
         f"the store is at its quota of {quota} bytes (limits.max_store_bytes); nothing was "
         "written: delete keys or raise the quota on every node",
-        extra={"key": key},
+        extra={"key": key} if key is not None else {},
     )
 
 
-def idempotency_key_reused(key: str) -> ApiError:
+def idempotency_key_reused(key: str | None) -> ApiError:
     return ApiError(
         422,
         ErrorCode.IDEMPOTENCY_KEY_REUSED,
         "this Idempotency-Key was already used for a different request; nothing was written. "
         "Use a new key for each logical write, and the same key only to retry the same request",
-        extra={"key": key},
+        extra={"key": key} if key is not None else {},
     )
 
 

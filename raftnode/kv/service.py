@@ -1,19 +1,36 @@
 """The key-value service: ``KeyValueStore`` replicated by a ``RaftNode`` (the embedding API).
 
-Writes become ``Command`` entries proposed through the node; reads first pass the node's read
-barrier for the requested consistency, then read the local store. When no leader is known the
-service waits for one (bounded by ``leader_wait``) before giving up, so a client request that
-lands during an election costs latency rather than an error.
+Writes become ``Command`` (or ``Txn``) entries proposed through the node; reads first pass the
+node's read barrier for the requested consistency, then read the local store. When no leader is
+known the service waits for one (bounded by ``leader_wait``) before giving up, so a client
+request that lands during an election costs latency rather than an error.
+
+Mixed releases: an entry an older member could not apply (``needs_protocol`` above 2) is only
+proposed once every member is known to speak its peer protocol version; until then it is
+refused with ``UpgradeInProgress`` and nothing is proposed. The first write once they all do is
+preceded by the ``FormatUpgrade`` entry, from which every store counts per-key versions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from raftnode.consistency import Consistency
-from raftnode.kv.commands import Command, CommandResult, Outcome
+from raftnode.kv.commands import (
+    LEGACY_PROTOCOL_VERSION,
+    TXN_PROTOCOL_VERSION,
+    ApplyResult,
+    Command,
+    CommandResult,
+    FormatUpgrade,
+    Outcome,
+    Txn,
+    TxnResult,
+)
 from raftnode.kv.store import KeyValueStore
-from raftnode.node import NotLeader, RaftNode, Unavailable
+from raftnode.node import NodeError, NotLeader, RaftNode, Unavailable
 from raftnode.storage.disk_space import DiskSpaceGuard
 
 
@@ -24,6 +41,20 @@ class DiskFull(Exception):
         super().__init__(f"{free} bytes free, {minimum} kept in reserve")
         self.free = free
         self.minimum = minimum
+
+
+class UpgradeInProgress(Exception):
+    """A write of a kind some member's release cannot apply: nothing was proposed."""
+
+    def __init__(self, members: list[int], version: int) -> None:
+        named = ", ".join(f"node {m}" for m in members)
+        super().__init__(
+            f"not every member is known to run a release that applies this request ({named}: "
+            f"an older release, or not connected since this node started; peer protocol "
+            f"{version} is needed); finish the rolling upgrade or bring the member back, "
+            "then retry"
+        )
+        self.members = members
 
 
 class KeyValueService:
@@ -39,8 +70,9 @@ class KeyValueService:
         self.store = store
         self.leader_wait = leader_wait
         self.disk_guard = disk_guard
+        self._format_upgrade: asyncio.Task[None] | None = None
 
-    async def write(self, cmd: Command, deadline: float) -> CommandResult:
+    async def write(self, cmd: Command | Txn, deadline: float) -> ApplyResult:
         """Propose ``cmd`` here (this node leads) and return its result once applied.
 
         Raises ``NotLeader`` with the leader to forward to; when no leader is known it first
@@ -48,9 +80,18 @@ class KeyValueService:
         disk is nearly full raises ``DiskFull`` before anything is proposed.
         """
         guard = self.disk_guard
-        if cmd.op == "put" and guard is not None and guard.too_full():
+        if _adds_data(cmd) and guard is not None and guard.too_full():
             raise DiskFull(guard.free(), guard.min_free_bytes)
-        if self.store.would_exceed_quota(cmd):
+        if cmd.needs_protocol > LEGACY_PROTOCOL_VERSION:
+            behind = self.node.members_below_version(cmd.needs_protocol)
+            if behind:
+                raise UpgradeInProgress(behind, cmd.needs_protocol)
+        await self._upgrade_format(deadline)
+        new_kind = cmd.needs_protocol > LEGACY_PROTOCOL_VERSION
+        if new_kind and self.node.is_leader and not self.store.counts_versions:
+            # A follower forwards (propose says NotLeader); the leader upgrades first.
+            raise Unavailable("the store format upgrade has not applied yet")
+        if isinstance(cmd, Command) and self.store.would_exceed_quota(cmd):
             # Refused before proposing; applying checks again, the same way on every node.
             return CommandResult(
                 ok=False, revision=self.store.revision, error=Outcome.QUOTA_EXCEEDED
@@ -72,8 +113,28 @@ class KeyValueService:
                         "no leader is known (election in progress or no quorum)"
                     ) from e
                 continue
-            assert isinstance(result, CommandResult)
+            assert isinstance(result, CommandResult | TxnResult)
             return result
+
+    async def _upgrade_format(self, deadline: float) -> None:
+        """Propose ``FormatUpgrade`` (once; concurrent writes share it) when this node leads,
+        its store counts no versions yet and every member speaks the protocol that applies
+        it. Failures leave it to the next write."""
+        node = self.node
+        if self.store.counts_versions or not node.is_leader:
+            return
+        if node.members_below_version(TXN_PROTOCOL_VERSION):
+            return
+        if self._format_upgrade is None or self._format_upgrade.done():
+            self._format_upgrade = asyncio.ensure_future(self._propose_upgrade(deadline))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.shield(self._format_upgrade), max(0.0, deadline - time.monotonic())
+            )
+
+    async def _propose_upgrade(self, deadline: float) -> None:
+        with contextlib.suppress(NodeError):
+            await self.node.propose(FormatUpgrade().encode(), max(0.0, deadline - time.monotonic()))
 
     async def read_barrier(self, consistency: Consistency, deadline: float) -> None:
         """Wait until the local store may answer at ``consistency``; retries across elections."""
@@ -90,3 +151,9 @@ class KeyValueService:
                     raise
                 await self.node.wait_for_leader(max(0.0, budget_end - time.monotonic()))
                 await self.node.changed(budget_end)
+
+
+def _adds_data(cmd: Command | Txn) -> bool:
+    if isinstance(cmd, Txn):
+        return any(op.op == "put" for op in (*cmd.success, *cmd.failure))
+    return cmd.op == "put"

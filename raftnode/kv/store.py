@@ -5,11 +5,14 @@ same transaction, so a restart is open-and-go. ``applied_index`` is read from th
 runtime replays only the log after it. Memory is bounded by SQLite's page cache
 (``cache_bytes``), not by the data.
 
-Semantics (those of the former in-memory store, ``bench/memory_store.py``): a global
-``revision`` bumped by every successful mutation; per key the revisions at which it was created
-and last modified; put, delete, compare-and-set (``cas`` with ``prev_value``, ``None`` = must be
-absent); prefix listing in key order with ``limit`` and ``start_after``; an undecodable command is
-skipped the same way on every node (``error="bad_command"``). Apply is deterministic.
+Semantics (etcd's): a global ``revision`` bumped by every successful mutation (a transaction
+that writes bumps it once); per key ``create_revision``, ``mod_revision`` and ``version`` (writes
+since the key's creation; a delete resets it); put, delete, compare-and-set on the value
+(``cas`` with ``prev_value``, ``None`` = must be absent) and on ``mod_revision``
+(``prev_revision``, 0 = must be absent); transactions (``Txn``: compares, then one list of
+operations or another, atomically); listing a prefix or a key range in key order with ``limit``
+and ``start_after``; an undecodable command is skipped the same way on every node
+(``error="bad_command"``). Apply is deterministic: every field is a function of the log.
 
 Life cycle, as the runtime drives it (all on the event-loop thread unless said otherwise)::
 
@@ -43,12 +46,22 @@ fails with
 ``error="quota_exceeded"`` and changes nothing; deletes and puts that do not grow the store still
 work. Every node must run with the same quota (it is part of the state machine's behaviour).
 
-File format (version 1; the live store and snapshot files share it). An SQLite 3 database with
-``PRAGMA application_id = 0x72666E64`` ("rfnd") and ``PRAGMA user_version = 1``::
+File format (versions 1 and 2; the live store and snapshot files share it). An SQLite 3
+database with ``PRAGMA application_id = 0x72666E64`` ("rfnd") and ``PRAGMA user_version`` 1 or 2::
 
-    kv(key BLOB PRIMARY KEY, value BLOB, create_rev INTEGER, mod_rev INTEGER) WITHOUT ROWID
+    kv(key BLOB PRIMARY KEY, value BLOB, create_rev INTEGER, mod_rev INTEGER
+       [, version INTEGER: format 2]) WITHOUT ROWID
     meta(id INTEGER PRIMARY KEY CHECK (id = 0), applied_index, revision, key_count, logical_bytes)
     requests(id BLOB PRIMARY KEY, idx, stamp, result, fp) WITHOUT ROWID, index requests_by_idx
+
+Format 2 adds the per-key ``version``. A store moves from 1 to 2 through the log, never on its
+own: the ``FormatUpgrade`` entry (proposed once every member runs a release that applies it)
+adds the column with every existing key at version 1, in the same transaction as the entries
+around it. So every node counts versions from the same log position whatever release applied
+the entries before it, and a format-1 snapshot (what the previous release reads and writes)
+is what a cluster hands around until then. A store created fresh starts at format 1 too; before
+the upgrade ``version`` reads as None. Format-1 files from the previous release open and restore
+unchanged.
 
 Keys and values are stored as UTF-8 (``surrogatepass``, so any Python string round-trips); byte
 order of UTF-8 equals code point order, so listings sort exactly as Python sorts strings. A
@@ -75,11 +88,27 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from raftnode.kv.commands import Command, CommandResult, Outcome
+from raftnode.kv.commands import (
+    REVISIONS_FORMAT,
+    ApplyResult,
+    Command,
+    CommandResult,
+    Compare,
+    FormatUpgrade,
+    KeyRevisions,
+    Outcome,
+    Txn,
+    TxnOp,
+    TxnOpResult,
+    TxnResult,
+    decode_entry,
+    replay_of,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = REVISIONS_FORMAT
+"""The newest store format this release reads; it also reads every older one (from 1)."""
 APPLICATION_ID = 0x72666E64  # "rfnd"
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # Safety net only: sync() checkpoints from a worker thread. If nobody calls it, the writer
@@ -122,6 +151,18 @@ REQUEST_RETENTION_COUNT = 100_000
 _EXPIRE_EVERY = 256
 
 
+def _check_types(cmd: object) -> None:
+    """Refuse a decoded command whose fields are not of their types (a foreign entry)."""
+    if isinstance(cmd, Command):
+        if not isinstance(cmd.key, str) or (cmd.op == "put" and not isinstance(cmd.value, str)):
+            raise TypeError("key and value must be strings")
+        if cmd.cas and cmd.prev_value is not None and not isinstance(cmd.prev_value, str):
+            raise TypeError("prev_value must be a string or null")
+    request_id = cmd.request_id if isinstance(cmd, Command | Txn) else None
+    if request_id is not None and not isinstance(request_id, str):
+        raise TypeError("a request id must be a string")
+
+
 class StoreError(Exception):
     """The store cannot be used: I/O failure, or a file that is not a usable store."""
 
@@ -135,10 +176,49 @@ class KeyRecord:
     value: str
     create_revision: int
     mod_revision: int
+    version: int | None = None
+    """Writes since the key's creation (1 after it); None on a format-1 store."""
+
+    @property
+    def revisions(self) -> KeyRevisions:
+        return KeyRevisions(self.create_revision, self.mod_revision, self.version)
 
 
 Listing = list[tuple[str, KeyRecord]]
 """Keys with their records, in key order."""
+_SqlArgs = list[Any]
+
+
+def _record(
+    k: bytes, v: bytes, create: int, mod: int, version: int | None
+) -> tuple[str, KeyRecord]:
+    return k.decode(_ENC, _ERRORS), KeyRecord(v.decode(_ENC, _ERRORS), create, mod, version)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """Keys from ``low`` (inclusive) to ``high`` (exclusive; None: past the last key), as UTF-8
+    bytes: etcd's ``key``/``range_end``. ``KeyRange.between("a", "c")`` is a range of keys,
+    ``KeyRange.of_prefix("a/")`` every key starting with ``a/``; ``within`` intersects two.
+    A range whose ``high`` is not after its ``low`` holds no key."""
+
+    low: bytes = b""
+    high: bytes | None = None
+
+    @classmethod
+    def between(cls, start: str = "", end: str | None = None) -> KeyRange:
+        high = None if end is None else end.encode(_ENC, _ERRORS)
+        return cls(start.encode(_ENC, _ERRORS), high)
+
+    @classmethod
+    def of_prefix(cls, prefix: str) -> KeyRange:
+        pb = prefix.encode(_ENC, _ERRORS)
+        return cls(pb, _prefix_upper_bound(pb))
+
+    def within(self, other: KeyRange) -> KeyRange:
+        """The keys in both ranges."""
+        highs = [h for h in (self.high, other.high) if h is not None]
+        return KeyRange(max(self.low, other.low), min(highs) if highs else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,16 +304,29 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> tuple[int, int, int, int
 
 
 def _init_schema(conn: sqlite3.Connection) -> None:
+    """A fresh store, at format 1: it reaches 2 through the log (see the module docstring)."""
     conn.execute("BEGIN IMMEDIATE")
     for stmt in (*_SCHEMA, *_REQUESTS_SCHEMA):
         conn.execute(stmt)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+    conn.execute("PRAGMA user_version = 1")
     conn.execute("COMMIT")
 
 
+_UPGRADE_TO_REVISIONS = (
+    "ALTER TABLE kv ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+    f"PRAGMA user_version = {REVISIONS_FORMAT}",
+)
+"""Format 1 -> 2 inside the apply transaction: O(1) (SQLite keeps the default in the schema,
+so every existing key reads version 1 without a row being rewritten)."""
+
+_KV_COLUMNS = {
+    1: ("key", "value", "create_rev", "mod_rev"),
+    REVISIONS_FORMAT: ("key", "value", "create_rev", "mod_rev", "version"),
+}
+"""The ``kv`` table's columns in each store format."""
 _KNOWN_COLUMNS = {
-    "kv": ("key", "value", "create_rev", "mod_rev"),
+    "kv": _KV_COLUMNS[1],
     "meta": ("id", "applied_index", "revision", "key_count", "logical_bytes"),
     "requests": ("id", "idx", "stamp", "result", "fp"),
     "raft_position": ("id", "idx", "term", "voters", "learners", "peers"),
@@ -249,8 +342,10 @@ _OPTIONAL_OBJECTS = {
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a file whose schema is not exactly raftnode's: only its known tables and index,
-    with their known columns, and no triggers or views (which would run code of the file's
-    author when the store is used). ``trusted_schema`` is off before anything is read."""
+    with the known columns of its format version, and no triggers or views (which would run
+    code of the file's author when the store is used). ``trusted_schema`` is off before
+    anything is read."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.execute("PRAGMA trusted_schema = OFF")
     objects = {
         (kind, name)
@@ -271,6 +366,9 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
             continue
         columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
         allowed = {known, known[:-1]} if table == "requests" else {known}  # fp came later
+        if table == "kv":
+            known = _KV_COLUMNS.get(version, known)
+            allowed = {known}
         if columns not in allowed:
             raise StoreFormatError(
                 f"{path}: not a raftnode key-value store: table {table} has columns "
@@ -310,6 +408,7 @@ def _inspect(path: Path, *, verify: bool, fsync: bool) -> SnapshotInfo:
             _check_identity(conn, path)
             _check_schema(conn, path)
             index, revision, count, nbytes = _read_meta(conn, path)
+            file_format = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if verify:
                 check = str(conn.execute("PRAGMA quick_check(3)").fetchone()[0])
                 if check != "ok":
@@ -330,7 +429,7 @@ def _inspect(path: Path, *, verify: bool, fsync: bool) -> SnapshotInfo:
             raise StoreFormatError(f"{path}: damaged raftnode key-value store: {e}") from e
     finally:
         conn.close()
-    return SnapshotInfo(index, revision, count, nbytes, size, sha)
+    return SnapshotInfo(index, revision, count, nbytes, size, sha, file_format)
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -465,6 +564,7 @@ class KeyValueStore:
             f"SELECT COUNT(*), COALESCE(SUM({_REQUEST_ROW_BYTES}), 0) FROM requests"
         ).fetchone()
         index, revision, count, nbytes = _read_meta(self._conn, self.path)
+        self._format = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         self._applied = self._pending_index = index
         self._revision = revision
         self._key_count = count
@@ -501,6 +601,15 @@ class KeyValueStore:
         return self._revision
 
     @property
+    def format_version(self) -> int:
+        """The store format in force, including the uncommitted batch (1: no ``version``)."""
+        return self._format
+
+    @property
+    def counts_versions(self) -> bool:
+        return self._format >= REVISIONS_FORMAT
+
+    @property
     def quota_used_bytes(self) -> int:
         """What the quota bounds: the UTF-8 bytes of every key and value, plus the remembered
         outcomes of idempotent writes (their ids, results and fingerprints)."""
@@ -534,8 +643,8 @@ class KeyValueStore:
         if not self._conn.in_transaction:
             self._conn.execute("BEGIN")
 
-    def apply(self, index: int, data: bytes) -> CommandResult:
-        """Apply one committed command inside the open transaction (opened lazily).
+    def apply(self, index: int, data: bytes) -> ApplyResult:
+        """Apply one committed entry inside the open transaction (opened lazily).
 
         Never commits: the runtime calls ``commit()`` once per batch.
         """
@@ -543,35 +652,53 @@ class KeyValueStore:
         if index > self._pending_index:
             self._pending_index = index
         try:
-            cmd = Command.decode(data)
-            if not isinstance(cmd.key, str) or (cmd.op == "put" and not isinstance(cmd.value, str)):
-                raise TypeError("key and value must be strings")
-            if cmd.cas and cmd.prev_value is not None and not isinstance(cmd.prev_value, str):
-                raise TypeError("prev_value must be a string or null")
-        except (ValueError, KeyError, TypeError) as e:
+            cmd = decode_entry(data)
+            _check_types(cmd)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
             # Validated before proposing, so this is a bug or a foreign entry: skip it the
             # same way on every node.
             log.error(
                 "undecodable command skipped", extra={"fields": {"index": index, "error": str(e)}}
             )
             return CommandResult(ok=False, revision=self._revision, error=Outcome.BAD_COMMAND)
+        if isinstance(cmd, FormatUpgrade):
+            return self._upgrade_format(cmd.format)
         if cmd.request_id is None:
-            return self._apply_command(cmd)
+            return self._apply_one(cmd)
         rid = cmd.request_id.encode(_ENC, _ERRORS)
         fingerprint = cmd.fingerprint()
         row = self._conn.execute("SELECT result, fp FROM requests WHERE id = ?", (rid,)).fetchone()
         if row is not None:
             if row[1] is not None and row[1] != fingerprint:
+                if isinstance(cmd, Txn):
+                    return TxnResult(False, self._revision, error=Outcome.IDEMPOTENCY_KEY_REUSED)
                 return CommandResult(
                     ok=False, revision=self._revision, error=Outcome.IDEMPOTENCY_KEY_REUSED
                 )
-            return CommandResult.replay_of(row[0])
-        result = self._apply_command(cmd)
+            return replay_of(row[0])
+        result = self._apply_one(cmd)
         self._remember(rid, fingerprint, index, cmd.stamp, result)
         return result
 
+    def _apply_one(self, cmd: Command | Txn) -> ApplyResult:
+        if isinstance(cmd, Txn):
+            return self._apply_txn(cmd)
+        return self._apply_command(cmd)
+
+    def _upgrade_format(self, target: int) -> CommandResult:
+        """``FormatUpgrade``: format 1 -> 2 in the open transaction; a no-op when there."""
+        if target != REVISIONS_FORMAT:
+            log.error("unknown store format upgrade skipped", extra={"fields": {"to": target}})
+            return CommandResult(ok=False, revision=self._revision, error=Outcome.BAD_COMMAND)
+        if self._format < REVISIONS_FORMAT:
+            for stmt in _UPGRADE_TO_REVISIONS:
+                self._conn.execute(stmt)
+            self._format = REVISIONS_FORMAT
+            log.info("store format upgraded", extra={"fields": {"format": self._format}})
+        return CommandResult(ok=True, revision=self._revision)
+
     def _remember(
-        self, rid: bytes, fingerprint: bytes, index: int, stamp: float, result: CommandResult
+        self, rid: bytes, fingerprint: bytes, index: int, stamp: float, result: ApplyResult
     ) -> None:
         """Keep a request id's outcome; forget the oldest past the count, and (every
         ``_EXPIRE_EVERY`` entries, by the commands' stamps) those past the retention time."""
@@ -596,61 +723,195 @@ class KeyValueStore:
         self._request_count -= len(freed)
         self._request_bytes -= sum(n for (n,) in freed)
 
+    def _row(self, kb: bytes) -> tuple[bytes, int, int, int | None] | None:
+        """(value, create_rev, mod_rev, version) of a key, None when absent."""
+        version = "version" if self.counts_versions else "NULL"
+        row = self._conn.execute(
+            f"SELECT value, create_rev, mod_rev, {version} FROM kv WHERE key = ?", (kb,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    def _key_revisions(self, row: tuple[bytes, int, int, int | None] | None) -> KeyRevisions:
+        if row is None:
+            return KeyRevisions(0, 0, 0 if self.counts_versions else None)
+        return KeyRevisions(row[1], row[2], row[3])
+
     def _apply_command(self, cmd: Command) -> CommandResult:
-        conn = self._conn
         kb = cmd.key.encode(_ENC, _ERRORS)
-        row = conn.execute("SELECT value FROM kv WHERE key = ?", (kb,)).fetchone()
+        row = self._row(kb)
         current_value: str | None = None
         old_size = 0
         if row is not None:
             current_value = row[0].decode(_ENC, _ERRORS)
             old_size = len(kb) + len(row[0])
         existed = row is not None
-        if cmd.cas and current_value != cmd.prev_value:
+        revisions = self._key_revisions(row) if self.counts_versions else None
+        if (cmd.cas and current_value != cmd.prev_value) or (
+            cmd.prev_revision is not None and cmd.prev_revision != (row[2] if row else 0)
+        ):
             return CommandResult(
                 ok=False,
                 revision=self._revision,
                 current_value=current_value,
                 existed=existed,
                 error=Outcome.CAS_MISMATCH,
+                key_revisions=revisions,
             )
         if cmd.op == "put":
             assert cmd.value is not None
             vb = cmd.value.encode(_ENC, _ERRORS)
             new_bytes = self._logical_bytes - old_size + len(kb) + len(vb)
-            if (
-                self.max_store_bytes is not None
-                and new_bytes > self._logical_bytes
-                and new_bytes + self._request_bytes > self.max_store_bytes
-            ):
+            if self._over_quota(new_bytes):
                 return CommandResult(
                     ok=False,
                     revision=self._revision,
                     current_value=current_value,
                     existed=existed,
                     error=Outcome.QUOTA_EXCEEDED,
+                    key_revisions=revisions,
                 )
             rev = self._revision + 1
-            if existed:
-                conn.execute("UPDATE kv SET value = ?, mod_rev = ? WHERE key = ?", (vb, rev, kb))
-            else:
-                conn.execute(
-                    "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)",
-                    (kb, vb, rev, rev),
-                )
-                self._key_count += 1
+            after = self._write_put(kb, vb, row, rev)
             self._revision = rev
             self._logical_bytes = new_bytes
-            return CommandResult(ok=True, revision=rev, prev_value=current_value, existed=existed)
-        if not existed:
-            return CommandResult(ok=False, revision=self._revision, error=Outcome.NOT_FOUND)
-        conn.execute("DELETE FROM kv WHERE key = ?", (kb,))
+            return CommandResult(
+                ok=True,
+                revision=rev,
+                prev_value=current_value,
+                existed=existed,
+                key_revisions=after if self.counts_versions else None,
+            )
+        if row is None:
+            return CommandResult(
+                ok=False, revision=self._revision, error=Outcome.NOT_FOUND, key_revisions=revisions
+            )
+        self._write_delete(kb, old_size)
         self._revision += 1
+        return CommandResult(
+            ok=True,
+            revision=self._revision,
+            prev_value=current_value,
+            existed=True,
+            key_revisions=revisions,
+        )
+
+    def _over_quota(self, new_bytes: int) -> bool:
+        """Whether growing the logical size to ``new_bytes`` would pass the quota."""
+        return (
+            self.max_store_bytes is not None
+            and new_bytes > self._logical_bytes
+            and new_bytes + self._request_bytes > self.max_store_bytes
+        )
+
+    def _write_put(
+        self, kb: bytes, vb: bytes, row: tuple[bytes, int, int, int | None] | None, rev: int
+    ) -> KeyRevisions:
+        """Write a key at revision ``rev`` (the caller moves the revision and the size)."""
+        conn = self._conn
+        versions = self.counts_versions
+        if row is not None:
+            version = (row[3] or 0) + 1 if versions else None
+            if versions:
+                conn.execute(
+                    "UPDATE kv SET value = ?, mod_rev = ?, version = ? WHERE key = ?",
+                    (vb, rev, version, kb),
+                )
+            else:
+                conn.execute("UPDATE kv SET value = ?, mod_rev = ? WHERE key = ?", (vb, rev, kb))
+            return KeyRevisions(row[1], rev, version)
+        if versions:
+            conn.execute(
+                "INSERT INTO kv (key, value, create_rev, mod_rev, version) VALUES (?, ?, ?, ?, 1)",
+                (kb, vb, rev, rev),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)",
+                (kb, vb, rev, rev),
+            )
+        self._key_count += 1
+        return KeyRevisions(rev, rev, 1 if versions else None)
+
+    def _write_delete(self, kb: bytes, old_size: int) -> None:
+        self._conn.execute("DELETE FROM kv WHERE key = ?", (kb,))
         self._key_count -= 1
         self._logical_bytes -= old_size
-        return CommandResult(
-            ok=True, revision=self._revision, prev_value=current_value, existed=True
-        )
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _holds(self, compare: Compare) -> bool:
+        row = self._row(compare.key.encode(_ENC, _ERRORS))
+        if compare.target == "exists":
+            return (
+                (row is not None) == compare.value
+                if compare.op == "equal"
+                else ((row is not None) != compare.value)
+            )
+        have: bytes | int
+        want: bytes | int
+        if compare.target == "value":
+            if row is None:
+                return False  # as in etcd: a value compare on an absent key never holds
+            have, want = row[0], str(compare.value).encode(_ENC, _ERRORS)
+        else:
+            revisions = self._key_revisions(row)
+            have = {
+                "mod_revision": revisions.mod_revision,
+                "create_revision": revisions.create_revision,
+                "version": revisions.version or 0,
+            }[compare.target]
+            assert isinstance(compare.value, int)
+            want = compare.value
+        if compare.op == "equal":
+            return have == want
+        if compare.op == "not_equal":
+            return have != want
+        if compare.op == "less":
+            return have < want  # type: ignore[operator]
+        return have > want  # type: ignore[operator]
+
+    def _apply_txn(self, txn: Txn) -> TxnResult:
+        """Compares, then one branch, at one revision; quota refused as a whole."""
+        succeeded = all(self._holds(c) for c in txn.compare)
+        ops = txn.success if succeeded else txn.failure
+        writes = [op for op in ops if op.op != "get"]
+        new_bytes = self._logical_bytes
+        for op in writes:  # validated: one write per key per branch
+            kb = op.key.encode(_ENC, _ERRORS)
+            row = self._row(kb)
+            new_bytes -= len(kb) + len(row[0]) if row is not None else 0
+            if op.op == "put":
+                assert op.value is not None
+                new_bytes += len(kb) + len(op.value.encode(_ENC, _ERRORS))
+        if self._over_quota(new_bytes):
+            return TxnResult(succeeded, self._revision, error=Outcome.QUOTA_EXCEEDED)
+        rev = self._revision + 1
+        changed = False
+        results = []
+        for op in ops:
+            results.append(self._txn_op(op, rev))
+            changed = changed or (op.op == "put" or (op.op == "delete" and results[-1].found))
+        if changed:
+            self._revision = rev
+        return TxnResult(succeeded, self._revision, tuple(results))
+
+    def _txn_op(self, op: TxnOp, rev: int) -> TxnOpResult:
+        kb = op.key.encode(_ENC, _ERRORS)
+        row = self._row(kb)
+        value = row[0].decode(_ENC, _ERRORS) if row is not None else None
+        if op.op == "get":
+            return TxnOpResult("get", op.key, row is not None, value, self._key_revisions(row))
+        if op.op == "delete":
+            before = self._key_revisions(row)
+            if row is not None:
+                self._write_delete(kb, len(kb) + len(row[0]))
+            return TxnOpResult("delete", op.key, row is not None, value, before)
+        assert op.value is not None
+        vb = op.value.encode(_ENC, _ERRORS)
+        old_size = len(kb) + len(row[0]) if row is not None else 0
+        after = self._write_put(kb, vb, row, rev)
+        self._logical_bytes += len(kb) + len(vb) - old_size
+        return TxnOpResult("put", op.key, row is not None, value, after)
 
     def commit(self, applied_index: int | None = None) -> None:
         """Commit the open batch with the applied index, revision and size, in one transaction.
@@ -693,29 +954,34 @@ class KeyValueStore:
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, key: str) -> KeyRecord | None:
-        row = self._conn.execute(
-            "SELECT value, create_rev, mod_rev FROM kv WHERE key = ?", (key.encode(_ENC, _ERRORS),)
-        ).fetchone()
+        row = self._row(key.encode(_ENC, _ERRORS))
         if row is None:
             return None
-        return KeyRecord(row[0].decode(_ENC, _ERRORS), row[1], row[2])
+        return KeyRecord(row[0].decode(_ENC, _ERRORS), row[1], row[2], row[3])
 
     def list(
-        self, prefix: str = "", limit: int | None = None, start_after: str | None = None
-    ) -> list[tuple[str, KeyRecord]]:
-        """Keys starting with ``prefix`` in sorted order, at most ``limit`` of them.
-
-        ``start_after`` (when not before ``prefix``) lists only keys after it: paging.
-        """
+        self,
+        prefix: str = "",
+        limit: int | None = None,
+        start_after: str | None = None,
+        *,
+        key_range: KeyRange | None = None,
+    ) -> Listing:
+        """Keys starting with ``prefix`` (or in ``key_range``) in sorted order, at most
+        ``limit`` of them. ``start_after`` lists only keys after it: paging."""
         if limit is not None and limit <= 0:
             return []
-        return [
-            (k.decode(_ENC, _ERRORS), KeyRecord(v.decode(_ENC, _ERRORS), c, m))
-            for k, v, c, m in self._range_rows(prefix, limit, start_after)
-        ]
+        selected = key_range or KeyRange.of_prefix(prefix)
+        return [_record(*row) for row in self._range_rows(selected, limit, start_after)]
 
     def page(
-        self, prefix: str, limit: int, max_bytes: int, start_after: str | None = None
+        self,
+        prefix: str,
+        limit: int,
+        max_bytes: int,
+        start_after: str | None = None,
+        *,
+        key_range: KeyRange | None = None,
     ) -> tuple[Listing, bool]:
         """Like ``list``, but also stops before the keys and values pass ``max_bytes`` (the
         first key always fits, so paging advances); True when more keys follow.
@@ -724,27 +990,40 @@ class KeyValueStore:
         """
         items: Listing = []
         size = 0
-        for k, v, c, m in self._range_rows(prefix, limit + 1, start_after):
-            size += len(k) + len(v)
+        selected = key_range or KeyRange.of_prefix(prefix)
+        for row in self._range_rows(selected, limit + 1, start_after):
+            size += len(row[0]) + len(row[1])
             if len(items) == limit or (items and size > max_bytes):
                 return items, True
-            items.append((k.decode(_ENC, _ERRORS), KeyRecord(v.decode(_ENC, _ERRORS), c, m)))
+            items.append(_record(*row))
         return items, False
 
-    def _range_rows(
-        self, prefix: str, limit: int | None, start_after: str | None
-    ) -> sqlite3.Cursor:
-        pb = prefix.encode(_ENC, _ERRORS)
-        sql = "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ?"
-        args: list[Any] = [pb]
-        if start_after is not None and start_after >= prefix:
+    def count(self, key_range: KeyRange, start_after: str | None = None) -> int:
+        """How many keys ``key_range`` holds (after ``start_after``): O(keys counted), read
+        from the key index only."""
+        where, args = self._range_where(key_range, start_after)
+        return int(self._conn.execute(f"SELECT COUNT(*) FROM kv WHERE {where}", args).fetchone()[0])
+
+    def _range_where(self, key_range: KeyRange, start_after: str | None) -> tuple[str, _SqlArgs]:
+        sql = "key >= ?"
+        args: _SqlArgs = [key_range.low]
+        if start_after is not None:
             sql += " AND key > ?"
             args.append(start_after.encode(_ENC, _ERRORS))
-        upper = _prefix_upper_bound(pb)
-        if upper is not None:
+        if key_range.high is not None:
             sql += " AND key < ?"
-            args.append(upper)
-        sql += " ORDER BY key LIMIT ?"
+            args.append(key_range.high)
+        return sql, args
+
+    def _range_rows(
+        self, key_range: KeyRange, limit: int | None, start_after: str | None
+    ) -> sqlite3.Cursor:
+        where, args = self._range_where(key_range, start_after)
+        version = "version" if self.counts_versions else "NULL"
+        sql = (
+            f"SELECT key, value, create_rev, mod_rev, {version} FROM kv WHERE {where}"
+            " ORDER BY key LIMIT ?"
+        )
         args.append(-1 if limit is None else limit)
         return self._conn.execute(sql, args)
 

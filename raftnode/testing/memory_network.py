@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 from raftnode.config import Address
 from raftnode.raft import Message
+from raftnode.transport.auth import MAX_VERSION
 from raftnode.transport.carrier import Deliver, PeerReachability
 
 
@@ -35,6 +36,9 @@ class MemoryNetwork:
         self.cut: set[frozenset[int]] = set()
         """Links that drop everything (pairs of node ids)."""
         self.last_delivery: dict[tuple[int, int], float] = {}
+        self.versions: dict[int, int] = {}
+        """Peer protocol versions of nodes that speak an older one (the rest: this release's),
+        to test what a mixed-version cluster may propose."""
 
     def carrier(self, node_id: int) -> MemoryCarrier:
         """A ``MessageCarrier`` for node ``node_id`` on this network."""
@@ -192,6 +196,10 @@ class MemoryCarrier:
 
     def connected(self, peer_id: int) -> bool:
         return self.network.reachable(self.node_id, peer_id)
+
+    def peer_version(self, peer_id: int) -> int:
+        mine = self.network.versions.get(self.node_id, MAX_VERSION)
+        return min(mine, self.network.versions.get(peer_id, MAX_VERSION))
 
     def set_cluster_id(self, cluster_id: bytes, learned: Callable[[bytes], None]) -> None:
         return None  # one cluster per network: nothing to tell apart

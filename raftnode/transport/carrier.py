@@ -43,6 +43,12 @@ class MessageCarrier(Protocol):
         """Whether a stream to ``peer_id`` is up right now."""
         ...
 
+    def peer_version(self, peer_id: int) -> int:
+        """The peer protocol version ``peer_id`` is known to speak: the higher of those
+        negotiated on the latest stream each way (kept after a stream ends); 0 when none was
+        ever up."""
+        ...
+
     def set_cluster_id(self, cluster_id: bytes, learned: Callable[[bytes], None]) -> None:
         """Peers of another cluster are refused; a node without one (all zeros) learns it from
         its first authenticated peer and reports it to ``learned``."""

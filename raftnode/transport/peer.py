@@ -133,6 +133,7 @@ class _PeerLink:
             backoff = BACKOFF_MIN
             self.stream = stream
             self.connected = True
+            self.transport.versions_out[self.peer_id] = self.version
             self.stream_ended = False
             log.info(
                 "peer connected",
@@ -257,6 +258,7 @@ class _PeerListener(TCPServer):
                 return
             stream.set_nodelay(True)
             log.debug("peer accepted", extra={"fields": {"peer": peer_id, "version": version}})
+            t.versions_in[peer_id] = version
             t.peer_dialed_in(peer_id)
             await self._read_loop(stream, peer_id)
         except StreamClosedError:
@@ -319,6 +321,10 @@ class PeerTransport:
         self.max_queue_bytes = max_queue_bytes
         self.closed = False
         self.last_heard: dict[int, float] = {}
+        self.versions_in: dict[int, int] = {}
+        self.versions_out: dict[int, int] = {}
+        """Each peer's protocol version on the latest stream it dialed to us / we dialed to it
+        (``peer_version``)."""
         self._links: dict[int, _PeerLink] = {}
         self._listener = _PeerListener(self)
         self.cluster_id = NO_CLUSTER
@@ -378,6 +384,12 @@ class PeerTransport:
     def connected(self, peer_id: int) -> bool:
         link = self._links.get(peer_id)
         return link is not None and link.connected
+
+    def peer_version(self, peer_id: int) -> int:
+        """The higher of the versions of the latest stream each way: a peer that dialed us
+        negotiating 4 runs a release that speaks 4, even while our own link to it still uses
+        the legacy hello (``LEGACY_RETRY_SECONDS`` after it last looked like an old release)."""
+        return max(self.versions_in.get(peer_id, 0), self.versions_out.get(peer_id, 0))
 
     def peer_dialed_in(self, peer_id: int) -> None:
         """An authenticated stream from ``peer_id`` arrived: it is up (a restarted node, say),

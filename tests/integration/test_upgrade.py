@@ -3,7 +3,10 @@
 The previous release's source is taken from git (``PREVIOUS_RELEASE``) and run beside this
 one: the cluster serves writes and reads with every mix of versions, new nodes speak the older
 peer protocol to the old node (version 2, after its listener closes a negotiating hello), and
-two new nodes negotiate version 3.
+two new nodes negotiate version 4. While any member runs the previous release, requests it could
+not apply (a transaction, a compare on ``mod_revision``) are refused with 503
+``upgrade_in_progress`` and never reach the log; once every member runs this release they work,
+and the stores start counting per-key versions.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pytest
 import yaml
 
 from raftnode.defaults import Limits
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, http
 
 REPO = Path(__file__).resolve().parents[2]
 PREVIOUS_RELEASE = next(
@@ -81,7 +84,24 @@ def write_and_check(c: Cluster, nodes: list[int], tag: str, count: int = 20) -> 
     for node in nodes:
         for i in (0, count - 1):
             r = c.get(node, f"{tag}-{i}")
-            assert r.status == 200 and r.json() == {"value": str(i)}, (node, tag, r)
+            assert r.status == 200 and r.json()["value"] == str(i), (node, tag, r)
+
+
+TXN = {
+    "compare": [{"key": "gate", "target": "exists", "op": "equal", "value": False}],
+    "success": [{"op": "put", "key": "gate", "value": "open"}],
+}
+
+
+def check_gate_closed(c: Cluster, node: int) -> None:
+    """A new-release node in a mixed cluster refuses what an old member could not apply."""
+    r = http("POST", c.url(node, "/txn"), TXN)
+    assert r.status == 503 and r.json()["error"] == "upgrade_in_progress", r
+    assert "finish the rolling upgrade" in r.json()["message"] and "Retry-After" in r.headers
+    r = http("PUT", c.url(node, "/kv/gate"), {"value": "x", "prev_revision": 0})
+    assert r.status == 503 and r.json()["error"] == "upgrade_in_progress", r
+    got = c.get(node, "all-old-0").json()
+    assert got["value"] == "0" and got["version"] is None  # not counted until every node can
 
 
 def test_rolling_upgrade_from_the_previous_release(previous_release: Path) -> None:
@@ -103,6 +123,16 @@ def test_rolling_upgrade_from_the_previous_release(previous_release: Path) -> No
                 timeout=30,
             )
             write_and_check(c, [1, 2, 3], f"after-{upgraded}")
+            if upgraded < 3:
+                check_gate_closed(c, upgraded)
+        r = c.wait_for(
+            "a transaction accepted once every member runs this release",
+            lambda: (r := http("POST", c.url(1, "/txn"), TXN)).status == 200 and r,
+            timeout=20,
+        )
+        assert r.json()["succeeded"], r
+        for node in (1, 2, 3):
+            c.wait_for(f"versions counted on node {node}", lambda n=node: _versioned(c, n))
         new_logs = [c.log(n) for n in (1, 2, 3)]
         assert any("dialing again with the version 2 hello" in log for log in new_logs)
         c.signal(2, signal.SIGTERM)  # reconnect among new nodes only: they negotiate 3
@@ -110,11 +140,17 @@ def test_rolling_upgrade_from_the_previous_release(previous_release: Path) -> No
         c.start(2)
         c.wait_for("node 2 ready", lambda: c.health(2, "/readiness").status == 200, timeout=30)
         c.wait_for(
-            "a stream negotiated at version 3",
-            lambda: "version=3" in c.log(2),
+            "a stream negotiated at version 4",
+            lambda: "version=4" in c.log(2),
             timeout=15,
         )
         write_and_check(c, [1, 2, 3], "all-new")
         assert all("Traceback" not in c.log(n) for n in (1, 2, 3))
+        assert all("undecodable command skipped" not in c.log(n) for n in (1, 2, 3))
     finally:
         c.close()
+
+
+def _versioned(c: Cluster, node: int) -> bool:
+    r = c.get(node, "all-old-0", "stale")
+    return r.status == 200 and r.json()["version"] == 1

@@ -10,11 +10,22 @@
 - Exactly-once keyed writes (``ExactlyOnce``, when the nodes run the key-value store): a command
   carrying an idempotency key takes effect at most once however many times it is in the log, and
   every answer a client gets for the key is the outcome of its first application.
+- Atomic transactions (``TxnAtomicity``, with the key-value store): a transaction applies as a
+  whole at one revision (one more than before when its branch writes, none when it only reads),
+  every key it writes carries that revision, its gets see the state at its point in the log, and
+  the pair of keys only transactions write is never seen half-written by any node.
 """
 
 from __future__ import annotations
 
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import (
+    ApplyResult,
+    Command,
+    FormatUpgrade,
+    KeyRevisions,
+    Txn,
+    TxnResult,
+)
 from raftnode.raft import Entry, EntryType
 
 
@@ -30,6 +41,7 @@ class SafetyChecker:
         self.max_committed = 0
         self.max_acked_write_index = 0
         self.exactly_once = ExactlyOnce()
+        self.txns = TxnAtomicity()
 
     def on_leader(self, node: int, term: int, log_terms: dict[int, int | None]) -> None:
         """``log_terms`` maps each committed index the leader still holds to its term there."""
@@ -123,7 +135,7 @@ class ExactlyOnce:
     def __init__(self) -> None:
         self.applied: dict[int, tuple[str | None, str, bool]] = {}
         """Log index -> (idempotency key, outcome, took effect), as first applied anywhere."""
-        self.first: dict[str, tuple[int, CommandResult]] = {}
+        self.first: dict[str, tuple[int, ApplyResult]] = {}
         """Idempotency key -> index of its first committed entry and that entry's outcome."""
         self.by_revision: dict[int, tuple[int, str | None]] = {}
         """Store revision -> the index and value of the write that made it."""
@@ -134,7 +146,12 @@ class ExactlyOnce:
         self.replayed_answers = 0
 
     def on_apply(
-        self, node: int, index: int, cmd: Command, result: CommandResult, effect: bool
+        self,
+        node: int,
+        index: int,
+        cmd: Command | Txn | FormatUpgrade,
+        result: ApplyResult,
+        effect: bool,
     ) -> None:
         rid = cmd.request_id
         outcome = (rid, result.to_json(), effect)
@@ -149,7 +166,8 @@ class ExactlyOnce:
             return
         self.applied[index] = outcome
         if effect:
-            self.by_revision[result.revision] = (index, cmd.value)
+            value = cmd.value if isinstance(cmd, Command) else None
+            self.by_revision[result.revision] = (index, value)
         if rid is None:
             return
         if rid in self.first:
@@ -163,7 +181,7 @@ class ExactlyOnce:
             self.first[rid] = (index, result)
 
     def _check_retry(
-        self, node: int, index: int, rid: str | None, result: CommandResult, effect: bool
+        self, node: int, index: int, rid: str | None, result: ApplyResult, effect: bool
     ) -> None:
         """An entry with a key that applied at an earlier index: no effect, the first outcome."""
         first = self.first.get(rid) if rid is not None else None
@@ -184,7 +202,7 @@ class ExactlyOnce:
                 f"{first_result.to_json()}"
             )
 
-    def on_answer(self, rid: str, result: CommandResult) -> int:
+    def on_answer(self, rid: str, result: ApplyResult) -> int:
         """A client got ``result`` for key ``rid``; returns the index where the key applied."""
         first = self.first.get(rid)
         if first is None:
@@ -198,3 +216,77 @@ class ExactlyOnce:
         self.answers += 1
         self.replayed_answers += result.replayed
         return first_index
+
+
+TXN_KEYS = ("t0", "t1")
+"""The keys only transactions write, always both in one transaction, to the same value."""
+PairState = tuple[tuple[str, KeyRevisions] | None, ...]
+"""Each of ``TXN_KEYS`` as a node's store holds it: (value, revisions), or None when absent."""
+
+
+class TxnAtomicity:
+    """What each applied transaction did, seen from outside the store (see the module
+    docstring); ``applied`` and ``succeeded`` count them (first application of each index)."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.applied = 0
+        self.succeeded = 0
+
+    def on_txn(
+        self,
+        node: int,
+        index: int,
+        txn: Txn,
+        result: TxnResult,
+        revision_before: int,
+        revision_after: int,
+    ) -> None:
+        if index not in self.seen:
+            self.seen.add(index)
+            self.applied += 1
+            self.succeeded += result.succeeded and result.error is None and not result.replayed
+        if result.replayed or result.error is not None:
+            if revision_after != revision_before:
+                raise SafetyViolation(
+                    f"node {node}: txn at index {index} ({result.error or 'replayed'}) moved the "
+                    f"revision from {revision_before} to {revision_after}"
+                )
+            return
+        branch = txn.success if result.succeeded else txn.failure
+        writes = any(op.op == "put" for op in branch) or any(
+            r.op == "delete" and r.found for r in result.results
+        )
+        expected = revision_before + 1 if writes else revision_before
+        if result.revision != expected or revision_after != expected:
+            raise SafetyViolation(
+                f"node {node}: txn at index {index} went from revision {revision_before} to "
+                f"{revision_after} (answered {result.revision}); one transaction is one "
+                f"revision ({expected})"
+            )
+        if len(result.results) != len(branch):
+            raise SafetyViolation(f"node {node}: txn at index {index} ran part of its branch")
+        written: dict[str, str] = {}
+        for op, r in zip(branch, result.results, strict=True):
+            if op.op == "put":
+                assert op.value is not None
+                written[op.key] = op.value
+                if r.revisions.mod_revision != result.revision:
+                    raise SafetyViolation(
+                        f"node {node}: txn at index {index} wrote {op.key} at revision "
+                        f"{r.revisions.mod_revision}, not at the txn's {result.revision}"
+                    )
+            elif op.op == "get" and op.key in written and r.value != written[op.key]:
+                raise SafetyViolation(
+                    f"node {node}: a get in the txn at index {index} saw {r.value!r} for "
+                    f"{op.key}, not the {written[op.key]!r} written before it in the txn"
+                )
+
+    def check_pair(self, node: int, index: int, pair: PairState) -> None:
+        """The transaction-only keys are both absent or equal in value and revisions."""
+        first = pair[0]
+        if any(p != first for p in pair[1:]):
+            raise SafetyViolation(
+                f"node {node} after index {index}: a transaction applied in part: "
+                + ", ".join(f"{k}={p}" for k, p in zip(TXN_KEYS, pair, strict=True))
+            )

@@ -36,7 +36,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from raftnode.config import Address
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import (
+    ApplyResult,
+    Command,
+    CommandResult,
+    Compare,
+    FormatUpgrade,
+    Txn,
+    TxnOp,
+    TxnResult,
+)
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NodeError, NodeOptions, NotLeader, OutcomeUnknown, RaftNode
 from raftnode.raft import (
@@ -53,7 +62,7 @@ from raftnode.testing.memory_log import MemoryDisk
 from raftnode.testing.memory_network import MemoryNetwork
 from raftnode.testing.virtual_time import VirtualTimeLoop
 from raftnode.transport.carrier import Deliver
-from tests.sim.checker import SafetyChecker, SafetyViolation
+from tests.sim.checker import TXN_KEYS, SafetyChecker, SafetyViolation
 from tests.sim.stand_ins import SimKeyValueStore, SimLogStore, SimStateMachine
 
 T = TypeVar("T")
@@ -495,10 +504,51 @@ class Simulation:
             return
         self.next_write_id += 1
         key = f"k{self.rng.randrange(5)}"
+        if self.kv_dir is not None and self.rng.random() < 0.2:
+            self.client_txn(node, self.next_write_id)
+            return
         if self.kv_dir is not None and self.rng.random() < 0.5:
             self.spawn(self._keyed_write(node, key, self.next_write_id))
             return
         self.spawn(self._write(node, self.write_data(key, self.next_write_id), self.next_write_id))
+
+    def client_txn(self, node: SimNode, write_id: int) -> None:
+        """A transaction on the pair of keys only transactions write: when ``t0`` still has
+        the ``mod_revision`` the leader shows now, write both (and read one back), else read
+        both. Half carry an idempotency key and are retried like keyed writes."""
+        assert isinstance(node.sm, SimKeyValueStore)
+        seen = node.sm.store.get(TXN_KEYS[0])
+        compare = Compare(TXN_KEYS[0], "mod_revision", "equal", seen.mod_revision if seen else 0)
+        value = f"w{write_id}"
+        success = (*(TxnOp("put", k, value) for k in TXN_KEYS), TxnOp("get", TXN_KEYS[0]))
+        failure = tuple(TxnOp("get", k) for k in TXN_KEYS)
+        txn = Txn((compare,), success, failure)
+        if self.rng.random() < 0.5:
+            self.spawn(
+                self._keyed_write(
+                    node,
+                    TXN_KEYS[0],
+                    write_id,
+                    lambda rid, stamp: Txn(txn.compare, success, failure, rid, stamp).encode(),
+                )
+            )
+            return
+        self.spawn(self._txn(node, txn))
+
+    async def _txn(self, node: SimNode, txn: Txn) -> None:
+        """An unkeyed transaction, after the format upgrade that lets the store count versions
+        (the service proposes it the same way before the first write of a new kind)."""
+        assert isinstance(node.sm, SimKeyValueStore)
+        try:
+            if not node.sm.store.counts_versions:
+                await node.runtime.propose(FormatUpgrade().encode(), REQUEST_TIMEOUT)
+            result = await node.runtime.propose(txn.encode(), REQUEST_TIMEOUT)
+        except NodeError:
+            return
+        if not isinstance(result, TxnResult):
+            self.fail(f"node {node.id} answered a txn with {result!r}")
+            return
+        self.acked_writes += 1
 
     def write_data(self, key: str, write_id: int) -> bytes:
         """The command of an unkeyed write: the store's own for ``kv_store`` runs."""
@@ -533,7 +583,13 @@ class Simulation:
         )
         return None
 
-    async def _keyed_write(self, node: SimNode, key: str, write_id: int) -> None:
+    async def _keyed_write(
+        self,
+        node: SimNode,
+        key: str,
+        write_id: int,
+        build: Callable[[str, float], bytes] | None = None,
+    ) -> None:
         """A client's write with an idempotency key, sent until it is answered: again after a
         timeout, a refusal or a crash, to whichever node leads now (or any, to be redirected),
         as a client or a forwarding node would. A short timeout leaves the first entry in the
@@ -545,7 +601,12 @@ class Simulation:
         self.keyed_writes += 1
         for attempt in range(1, KEYED_WRITE_ATTEMPTS + 1):
             runtime = node.runtime
-            data = Command("put", key, f"w{write_id}", request_id=rid, stamp=node.clock()).encode()
+            if build is not None:
+                data = build(rid, node.clock())
+            else:
+                data = Command(
+                    "put", key, f"w{write_id}", request_id=rid, stamp=node.clock()
+                ).encode()
             timeout = TICK * rng.choice([2, 10, 20])
             if node.role is Role.LEADER and rng.random() < 0.15:
                 self.sent_twice += 1
@@ -596,7 +657,7 @@ class Simulation:
         return count
 
     def _keyed_answer(self, rid: str, result: Any) -> None:
-        if not isinstance(result, CommandResult):
+        if not isinstance(result, ApplyResult):
             self.fail(f"keyed write {rid} answered with {result!r}")
             return
         self.checker.on_write_acked(self.checker.exactly_once.on_answer(rid, result))

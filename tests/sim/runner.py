@@ -67,6 +67,8 @@ class SeedResult:
     dedup_from_snapshot: int = 0
     dedup_from_restart: int = 0
     kv_snapshots_installed: int = 0
+    txns: int = 0
+    txns_succeeded: int = 0
     error: str | None = None
 
 
@@ -116,6 +118,8 @@ def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
     result.dedup_from_snapshot = sim.dedup_from_snapshot
     result.dedup_from_restart = sim.dedup_from_restart
     result.kv_snapshots_installed = sim.kv_snapshots_installed
+    result.txns = sim.checker.txns.applied
+    result.txns_succeeded = sim.checker.txns.succeeded
     return result
 
 
@@ -137,7 +141,9 @@ def print_keyed_writes(results: list[SeedResult]) -> None:
         f"{sum(r.dedup_from_snapshot for r in runs)} by a node that got the first outcome in "
         f"a snapshot, {sum(r.dedup_from_restart for r in runs)} after a restart), "
         f"{sum(r.replayed_answers for r in runs)} replayed answers, "
-        f"{sum(r.kv_snapshots_installed for r in runs)} store snapshots installed"
+        f"{sum(r.kv_snapshots_installed for r in runs)} store snapshots installed; "
+        f"{sum(r.txns for r in runs)} transactions applied ({sum(r.txns_succeeded for r in runs)} "
+        "took their success branch), each atomic at one revision"
     )
 
 

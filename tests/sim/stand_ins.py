@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import ApplyResult, Txn, TxnResult, decode_entry
 from raftnode.kv.store import KeyValueStore, SnapshotInfo
 from raftnode.raft import Entry
 from raftnode.testing.memory_log import MemoryDisk, MemoryLogStore
+from tests.sim.checker import TXN_KEYS, PairState
 
 if TYPE_CHECKING:
     from tests.sim.cluster import SimNode, Simulation
@@ -105,17 +106,21 @@ class SimKeyValueStore:
     def applied_index(self) -> int:
         return self.store.applied_index
 
-    def apply(self, index: int, data: bytes) -> CommandResult:
+    def apply(self, index: int, data: bytes) -> ApplyResult:
         self.node.check_commits()
         checker = self.sim.checker
         checker.on_state_machine_apply(self.node.id, index, data, self.last_write)
         revision = self.store.revision
         result = self.store.apply(index, data)
         self.last_write = index
-        cmd = Command.decode(data)
+        cmd = decode_entry(data)
         checker.exactly_once.on_apply(
             self.node.id, index, cmd, result, self.store.revision != revision
         )
+        if isinstance(cmd, Txn):
+            assert isinstance(result, TxnResult), result
+            checker.txns.on_txn(self.node.id, index, cmd, result, revision, self.store.revision)
+        checker.txns.check_pair(self.node.id, index, self.txn_pair())
         rid = cmd.request_id
         if rid is not None:
             if result.replayed and rid not in self.applied_keys:
@@ -138,17 +143,22 @@ class SimKeyValueStore:
     def stage_restore(self, src: Path) -> SnapshotInfo:
         return self.store.stage_restore(src)
 
+    def txn_pair(self) -> PairState:
+        records = [self.store.get(k) for k in TXN_KEYS]
+        return tuple(None if r is None else (r.value, r.revisions) for r in records)
+
     def finish_restore(self) -> None:
         self.store.finish_restore()
+        self.sim.checker.txns.check_pair(self.node.id, self.store.applied_index, self.txn_pair())
         self.last_write = self.store.applied_index
         self.applied_keys.clear()
         self.keys_came_from = "snapshot"
         self.sim.kv_snapshots_installed += 1
 
-    def state(self) -> tuple[int, list[tuple[str, str, int, int]]]:
+    def state(self) -> tuple[int, list[tuple[str, str, int, int, int | None]]]:
         """Revision and every key with its value and revisions (to compare nodes)."""
         return self.store.revision, [
-            (k, r.value, r.create_revision, r.mod_revision) for k, r in self.store.list()
+            (k, r.value, r.create_revision, r.mod_revision, r.version) for k, r in self.store.list()
         ]
 
     def close(self) -> None:

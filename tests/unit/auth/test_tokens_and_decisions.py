@@ -126,7 +126,19 @@ def test_requirements_of_each_route() -> None:
     assert requirement(listing, READER, limits).ranges == ("app/",)
     assert requirement(_request("GET", "/admin/v1/members"), READER, limits).role is Role.ADMIN
     assert requirement(_request("POST", "/kv/txn/new"), READER, limits).role is Role.WRITE
-    assert requirement(_request("POST", "/txn"), READER, limits).unscoped
+    reads = b'{"compare": [{"key": "app/a", "target": "version", "op": "equal", "value": 0}],'
+    reads += b' "success": [{"op": "get", "key": "app/b"}]}'
+    txn_read = _request("POST", "/txn", reads)
+    assert requirement(txn_read, READER, limits) == Requirement(Role.READ)
+    assert requirement(txn_read, WRITER_APP, limits) == Requirement(
+        Role.READ, keys=("app/a", "app/b")
+    )
+    writes = b'{"success": [{"op": "put", "key": "app/a", "value": "1"}],'
+    writes += b' "failure": [{"op": "delete", "key": "other/b"}]}'
+    txn_write = _request("POST", "/txn", writes)
+    assert requirement(txn_write, READER, limits).role is Role.WRITE
+    refused = decide(WRITER_APP, requirement(txn_write, WRITER_APP, limits))
+    assert refused is not None and refused.status == 403 and "other/b" in refused.message
 
 
 def test_authentication_order_and_answers(tmp_path: Path) -> None:

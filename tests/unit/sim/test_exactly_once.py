@@ -5,12 +5,13 @@ idempotency keys fails the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import pytest
 
-from raftnode.kv.commands import Command, CommandResult
+from raftnode.kv.commands import Command, CommandResult, Txn, decode_entry
 from raftnode.kv.store import KeyValueStore
 from tests.sim.checker import ExactlyOnce, SafetyViolation
 from tests.sim.cluster import Simulation
@@ -71,8 +72,12 @@ def test_a_store_ignoring_idempotency_keys_fails_the_simulation(
     apply = KeyValueStore.apply
 
     def apply_ignoring_keys(self: KeyValueStore, index: int, data: bytes) -> Any:
-        cmd = Command.decode(data)
-        return apply(self, index, Command(cmd.op, cmd.key, cmd.value).encode())
+        cmd = decode_entry(data)
+        if isinstance(cmd, Command):
+            return apply(self, index, Command(cmd.op, cmd.key, cmd.value).encode())
+        if isinstance(cmd, Txn):
+            return apply(self, index, dataclasses.replace(cmd, request_id=None).encode())
+        return apply(self, index, data)
 
     monkeypatch.setattr(KeyValueStore, "apply", apply_ignoring_keys)
     with pytest.raises(SafetyViolation, match="double apply"):
