@@ -83,6 +83,7 @@ import os
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -521,38 +522,7 @@ class KeyValueStore:
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
-        path = self.path
-        fresh = not path.exists() or path.stat().st_size == 0
-        if not fresh:
-            _check_header(path)
-        elif not path.parent.is_dir():
-            raise StoreError(f"{path}: directory {path.parent} does not exist")
-        try:
-            conn = self._connect()
-        except sqlite3.Error as e:
-            raise StoreError(f"{path}: cannot open the key-value store: {e}") from e
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"{path}: cannot switch the store to WAL mode (got {mode})")
-            # NORMAL: see the module docstring (durability comes from sync()/durable_index()).
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
-            has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]
-            if fresh or (
-                has_tables == 0 and conn.execute("PRAGMA application_id").fetchone()[0] == 0
-            ):
-                _init_schema(conn)
-                _fsync_path(path.parent, directory=True)
-            else:
-                _check_identity(conn, path)
-        except sqlite3.DatabaseError as e:
-            conn.close()
-            raise StoreFormatError(f"{path}: not a usable raftnode key-value store: {e}") from e
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return _open_writer(self.path, self._connect, self._synchronous, self._autocheckpoint)
 
     def _load_meta(self) -> None:
         for stmt in _REQUESTS_SCHEMA:  # stores made before request ids existed lack it
@@ -560,9 +530,11 @@ class KeyValueStore:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(requests)")}
         if "fp" not in columns:  # made before fingerprints: old rows keep a NULL one
             self._conn.execute("ALTER TABLE requests ADD COLUMN fp BLOB")
-        self._request_count, self._request_bytes = self._conn.execute(
-            f"SELECT COUNT(*), COALESCE(SUM({_REQUEST_ROW_BYTES}), 0) FROM requests"
-        ).fetchone()
+        self._requests = _RequestLog(
+            *self._conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM({_REQUEST_ROW_BYTES}), 0) FROM requests"
+            ).fetchone()
+        )
         index, revision, count, nbytes = _read_meta(self._conn, self.path)
         self._format = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         self._applied = self._pending_index = index
@@ -613,7 +585,7 @@ class KeyValueStore:
     def quota_used_bytes(self) -> int:
         """What the quota bounds: the UTF-8 bytes of every key and value, plus the remembered
         outcomes of idempotent writes (their ids, results and fingerprints)."""
-        return self._logical_bytes + self._request_bytes
+        return self._logical_bytes + self._requests.nbytes
 
     def __len__(self) -> int:
         return self._key_count
@@ -677,7 +649,7 @@ class KeyValueStore:
                 )
             return replay_of(row[0])
         result = self._apply_one(cmd)
-        self._remember(rid, fingerprint, index, cmd.stamp, result)
+        self._requests.remember(self._conn, rid, fingerprint, index, cmd.stamp, result.to_json())
         return result
 
     def _apply_one(self, cmd: Command | Txn) -> ApplyResult:
@@ -696,32 +668,6 @@ class KeyValueStore:
             self._format = REVISIONS_FORMAT
             log.info("store format upgraded", extra={"fields": {"format": self._format}})
         return CommandResult(ok=True, revision=self._revision)
-
-    def _remember(
-        self, rid: bytes, fingerprint: bytes, index: int, stamp: float, result: ApplyResult
-    ) -> None:
-        """Keep a request id's outcome; forget the oldest past the count, and (every
-        ``_EXPIRE_EVERY`` entries, by the commands' stamps) those past the retention time."""
-        conn = self._conn
-        outcome = result.to_json()
-        conn.execute(
-            "INSERT INTO requests (id, idx, stamp, result, fp) VALUES (?, ?, ?, ?, ?)",
-            (rid, index, stamp, outcome, fingerprint),
-        )
-        self._request_count += 1
-        self._request_bytes += len(rid) + len(outcome) + len(fingerprint) + _REQUEST_ROW_OVERHEAD
-        if self._request_count > REQUEST_RETENTION_COUNT:
-            excess = self._request_count - REQUEST_RETENTION_COUNT
-            self._forget_requests("id IN (SELECT id FROM requests ORDER BY idx LIMIT ?)", (excess,))
-        if index % _EXPIRE_EVERY == 0:
-            self._forget_requests("stamp < ?", (stamp - REQUEST_RETENTION_SECONDS,))
-
-    def _forget_requests(self, where: str, args: tuple[object, ...]) -> None:
-        freed = self._conn.execute(
-            f"DELETE FROM requests WHERE {where} RETURNING {_REQUEST_ROW_BYTES}", args
-        ).fetchall()
-        self._request_count -= len(freed)
-        self._request_bytes -= sum(n for (n,) in freed)
 
     def _row(self, kb: bytes) -> tuple[bytes, int, int, int | None] | None:
         """(value, create_rev, mod_rev, version) of a key, None when absent."""
@@ -800,7 +746,7 @@ class KeyValueStore:
         return (
             self.max_store_bytes is not None
             and new_bytes > self._logical_bytes
-            and new_bytes + self._request_bytes > self.max_store_bytes
+            and new_bytes + self._requests.nbytes > self.max_store_bytes
         )
 
     def _write_put(
@@ -841,34 +787,7 @@ class KeyValueStore:
 
     def _holds(self, compare: Compare) -> bool:
         row = self._row(compare.key.encode(_ENC, _ERRORS))
-        if compare.target == "exists":
-            return (
-                (row is not None) == compare.value
-                if compare.op == "equal"
-                else ((row is not None) != compare.value)
-            )
-        have: bytes | int
-        want: bytes | int
-        if compare.target == "value":
-            if row is None:
-                return False  # as in etcd: a value compare on an absent key never holds
-            have, want = row[0], str(compare.value).encode(_ENC, _ERRORS)
-        else:
-            revisions = self._key_revisions(row)
-            have = {
-                "mod_revision": revisions.mod_revision,
-                "create_revision": revisions.create_revision,
-                "version": revisions.version or 0,
-            }[compare.target]
-            assert isinstance(compare.value, int)
-            want = compare.value
-        if compare.op == "equal":
-            return have == want
-        if compare.op == "not_equal":
-            return have != want
-        if compare.op == "less":
-            return have < want  # type: ignore[operator]
-        return have > want  # type: ignore[operator]
+        return _compare_holds(compare, row[0] if row else None, self._key_revisions(row))
 
     def _apply_txn(self, txn: Txn) -> TxnResult:
         """Compares, then one branch, at one revision; quota refused as a whole."""
@@ -948,7 +867,7 @@ class KeyValueStore:
         new_bytes = self._logical_bytes - old + len(kb) + len(cmd.value.encode(_ENC, _ERRORS))
         return (
             new_bytes > self._logical_bytes
-            and new_bytes + self._request_bytes > self.max_store_bytes
+            and new_bytes + self._requests.nbytes > self.max_store_bytes
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -1001,24 +920,13 @@ class KeyValueStore:
     def count(self, key_range: KeyRange, start_after: str | None = None) -> int:
         """How many keys ``key_range`` holds (after ``start_after``): O(keys counted), read
         from the key index only."""
-        where, args = self._range_where(key_range, start_after)
+        where, args = _range_where(key_range, start_after)
         return int(self._conn.execute(f"SELECT COUNT(*) FROM kv WHERE {where}", args).fetchone()[0])
-
-    def _range_where(self, key_range: KeyRange, start_after: str | None) -> tuple[str, _SqlArgs]:
-        sql = "key >= ?"
-        args: _SqlArgs = [key_range.low]
-        if start_after is not None:
-            sql += " AND key > ?"
-            args.append(start_after.encode(_ENC, _ERRORS))
-        if key_range.high is not None:
-            sql += " AND key < ?"
-            args.append(key_range.high)
-        return sql, args
 
     def _range_rows(
         self, key_range: KeyRange, limit: int | None, start_after: str | None
     ) -> sqlite3.Cursor:
-        where, args = self._range_where(key_range, start_after)
+        where, args = _range_where(key_range, start_after)
         version = "version" if self.counts_versions else "NULL"
         sql = (
             f"SELECT key, value, create_rev, mod_rev, {version} FROM kv WHERE {where}"
@@ -1068,30 +976,11 @@ class KeyValueStore:
         file is written beside ``dest`` in rollback-journal mode, fsynced while its SHA-256 is
         computed, then renamed over ``dest``.
         """
-        dest = Path(dest)
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.unlink(missing_ok=True)
         src = self._connect(_READER_CACHE_BYTES)
         try:
-            if compact:
-                src.execute("VACUUM INTO ?", (str(tmp),))
-            else:
-                out = sqlite3.connect(tmp, isolation_level=None)
-                try:
-                    src.backup(out)  # all pages in one step: one read transaction
-                    # The copy carries the source's WAL flag; a snapshot is a plain file.
-                    out.execute("PRAGMA journal_mode = DELETE").fetchone()
-                finally:
-                    out.close()
-        except sqlite3.Error as e:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"{self.path}: snapshot to {dest} failed: {e}") from e
+            return _write_snapshot(src, self.path, Path(dest), compact=compact)
         finally:
             src.close()
-        info = _inspect(tmp, verify=False, fsync=True)
-        os.replace(tmp, dest)
-        _fsync_path(dest.parent, directory=True)
-        return info
 
     def _staged_path(self) -> Path:
         return self.path.with_name(self.path.name + ".restore")
@@ -1102,37 +991,7 @@ class KeyValueStore:
         The loop keeps serving the old state meanwhile; ``finish_restore`` then swaps it in.
         ``expect_sha256`` (e.g. ``SnapshotInfo.sha256`` from the sender) must match the file.
         """
-        src = Path(src)
-        staged = self._staged_path()
-        _check_header(src)
-        size = src.stat().st_size
-        if self.max_snapshot_bytes is not None and size > self.max_snapshot_bytes:
-            raise StoreFormatError(
-                f"{src}: cannot restore from this snapshot: it is {size} bytes, over the "
-                f"{self.max_snapshot_bytes} bytes accepted (limits.max_snapshot_bytes)"
-            )
-        try:
-            shutil.copyfile(src, staged)
-            # A copy of a live WAL-mode file must not look for a WAL beside it: switch the
-            # staged copy to rollback-journal mode (a no-op for snapshot_to's files).
-            conn = sqlite3.connect(staged, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode = DELETE").fetchone()
-            finally:
-                conn.close()
-            info = _inspect(staged, verify=True, fsync=True)
-            if expect_sha256 is not None and info.sha256 != expect_sha256:
-                raise StoreFormatError(
-                    f"checksum mismatch: sha256 {info.sha256}, expected {expect_sha256}"
-                )
-            return info
-        except (StoreError, sqlite3.Error) as e:
-            staged.unlink(missing_ok=True)
-            msg = str(e).replace(str(staged), "the copy")
-            raise StoreFormatError(f"{src}: cannot restore from this snapshot: {msg}") from e
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
+        return _stage_copy(Path(src), self._staged_path(), self.max_snapshot_bytes, expect_sha256)
 
     def restore_from(self, src: Path, *, expect_sha256: str | None = None) -> None:
         """Replace the whole state with a snapshot file's, atomically.
@@ -1173,3 +1032,179 @@ class KeyValueStore:
             self._conn = self._open_writer()
             self._load_meta()
             self._sync_locked()
+
+
+def _write_snapshot(
+    src: sqlite3.Connection, store: Path, dest: Path, *, compact: bool
+) -> SnapshotInfo:
+    """``KeyValueStore.snapshot_to``'s copy: from the read connection ``src`` to ``dest``."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        if compact:
+            src.execute("VACUUM INTO ?", (str(tmp),))
+        else:
+            out = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                src.backup(out)  # all pages in one step: one read transaction
+                # The copy carries the source's WAL flag; a snapshot is a plain file.
+                out.execute("PRAGMA journal_mode = DELETE").fetchone()
+            finally:
+                out.close()
+    except sqlite3.Error as e:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{store}: snapshot to {dest} failed: {e}") from e
+    info = _inspect(tmp, verify=False, fsync=True)
+    os.replace(tmp, dest)
+    _fsync_path(dest.parent, directory=True)
+    return info
+
+
+def _stage_copy(
+    src: Path, staged: Path, max_bytes: int | None, expect_sha256: str | None
+) -> SnapshotInfo:
+    """``KeyValueStore.stage_restore``'s copy of ``src`` to ``staged``, validated and fsynced."""
+    _check_header(src)
+    size = src.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise StoreFormatError(
+            f"{src}: cannot restore from this snapshot: it is {size} bytes, over the "
+            f"{max_bytes} bytes accepted (limits.max_snapshot_bytes)"
+        )
+    try:
+        shutil.copyfile(src, staged)
+        # A copy of a live WAL-mode file must not look for a WAL beside it: switch the
+        # staged copy to rollback-journal mode (a no-op for snapshot_to's files).
+        conn = sqlite3.connect(staged, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = DELETE").fetchone()
+        finally:
+            conn.close()
+        info = _inspect(staged, verify=True, fsync=True)
+        if expect_sha256 is not None and info.sha256 != expect_sha256:
+            raise StoreFormatError(
+                f"checksum mismatch: sha256 {info.sha256}, expected {expect_sha256}"
+            )
+        return info
+    except (StoreError, sqlite3.Error) as e:
+        staged.unlink(missing_ok=True)
+        msg = str(e).replace(str(staged), "the copy")
+        raise StoreFormatError(f"{src}: cannot restore from this snapshot: {msg}") from e
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+
+
+def _compare_holds(compare: Compare, value: bytes | None, revisions: KeyRevisions) -> bool:
+    """Whether one txn compare holds for a key whose value is ``value`` (None: absent)."""
+    if compare.target == "exists":
+        exists = value is not None
+        return exists == compare.value if compare.op == "equal" else exists != compare.value
+    have: bytes | int
+    want: bytes | int
+    if compare.target == "value":
+        if value is None:
+            return False  # as in etcd: a value compare on an absent key never holds
+        have, want = value, str(compare.value).encode(_ENC, _ERRORS)
+    else:
+        have = {
+            "mod_revision": revisions.mod_revision,
+            "create_revision": revisions.create_revision,
+            "version": revisions.version or 0,
+        }[compare.target]
+        assert isinstance(compare.value, int)
+        want = compare.value
+    if compare.op == "equal":
+        return have == want
+    if compare.op == "not_equal":
+        return have != want
+    if compare.op == "less":
+        return have < want  # type: ignore[operator]
+    return have > want  # type: ignore[operator]
+
+
+def _range_where(key_range: KeyRange, start_after: str | None) -> tuple[str, _SqlArgs]:
+    """The SQL condition (and its arguments) selecting ``key_range`` after ``start_after``."""
+    sql = "key >= ?"
+    args: _SqlArgs = [key_range.low]
+    if start_after is not None:
+        sql += " AND key > ?"
+        args.append(start_after.encode(_ENC, _ERRORS))
+    if key_range.high is not None:
+        sql += " AND key < ?"
+        args.append(key_range.high)
+    return sql, args
+
+
+def _open_writer(
+    path: Path, connect: Callable[[], sqlite3.Connection], synchronous: str, autocheckpoint: int
+) -> sqlite3.Connection:
+    """The store's writer connection: the file checked (or created), WAL mode, its pragmas."""
+    fresh = not path.exists() or path.stat().st_size == 0
+    if not fresh:
+        _check_header(path)
+    elif not path.parent.is_dir():
+        raise StoreError(f"{path}: directory {path.parent} does not exist")
+    try:
+        conn = connect()
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot open the key-value store: {e}") from e
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"{path}: cannot switch the store to WAL mode (got {mode})")
+        # NORMAL: see the module docstring (durability comes from sync()/durable_index()).
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {autocheckpoint}")
+        has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]
+        if fresh or (has_tables == 0 and conn.execute("PRAGMA application_id").fetchone()[0] == 0):
+            _init_schema(conn)
+            _fsync_path(path.parent, directory=True)
+        else:
+            _check_identity(conn, path)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise StoreFormatError(f"{path}: not a usable raftnode key-value store: {e}") from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class _RequestLog:
+    """The ``requests`` table's bookkeeping: the remembered outcomes of keyed writes (for
+    replays), bounded by count and age; ``nbytes`` counts towards the store's quota."""
+
+    def __init__(self, count: int, nbytes: int) -> None:
+        self.count = count
+        self.nbytes = nbytes
+
+    def remember(
+        self,
+        conn: sqlite3.Connection,
+        rid: bytes,
+        fingerprint: bytes,
+        index: int,
+        stamp: float,
+        outcome: str,
+    ) -> None:
+        """Keep a request id's outcome; forget the oldest past the count, and (every
+        ``_EXPIRE_EVERY`` entries, by the commands' stamps) those past the retention time."""
+        conn.execute(
+            "INSERT INTO requests (id, idx, stamp, result, fp) VALUES (?, ?, ?, ?, ?)",
+            (rid, index, stamp, outcome, fingerprint),
+        )
+        self.count += 1
+        self.nbytes += len(rid) + len(outcome) + len(fingerprint) + _REQUEST_ROW_OVERHEAD
+        if self.count > REQUEST_RETENTION_COUNT:
+            excess = self.count - REQUEST_RETENTION_COUNT
+            self._forget(conn, "id IN (SELECT id FROM requests ORDER BY idx LIMIT ?)", (excess,))
+        if index % _EXPIRE_EVERY == 0:
+            self._forget(conn, "stamp < ?", (stamp - REQUEST_RETENTION_SECONDS,))
+
+    def _forget(self, conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> None:
+        freed = conn.execute(
+            f"DELETE FROM requests WHERE {where} RETURNING {_REQUEST_ROW_BYTES}", args
+        ).fetchall()
+        self.count -= len(freed)
+        self.nbytes -= sum(n for (n,) in freed)
