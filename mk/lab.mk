@@ -55,11 +55,12 @@ lab-inventory:
 test-lab: $(VENV)/.deploy-installed
 	PATH="$(DEPLOY_BIN):$$PATH" $(PY) -m pytest -q -p no:cacheprovider -rs tests/lab
 
-MOLECULE_SCENARIOS ?= default failover quorum backup-restore membership
+MOLECULE_SCENARIOS ?= default failover quorum membership
 ## Every Molecule scenario on lab hosts of its own, one after another (root): default
-## (converge, idempotence, routing), failover (upgrade in place, leader and HAProxy faults),
+## (converge, idempotence, backup and restore, routing), failover (upgrade in place, leader
+## and HAProxy faults),
 ## quorum (leader isolation, two of three down, then both fault rounds, with nginx as the
-## balancer), backup-restore, membership
+## balancer), membership
 ## (grow 3 -> 5, remove 2).
 ## `make test` runs them last.
 test-molecule: $(VENV)/.deploy-installed
