@@ -19,7 +19,7 @@ start-cluster: venv
 		echo; \
 	done
 
-## HAProxy on :8080 with files/haproxy-local.cfg (installs haproxy with apt when missing).
+## HAProxy on 127.0.0.1:8080 with files/haproxy-local.cfg (installs haproxy with apt when missing).
 start-lb:
 	@command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 	@mkdir -p $(CLUSTER_DIR)
@@ -28,7 +28,7 @@ start-lb:
 	else \
 		haproxy -c -q -f $(HAPROXY_CFG) && \
 		haproxy -D -f $(HAPROXY_CFG) -p $(HAPROXY_PID) && \
-		echo "haproxy on :8080 (stats http://127.0.0.1:8404/), pid $$(cat $(HAPROXY_PID))"; \
+		echo "haproxy on 127.0.0.1:8080 (stats http://127.0.0.1:8404/), pid $$(cat $(HAPROXY_PID))"; \
 	fi
 
 ## Stop the local HAProxy.
