@@ -1,4 +1,4 @@
-"""``raftnode serve|check-config|status|member|leader|snapshot``: the operator's command line."""
+"""``raftnode serve|check-config|status|member|leader|snapshot|kv``: the command line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from raftnode import __version__
 from raftnode.cli_admin import DEFAULT_ENDPOINT, AdminError, cluster_status, format_cluster_status
 from raftnode.cli_admin import add_commands as add_admin_commands
+from raftnode.cli_kv import add_commands as add_kv_commands
 from raftnode.cli_snapshot import add_commands as add_snapshot_commands
 from raftnode.config import ConfigError, load_config
 
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_status)
     add_admin_commands(sub)
     add_snapshot_commands(sub)
+    add_kv_commands(sub)
     return parser
 
 
