@@ -12,12 +12,14 @@ move it further).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -315,3 +317,46 @@ def test_kv_commands_print_and_exit_as_documented(
     # Nothing listening: unavailable.
     rc, _, err = kv_cli(capsys, None, "get", "cmd/x")
     assert rc == 3 and "no node could take the call" in err
+
+
+def load_counter_example() -> Any:
+    """examples/client/exactly_once_counter.py, the guide's complete example (docs/client.md)."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "client" / "exactly_once_counter.py"
+    spec = importlib.util.spec_from_file_location("exactly_once_counter", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_guides_counter_example_counts_exactly_across_a_leader_kill(fresh: Cluster) -> None:
+    c = fresh
+    example = load_counter_example()
+    old = c.leader()
+    done = [0] * 4
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker(n: int, kv: Client) -> None:
+        try:
+            while not stop.is_set():
+                example.increment(kv, "jobs/done")
+                done[n] += 1
+        except BaseException as e:
+            errors.append(e)
+
+    with Client(endpoints(c, old), retry=POLICY) as kv:
+        threads = [threading.Thread(target=worker, args=(n, kv), daemon=True) for n in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            c.wait_for("increments", lambda: sum(done) >= 20, timeout=10)
+            c.kill(old)
+            at_kill = sum(done)
+            c.wait_for("increments resume", lambda: sum(done) >= at_kill + 20, timeout=15)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=25)
+        assert not errors, errors
+        assert int(kv.get("jobs/done").value) == sum(done)
