@@ -20,23 +20,10 @@ from raftnode.consistency import Consistency
 
 
 class AsyncClient:
-    """The asyncio twin of ``Client``: the same options, methods and retry rules, awaited.
-
-    A raftnode cluster, seen through one or more endpoints.
-
-    ``endpoints``: node URLs (``http://10.0.0.1:8081``), the VIP, a comma-separated string of
-    them, or None for ``$RAFTNODE_ENDPOINTS``. The first endpoint is tried first; after a
-    failure the next one, and the client sticks to the last one that answered.
-
-    ``timeout`` bounds each call (attempts and backoff together, default 15 s; every method
-    takes its own ``timeout=`` too); ``attempt_timeout`` bounds one attempt (default 6 s).
-    ``token`` is sent as ``Authorization: Bearer ...``. TLS: ``ca_file`` (verify the nodes),
-    ``cert_file``/``key_file`` (a client certificate), or a ready ``ssl_context``.
-
-    Every write carries an ``Idempotency-Key`` (a new uuid4 unless the caller passes
-    ``idempotency_key=``) and is resent with the same key and body after any failure that
-    leaves its outcome open: it is applied exactly once. ``transport``, ``clock``, ``sleep``
-    and ``rng`` exist for tests.
+    """The asyncio twin of ``Client``: the same options, methods, exceptions and retry rules
+    (see ``Client`` and docs/client.md), awaited; ``range`` is an async iterator. Use one per
+    event loop: its tasks share it and its kept-alive connections. ``transport``, ``clock``,
+    ``sleep`` (awaited) and ``rng`` exist for tests.
     """
 
     def __init__(
