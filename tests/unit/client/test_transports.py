@@ -5,15 +5,20 @@ close-delimited answers are read whole, and a silent server ends in a timeout.""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from raftnode.client import Client
 from raftnode.client.async_transport import AsyncHttpTransport
-from raftnode.client.endpoints import Endpoint
+from raftnode.client.endpoints import Endpoint, tls_context
 from raftnode.client.retry import AttemptTimedOut, TransportError
 from raftnode.client.transport import HttpTransport
 
@@ -25,6 +30,7 @@ class TinyServer:
     connection after answering, without saying so: what an idle timeout looks like."""
 
     close_after_answer: bool = False
+    tls: ssl.SSLContext | None = None
     connections: int = 0
     requests: int = 0
     port: int = 0
@@ -73,7 +79,9 @@ class TinyServer:
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
-            server = self.loop.run_until_complete(asyncio.start_server(self.handle, "127.0.0.1", 0))
+            server = self.loop.run_until_complete(
+                asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.tls)
+            )
             self.port = server.sockets[0].getsockname()[1]
             started.set()
             self.loop.run_forever()
@@ -89,7 +97,7 @@ class TinyServer:
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint("http", "127.0.0.1", self.port)
+        return Endpoint("https" if self.tls else "http", "127.0.0.1", self.port)
 
 
 @pytest.fixture
@@ -162,3 +170,47 @@ def test_a_silent_server_times_out_and_a_closed_port_is_refused_as_not_sent(
         await at.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_both_transports_speak_tls_verified_against_the_given_ca(tmp_path: Path) -> None:
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    server = TinyServer(tls=server_tls)
+    server.start()
+    try:
+        context = tls_context(ca_file=str(cert))
+        assert (
+            HttpTransport(context).request(server.endpoint, "GET", "/n", None, {}, 5.0).body == b"1"
+        )
+
+        async def run() -> bytes:
+            t = AsyncHttpTransport(context)
+            try:
+                return (await t.request(server.endpoint, "GET", "/n", None, {}, 5.0)).body
+            finally:
+                await t.close()
+
+        assert asyncio.run(run()) == b"2"
+        # Without the CA the node's certificate is not trusted: refused before sending.
+        with pytest.raises(TransportError, match="TLS") as info:
+            HttpTransport(ssl.create_default_context()).request(
+                server.endpoint, "GET", "/n", None, {}, 5.0
+            )
+        assert info.value.sent is False
+        # And through Client, with the CA file as an option.
+        with Client([server.endpoint.url], ca_file=str(cert), timeout=5.0) as kv:
+            assert kv.settings.ssl_context is not None
+    finally:
+        server.stop()
