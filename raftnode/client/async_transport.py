@@ -143,8 +143,8 @@ class AsyncHttpTransport:
                     raise _StaleConnection()
                 answered = True
                 answer, keep_alive = await _read_answer(first, reader)
-        except _StaleConnection:
-            writer.close()
+        except (_StaleConnection, asyncio.CancelledError):
+            writer.close()  # a cancelled exchange leaves the connection mid-answer: never reused
             raise
         except TimeoutError as e:
             writer.close()

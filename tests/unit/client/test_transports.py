@@ -33,6 +33,7 @@ class TinyServer:
     tls: ssl.SSLContext | None = None
     connections: int = 0
     requests: int = 0
+    hung_up: int = 0
     port: int = 0
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
 
@@ -51,8 +52,9 @@ class TinyServer:
                 await reader.readexactly(length)
                 self.requests += 1
                 path = line.split()[1].decode()
-                if path == "/silent":
-                    await asyncio.sleep(30)
+                if path == "/silent":  # never answers; notes when the client hangs up
+                    await asyncio.wait_for(reader.read(), 30)
+                    self.hung_up += 1
                     return
                 if path == "/chunked":
                     writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -71,7 +73,7 @@ class TinyServer:
                 if self.close_after_answer:
                     writer.close()
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             return
 
     def start(self) -> None:
@@ -214,3 +216,24 @@ def test_both_transports_speak_tls_verified_against_the_given_ca(tmp_path: Path)
             assert kv.settings.ssl_context is not None
     finally:
         server.stop()
+
+
+def test_a_cancelled_async_request_does_not_leave_its_connection_for_reuse(
+    server: TinyServer,
+) -> None:
+    async def run() -> None:
+        t = AsyncHttpTransport()
+        task = asyncio.create_task(t.request(server.endpoint, "GET", "/silent", None, {}, 5.0))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):  # the client closed it: the server sees the end at once
+            if server.hung_up:
+                break
+            await asyncio.sleep(0.02)
+        assert server.hung_up == 1
+        assert (await t.request(server.endpoint, "GET", "/n", None, {}, 2.0)).body == b"2"
+        await t.close()
+
+    asyncio.run(run())
