@@ -138,11 +138,11 @@ class AsyncHttpTransport:
             async with asyncio.timeout(timeout):
                 writer.write(head + body if body else head)
                 await writer.drain()
-                first = await reader.readline()
-                if not first:
+                head = await _read_head(reader)
+                if not head:
                     raise _StaleConnection()
                 answered = True
-                answer, keep_alive = await _read_answer(first, reader)
+                answer, keep_alive = await _read_answer(head, reader)
         except (_StaleConnection, asyncio.CancelledError):
             writer.close()  # a cancelled exchange leaves the connection mid-answer: never reused
             raise
@@ -174,15 +174,25 @@ def _request_head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _read_answer(first: bytes, reader: asyncio.StreamReader) -> tuple[HttpAnswer, bool]:
-    """The answer whose status line is ``first``; and whether the connection stays open."""
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """The status line and headers, in one read up to the blank line (the stream's limit,
+    64 KiB, bounds them); empty when the connection closed before any byte."""
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            return b""
+        raise ValueError("connection closed inside the answer's headers") from e
+
+
+async def _read_answer(head: bytes, reader: asyncio.StreamReader) -> tuple[HttpAnswer, bool]:
+    """The answer whose head is ``head``; and whether the connection stays open."""
     while True:
-        version, status = _status_line(first)
-        headers = await _read_headers(reader)
+        version, status, headers = _parse_head(head)
         if not 100 <= status < 200:
             break
-        first = await reader.readline()  # an interim answer (100 Continue): the real one follows
-        if not first:
+        head = await _read_head(reader)  # an interim answer (100 Continue): the real one follows
+        if not head:
             raise ValueError("connection closed after an interim answer")
     connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
@@ -206,26 +216,23 @@ async def _read_answer(first: bytes, reader: asyncio.StreamReader) -> tuple[Http
     return HttpAnswer(status, headers, body), False
 
 
-def _status_line(line: bytes) -> tuple[str, int]:
-    parts = line.decode("latin-1").split(" ", 2)
+def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
+    """(HTTP version, status, headers with lower-case names) of an answer's head."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise ValueError(f"not an HTTP status line: {line[:80]!r}")
-    return parts[0], int(parts[1])
-
-
-async def _read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
+        raise ValueError(f"not an HTTP status line: {lines[0][:80]!r}")
+    if len(lines) > MAX_HEADER_LINES + 3:
+        raise ValueError(f"more than {MAX_HEADER_LINES} header lines")
     headers: dict[str, str] = {}
-    for _ in range(MAX_HEADER_LINES):
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n"):
-            return headers
+    for line in lines[1:]:
         if not line:
-            raise ValueError("connection closed inside the answer's headers")
-        name, sep, value = line.decode("latin-1").partition(":")
+            continue
+        name, sep, value = line.partition(":")
         if not sep:
             raise ValueError(f"malformed header line {line[:80]!r}")
         headers[name.strip().lower()] = value.strip()
-    raise ValueError(f"more than {MAX_HEADER_LINES} header lines")
+    return parts[0], int(parts[1]), headers
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
