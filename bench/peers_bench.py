@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import plots
+from bench.client_bench import leader_first
+from bench.client_load import run_client_load
 from bench.deps import ensure_commands, ensure_pysyncobj_venv
 from bench.peers.etcd import EtcdCluster
 from bench.peers.haproxy import LocalHaproxy
@@ -34,7 +36,7 @@ from bench.peers.raftnode import RaftnodeCluster
 from bench.preload import preload
 from bench.procs import ProcessGroup, install_sigterm
 from bench.report import Measurement, Row, format_rows
-from bench.wrkrun import run_wrk
+from bench.wrkrun import WrkResult, run_wrk
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,8 @@ class Target:
     url: Callable[[], str]
     script_args: dict[str, str]
     settle: Callable[[], None]
+    run: Callable[[int, float], WrkResult] | None = None
+    """Instead of wrk at ``url``: another load (connections, seconds), e.g. raftnode.client."""
 
 
 class PeerBench:
@@ -71,13 +75,15 @@ class PeerBench:
         for rnd in range(self.args.rounds):
             for side, meas in ((a, row.a), (b, row.b)):
                 side.settle()
-                url = side.url()
-                res = run_wrk(
-                    url,
-                    connections=connections,
-                    seconds=self.args.seconds,
-                    script_args=side.script_args,
-                )
+                if side.run is not None:
+                    res = side.run(connections, self.args.seconds)
+                else:
+                    res = run_wrk(
+                        side.url(),
+                        connections=connections,
+                        seconds=self.args.seconds,
+                        script_args=side.script_args,
+                    )
                 meas.add(res.ok_per_s, res.latency_ms("p50"), res.latency_ms("p99"), res.errors)
                 print(
                     f"  {name} c={connections} round {rnd + 1} {side.system:<22} "
@@ -128,6 +134,20 @@ class PeerBench:
             Target("raftnode via nginx", lambda: ngx.url, raft_w, raft.settle),
             Target("raftnode via haproxy", lambda: lb.url, raft_w, raft.settle),
         )
+        keyed = self.script_args("raftnode", "write", keyed="1")
+        for mode in ("async", "sync"):
+            self.measure(
+                f"write client {mode} vs wrk",
+                64,
+                Target(
+                    f"raftnode.client {mode}",
+                    raft.leader_url,
+                    keyed,
+                    raft.settle,
+                    run=client_load(raft, mode, a.keys, a.value_bytes),
+                ),
+                target("wrk keyed", raft, "leader", keyed),
+            )
         print(f"preloading bench-0..{a.keys - 1}", flush=True)
         preload(raft.leader_url(), "raftnode", keys=a.keys, value_bytes=a.value_bytes)
         preload(etcd.leader_url(), "etcd", keys=a.keys, value_bytes=a.value_bytes)
@@ -169,6 +189,24 @@ class PeerBench:
             target("raftnode", raft, "leader", raft_w),
             target("pysyncobj", pso, "leader", self.script_args("pysyncobj", "write")),
         )
+
+
+def client_load(
+    raft: RaftnodeCluster, mode: str, keys: int, value_bytes: int
+) -> Callable[[int, float], WrkResult]:
+    """The same writes as kv.lua's, sent through raftnode.client (``mode``: sync or async)."""
+
+    def run(connections: int, seconds: float) -> WrkResult:
+        return run_client_load(
+            leader_first(raft),
+            mode,
+            connections=connections,
+            seconds=seconds,
+            keys=keys,
+            value_bytes=value_bytes,
+        )
+
+    return run
 
 
 def versions() -> dict[str, str]:

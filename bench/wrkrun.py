@@ -42,13 +42,14 @@ class WrkResult:
         return d
 
 
-def parse_wrk_output(text: str) -> WrkResult:
-    """The result from wrk's stdout: the last ``WRK-JSON {...}`` line that kv.lua printed."""
-    lines = [ln for ln in text.splitlines() if ln.startswith(MARKER)]
+def parse_wrk_output(text: str, marker: str = MARKER) -> WrkResult:
+    """The result from wrk's stdout: the last ``WRK-JSON {...}`` line that kv.lua printed
+    (or a line after another ``marker`` in the same shape: bench/client_load.py's)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith(marker)]
     if not lines:
-        raise WrkError("no WRK-JSON line in wrk's output (did the Lua script load?)")
+        raise WrkError(f"no {marker.strip()} line in the output (did the load start?)")
     try:
-        data = json.loads(lines[-1][len(MARKER) :])
+        data = json.loads(lines[-1][len(marker) :])
         errors = data["errors"]
         return WrkResult(
             duration_s=int(data["duration_us"]) / 1e6,

@@ -10,7 +10,7 @@ BENCH_DURATION ?= 240
 BENCH_INTERVAL ?= 10
 BENCH_RESTART_TIMEOUT ?= 300
 
-.PHONY: bench-venv bench-peers bench-scale bench-connections
+.PHONY: bench-venv bench-peers bench-scale bench-connections bench-client
 
 ## The bench extra (matplotlib, for the PNGs beside the figures) in .venv.
 bench-venv: $(VENV)/.bench-installed
@@ -37,3 +37,11 @@ BENCH_RUNS ?= 3
 bench-connections: bench-venv
 	$(PY) -m bench.connection_load --idle $(BENCH_IDLE) --slowloris $(BENCH_SLOWLORIS) \
 		--runs $(BENCH_RUNS) --out $(BENCH_OUT)
+
+BENCH_CLIENT_SECONDS ?= 5
+BENCH_CLIENT_CONNECTIONS ?= 16,64
+
+## The client's own cost: the same keyed writes from wrk and from raftnode.client (sync, asyncio) to one cluster, BENCH_RUNS runs each, median and spread.
+bench-client: venv
+	$(PY) -m bench.client_bench --runs $(BENCH_RUNS) --seconds $(BENCH_CLIENT_SECONDS) \
+		--connections $(BENCH_CLIENT_CONNECTIONS) --out $(BENCH_OUT)

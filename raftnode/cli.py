@@ -1,4 +1,4 @@
-"""``raftnode serve|check-config|status|member|leader|snapshot``: the operator's command line."""
+"""``raftnode serve|check-config|status|member|leader|snapshot|kv``: the command line."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from raftnode.cli_admin import (
     format_cluster_status,
 )
 from raftnode.cli_admin import add_commands as add_admin_commands
+from raftnode.cli_kv import add_commands as add_kv_commands
 from raftnode.cli_snapshot import add_commands as add_snapshot_commands
 from raftnode.config import ConfigError, load_config
 from raftnode.tokens import Role, new_token, token_line
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_token_create)
     add_admin_commands(sub)
     add_snapshot_commands(sub)
+    add_kv_commands(sub)
     return parser
 
 

@@ -8,6 +8,7 @@
 -- mode:    write  - a random key of prefix0 .. prefix(keys-1)
 --          read   - a random existing key of the same range
 --          unique - a new key per write: prefix<thread>-<n>
+-- keyed:   1 sends every write with its own Idempotency-Key (as raftnode.client does)
 -- query:   appended to read paths (raftnode: ?consistency=stale); etcd_serializable=1 asks etcd
 --          for a serializable (local) range instead of a linearizable one.
 -- done() prints one line "WRK-JSON {...}" with counts and latency percentiles (microseconds).
@@ -43,10 +44,12 @@ end
 local opts = {}
 local value, value_json
 local counter = 0
+local run_id = "0"
+local sent = 0
 
 function init(args)
    opts = {dialect = "raftnode", mode = "write", keys = "10000", value_bytes = "100",
-           prefix = "bench-", query = "", etcd_serializable = "0"}
+           prefix = "bench-", query = "", etcd_serializable = "0", keyed = "0"}
    for _, a in ipairs(args) do
       local k, v = a:match("^([%w_]+)=(.*)$")
       if k then opts[k] = v end
@@ -59,6 +62,7 @@ function init(args)
       value_json = value
    end
    math.randomseed(os.time() + (tid or 0) * 7919)
+   run_id = string.format("%d-%d", os.time(), math.random(0, 2147483646))
    ok_count = 0
    non2xx = 0
 end
@@ -72,6 +76,13 @@ local function next_key()
 end
 
 local json_headers = {["Content-Type"] = "application/json"}
+
+local function write_headers()
+   if opts.keyed ~= "1" then return json_headers end
+   sent = sent + 1
+   return {["Content-Type"] = "application/json",
+           ["Idempotency-Key"] = "wrk-" .. run_id .. "-" .. (tid or 0) .. "-" .. sent}
+end
 
 function request()
    local key = next_key()
@@ -87,7 +98,7 @@ function request()
       return wrk.format("POST", "/v3/kv/put", json_headers,
                         '{"key":"' .. base64(key) .. '","value":"' .. value_json .. '"}')
    end
-   return wrk.format("POST", "/kv", json_headers,
+   return wrk.format("POST", "/kv", write_headers(),
                      '{"key":"' .. key .. '","value":"' .. value_json .. '"}')
 end
 

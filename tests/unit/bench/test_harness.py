@@ -46,3 +46,25 @@ def test_leader_changes_count_each_switch() -> None:
     run = GrowingRun("etcd", cluster=argparse.Namespace())
     run.leaders_seen = [1, 1, 2, 2, 1]
     assert run.leader_changes == 2
+
+
+def test_a_row_side_with_its_own_load_runs_it_instead_of_wrk() -> None:
+    import argparse
+
+    from bench.peers_bench import PeerBench, Target
+    from bench.wrkrun import WrkResult
+
+    calls: list[tuple[int, float]] = []
+
+    def client_load(connections: int, seconds: float) -> WrkResult:
+        calls.append((connections, seconds))
+        return WrkResult(2.0, 200, 200, 0, 0, {"p50": 1000.0, "p99": 5000.0})
+
+    def no_wrk() -> str:
+        raise AssertionError("wrk's URL was asked for a side that runs its own load")
+
+    bench = PeerBench(argparse.Namespace(rounds=2, seconds=2.0))
+    side = Target("raftnode.client async", no_wrk, {}, lambda: None, run=client_load)
+    row = bench.measure("write client async vs itself", 64, side, side)
+    assert calls == [(64, 2.0)] * 4
+    assert row.a.rate == 100.0 and row.a.p99 == 5.0

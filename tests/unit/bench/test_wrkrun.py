@@ -2,6 +2,7 @@
 
 import pytest
 
+from bench.client_load import MARKER, Tally
 from bench.wrkrun import LUA_SCRIPT, WrkError, parse_wrk_output, wrk_argv
 
 SAMPLE = """Running 3s test @ http://127.0.0.1:20001
@@ -55,3 +56,12 @@ def test_argv_passes_script_args_and_bounds() -> None:
     assert str(LUA_SCRIPT) in argv
     assert argv[-3:] == ["--", "dialect=etcd", "mode=read"]
     assert LUA_SCRIPT.exists()
+
+
+def test_the_client_loads_line_reads_as_wrks_with_its_cpu_per_write() -> None:
+    tally = Tally(latencies_us=[1000.0, 2000.0, 3000.0, 4000.0], errors=1, cpu_s=0.002)
+    line = tally.line(2.0)
+    result = parse_wrk_output("noise\n" + line + "\n", MARKER)
+    assert (result.ok, result.non2xx, result.requests) == (4, 1, 5)
+    assert result.ok_per_s == 2.0 and result.latency_ms("p50") == 3.0
+    assert '"cpu_us_per_ok": 500.0' in line
