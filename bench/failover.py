@@ -49,10 +49,11 @@ def haproxy_config(
     """``template`` (``files/haproxy-local.cfg``) with the seed's ports (client 808N, health
     1000N, HAProxy 8080, stats 8404) replaced by the benchmark's."""
     by_id = {n.ports.node_id: n.ports for n in nodes}
-    cfg = template.read_text()
-    cfg = re.sub(r"127\.0\.0\.1:808(\d)", lambda m: f"127.0.0.1:{by_id[int(m[1])].client}", cfg)
+    cfg = re.sub(
+        r"bind (\*|127\.0\.0\.1):8080\b", f"bind 127.0.0.1:{lb_port}", template.read_text()
+    )
+    cfg = re.sub(r"127\.0\.0\.1:808([1-9])", lambda m: f"127.0.0.1:{by_id[int(m[1])].client}", cfg)
     cfg = re.sub(r"check port 1000(\d)", lambda m: f"check port {by_id[int(m[1])].health}", cfg)
-    cfg = cfg.replace("bind *:8080", f"bind 127.0.0.1:{lb_port}")
     cfg = cfg.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{stats_port}")
     if re.search(r":(808\d|8404)\b|port 1000\d\b", re.sub(r"#.*", "", cfg)):
         raise RuntimeError(f"{template} has a seed port the benchmark did not rewrite")

@@ -27,7 +27,7 @@ def render_config(template: str, ports: dict[int, tuple[int, int]], bind: int, s
         return f"server n{nid} 127.0.0.1:{client} check port {health}"
 
     text = re.sub(r"server n(\d) 127\.0\.0\.1:808(\d) check port 1000\d", server, template)
-    text = re.sub(r"bind \*:8080", f"bind 127.0.0.1:{bind}", text)
+    text = re.sub(r"bind (\*|127\.0\.0\.1):8080\b", f"bind 127.0.0.1:{bind}", text)
     text = re.sub(r"bind 127\.0\.0\.1:8404", f"bind 127.0.0.1:{stats}", text)
     if "808" in re.sub(r"#.*", "", text):
         raise ValueError("haproxy template: a seed port was left unrewritten")

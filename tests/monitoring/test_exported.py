@@ -39,7 +39,7 @@ def render_config(ports: dict[int, tuple[int, int]], bind: int, stats: int) -> s
     text, servers = re.subn(
         r"server n(\d) 127\.0\.0\.1:808\1 check port 1000\1", server, LOCAL_CFG.read_text()
     )
-    text, binds = re.subn(r"bind \*:8080\b", f"bind 127.0.0.1:{bind}", text)
+    text, binds = re.subn(r"bind (\*|127\.0\.0\.1):8080\b", f"bind 127.0.0.1:{bind}", text)
     text, stat_binds = re.subn(r"bind 127\.0\.0\.1:8404\b", f"bind 127.0.0.1:{stats}", text)
     assert (servers, binds, stat_binds) == (9, 1, 1), "files/haproxy-local.cfg changed shape"
     return text
