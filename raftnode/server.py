@@ -90,6 +90,7 @@ class RaftnodeServer:
             limits=cfg.limits,
             request_timeout=cfg.timing.request_timeout_seconds,
             member_clients={m.id: m.client for m in cfg.cluster},
+            watch=cfg.watch,
         )
         self.node.add_conf_listener(lambda change: _learn_client_address(settings, change))
         self.client_api = ClientApi(
