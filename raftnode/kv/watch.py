@@ -184,8 +184,9 @@ class WatchHub:
         self.buffer_events = buffer_events
         self.max_watchers = max_watchers
         self._watchers: set[Watcher] = set()
-        self._position = store.revision
-        """Every change up to here was handed to the synced watchers."""
+        self._position = 0
+        """Every change up to here was handed to the synced watchers (set when the first
+        watcher opens)."""
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
