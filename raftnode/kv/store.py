@@ -63,6 +63,12 @@ is what a cluster hands around until then. A store created fresh starts at forma
 the upgrade ``version`` reads as None. Format-1 files from the previous release open and restore
 unchanged.
 
+Format 3 adds the history window (``raftnode.kv.history``: the ``history`` and
+``history_meta`` tables), the same way: the ``FormatUpgrade`` entry to 3 (proposed once every
+member speaks peer protocol 5; from format 1 it adds the versions too) creates the tables with
+the window starting at that revision, so every node's window is the same. Format-1 and -2
+files open unchanged and keep no history until then.
+
 Keys and values are stored as UTF-8 (``surrogatepass``, so any Python string round-trips); byte
 order of UTF-8 equals code point order, so listings sort exactly as Python sorts strings. A
 snapshot file is a copy of the store (SQLite's online backup, or ``VACUUM INTO`` when
