@@ -7,9 +7,12 @@ catches up from the history window on its own, page by page, then joins the hub'
 change is handed over only at or after the watcher's ``next_revision``, so nothing arrives
 twice and, revision by revision, nothing is skipped.
 
-Bounds: each watcher holds at most ``buffer_events`` changes not yet handed to its connection;
-one more and it is cancelled (``Cancelled``: it names the revision to resume from), so a slow
-client never holds the others back or grows the node's memory. A gap in the history (a watcher
+Bounds: each watcher holds at most ``buffer_events`` changes not yet handed to its connection.
+One more while its connection is backed up (the stream is not waiting for changes: its client
+reads too slowly) and it is cancelled (``Cancelled``: it names the revision to resume from), so
+a slow client never holds the others back or grows the node's memory; one more while its
+stream keeps up (a burst, such as a snapshot that moves the store many revisions at once) and
+it reads the rest from the history window itself, page by page. A gap in the history (a watcher
 further behind than the window, or a snapshot that jumped the store past it) ends the watcher
 with ``Compacted``: never a silent gap.
 """
@@ -91,6 +94,8 @@ class Watcher:
         self._buffer: deque[Change] = deque()
         self._end: Compacted | Cancelled | None = None
         self._wake = asyncio.Event()
+        self._waiting = False
+        """The stream is waiting for changes (it has sent all it was given): not backed up."""
 
     def matches(self, kb: bytes) -> bool:
         r = self.key_range
@@ -102,9 +107,15 @@ class Watcher:
 
     def push(self, change: Change) -> None:
         """Queue a change (the hub's side); cancels the watcher when its buffer is full."""
-        if self._end is not None or change.revision < self.next_revision:
+        if self._end is not None or not self.synced or change.revision < self.next_revision:
             return
         if len(self._buffer) >= self._hub.buffer_events and change.revision != self._last_rev():
+            if self._waiting:
+                # A burst (a snapshot jump) larger than the buffer, to a stream that keeps up:
+                # it reads the rest from the history itself, at its own pace.
+                self.synced = False
+                self.next_revision = change.revision
+                return
             self.end(
                 Cancelled(
                     f"this watcher fell more than {self._hub.buffer_events} events behind "
@@ -145,30 +156,32 @@ class Watcher:
     async def items(self, progress_seconds: float) -> AsyncIterator[WatchItem]:
         """Batches of changes in revision order, ``Progress`` when idle for
         ``progress_seconds``, and last a ``Compacted`` or ``Cancelled`` (not when closed)."""
-        loop = asyncio.get_running_loop()
         try:
             while True:
+                if self._buffer:
+                    batch = list(self._buffer)
+                    self._buffer.clear()
+                    yield batch
+                    continue
                 page: list[Change] = []
                 while not page and not self.synced and self._end is None:
                     page = self._hub.catch_up(self)
                 if page:
                     yield page
                     continue
-                if self._buffer:
-                    batch = list(self._buffer)
-                    self._buffer.clear()
-                    yield batch
-                    continue
                 if self._end is not None:
                     yield self._end
                     return
                 self._wake.clear()
-                deadline = loop.time() + progress_seconds
+                self._waiting = True
                 try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - loop.time()))
+                    await asyncio.wait_for(self._wake.wait(), progress_seconds)
                 except TimeoutError:
                     if self.synced:
+                        self._waiting = False
                         yield Progress(self.next_revision - 1)
+                finally:
+                    self._waiting = False
         finally:
             self._hub.discard(self)
 
@@ -284,7 +297,8 @@ class WatchHub:
                         w.push(change)
             self._position = changes[-1].revision
             for w in synced:
-                w.caught_up_to(self._position)
+                if w.synced:  # not demoted by a burst on this page
+                    w.caught_up_to(self._position)
         for w in self._watchers:
             if not w.synced:
                 w.nudge()

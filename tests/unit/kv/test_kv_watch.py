@@ -159,3 +159,57 @@ def test_a_start_older_than_the_window_is_compacted_and_a_slow_watcher_is_cancel
             hub.close("test over")
 
     run_virtual(scenario())
+
+
+def test_a_watcher_on_a_follower_that_installs_a_snapshot_misses_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        def store(node_id: int) -> KeyValueStore:
+            return KeyValueStore.open(tmp_path / f"n{node_id}.sqlite")
+
+        async with await make_cluster(
+            3, store, data_dir=tmp_path, snapshot_every_entries=10
+        ) as cluster:
+            leader = await cluster.wait_for_leader()
+            service = KeyValueService(leader, cluster.state_machines[leader.node_id], leader_wait=1)
+            deadline = time.monotonic() + 30.0
+            await service.write(Command("put", "first", "x"), deadline)
+            await asyncio.sleep(0.5)
+            follower = next(i for i in cluster.nodes if i != leader.node_id)
+            kv = cluster.state_machines[follower]
+            hub = WatchHub(cluster.nodes[follower], kv, buffer_events=1000, max_watchers=10)
+            seen: Seen = []
+            ends: list[object] = []
+            task = asyncio.ensure_future(collect(hub.open(KeyRange.of_prefix(""), 2), seen, ends))
+            restores: list[int] = []
+            restore = kv.finish_restore
+
+            def counted_restore() -> None:
+                restores.append(kv.applied_index)
+                restore()
+
+            kv.finish_restore = counted_restore  # type: ignore[method-assign]
+            cluster.isolate(follower)
+            # More than the 1,000 entries a compaction retains: the follower needs a snapshot.
+            for batch in range(24):
+                await asyncio.gather(
+                    *(
+                        service.write(Command("put", f"k{n % 7}", str(n)), deadline)
+                        for n in range(batch * 50, batch * 50 + 50)
+                    )
+                )
+            cluster.heal()
+            final = cluster.state_machines[leader.node_id].revision
+            for _ in range(400):  # bounded, in virtual time
+                if any(isinstance(e, Progress) and e.revision >= final for e in ends):
+                    break
+                await asyncio.sleep(0.05)
+            assert restores, "the follower caught up by log entries, not by a snapshot"
+            assert kv.revision == final
+            assert seen == expected(cluster.state_machines[leader.node_id], KeyRange(), 2), ends[
+                -3:
+            ]
+            assert not any(isinstance(e, Cancelled | Compacted) for e in ends)
+            task.cancel()
+            hub.close("test over")
+
+    run_virtual(scenario())
