@@ -179,7 +179,8 @@ class Watcher:
                 except TimeoutError:
                     if self.synced:
                         self._waiting = False
-                        yield Progress(self.next_revision - 1)
+                        # A start in the future is not progress: never past what applied.
+                        yield Progress(min(self.next_revision - 1, self._hub.position))
                 finally:
                     self._waiting = False
         finally:
@@ -205,6 +206,11 @@ class WatchHub:
 
     def __len__(self) -> int:
         return len(self._watchers)
+
+    @property
+    def position(self) -> int:
+        """Every change up to this revision was handed to the synced watchers."""
+        return max(self._position, 0)
 
     def open(self, key_range: KeyRange, start_revision: int | None) -> Watcher:
         """A watcher of ``key_range`` from ``start_revision`` (None: the next revision)."""
