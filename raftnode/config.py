@@ -15,7 +15,16 @@ from typing import Any, TypeVar
 
 import yaml
 
-from raftnode.defaults import Limits, LogFormat, LogLevel, LogSettings, Snapshot, Timing
+from raftnode.defaults import (
+    History,
+    Limits,
+    LogFormat,
+    LogLevel,
+    LogSettings,
+    Snapshot,
+    Timing,
+    Watch,
+)
 from raftnode.tls import ClientCertificates, TlsSettings, check_files
 from raftnode.tokens import AuthSettings, Role, TokenFileError, load_token_file
 
@@ -92,6 +101,8 @@ class NodeConfig:
     timing: Timing = field(default_factory=Timing)
     limits: Limits = field(default_factory=Limits)
     snapshot: Snapshot = field(default_factory=Snapshot)
+    history: History = field(default_factory=History)
+    watch: Watch = field(default_factory=Watch)
     log: LogSettings = field(default_factory=LogSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     tls: TlsSettings | None = None
@@ -114,7 +125,7 @@ _NO_ADDRESS = Address("", 0)
 MAX_INTEGER = (1 << 63) - 1
 """The largest integer any setting takes: ids and counters are stored as 64-bit integers."""
 _Choice = TypeVar("_Choice", LogLevel, LogFormat)
-_Section = TypeVar("_Section", Timing, Limits, Snapshot)
+_Section = TypeVar("_Section", Timing, Limits, Snapshot, History, Watch)
 
 
 class _Checker:
@@ -367,6 +378,8 @@ TOP_KEYS = {
     "timing",
     "limits",
     "snapshot",
+    "history",
+    "watch",
     "log",
     "auth",
     "tls",
@@ -405,6 +418,8 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
         timing=_integer_section(c, top.get("timing"), "timing", Timing),
         limits=_integer_section(c, top.get("limits"), "limits", Limits),
         snapshot=_integer_section(c, top.get("snapshot"), "snapshot", Snapshot),
+        history=_integer_section(c, top.get("history"), "history", History),
+        watch=_integer_section(c, top.get("watch"), "watch", Watch),
         log=_log_section(c, top.get("log")),
         auth=_auth_section(c, top.get("auth"), base_dir),
         tls=_tls_section(c, top.get("tls"), base_dir),

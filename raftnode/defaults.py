@@ -159,6 +159,39 @@ class Snapshot:
         return []
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """``history:`` in the YAML: the window of recent changes watches start from. It is part of
+    the state machine (every node must run with the same values, like the quota)."""
+
+    max_revisions: int = at_least(1, default=10000)
+    """Revisions whose changes are kept; older ones are compacted as new ones are written."""
+    max_bytes: int = at_least(1024, default=64 << 20)
+    """Keys and values of the changes kept (plus 40 bytes per change), in bytes."""
+
+    def problems(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """``watch:`` in the YAML: ``GET /watch`` streams (per node, not replicated)."""
+
+    progress_ms: int = at_least(100, default=5000)
+    """An idle stream gets an ``event: progress`` with the current revision this often."""
+    buffer_events: int = at_least(1, default=1000)
+    """Events one watcher may have queued and unsent; a watcher further behind is cancelled."""
+    max_watchers: int = at_least(1, default=10000)
+    """Open watches on this node; one more -> 503."""
+
+    @property
+    def progress_seconds(self) -> float:
+        return self.progress_ms / 1000
+
+    def problems(self) -> list[str]:
+        return []
+
+
 class LogLevel(StrEnum):
     DEBUG = "debug"
     INFO = "info"

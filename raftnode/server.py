@@ -24,6 +24,7 @@ from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.connection_gate import Refusal
 from raftnode.http.health import make_health_app
 from raftnode.http.health_server import make_health_server
+from raftnode.kv.history import HistoryLimits
 from raftnode.kv.service import KeyValueService
 from raftnode.kv.store import KeyValueStore, StoreError
 from raftnode.metrics import NodeMetrics
@@ -55,6 +56,7 @@ class RaftnodeServer:
             config.data_dir / STORE_FILE,
             max_store_bytes=quota,
             max_snapshot_bytes=config.limits.max_snapshot_bytes,
+            history=HistoryLimits(config.history.max_revisions, config.history.max_bytes),
         )
         self.metrics.watch_store(lambda: self.store.quota_used_bytes, quota)
         self.notifier = notifier or SystemdNotifier()
@@ -88,6 +90,7 @@ class RaftnodeServer:
             limits=cfg.limits,
             request_timeout=cfg.timing.request_timeout_seconds,
             member_clients={m.id: m.client for m in cfg.cluster},
+            watch=cfg.watch,
         )
         self.node.add_conf_listener(lambda change: _learn_client_address(settings, change))
         self.client_api = ClientApi(

@@ -74,6 +74,12 @@ def requirement(request: Request, principal: Principal, limits: Any) -> Requirem
             if not principal.prefixes:
                 return Requirement(Role.WRITE)
             return Requirement(Role.WRITE, keys=(requests.put_from_post(request.body, limits).key,))
+    elif path == "/watch" and method == "GET":
+        key = request.param("key")
+        if key is not None:
+            return Requirement(Role.READ, keys=(key,))
+        # start/end only narrow the prefix (as on GET /kv): the prefix is what is read.
+        return Requirement(Role.READ, ranges=(request.param("prefix") or "",))
     elif path == "/txn" and method == "POST":
         return _txn_requirement(request, principal, limits)
     elif path.startswith("/kv/") and len(path) > 4:

@@ -21,6 +21,7 @@ from typing import Any
 
 from raftnode.config import Address, Limits
 from raftnode.consistency import Consistency
+from raftnode.defaults import Watch
 from raftnode.http import requests
 from raftnode.http.admin_api import AdminApi
 from raftnode.http.auth import ClientAuth
@@ -29,6 +30,7 @@ from raftnode.http.connection_gate import ConnectionGate, Refusal
 from raftnode.http.errors import (
     ApiError,
     ErrorCode,
+    bad_request,
     disk_full,
     idempotency_key_reused,
     method_not_allowed,
@@ -48,6 +50,7 @@ from raftnode.http.forward import (
     ForwardUnknown,
     LeaderConnections,
 )
+from raftnode.http.watch_stream import WATCH_PARAMS, event_stream, open_watch, start_revision
 from raftnode.kv.commands import (
     Command,
     CommandResult,
@@ -58,6 +61,8 @@ from raftnode.kv.commands import (
     TxnResult,
 )
 from raftnode.kv.service import DiskFull, KeyValueService, UpgradeInProgress
+from raftnode.kv.store import KeyRange
+from raftnode.kv.watch import WatchHub
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
 from raftnode.timing import ChangeNotifier
@@ -77,6 +82,7 @@ class ClientApiSettings:
     request_timeout: float
     member_clients: dict[int, Address]
     """Each member's client API address, for forwarding writes to the leader."""
+    watch: Watch = dataclasses.field(default_factory=Watch)
 
 
 @dataclass(slots=True)
@@ -115,7 +121,8 @@ def refusal(status: int, code: str, message: str) -> Response:
 
 
 class ClientApi:
-    """Routes requests to the key-value service: ``/kv``, ``/kv/{key}`` and ``/txn``."""
+    """Routes requests to the key-value service: ``/kv``, ``/kv/{key}``, ``/txn`` and
+    ``/watch``."""
 
     def __init__(
         self,
@@ -144,6 +151,12 @@ class ClientApi:
         self._connection_limits = ConnectionLimits.from_config(
             self.limits, max_body_bytes=2 * self.limits.max_request_bytes
         )
+        self.watches = WatchHub(
+            service.node,
+            service.store,
+            buffer_events=settings.watch.buffer_events,
+            max_watchers=settings.watch.max_watchers,
+        )
         self.gate = ConnectionGate(
             self.limits.max_connections, self.limits.max_connections_per_address
         )
@@ -169,6 +182,7 @@ class ClientApi:
         """Let requests in flight finish (bounded by ``timeout``), then close every connection;
         False when some were still busy."""
         deadline = asyncio.get_running_loop().time() + timeout
+        self.watches.close("the node is shutting down")
         while any(c.busy for c in self._connections):
             if not await self._answered.wait(deadline):
                 break
@@ -255,6 +269,10 @@ class ClientApi:
             if method == "POST":
                 return "write", "txn", self._txn
             return "other", "", _method_not_allowed(method, path, "POST")
+        if path == "/watch":
+            if method == "GET":
+                return "other", "", self._watch
+            return "other", "", _method_not_allowed(method, path, "GET")
         return "other", "", _no_route(path)
 
     # -- admin -------------------------------------------------------------------------------
@@ -525,6 +543,28 @@ class ClientApi:
             "revision": store.revision,
         }
         return _Answer(json_response(200, body, headers), "ok")
+
+    async def _watch(self, request: Request, deadline: float) -> _Answer:
+        """``GET /watch``: Server-Sent Events from this node's applied state (any node)."""
+        requests.check_params(list(request.query), WATCH_PARAMS)
+        key = request.param("key")
+        if key is not None:
+            if any(request.param(p) is not None for p in ("prefix", "start", "end")):
+                raise bad_request(
+                    "key selects one key: it does not combine with prefix, start or end",
+                    ErrorCode.BAD_PARAM,
+                )
+            requests.check_key(key, self.limits, where="key")
+            selected = KeyRange.between(key, key + "\0")
+        else:
+            selected = requests.key_range(
+                request.param("prefix"), request.param("start"), request.param("end"), self.limits
+            )
+        watcher = open_watch(self.watches, selected, start_revision(request))
+        stream = event_stream(
+            watcher, self.settings.watch.progress_seconds, self.service.store.revision
+        )
+        return _Answer(stream, "ok")
 
 
 def _revisions(r: KeyRevisions) -> dict[str, int | None]:

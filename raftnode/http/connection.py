@@ -31,7 +31,7 @@ import asyncio
 import logging
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from enum import Enum
@@ -83,8 +83,9 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
-    stream: StreamedBody | None = None
-    """A large body sent in chunks with flow control instead of ``body`` (a snapshot)."""
+    stream: StreamedBody | StreamedEvents | None = None
+    """A large body sent in chunks with flow control instead of ``body`` (a snapshot), or an
+    open-ended one (a watch's events)."""
 
 
 @dataclass(slots=True)
@@ -99,6 +100,16 @@ class StreamedBody:
     that reads too slowly cannot hold what the body holds, e.g. a snapshot, for ever)."""
     on_done: Callable[[], None] | None = None
     """Called once the body was sent, or sending it ended early (always called once)."""
+
+
+@dataclass(slots=True)
+class StreamedEvents:
+    """An open-ended body (Server-Sent Events): the chunks of ``chunks`` until it ends, with
+    no ``Content-Length``; the connection closes after it. A client that stops reading is
+    disconnected after ``idle_timeout`` of a full send buffer; a client that goes away ends
+    the iteration (the iterator is closed, so its ``finally`` runs)."""
+
+    chunks: AsyncIterator[bytes]
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -166,13 +177,17 @@ _dates = _DateCache()
 
 def encode_response(response: Response, keep_alive: bool, wall_time: float) -> bytes:
     """The status line, headers and (unless streamed) the body."""
-    length = response.stream.length if response.stream is not None else len(response.body)
     head = [
         b"HTTP/1.1 %d %s\r\n" % (response.status, _reason(response.status)),
         b"Date: %s\r\n" % _dates.get(wall_time),
         b"Content-Type: %s\r\n" % response.content_type.encode(),
-        b"Content-Length: %d\r\n" % length,
     ]
+    if isinstance(response.stream, StreamedBody):
+        head.append(b"Content-Length: %d\r\n" % response.stream.length)
+    elif response.stream is None:
+        head.append(b"Content-Length: %d\r\n" % len(response.body))
+    else:
+        keep_alive = False  # the body ends when the connection closes
     for name, value in response.headers.items():
         head.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
     if not keep_alive:
@@ -519,6 +534,9 @@ class HttpConnection(asyncio.Protocol):
                     )
                     response = self._refuse(500, "internal", "the request failed unexpectedly")
                 self._write(item.request, response, item.keep_alive)
+                if isinstance(response.stream, StreamedEvents):
+                    await self._send_events(response.stream)
+                    return
                 if response.stream is not None:
                     await self._send_stream(response.stream, item.keep_alive)
                 self._update_reading()
@@ -566,6 +584,23 @@ class HttpConnection(asyncio.Protocol):
         finally:
             if body.on_done is not None:
                 body.on_done()
+
+    async def _send_events(self, body: StreamedEvents) -> None:
+        """Write each chunk as it comes, waiting while the transport's buffer is full (a
+        stalled client is aborted by the write timer), then close."""
+        chunks = body.chunks
+        try:
+            async for chunk in chunks:
+                if self._transport is None or self._closing:
+                    return
+                self._transport.write(chunk)
+                if not self._can_write.is_set():
+                    await self._can_write.wait()  # bounded: the write timer aborts a stall
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._close_lingering()
 
     # -- refusing ----------------------------------------------------------------------------
 

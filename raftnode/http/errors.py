@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     REQUEST_TIMEOUT = "request_timeout"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     NOT_IMPLEMENTED = "not_implemented"
+    COMPACTED = "compacted"
 
 
 class ApiError(Exception):

@@ -33,6 +33,11 @@ TXN_PROTOCOL_VERSION = 4
 ``FormatUpgrade`` and revision compares."""
 REVISIONS_FORMAT = 2
 """The store format that keeps a ``version`` per key (``raftnode.kv.store``)."""
+HISTORY_PROTOCOL_VERSION = 5
+"""The peer protocol version of releases that apply ``FormatUpgrade`` to ``HISTORY_FORMAT``."""
+HISTORY_FORMAT = 3
+"""The store format that keeps a window of recent changes for watches
+(``raftnode.kv.history``)."""
 
 
 def _dumps(obj: object) -> str:
@@ -234,7 +239,9 @@ class FormatUpgrade:
     request_id: str | None = None
     stamp: float = 0.0
 
-    needs_protocol = TXN_PROTOCOL_VERSION
+    @property
+    def needs_protocol(self) -> int:
+        return HISTORY_PROTOCOL_VERSION if self.format >= HISTORY_FORMAT else TXN_PROTOCOL_VERSION
 
     def encode(self) -> bytes:
         return _dumps({"op": "upgrade", "format": self.format}).encode()

@@ -19,7 +19,10 @@ import time
 
 from raftnode.consistency import Consistency
 from raftnode.kv.commands import (
+    HISTORY_FORMAT,
+    HISTORY_PROTOCOL_VERSION,
     LEGACY_PROTOCOL_VERSION,
+    REVISIONS_FORMAT,
     TXN_PROTOCOL_VERSION,
     ApplyResult,
     Command,
@@ -118,23 +121,28 @@ class KeyValueService:
 
     async def _upgrade_format(self, deadline: float) -> None:
         """Propose ``FormatUpgrade`` (once; concurrent writes share it) when this node leads,
-        its store counts no versions yet and every member speaks the protocol that applies
-        it. Failures leave it to the next write."""
+        its store is below the newest format and every member speaks the protocol that applies
+        the upgrade (to format 3 when they all apply it, else to 2). Failures leave it to the
+        next write."""
         node = self.node
-        if self.store.counts_versions or not node.is_leader:
+        if self.store.format_version >= HISTORY_FORMAT or not node.is_leader:
             return
-        if node.members_below_version(TXN_PROTOCOL_VERSION):
-            return
+        target = HISTORY_FORMAT
+        if node.members_below_version(HISTORY_PROTOCOL_VERSION):
+            target = REVISIONS_FORMAT
+            if self.store.counts_versions or node.members_below_version(TXN_PROTOCOL_VERSION):
+                return
         if self._format_upgrade is None or self._format_upgrade.done():
-            self._format_upgrade = asyncio.ensure_future(self._propose_upgrade(deadline))
+            self._format_upgrade = asyncio.ensure_future(self._propose_upgrade(target, deadline))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.shield(self._format_upgrade), max(0.0, deadline - time.monotonic())
             )
 
-    async def _propose_upgrade(self, deadline: float) -> None:
+    async def _propose_upgrade(self, target: int, deadline: float) -> None:
         with contextlib.suppress(NodeError):
-            await self.node.propose(FormatUpgrade().encode(), max(0.0, deadline - time.monotonic()))
+            entry = FormatUpgrade(target).encode()
+            await self.node.propose(entry, max(0.0, deadline - time.monotonic()))
 
     async def read_barrier(self, consistency: Consistency, deadline: float) -> None:
         """Wait until the local store may answer at ``consistency``; retries across elections."""

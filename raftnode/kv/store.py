@@ -63,6 +63,12 @@ is what a cluster hands around until then. A store created fresh starts at forma
 the upgrade ``version`` reads as None. Format-1 files from the previous release open and restore
 unchanged.
 
+Format 3 adds the history window (``raftnode.kv.history``: the ``history`` and
+``history_meta`` tables), the same way: the ``FormatUpgrade`` entry to 3 (proposed once every
+member speaks peer protocol 5; from format 1 it adds the versions too) creates the tables with
+the window starting at that revision, so every node's window is the same. Format-1 and -2
+files open unchanged and keep no history until then.
+
 Keys and values are stored as UTF-8 (``surrogatepass``, so any Python string round-trips); byte
 order of UTF-8 equals code point order, so listings sort exactly as Python sorts strings. A
 snapshot file is a copy of the store (SQLite's online backup, or ``VACUUM INTO`` when
@@ -90,6 +96,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from raftnode.kv.commands import (
+    HISTORY_FORMAT,
     REVISIONS_FORMAT,
     ApplyResult,
     Command,
@@ -105,10 +112,11 @@ from raftnode.kv.commands import (
     decode_entry,
     replay_of,
 )
+from raftnode.kv.history import HISTORY_COLUMNS, History, HistoryLimits
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = REVISIONS_FORMAT
+FORMAT_VERSION = HISTORY_FORMAT
 """The newest store format this release reads; it also reads every older one (from 1)."""
 APPLICATION_ID = 0x72666E64  # "rfnd"
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
@@ -321,9 +329,24 @@ _UPGRADE_TO_REVISIONS = (
 """Format 1 -> 2 inside the apply transaction: O(1) (SQLite keeps the default in the schema,
 so every existing key reads version 1 without a row being rewritten)."""
 
+
+def _upgrade_schema(conn: sqlite3.Connection, current: int, target: int, revision: int) -> int:
+    """Move the schema from format ``current`` to ``target`` (2: per-key versions; 3: the
+    history window, starting after ``revision``) in the open transaction; the new format."""
+    if current < REVISIONS_FORMAT:
+        for stmt in _UPGRADE_TO_REVISIONS:
+            conn.execute(stmt)
+    if target >= HISTORY_FORMAT > current:
+        History.create(conn, revision)
+        conn.execute(f"PRAGMA user_version = {HISTORY_FORMAT}")
+    log.info("store format upgraded", extra={"fields": {"format": target}})
+    return target
+
+
 _KV_COLUMNS = {
     1: ("key", "value", "create_rev", "mod_rev"),
     REVISIONS_FORMAT: ("key", "value", "create_rev", "mod_rev", "version"),
+    HISTORY_FORMAT: ("key", "value", "create_rev", "mod_rev", "version"),
 }
 """The ``kv`` table's columns in each store format."""
 _KNOWN_COLUMNS = {
@@ -331,11 +354,13 @@ _KNOWN_COLUMNS = {
     "meta": ("id", "applied_index", "revision", "key_count", "logical_bytes"),
     "requests": ("id", "idx", "stamp", "result", "fp"),
     "raft_position": ("id", "idx", "term", "voters", "learners", "peers"),
+    **HISTORY_COLUMNS,
 }
 _OPTIONAL_OBJECTS = {
     ("table", "requests"),
     ("index", "requests_by_idx"),
     ("table", "raft_position"),
+    *(("table", t) for t in HISTORY_COLUMNS),
 }
 """Stores made before idempotency keys existed have no requests; only operators' backups
 (``raftnode.snapshot_file``) have a raft_position."""
@@ -358,7 +383,12 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     if unknown:
         named = ", ".join(f"{kind} {name}" for kind, name in unknown)
         raise StoreFormatError(f"{path}: not a raftnode key-value store: unexpected {named}")
-    missing = sorted(expected - _OPTIONAL_OBJECTS - objects)
+    required = expected - _OPTIONAL_OBJECTS
+    if version >= HISTORY_FORMAT:  # the history window's tables come with format 3
+        required |= {("table", t) for t in HISTORY_COLUMNS}
+    elif objects & {("table", t) for t in HISTORY_COLUMNS}:
+        raise StoreFormatError(f"{path}: not a raftnode key-value store: history before format 3")
+    missing = sorted(required - objects)
     if missing:
         named = ", ".join(f"{kind} {name}" for kind, name in missing)
         raise StoreFormatError(f"{path}: not a raftnode key-value store: no {named}")
@@ -467,6 +497,7 @@ class KeyValueStore:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         autocheckpoint_pages: int = DEFAULT_AUTOCHECKPOINT_PAGES,
         max_snapshot_bytes: int | None = None,
+        history: HistoryLimits | None = None,
     ) -> None:
         if max_store_bytes is not None and max_store_bytes <= 0:
             raise ValueError("max_store_bytes must be positive (or None for no quota)")
@@ -479,6 +510,7 @@ class KeyValueStore:
         self.max_snapshot_bytes = max_snapshot_bytes
         """The largest snapshot file ``stage_restore`` accepts (None: any size)."""
         self._cache_bytes = cache_bytes
+        self.history_limits = history or HistoryLimits()  # the same on every node
         self._synchronous = synchronous
         self._autocheckpoint = autocheckpoint_pages
         self._sync_lock = threading.Lock()
@@ -500,6 +532,7 @@ class KeyValueStore:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         max_snapshot_bytes: int | None = None,
+        history: HistoryLimits | None = None,
     ) -> KeyValueStore:
         """Open (or create) the store at ``path``; ready as soon as it returns."""
         return cls(
@@ -508,6 +541,7 @@ class KeyValueStore:
             cache_bytes=cache_bytes,
             synchronous=synchronous,
             max_snapshot_bytes=max_snapshot_bytes,
+            history=history,
         )
 
     # -- opening and closing ---------------------------------------------------------------
@@ -537,6 +571,7 @@ class KeyValueStore:
         )
         index, revision, count, nbytes = _read_meta(self._conn, self.path)
         self._format = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        self.history = History.of_format(self._conn, self.history_limits, self._format)
         self._applied = self._pending_index = index
         self._revision = revision
         self._key_count = count
@@ -658,15 +693,14 @@ class KeyValueStore:
         return self._apply_command(cmd)
 
     def _upgrade_format(self, target: int) -> CommandResult:
-        """``FormatUpgrade``: format 1 -> 2 in the open transaction; a no-op when there."""
-        if target != REVISIONS_FORMAT:
+        """``FormatUpgrade``: format 1 -> 2 (versions) -> 3 (history window) in the open
+        transaction, as far as ``target``; a no-op when there."""
+        if target not in (REVISIONS_FORMAT, HISTORY_FORMAT):
             log.error("unknown store format upgrade skipped", extra={"fields": {"to": target}})
             return CommandResult(ok=False, revision=self._revision, error=Outcome.BAD_COMMAND)
-        if self._format < REVISIONS_FORMAT:
-            for stmt in _UPGRADE_TO_REVISIONS:
-                self._conn.execute(stmt)
-            self._format = REVISIONS_FORMAT
-            log.info("store format upgraded", extra={"fields": {"format": self._format}})
+        if self._format < target:
+            self._format = _upgrade_schema(self._conn, self._format, target, self._revision)
+            self.history = History.of_format(self._conn, self.history_limits, self._format)
         return CommandResult(ok=True, revision=self._revision)
 
     def _row(self, kb: bytes) -> tuple[bytes, int, int, int | None] | None:
@@ -731,7 +765,7 @@ class KeyValueStore:
             return CommandResult(
                 ok=False, revision=self._revision, error=Outcome.NOT_FOUND, key_revisions=revisions
             )
-        self._write_delete(kb, old_size)
+        self._write_delete(kb, old_size, self._revision + 1)
         self._revision += 1
         return CommandResult(
             ok=True,
@@ -764,8 +798,8 @@ class KeyValueStore:
                 )
             else:
                 conn.execute("UPDATE kv SET value = ?, mod_rev = ? WHERE key = ?", (vb, rev, kb))
-            return KeyRevisions(row[1], rev, version)
-        if versions:
+            after = KeyRevisions(row[1], rev, version)
+        elif versions:
             conn.execute(
                 "INSERT INTO kv (key, value, create_rev, mod_rev, version) VALUES (?, ?, ?, ?, 1)",
                 (kb, vb, rev, rev),
@@ -775,11 +809,17 @@ class KeyValueStore:
                 "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)",
                 (kb, vb, rev, rev),
             )
-        self._key_count += 1
-        return KeyRevisions(rev, rev, 1 if versions else None)
+        if row is None:
+            self._key_count += 1
+            after = KeyRevisions(rev, rev, 1 if versions else None)
+        if self.history is not None:
+            self.history.record(rev, "put", kb, vb, after.create_revision, after.version or 0)
+        return after
 
-    def _write_delete(self, kb: bytes, old_size: int) -> None:
+    def _write_delete(self, kb: bytes, old_size: int, rev: int) -> None:
         self._conn.execute("DELETE FROM kv WHERE key = ?", (kb,))
+        if self.history is not None:
+            self.history.record(rev, "delete", kb, None, 0, 0)
         self._key_count -= 1
         self._logical_bytes -= old_size
 
@@ -823,7 +863,7 @@ class KeyValueStore:
         if op.op == "delete":
             before = self._key_revisions(row)
             if row is not None:
-                self._write_delete(kb, len(kb) + len(row[0]))
+                self._write_delete(kb, len(kb) + len(row[0]), rev)
             return TxnOpResult("delete", op.key, row is not None, value, before)
         assert op.value is not None
         vb = op.value.encode(_ENC, _ERRORS)

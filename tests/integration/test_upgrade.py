@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from raftnode.defaults import Limits
+from raftnode.transport.auth import MAX_VERSION
 from tests.integration.cluster import Cluster, http
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,8 +141,8 @@ def test_rolling_upgrade_from_the_previous_release(previous_release: Path) -> No
         c.start(2)
         c.wait_for("node 2 ready", lambda: c.health(2, "/readiness").status == 200, timeout=30)
         c.wait_for(
-            "a stream negotiated at version 4",
-            lambda: "version=4" in c.log(2),
+            f"a stream negotiated at version {MAX_VERSION}",
+            lambda: f"version={MAX_VERSION}" in c.log(2),
             timeout=15,
         )
         write_and_check(c, [1, 2, 3], "all-new")

@@ -169,3 +169,19 @@ def test_reload_keeps_the_old_table_when_the_new_file_is_bad(tmp_path: Path) -> 
     assert auth.reload()
     assert isinstance(auth.authenticate(f"Bearer {first}"), ApiError)
     assert auth.authenticate(f"Bearer {second}") == Principal("two", Role.ADMIN)
+
+
+def test_a_watch_needs_read_and_a_range_inside_the_tokens_prefixes() -> None:
+    limits = Limits()
+    on_prefix = requirement(_request("GET", "/watch", query="prefix=app/"), WRITER_APP, limits)
+    assert on_prefix == Requirement(Role.READ, ranges=("app/",))
+    assert decide(WRITER_APP, on_prefix) is None
+    one_key = requirement(_request("GET", "/watch", query="key=app/x"), WRITER_APP, limits)
+    assert (
+        one_key == Requirement(Role.READ, keys=("app/x",)) and decide(WRITER_APP, one_key) is None
+    )
+    everything = requirement(_request("GET", "/watch"), WRITER_APP, limits)
+    refused = decide(WRITER_APP, everything)
+    assert refused is not None and refused.status == 403
+    outside = requirement(_request("GET", "/watch", query="key=other"), WRITER_APP, limits)
+    assert decide(WRITER_APP, outside) is not None

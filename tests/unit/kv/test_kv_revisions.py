@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from raftnode.kv.commands import FormatUpgrade, KeyRevisions
-from raftnode.kv.store import FORMAT_VERSION, KeyValueStore, StoreFormatError, inspect_snapshot
+from raftnode.kv.commands import REVISIONS_FORMAT, FormatUpgrade, KeyRevisions
+from raftnode.kv.store import KeyValueStore, StoreFormatError, inspect_snapshot
 from tests.unit.kv.conftest import Applier
 
 
@@ -28,7 +28,7 @@ def test_a_fresh_store_counts_no_versions_until_the_upgrade_entry(store: KeyValu
     up = a.upgrade()
     assert up.ok and up.revision == 2 and store.counts_versions and store.revision == 2
     assert revisions(store, "a") == (1, 2, 1)  # counted from the upgrade: the same everywhere
-    assert a.upgrade().ok and store.format_version == FORMAT_VERSION  # a no-op the second time
+    assert a.upgrade().ok and store.format_version == REVISIONS_FORMAT  # a no-op the second time
     store.commit()
     assert inspect_snapshot(store.path).format_version == 2
 
@@ -120,7 +120,7 @@ def test_an_upgrade_rolled_back_with_its_batch_leaves_format_1(store: KeyValueSt
     assert store.counts_versions
     store.abort()
     assert not store.counts_versions and revisions(store, "k") == (1, 1, None)
-    assert store.apply(a.index + 1, FormatUpgrade(3).encode()).error == "bad_command"
+    assert store.apply(a.index + 1, FormatUpgrade(9).encode()).error == "bad_command"
 
 
 def test_a_format_2_file_with_a_format_1_table_is_refused(tmp_path: Path) -> None:

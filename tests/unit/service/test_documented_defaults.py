@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from raftnode.config import Address, NodeConfig
-from raftnode.defaults import Limits, LogSettings, Snapshot, Timing
+from raftnode.defaults import History, Limits, LogSettings, Snapshot, Timing, Watch
 from raftnode.devcluster import default_ports, write_configs
 from raftnode.raft.config import RaftConfig
 
@@ -31,6 +31,8 @@ def test_documented_sections_equal_the_code_defaults() -> None:
     assert example["timing"] == asdict(Timing())
     assert example["limits"] == asdict(Limits())
     assert example["snapshot"] == asdict(Snapshot())
+    assert example["history"] == asdict(History())
+    assert example["watch"] == asdict(Watch())
     assert example["log"] == {k: str(v) for k, v in asdict(LogSettings()).items()}
 
 

@@ -10,6 +10,7 @@ import struct
 import pytest
 
 from raftnode.transport.auth import (
+    MAX_VERSION,
     NO_CLUSTER,
     AuthError,
     LegacyListenerSuspected,
@@ -74,8 +75,8 @@ async def run(
 
 def test_same_secret_authenticates_both_sides() -> None:
     d, accepted = asyncio.run(run(SECRET, SECRET))
-    assert d == (CLUSTER_A, 4)
-    assert accepted == (2, CLUSTER_A, 4)
+    assert d == (CLUSTER_A, MAX_VERSION)
+    assert accepted == (2, CLUSTER_A, MAX_VERSION)
 
 
 def test_a_node_of_another_cluster_is_refused_naming_both_ids() -> None:
@@ -87,9 +88,9 @@ def test_a_node_of_another_cluster_is_refused_naming_both_ids() -> None:
 
 def test_a_joining_node_learns_the_cluster_id_from_its_first_peer() -> None:
     d, accepted = asyncio.run(run(SECRET, SECRET, dial_cluster=NO_CLUSTER))
-    assert d == (CLUSTER_A, 4) and accepted == (2, NO_CLUSTER, 4)
+    assert d == (CLUSTER_A, MAX_VERSION) and accepted == (2, NO_CLUSTER, MAX_VERSION)
     d, accepted = asyncio.run(run(SECRET, SECRET, accept_cluster=NO_CLUSTER))
-    assert d == (NO_CLUSTER, 4) and accepted == (2, CLUSTER_A, 4)
+    assert d == (NO_CLUSTER, MAX_VERSION) and accepted == (2, CLUSTER_A, MAX_VERSION)
 
 
 def test_wrong_secret_fails_on_both_sides() -> None:
@@ -177,7 +178,7 @@ def test_an_old_listener_closing_a_negotiating_hello_asks_for_the_legacy_hello()
     assert isinstance(asyncio.run(go()), LegacyListenerSuspected)
 
 
-@pytest.mark.parametrize(("lo", "hi"), [(5, 6), (1, 1)])
+@pytest.mark.parametrize(("lo", "hi"), [(MAX_VERSION + 1, MAX_VERSION + 2), (1, 1)])
 def test_a_dialer_with_no_common_version_is_told_and_refused(lo: int, hi: int) -> None:
     async def go() -> tuple[object, bytes]:
         to_listener, back = Pipe(), Pipe()
@@ -191,14 +192,18 @@ def test_a_dialer_with_no_common_version_is_told_and_refused(lo: int, hi: int) -
 
     accepted, answer = asyncio.run(go())
     assert isinstance(accepted, VersionMismatch)
-    assert f"versions {lo}..{hi}" in str(accepted) and "this node 2..4" in str(accepted)
-    assert answer == bytes([0, 2, 4])  # refused, with the listener's own range; nothing else
+    assert f"versions {lo}..{hi}" in str(accepted) and f"this node 2..{MAX_VERSION}" in str(
+        accepted
+    )
+    assert answer == bytes(
+        [0, 2, MAX_VERSION]
+    )  # refused, with the listener's own range; nothing else
 
 
 def test_a_listener_with_no_common_version_is_named_by_the_dialer() -> None:
     async def go() -> object:
         to_listener, back = Pipe(), Pipe()
-        await back.write(bytes([0, 5, 6]))
+        await back.write(bytes([0, MAX_VERSION + 1, MAX_VERSION + 2]))
         (dialed,) = await asyncio.gather(
             dial_handshake(back.read_exactly, to_listener.write, SECRET, 2, 1, CLUSTER_A),
             return_exceptions=True,
@@ -207,7 +212,8 @@ def test_a_listener_with_no_common_version_is_named_by_the_dialer() -> None:
 
     dialed = asyncio.run(go())
     assert isinstance(dialed, VersionMismatch)
-    assert "node 1 speaks peer protocol versions 5..6, this node 2..4" in str(dialed)
+    hi = MAX_VERSION
+    assert f"speaks peer protocol versions {hi + 1}..{hi + 2}, this node 2..{hi}" in str(dialed)
 
 
 def test_the_offered_range_is_inside_the_macs() -> None:

@@ -178,3 +178,17 @@ class HealthMethodsTest(tornado.testing.AsyncHTTPTestCase):
 
     def test_bad_lag_is_400(self) -> None:
         assert self.fetch("/replica?lag=x").code == 400
+
+
+def test_bad_watch_requests_are_refused_before_anything_is_opened() -> None:
+    for target, code in [
+        ("/watch?key=a&prefix=a", "bad_param"),
+        ("/watch?start_revision=x", "bad_param"),
+        ("/watch?start_revision=0", "bad_param"),
+        ("/watch?since=3", "bad_param"),
+        ("/watch?prefix=" + "p" * 2000, "too_large"),
+    ]:
+        r, _ = answer("GET", target)
+        assert error_of(r)["error"] == code, target
+    r, _ = answer("POST", "/watch")
+    assert r.status == 405 and r.headers["Allow"] == "GET"
