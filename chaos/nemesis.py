@@ -9,6 +9,11 @@ Fault kinds (group in brackets):
 - ``pause-leader`` [pause]: SIGSTOP of the leader's raftnode for longer than an election timeout;
 - ``isolate-leader``, ``isolate-minority`` [partition]: nftables DROP between the host and every
   other lab host (the controller still reaches it: clients keep talking to the cut-off side);
+- ``cut-one-way`` [partition]: packets from the leader to a random follower, or from the follower
+  to the leader, dropped on arrival; the other direction flows;
+- ``wal-tail`` [disk]: a random follower stopped cleanly (systemctl stop), its newest WAL segment
+  cut part-way into its last frame (a torn write, ``torn_tail``), started again; the heal waits
+  until it serves as a caught-up replica and fails the fault if it does not within a bound;
 - ``lb-kill`` [lb]: SIGKILL of HAProxy on the VIP holder (keepalived moves the VIP);
 - ``transfer-leader`` [transfer]: a leadership transfer through the admin API.
 """
@@ -23,24 +28,33 @@ from dataclasses import dataclass
 
 from .history import NEMESIS_PROCESS, Operation
 from .http_client import request
+from .torn_tail import describe, script_argv
 from .workload import Recorder
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "kill": ("kill-random", "kill-leader"),
     "pause": ("pause-leader",),
-    "partition": ("isolate-leader", "isolate-minority"),
+    "partition": ("isolate-leader", "isolate-minority", "cut-one-way"),
+    "disk": ("wal-tail",),
     "lb": ("lb-kill",),
     "transfer": ("transfer-leader",),
 }
+OPT_IN = frozenset({"wal-tail"})
+"""Kinds left out of ``all`` (named explicitly or by their group): not yet proven in a run."""
 CLIENT_PORT = 8081
 HEALTH_PORT = 10001
+REJOIN_TIMEOUT = 60.0
+"""How long a restarted node may take to serve as a caught-up replica (/replica)."""
 
 
 def fault_kinds(spec: str) -> list[str]:
-    """``all`` or a comma list of groups (kill, pause, partition, lb, transfer) or kinds."""
+    """``all`` or a comma list of groups (kill, pause, partition, disk, lb, transfer) or kinds.
+
+    ``all`` leaves out the OPT_IN kinds; a group or a kind named explicitly includes them.
+    """
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if names == ["all"]:
-        return [kind for kinds in GROUPS.values() for kind in kinds]
+        return [kind for kinds in GROUPS.values() for kind in kinds if kind not in OPT_IN]
     every = {kind for kinds in GROUPS.values() for kind in kinds}
     chosen: list[str] = []
     for name in names:
@@ -224,6 +238,12 @@ class Nemesis:
             self._record("fault", kind, host, t0, f"status={answer.status}")
             self._record("heal", kind, host, self.recorder.clock())
             return
+        if kind == "cut-one-way":
+            await self.cut_one_way()
+            return
+        if kind == "wal-tail":
+            await self.wal_tail()
+            return
         if kind in {"kill-leader", "pause-leader", "isolate-leader"}:
             target = await self.leader()
         elif kind == "lb-kill":
@@ -253,6 +273,64 @@ class Nemesis:
         elif kind == "lb-kill":
             await lab_cli(name, "exec", target, "--", "systemctl", "start", "haproxy")
         self._record("heal", kind, target, t0)
+
+    async def cut_one_way(self) -> None:
+        """Drop the packets one way between the leader and a random follower, then heal."""
+        leader = await self.leader()
+        follower = self.rng.choice(sorted(h for h in self.hosts.raft if h != leader))
+        sender, receiver = (leader, follower) if self.rng.random() < 0.5 else (follower, leader)
+        t0 = self.recorder.clock()
+        await lab_cli(self.hosts.name, "cut", "--one-way", sender, receiver)
+        self._record("fault", "cut-one-way", receiver, t0, f"{sender}->{receiver} dropped")
+        await asyncio.sleep(self.hold)
+        t0 = self.recorder.clock()
+        await lab_cli(self.hosts.name, "heal", receiver)
+        self._record("heal", "cut-one-way", receiver, t0, f"{sender}->{receiver} flows")
+
+    async def wal_tail(self) -> None:
+        """Stop a follower, tear the last frame of its newest WAL segment, start it again.
+
+        Raft storage must take a torn tail as an unfinished write: drop it, start, and catch up
+        from the leader. The heal is recorded with how long that took; a node that is not a
+        caught-up replica within REJOIN_TIMEOUT fails the fault (and so the run).
+        """
+        name = self.hosts.name
+        leader = await self.leader()
+        target = self.rng.choice(sorted(h for h in self.hosts.raft if h != leader))
+        t0 = self.recorder.clock()
+        await lab_cli(name, "exec", target, "--", "systemctl", "stop", "raftnode")
+        out = await lab_cli(name, "exec", target, "--", *script_argv(self.rng.randrange(2**31)))
+        try:
+            _torn, note = describe(out)
+        except ValueError as e:
+            raise LabError(str(e)) from None
+        self._record("fault", "wal-tail", target, t0, note)
+        await asyncio.sleep(self.hold)
+        t0 = self.recorder.clock()
+        await lab_cli(name, "exec", target, "--", "systemctl", "start", "raftnode")
+        waited = await self.wait_replica(target, REJOIN_TIMEOUT)
+        if waited is None:
+            journal = await lab_cli(
+                name, "exec", target, "--", "journalctl", "-u", "raftnode", "-n", "15", "--no-pager"
+            )
+            raise LabError(
+                f"wal-tail: {target} not a caught-up replica {REJOIN_TIMEOUT:.0f} s after its "
+                f"start ({note}); journal: {journal[-1500:]}"
+            )
+        self._record("heal", "wal-tail", target, t0, f"caught up in {waited:.1f} s")
+
+    async def wait_replica(self, host: str, timeout: float) -> float | None:
+        """Seconds until host's /replica answers 200 (a follower with a live leader, caught up),
+        or None after timeout."""
+        start = self.recorder.clock()
+        while self.recorder.clock() - start < timeout:
+            answer = await request(
+                f"http://{self.hosts.raft[host]}:{HEALTH_PORT}", "GET", "/replica", timeout=1.0
+            )
+            if answer.status == 200:
+                return self.recorder.clock() - start
+            await asyncio.sleep(0.5)
+        return None
 
     async def heal_all(self) -> None:
         """Everything back: partitions removed, paused units resumed, units started."""
