@@ -15,7 +15,10 @@ Fault kinds (group in brackets):
   cut part-way into its last frame (a torn write, ``torn_tail``), started again; the heal waits
   until it serves as a caught-up replica and fails the fault if it does not within a bound;
 - ``lb-kill`` [lb]: SIGKILL of HAProxy on the VIP holder (keepalived moves the VIP);
-- ``transfer-leader`` [transfer]: a leadership transfer through the admin API.
+- ``transfer-leader`` [transfer]: a leadership transfer through the admin API;
+- ``transfer-during-partition`` [transfer]: a follower isolated, then a leadership transfer asked
+  of the leader, to the isolated follower or to the reachable one (the former must fail cleanly
+  and leave the leader serving), the partition healed after the hold.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "partition": ("isolate-leader", "isolate-minority", "cut-one-way"),
     "disk": ("wal-tail",),
     "lb": ("lb-kill",),
-    "transfer": ("transfer-leader",),
+    "transfer": ("transfer-leader", "transfer-during-partition"),
 }
-OPT_IN = frozenset({"wal-tail"})
+OPT_IN = frozenset({"wal-tail", "transfer-during-partition"})
 """Kinds left out of ``all`` (named explicitly or by their group): not yet proven in a run."""
 CLIENT_PORT = 8081
 HEALTH_PORT = 10001
@@ -145,6 +148,13 @@ async def kill9(lab: str, host: str, unit: str) -> None:
     )
 
 
+def node_id(host: str) -> int:
+    """The raftnode id of a lab host: n1 is 1 (inventories/lab/hosts.yml)."""
+    if not (host.startswith("n") and host[1:].isdigit()):
+        raise LabError(f"lab host {host!r} is not a raft node (n1, n2, ...)")
+    return int(host[1:])
+
+
 class Nemesis:
     def __init__(
         self,
@@ -241,6 +251,9 @@ class Nemesis:
         if kind == "cut-one-way":
             await self.cut_one_way()
             return
+        if kind == "transfer-during-partition":
+            await self.transfer_during_partition()
+            return
         if kind == "wal-tail":
             await self.wal_tail()
             return
@@ -286,6 +299,29 @@ class Nemesis:
         t0 = self.recorder.clock()
         await lab_cli(self.hosts.name, "heal", receiver)
         self._record("heal", "cut-one-way", receiver, t0, f"{sender}->{receiver} flows")
+
+    async def transfer_during_partition(self) -> None:
+        """Isolate a follower, ask the leader to hand over (to either follower), heal."""
+        leader = await self.leader()
+        followers = sorted(h for h in self.hosts.raft if h != leader)
+        isolated = self.rng.choice(followers)
+        to = self.rng.choice(followers)
+        t0 = self.recorder.clock()
+        await lab_cli(self.hosts.name, "isolate", isolated)
+        answer = await request(
+            f"http://{self.hosts.raft[leader]}:{CLIENT_PORT}",
+            "POST",
+            "/admin/v1/leader/transfer",
+            {"to": node_id(to)},
+            timeout=20.0,
+        )
+        outcome = f"status={answer.status}" if answer.status else f"error={answer.error}"
+        note = f"{isolated} isolated; {leader} asked to hand over to {to}: {outcome}"
+        self._record("fault", "transfer-during-partition", isolated, t0, note)
+        await asyncio.sleep(self.hold)
+        t0 = self.recorder.clock()
+        await lab_cli(self.hosts.name, "heal", isolated)
+        self._record("heal", "transfer-during-partition", isolated, t0)
 
     async def wal_tail(self) -> None:
         """Stop a follower, tear the last frame of its newest WAL segment, start it again.

@@ -29,6 +29,7 @@ class FakeLab:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, *, replica_ok: bool = True) -> None:
         self.calls: list[tuple[str, ...]] = []
+        self.posts: list[tuple[str, str, Any]] = []
         self.replica_ok = replica_ok
         monkeypatch.setattr(nemesis, "lab_cli", self.lab_cli)
         monkeypatch.setattr(nemesis, "request", self.request)
@@ -40,11 +41,17 @@ class FakeLab:
             return json.dumps({**TORN, "cut_to": 777}) + "\n"
         return ""
 
-    async def request(self, base_url: str, method: str, path: str, *_: Any, **__: Any) -> Answer:
+    async def request(
+        self, base_url: str, method: str, path: str, body: Any = None, *_: Any, **__: Any
+    ) -> Answer:
         if path == "/primary":
             return Answer(200 if base_url.startswith("http://10.9.0.21:") else 503, True)
         if path == "/replica":
             return Answer(200 if self.replica_ok else 503, True)
+        if method == "POST":
+            self.posts.append((base_url, path, body))
+            self.calls.append(("POST", path))
+            return Answer(503, True)
         return Answer(404, True)
 
     def commands(self) -> list[tuple[str, ...]]:
@@ -69,6 +76,8 @@ def _nemesis_records(n: Nemesis) -> list[tuple[str, str | None, str]]:
 
 def test_all_leaves_opt_in_kinds_out_and_groups_name_them() -> None:
     assert "cut-one-way" in fault_kinds("all") and "wal-tail" not in fault_kinds("all")
+    assert "transfer-during-partition" not in fault_kinds("all")
+    assert "transfer-during-partition" in fault_kinds("transfer")
     assert fault_kinds("disk") == ["wal-tail"]
     assert "cut-one-way" in fault_kinds("partition")
     assert fault_kinds("wal-tail,cut-one-way") == ["wal-tail", "cut-one-way"]
@@ -134,3 +143,27 @@ def test_a_failed_fault_is_recorded_and_the_run_still_ends_healed(
     tail = lab.commands()[-5:]
     assert tail[0] == ("heal",)
     assert {c[1] for c in tail[1:] if c[2] == "start"} == {"n1", "n2", "n3", "lb1"}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transfer_during_partition_asks_the_leader_while_a_follower_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    lab = FakeLab(monkeypatch)
+    n = _nemesis(["transfer-during-partition"], seed)
+    asyncio.run(n.one_fault("transfer-during-partition"))
+    (isolate, post, heal) = lab.calls
+    assert isolate[0] == "isolate" and isolate[1] in {"n2", "n3"}, "a follower, never the leader"
+    assert post == ("POST", "/admin/v1/leader/transfer")
+    ((url, _, body),) = lab.posts
+    assert url == "http://10.9.0.21:8081" and body["to"] in {2, 3}
+    assert heal == ("heal", isolate[1]), "the partition is healed after the transfer"
+    (fault, healed) = _nemesis_records(n)
+    assert fault[:2] == ("fault", "transfer-during-partition") and "status=503" in fault[2]
+    assert healed[:2] == ("heal", "transfer-during-partition")
+
+
+def test_node_ids_come_from_lab_host_names() -> None:
+    assert nemesis.node_id("n3") == 3
+    with pytest.raises(LabError, match="not a raft node"):
+        nemesis.node_id("lb1")
