@@ -11,9 +11,13 @@ Fault kinds (group in brackets):
   other lab host (the controller still reaches it: clients keep talking to the cut-off side);
 - ``cut-one-way`` [partition]: packets from the leader to a random follower, or from the follower
   to the leader, dropped on arrival; the other direction flows;
-- ``wal-tail`` [disk]: a random follower stopped cleanly (systemctl stop), its newest WAL segment
-  cut part-way into its last frame (a torn write, ``torn_tail``), started again; the heal waits
-  until it serves as a caught-up replica and fails the fault if it does not within a bound;
+- ``wal-tail`` [disk]: a random follower stopped cleanly (systemctl stop), a torn frame appended
+  to its newest WAL segment (a write that never completed, so never acknowledged: ``torn_tail``),
+  started again; the heal waits until it serves as a caught-up replica and fails the fault if it
+  does not within a bound;
+- ``wal-lost-tail`` [disk]: the same, but the segment cut part-way into its last complete frame:
+  a disk losing acknowledged data, outside Raft's model (see ``torn_tail``); opt-in, to show what
+  happens, not a fault the cluster promises to survive;
 - ``lb-kill`` [lb]: SIGKILL of HAProxy on the VIP holder (keepalived moves the VIP);
 - ``transfer-leader`` [transfer]: a leadership transfer through the admin API;
 - ``transfer-during-partition`` [transfer]: a follower isolated, then a leadership transfer asked
@@ -31,21 +35,24 @@ from dataclasses import dataclass
 
 from .history import NEMESIS_PROCESS, Operation
 from .http_client import request
-from .torn_tail import describe, script_argv
+from .torn_tail import Mode, describe, script_argv
 from .workload import Recorder
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "kill": ("kill-random", "kill-leader"),
     "pause": ("pause-leader",),
     "partition": ("isolate-leader", "isolate-minority", "cut-one-way"),
-    "disk": ("wal-tail",),
+    "disk": ("wal-tail", "wal-lost-tail"),
     "lb": ("lb-kill",),
     "transfer": ("transfer-leader", "transfer-during-partition"),
 }
-OPT_IN = frozenset({"wal-tail", "transfer-during-partition"})
+OPT_IN = frozenset({"wal-tail", "wal-lost-tail", "transfer-during-partition"})
 """Kinds left out of ``all`` (named explicitly or by their group): not yet proven in a run."""
 CLIENT_PORT = 8081
 HEALTH_PORT = 10001
+JOURNAL_WITHOUT_HEALTH_CHECKS = (
+    "journalctl -u raftnode --no-pager -n 2000 | grep -v 'msg=\"health check\"' | tail -n 12"
+)
 REJOIN_TIMEOUT = 60.0
 """How long a restarted node may take to serve as a caught-up replica (/replica)."""
 
@@ -225,7 +232,7 @@ class Nemesis:
                             self.recorder.clock(),
                             "fail",
                             value=kind,
-                            note=str(e)[:500],
+                            note=str(e)[:5000],
                         )
                     )
                     await self.heal_all()
@@ -254,8 +261,8 @@ class Nemesis:
         if kind == "transfer-during-partition":
             await self.transfer_during_partition()
             return
-        if kind == "wal-tail":
-            await self.wal_tail()
+        if kind in {"wal-tail", "wal-lost-tail"}:
+            await self.wal_tail(kind)
             return
         if kind in {"kill-leader", "pause-leader", "isolate-leader"}:
             target = await self.leader()
@@ -323,37 +330,55 @@ class Nemesis:
         await lab_cli(self.hosts.name, "heal", isolated)
         self._record("heal", "transfer-during-partition", isolated, t0)
 
-    async def wal_tail(self) -> None:
-        """Stop a follower, tear the last frame of its newest WAL segment, start it again.
+    async def wal_tail(self, kind: str) -> None:
+        """Stop a follower, damage the end of its newest WAL segment, start it again.
 
-        Raft storage must take a torn tail as an unfinished write: drop it, start, and catch up
-        from the leader. The heal is recorded with how long that took; a node that is not a
-        caught-up replica within REJOIN_TIMEOUT fails the fault (and so the run).
+        ``wal-tail`` appends a torn frame, ``wal-lost-tail`` cuts into the last complete one
+        (``torn_tail``). The heal is recorded with how long the node took to serve as a
+        caught-up replica; one that does not within REJOIN_TIMEOUT fails the fault (and so the
+        run), with the leader's view of it and its own log lines as evidence.
         """
         name = self.hosts.name
         leader = await self.leader()
         target = self.rng.choice(sorted(h for h in self.hosts.raft if h != leader))
+        mode: Mode = "cut" if kind == "wal-lost-tail" else "append"
         t0 = self.recorder.clock()
         await lab_cli(name, "exec", target, "--", "systemctl", "stop", "raftnode")
-        out = await lab_cli(name, "exec", target, "--", *script_argv(self.rng.randrange(2**31)))
+        argv = script_argv(mode, self.rng.randrange(2**31))
+        out = await lab_cli(name, "exec", target, "--", *argv)
         try:
-            _torn, note = describe(out)
+            _damaged, note = describe(out)
         except ValueError as e:
             raise LabError(str(e)) from None
-        self._record("fault", "wal-tail", target, t0, note)
+        self._record("fault", kind, target, t0, note)
         await asyncio.sleep(self.hold)
         t0 = self.recorder.clock()
         await lab_cli(name, "exec", target, "--", "systemctl", "start", "raftnode")
         waited = await self.wait_replica(target, REJOIN_TIMEOUT)
         if waited is None:
-            journal = await lab_cli(
-                name, "exec", target, "--", "journalctl", "-u", "raftnode", "-n", "15", "--no-pager"
-            )
             raise LabError(
-                f"wal-tail: {target} not a caught-up replica {REJOIN_TIMEOUT:.0f} s after its "
-                f"start ({note}); journal: {journal[-1500:]}"
+                f"{kind}: {target} not a caught-up replica {REJOIN_TIMEOUT:.0f} s after its "
+                f"start ({note}); {await self.evidence(target)}"
             )
-        self._record("heal", "wal-tail", target, t0, f"caught up in {waited:.1f} s")
+        self._record("heal", kind, target, t0, f"caught up in {waited:.1f} s")
+
+    async def evidence(self, host: str) -> str:
+        """What the leader knows of host (its member entry) and host's own log lines, health
+        checks left out: enough to tell a node that did not start from one left behind."""
+        answer = await request(
+            f"http://{self.hosts.raft[host]}:{CLIENT_PORT}", "GET", "/admin/v1/members", timeout=5.0
+        )
+        members = answer.body.decode(errors="replace") if answer.status else answer.error
+        journal = await lab_cli(
+            self.hosts.name,
+            "exec",
+            host,
+            "--",
+            "sh",
+            "-c",
+            JOURNAL_WITHOUT_HEALTH_CHECKS,
+        )
+        return f"members ({answer.status}): {members[:1500]}; journal: {journal[-2500:]}"
 
     async def wait_replica(self, host: str, timeout: float) -> float | None:
         """Seconds until host's /replica answers 200 (a follower with a live leader, caught up),

@@ -22,6 +22,7 @@ HOSTS = LabHosts(
     "10.9.0.10",
 )
 TORN = {"segment": "0000000000000003-0000000000000101.wal", "size": 900, "frame": [700, 900]}
+LOG_LINE = 'level=warning logger=raftnode.storage.wal msg="wal torn tail truncated"'
 
 
 class FakeLab:
@@ -38,7 +39,10 @@ class FakeLab:
         assert name == "lab"
         self.calls.append(args)
         if "python3" in args:
-            return json.dumps({**TORN, "cut_to": 777}) + "\n"
+            mode = args[args.index("python3") + 4]  # python3 -c SCRIPT WAL_DIR MODE SEED
+            return json.dumps({**TORN, "mode": mode, "torn_bytes": 77}) + "\n"
+        if "journalctl" in " ".join(args):
+            return LOG_LINE + "\n"
         return ""
 
     async def request(
@@ -48,6 +52,8 @@ class FakeLab:
             return Answer(200 if base_url.startswith("http://10.9.0.21:") else 503, True)
         if path == "/replica":
             return Answer(200 if self.replica_ok else 503, True)
+        if path == "/admin/v1/members":
+            return Answer(200, True, body=b'{"members": [{"id": 3, "lag": 41}]}')
         if method == "POST":
             self.posts.append((base_url, path, body))
             self.calls.append(("POST", path))
@@ -78,7 +84,8 @@ def test_all_leaves_opt_in_kinds_out_and_groups_name_them() -> None:
     assert "cut-one-way" in fault_kinds("all") and "wal-tail" not in fault_kinds("all")
     assert "transfer-during-partition" not in fault_kinds("all")
     assert "transfer-during-partition" in fault_kinds("transfer")
-    assert fault_kinds("disk") == ["wal-tail"]
+    assert fault_kinds("disk") == ["wal-tail", "wal-lost-tail"]
+    assert "wal-lost-tail" not in fault_kinds("all")
     assert "cut-one-way" in fault_kinds("partition")
     assert fault_kinds("wal-tail,cut-one-way") == ["wal-tail", "cut-one-way"]
 
@@ -103,29 +110,38 @@ def test_cut_one_way_drops_one_direction_between_the_leader_and_a_follower(
     assert [w.kind for w in fault_windows(n.recorder.operations)] == ["cut-one-way"]
 
 
-def test_wal_tail_stops_a_follower_tears_its_log_starts_it_and_waits(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("wal-tail", "(900 bytes): a torn frame of 77 bytes appended"),
+        ("wal-lost-tail", "cut to 777 bytes: last frame 700-900 lost 123 of its 200 bytes"),
+    ],
+)
+def test_wal_damage_stops_a_follower_damages_its_log_starts_it_and_waits(
+    monkeypatch: pytest.MonkeyPatch, kind: str, said: str
 ) -> None:
     lab = FakeLab(monkeypatch)
-    n = _nemesis(["wal-tail"])
-    asyncio.run(n.one_fault("wal-tail"))
+    n = _nemesis([kind])
+    asyncio.run(n.one_fault(kind))
     (stop, script, start) = lab.commands()
     target = stop[1]
     assert target != "n1", "never the leader"
     assert stop == ("exec", target, "stop") and start == ("exec", target, "start")
     assert script == ("exec", target, "script")
     (fault, heal) = _nemesis_records(n)
-    assert fault[:2] == ("fault", "wal-tail")
-    assert "cut from 900 to 777 bytes (last frame 700-900, 123 of its 200 bytes lost)" in fault[2]
-    assert heal[:2] == ("heal", "wal-tail") and "caught up in" in heal[2]
+    assert fault[:2] == ("fault", kind) and said in fault[2]
+    assert heal[:2] == ("heal", kind) and "caught up in" in heal[2]
 
 
-def test_wal_tail_fails_when_the_node_does_not_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wal_tail_fails_with_evidence_when_the_node_does_not_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     FakeLab(monkeypatch, replica_ok=False)
     monkeypatch.setattr(nemesis, "REJOIN_TIMEOUT", 0.2)
     n = _nemesis(["wal-tail"])
-    with pytest.raises(LabError, match="not a caught-up replica"):
+    with pytest.raises(LabError, match="not a caught-up replica") as failure:
         asyncio.run(n.one_fault("wal-tail"))
+    assert '"lag": 41' in str(failure.value) and LOG_LINE in str(failure.value)
     assert [kind for kind, _, _ in _nemesis_records(n)] == ["fault"], "no heal claimed"
 
 
