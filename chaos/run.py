@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nemesis",
         default="all",
-        help="all, or groups: kill,pause,partition,lb,"
+        help="all, or groups: kill,pause,partition,disk,lb,"
         "transfer (or single kinds); 'none' for no faults",
     )
     p.add_argument("--clients", type=int, default=8)

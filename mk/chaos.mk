@@ -10,7 +10,8 @@ TEST_TARGETS += chaos
 
 .PHONY: chaos
 
-## A short chaos run (DURATION s, NEMESIS=all|kill|partition|pause|lb|transfer, comma lists)
+## A short chaos run (DURATION s, NEMESIS=all|kill|partition|disk|pause|lb|transfer,
+## comma lists; wal-lost-tail only when named or by its group, disk)
 ## on a lab of its own; fails on any anomaly. `make chaos DURATION=1800` for a long run.
 chaos: $(VENV)/.deploy-installed bench-venv wheels
 	$(PY) -m chaos.run --duration $(DURATION) \

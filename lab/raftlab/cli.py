@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     cut = sub.add_parser("cut", help="drop traffic between two hosts")
     cut.add_argument("a")
     cut.add_argument("b")
+    cut.add_argument(
+        "--one-way",
+        action="store_true",
+        help="drop only the packets from A to B (B's packets still reach A)",
+    )
     heal = sub.add_parser("heal", help="remove fault rules (all, or those involving HOST)")
     heal.add_argument("host", nargs="?")
     for name, help_text in (
@@ -201,6 +206,9 @@ def _simple(args: argparse.Namespace) -> int:
     elif command == "isolate":
         lab.isolate(args.host)
         print(f"raftlab: {args.host} isolated from the other lab hosts")
+    elif command == "cut" and args.one_way:
+        lab.cut_one_way(args.a, args.b)
+        print(f"raftlab: packets {args.a} -> {args.b} dropped ({args.b} -> {args.a} flow)")
     elif command == "cut":
         lab.cut(args.a, args.b)
         print(f"raftlab: link {args.a} <-> {args.b} cut")

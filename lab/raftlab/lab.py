@@ -186,6 +186,18 @@ class Lab:
         faults.block(self.init_of(a), [self.address(b)])
         faults.block(self.init_of(b), [self.address(a)])
 
+    def cut_one_way(self, sender: str, receiver: str) -> None:
+        """Drop packets from sender to receiver only: receiver's packets still reach sender.
+
+        The rule sits in receiver's input chain, so sender sees silence, not a send error. TCP
+        needs both directions, so new connections between them fail either way; what differs is
+        that receiver still gets the bytes sender already had in flight on open connections and
+        acts on them, while sender never hears the answers.
+        """
+        if sender == receiver:
+            raise LabError("a one-way cut needs two different hosts")
+        faults.block_from(self.init_of(receiver), [self.address(sender)])
+
     def heal(self, host: str | None = None) -> None:
         """Remove fault rules: all of them, or every rule that involves host."""
         targets = [h.name for h in self.record.hosts] if host is None else [host]

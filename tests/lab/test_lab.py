@@ -9,6 +9,7 @@ second lab next to this one and checks that tearing it down leaves this one inta
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 from lab.raftlab import Lab, LabError, destroy_lab, leftovers, up_lab
 from lab.raftlab.bridge import link_exists, ports_of
+from lab.raftlab.faults import DEAF_MARK
 from lab.raftlab.processes import is_alive, read_ref
 
 LAB_PREFIX = "pytest"
@@ -203,6 +205,21 @@ def test_cut_one_link_and_heal(running: LabUnderTest) -> None:
     assert reaches(lab, "n2", "n1") and reaches(lab, "n3", "n1")
     lab.heal("n3")
     assert reaches(lab, "n2", "n3") and reaches(lab, "n3", "n2")
+    assert all(not status.blocked for status in lab.status())
+
+
+def test_one_way_cut_drops_one_direction_and_heals(running: LabUnderTest) -> None:
+    lab = running.lab
+    lab.cut_one_way("n2", "n3")
+    blocked = {status.name: status.blocked for status in lab.status()}
+    assert blocked["n3"] == [DEAF_MARK + lab.address("n2")] and blocked["n2"] == []
+    assert not pings(lab, "n2", "n3"), "n2's packets must die on arrival at n3"
+    rules = lab.exec("n3", ["nft", "list", "chain", "inet", "raftlab_fault", "input"]).stdout
+    dropped = re.search(r"@deaf counter packets (\d+)", rules)
+    assert dropped and int(dropped.group(1)) > 0, rules
+    assert reaches(lab, "n2", "n1") and reaches(lab, "n1", "n3"), "other links untouched"
+    lab.heal("n2")  # healing the sender clears the rule in the receiver
+    assert pings(lab, "n2", "n3") and pings(lab, "n3", "n2")
     assert all(not status.blocked for status in lab.status())
 
 
