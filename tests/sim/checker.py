@@ -21,11 +21,11 @@ from __future__ import annotations
 from raftnode.kv.commands import (
     ApplyResult,
     Command,
-    FormatUpgrade,
     KeyRevisions,
     Txn,
     TxnResult,
 )
+from raftnode.kv.commands import Entry as KvEntry
 from raftnode.raft import Entry, EntryType
 
 
@@ -149,7 +149,7 @@ class ExactlyOnce:
         self,
         node: int,
         index: int,
-        cmd: Command | Txn | FormatUpgrade,
+        cmd: KvEntry,
         result: ApplyResult,
         effect: bool,
     ) -> None:
