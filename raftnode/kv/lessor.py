@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,14 +89,19 @@ class Lessor:
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
-    async def stop(self) -> None:
+    def close(self) -> list[asyncio.Future[None]]:
+        """Stop sweeping and cancel the revokes in flight; the tasks cancelled."""
         tasks = [t for t in (self._sweeper, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
+        self._sweeper = None
+        self._deadlines.clear()
+        return tasks
+
+    async def stop(self) -> None:
+        for task in self.close():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._sweeper = None
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -146,7 +150,7 @@ class Lessor:
     async def _revoke_expired(self, lease: int) -> None:
         try:
             result = await self.service.write(
-                LeaseRevoke(lease, expired=True), time.monotonic() + REVOKE_TIMEOUT_SECONDS
+                LeaseRevoke(lease, expired=True), self.service.clock() + REVOKE_TIMEOUT_SECONDS
             )
             if result.ok:
                 log.info("lease expired", extra={"fields": {"lease": lease}})
@@ -164,7 +168,7 @@ class Lessor:
         committed before; ``NotLeader`` (forward the request) otherwise."""
         node = self.node
         if not node.is_leader and node.leader_id == NO_NODE:
-            wait = min(deadline - time.monotonic(), self.service.leader_wait)
+            wait = min(deadline - self.service.clock(), self.service.leader_wait)
             await node.wait_for_leader(max(0.0, wait))
             if not node.is_leader and node.leader_id == NO_NODE:
                 raise Unavailable("no leader is known (election in progress or no quorum)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from raftnode.consistency import Consistency
 from raftnode.kv.commands import (
@@ -72,7 +73,10 @@ class KeyValueService:
         *,
         leader_wait: float,
         disk_guard: DiskSpaceGuard | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
+        """What request deadlines are measured on (the simulation's virtual time there)."""
         self.node = node
         self.store = store
         self.leader_wait = leader_wait
@@ -108,7 +112,7 @@ class KeyValueService:
             )
         waited = False
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 raise Unavailable("no leader could take the write in time")
             try:
@@ -143,28 +147,28 @@ class KeyValueService:
             self._format_upgrade = asyncio.ensure_future(self._propose_upgrade(target, deadline))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                asyncio.shield(self._format_upgrade), max(0.0, deadline - time.monotonic())
+                asyncio.shield(self._format_upgrade), max(0.0, deadline - self.clock())
             )
 
     async def _propose_upgrade(self, target: int, deadline: float) -> None:
         with contextlib.suppress(NodeError):
             entry = FormatUpgrade(target).encode()
-            await self.node.propose(entry, max(0.0, deadline - time.monotonic()))
+            await self.node.propose(entry, max(0.0, deadline - self.clock()))
 
     async def read_barrier(self, consistency: Consistency, deadline: float) -> None:
         """Wait until the local store may answer at ``consistency``; retries across elections."""
-        budget_end = min(deadline, time.monotonic() + self.leader_wait)
+        budget_end = min(deadline, self.clock() + self.leader_wait)
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 raise Unavailable("no leader confirmed the read in time")
             try:
                 await self.node.read_barrier(consistency, remaining)
                 return
             except Unavailable:
-                if time.monotonic() >= budget_end or self.node.stopping:
+                if self.clock() >= budget_end or self.node.stopping:
                     raise
-                await self.node.wait_for_leader(max(0.0, budget_end - time.monotonic()))
+                await self.node.wait_for_leader(max(0.0, budget_end - self.clock()))
                 await self.node.changed(budget_end)
 
 
