@@ -319,8 +319,8 @@ class Simulation:
         self.next_request_id = 0
         self.next_write_id = 0
         self.next_lease_id = 0
-        self.kept_alive: set[int] = set()
-        """Leases a simulated client still keeps alive."""
+        self.leases_winding_down = False
+        """Set once faults stop: lease clients send no more keep-alives."""
         rng = self.rng
         self.snapshot_every = rng.choice([4, 10, 30, 1000])
         self.compaction_retain = rng.choice([0, 2, 10])
@@ -793,24 +793,26 @@ class Simulation:
         )
 
     async def check_leases_end(self) -> None:
-        """Once the cluster is healthy, every lease nobody keeps alive any more ends: within
-        its TTL from the last keep-alive (or from the leader's election), plus a sweep."""
+        """Once the cluster is healthy and the clients stop their keep-alives, every lease
+        ends: within a request (one in flight may still renew it) and its TTL, plus a sweep
+        and a commit."""
         if self.kv_dir is None:
             return
-        deadline = self.loop.time() + 2 * max(LEASE_TTLS) + 1.0
+        self.leases_winding_down = True
+        window = REQUEST_TIMEOUT + 2 * max(LEASE_TTLS)
+        deadline = self.loop.time() + window
         left: list[int] = []
         while self.loop.time() < deadline:
             leader = self.leader()
             if leader is not None and isinstance(leader.sm, SimKeyValueStore):
                 leases = leader.sm.store.leases
-                granted = leases.granted() if leases is not None else {}
-                left = sorted(set(granted) - self.kept_alive)
+                left = sorted(leases.granted()) if leases is not None else []
                 if not left:
                     return
             await asyncio.sleep(TICK)
         raise SafetyViolation(
-            f"liveness: leases {left} nobody keeps alive were not revoked within "
-            f"{2 * max(LEASE_TTLS) + 1.0} s of a healthy cluster"
+            f"liveness: leases {left} nobody keeps alive were not revoked within {window} s "
+            "of a healthy cluster"
         )
 
     def client_lease(self) -> None:
@@ -821,7 +823,6 @@ class Simulation:
             return
         self.next_lease_id += 1
         lease = self.next_lease_id
-        self.kept_alive.add(lease)
         rng = self.rng
         ttl = rng.choice(LEASE_TTLS)
         pauses = [rng.uniform(0.3, 0.9) * ttl for _ in range(rng.randrange(6))]
@@ -839,6 +840,8 @@ class Simulation:
             await lessor.service.write(put, self.loop.time() + REQUEST_TIMEOUT)
             for pause in pauses:
                 await asyncio.sleep(pause)
+                if self.leases_winding_down:
+                    return
                 leader = self.leader()
                 if leader is None or leader.lessor is None:
                     continue
@@ -848,8 +851,6 @@ class Simulation:
                     leases.on_ack(lease, sent, ttl)
         except (NodeError, LeaseNotFound, LeaseRefused, UpgradeInProgress):
             pass
-        finally:
-            self.kept_alive.discard(lease)
 
     def converged(self, leader: SimNode, index: int) -> bool:
         core = leader.runtime.core
