@@ -146,6 +146,11 @@ class NodeMetrics:
             "Writes refused because the store reached its quota (limits.max_store_bytes).",
             registry=r,
         )
+        self.leases_expired = Counter(
+            "raftnode_leases_expired",
+            "Leases this node revoked as their leader because keep-alives stopped.",
+            registry=r,
+        )
         self._quota_alarm = False
         self.health_seconds = Histogram(
             "raftnode_health_request_seconds",
@@ -176,6 +181,14 @@ class NodeMetrics:
             "1 after a write was refused for the quota, until the store is below 90% of it.",
             registry=r,
         ).set_function(alarm)
+
+    def watch_leases(self, count: Callable[[], int]) -> None:
+        """Export how many leases the store holds, read at each scrape."""
+        Gauge(
+            "raftnode_leases",
+            "Leases the store holds (granted, not yet revoked or expired).",
+            registry=self.registry,
+        ).set_function(count)
 
     def quota_refused(self) -> None:
         self.quota_refusals.inc()

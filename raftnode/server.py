@@ -25,6 +25,7 @@ from raftnode.http.connection_gate import Refusal
 from raftnode.http.health import make_health_app
 from raftnode.http.health_server import make_health_server
 from raftnode.kv.history import HistoryLimits
+from raftnode.kv.lessor import Lessor
 from raftnode.kv.service import KeyValueService
 from raftnode.kv.store import KeyValueStore, StoreError
 from raftnode.metrics import NodeMetrics
@@ -69,6 +70,8 @@ class RaftnodeServer:
             leader_wait=max(1.0, 4 * config.timing.election_seconds),
             disk_guard=DiskSpaceGuard(config.data_dir, config.limits.min_free_disk_bytes),
         )
+        self.lessor = Lessor(self.service, on_expired=self.metrics.leases_expired.inc)
+        self.metrics.watch_leases(lambda: len(self.store.leases or ()))
         self.auth = ClientAuth(config.auth, cluster_secret=config.secret)
         self.tls = ServerTls(config.tls) if config.tls is not None else None
         self.client_api: ClientApi | None = None
@@ -85,6 +88,7 @@ class RaftnodeServer:
         cfg = self.config
         raise_descriptor_limit(cfg.limits)
         await self.node.start()
+        self.lessor.start()
         settings = ClientApiSettings(
             node_id=cfg.node_id,
             limits=cfg.limits,
@@ -94,7 +98,7 @@ class RaftnodeServer:
         )
         self.node.add_conf_listener(lambda change: _learn_client_address(settings, change))
         self.client_api = ClientApi(
-            self.service, settings, self.metrics, auth=self.auth, tls=self.tls
+            self.service, settings, self.metrics, auth=self.auth, tls=self.tls, lessor=self.lessor
         )
         self.client_server = await self.client_api.serve(cfg.listen_client)
         self.health_server = make_health_server(
@@ -193,6 +197,7 @@ class RaftnodeServer:
         if self.client_server is not None:
             self.client_server.close()
         timeout = self.config.timing.shutdown_transfer_seconds if transfer else 0.0
+        await self.lessor.stop()
         await self.node.stop(transfer_timeout=timeout)
         self.store.close()
         for pc in self._periodic:
@@ -208,6 +213,7 @@ class RaftnodeServer:
         if self.health_server is not None:
             self.health_server.stop()
         try:
+            await self.lessor.stop()
             await self.node.stop()
             self.store.close()
         except Exception:

@@ -50,6 +50,7 @@ from raftnode.http.forward import (
     ForwardUnknown,
     LeaderConnections,
 )
+from raftnode.http.lease_api import LeaseApi, is_lease_path, lease_not_found
 from raftnode.http.watch_stream import WATCH_PARAMS, event_stream, open_watch, start_revision
 from raftnode.kv.commands import (
     Command,
@@ -60,6 +61,7 @@ from raftnode.kv.commands import (
     TxnOpResult,
     TxnResult,
 )
+from raftnode.kv.lessor import Lessor
 from raftnode.kv.service import DiskFull, KeyValueService, UpgradeInProgress
 from raftnode.kv.store import KeyRange
 from raftnode.kv.watch import WatchHub
@@ -121,8 +123,8 @@ def refusal(status: int, code: str, message: str) -> Response:
 
 
 class ClientApi:
-    """Routes requests to the key-value service: ``/kv``, ``/kv/{key}``, ``/txn`` and
-    ``/watch``."""
+    """Routes requests to the key-value service: ``/kv``, ``/kv/{key}``, ``/txn``, ``/watch``
+    and ``/lease``. ``lessor`` expires leases: its owner starts it (the server does)."""
 
     def __init__(
         self,
@@ -132,6 +134,7 @@ class ClientApi:
         *,
         auth: ClientAuth | None = None,
         tls: ServerTls | None = None,
+        lessor: Lessor | None = None,
     ) -> None:
         self.service = service
         self.auth = auth
@@ -156,6 +159,9 @@ class ClientApi:
             service.store,
             buffer_events=settings.watch.buffer_events,
             max_watchers=settings.watch.max_watchers,
+        )
+        self.leases = LeaseApi(
+            lessor or Lessor(service), self._forward_admin, json_response, self.limits
         )
         self.gate = ConnectionGate(
             self.limits.max_connections, self.limits.max_connections_per_address
@@ -273,12 +279,19 @@ class ClientApi:
             if method == "GET":
                 return "other", "", self._watch
             return "other", "", _method_not_allowed(method, path, "GET")
+        if is_lease_path(path):
+            label = self.leases.label(request)
+            return ("other" if label == "lease_read" else "write"), label, self._lease
         return "other", "", _no_route(path)
 
     # -- admin -------------------------------------------------------------------------------
 
     async def _admin(self, request: Request, deadline: float) -> _Answer:
         response = await self.admin.handle(request)
+        return _Answer(response, "ok" if response.status < 400 else str(response.status))
+
+    async def _lease(self, request: Request, deadline: float) -> _Answer:
+        response = await self.leases.handle(request, deadline)
         return _Answer(response, "ok" if response.status < 400 else str(response.status))
 
     async def _forward_admin(
@@ -373,6 +386,8 @@ class ClientApi:
                     body.update(_revisions(result.key_revisions))
             if result.prev_value is not None:
                 body["prev_value"] = result.prev_value
+            if cmd.lease is not None:
+                body["lease"] = cmd.lease
             return _Answer(json_response(200, body, headers), "ok")
         if result.error == Outcome.CAS_MISMATCH:
             compared = "prev_value" if cmd.cas else ""
@@ -391,6 +406,8 @@ class ClientApi:
             return _Answer(json_response(409, conflict, headers), "cas_mismatch")
         if result.error == Outcome.NOT_FOUND:
             raise not_found(cmd.key)
+        if result.error == Outcome.LEASE_NOT_FOUND and cmd.lease is not None:
+            raise lease_not_found(cmd.lease)
         if result.error == Outcome.IDEMPOTENCY_KEY_REUSED:
             raise idempotency_key_reused(cmd.key)
         if result.error == Outcome.QUOTA_EXCEEDED:
@@ -510,7 +527,11 @@ class ClientApi:
         if record is None:
             raise not_found(key)
         headers = {"X-Raftnode-Revision": str(record.mod_revision)}
-        body = {"value": record.value, **_revisions(record.revisions)}
+        body: dict[str, Any] = {"value": record.value, **_revisions(record.revisions)}
+        leases = self.service.store.leases
+        lease = leases.lease_of(key) if leases else None
+        if lease is not None:
+            body["lease"] = lease
         return _Answer(json_response(200, body, headers), "ok")
 
     async def _list(self, request: Request, deadline: float) -> _Answer:

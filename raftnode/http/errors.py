@@ -40,6 +40,9 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"
     NOT_IMPLEMENTED = "not_implemented"
     COMPACTED = "compacted"
+    LEASE_NOT_FOUND = "lease_not_found"
+    LEASE_EXISTS = "lease_exists"
+    TOO_MANY_LEASES = "too_many_leases"
 
 
 class ApiError(Exception):

@@ -15,6 +15,7 @@ from raftnode.http.errors import ErrorCode, bad_request, too_large
 from raftnode.kv.commands import (
     COMPARE_OPS,
     COMPARE_TARGETS,
+    MAX_LEASE_ID,
     TXN_OPS,
     Command,
     Compare,
@@ -142,22 +143,41 @@ def _cas(obj: dict[str, Any], limits: Limits) -> tuple[bool, str | None]:
     return True, check_value(prev, limits, where="prev_value")
 
 
-_PUT_FIELDS = {"key", "value", "prev_value", "prev_revision"}
+_PUT_FIELDS = {"key", "value", "prev_value", "prev_revision", "lease"}
+
+
+def lease_id(value: Any, where: str = "id") -> int:
+    """A lease id from a request: an integer from 1 to 2^63-1."""
+    if type(value) is not int or not 0 < value <= MAX_LEASE_ID:
+        raise bad_request(
+            f"{where} must be a lease id, an integer from 1 to {MAX_LEASE_ID}, "
+            f"got {json.dumps(value)}",
+            ErrorCode.BAD_VALUE,
+        )
+    return value
+
+
+def _lease(obj: dict[str, Any]) -> int | None:
+    """The ``lease`` a put attaches its key to (absent or null: none, detaching it)."""
+    value = obj.get("lease")
+    return None if value is None else lease_id(value, "lease")
 
 
 def put_from_post(body: bytes, limits: Limits) -> Command:
-    """``POST /kv {"key", "value"[, "prev_value"][, "prev_revision"]}``."""
+    """``POST /kv {"key", "value"[, "prev_value"][, "prev_revision"][, "lease"]}``."""
     obj = parse_body(body, limits)
     _check_fields(obj, _PUT_FIELDS)
     key = check_key(obj.get("key", _ABSENT), limits)
     value = check_value(obj.get("value", _ABSENT), limits)
     cas, prev = _cas(obj, limits)
-    return Command("put", key, value, cas, prev, prev_revision=_prev_revision(obj))
+    return Command(
+        "put", key, value, cas, prev, prev_revision=_prev_revision(obj), lease=_lease(obj)
+    )
 
 
 def put_from_put(path_key: str, body: bytes, limits: Limits) -> Command:
-    """``PUT /kv/{key} {"value"[, "prev_value"][, "prev_revision"]}`` (a ``key`` field must
-    match the path)."""
+    """``PUT /kv/{key} {"value"[, "prev_value"][, "prev_revision"][, "lease"]}`` (a ``key``
+    field must match the path)."""
     key = check_key(path_key, limits)
     obj = parse_body(body, limits)
     _check_fields(obj, _PUT_FIELDS)
@@ -165,7 +185,9 @@ def put_from_put(path_key: str, body: bytes, limits: Limits) -> Command:
         raise bad_request("body key differs from the key in the URL", ErrorCode.BAD_KEY)
     value = check_value(obj.get("value", _ABSENT), limits)
     cas, prev = _cas(obj, limits)
-    return Command("put", key, value, cas, prev, prev_revision=_prev_revision(obj))
+    return Command(
+        "put", key, value, cas, prev, prev_revision=_prev_revision(obj), lease=_lease(obj)
+    )
 
 
 def delete_command(

@@ -1,19 +1,24 @@
 """Commands of the key-value state machine, as carried in log entries (compact JSON).
 
 A command is validated when the client request arrives, encoded once, replicated, and decoded
-on every node when its entry applies (``decode_entry``). Three kinds:
+on every node when its entry applies (``decode_entry``). The kinds:
 
 - ``Command``: a put or a delete of one key. ``prev_value`` is compare-and-set on the value
   (``None`` with ``cas`` set means "must be absent"); ``prev_revision`` compares the key's
-  ``mod_revision`` (0 = must be absent), so a value that changed and changed back still fails.
+  ``mod_revision`` (0 = must be absent), so a value that changed and changed back still fails;
+  ``lease`` attaches a put's key to a lease.
 - ``Txn``: compares on any keys, then one list of operations if all hold, else another; the
   whole of it applies at one revision.
-- ``FormatUpgrade``: moves the store to a newer format (per-key ``version``) at one log
-  position, so that every node counts versions from the same point.
+- ``FormatUpgrade``: moves the store to a newer format (per-key ``version``, the history
+  window, leases) at one log position, so that every node changes format at the same point.
+- ``LeaseGrant`` and ``LeaseRevoke``: a lease (id chosen before proposing, TTL) begins or
+  ends; its end deletes its keys. When a lease expires is the leader's decision
+  (``raftnode.kv.lessor``), never part of an entry.
 
 Entries a release before peer protocol version ``TXN_PROTOCOL_VERSION`` cannot apply (a
 ``Txn``, a ``FormatUpgrade``, a ``Command`` with ``prev_revision``) say so in
-``needs_protocol``; they are only proposed once every member speaks that version.
+``needs_protocol``; they are only proposed once every member speaks that version. Likewise
+``LEASE_PROTOCOL_VERSION`` for the lease entries, a put with a lease and the upgrade to 4.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ HISTORY_PROTOCOL_VERSION = 5
 HISTORY_FORMAT = 3
 """The store format that keeps a window of recent changes for watches
 (``raftnode.kv.history``)."""
+LEASE_PROTOCOL_VERSION = 6
+"""The peer protocol version of releases that apply leases (``LeaseGrant``, ``LeaseRevoke``,
+a put attached to a lease) and ``FormatUpgrade`` to ``LEASE_FORMAT``."""
+LEASE_FORMAT = 4
+"""The store format that keeps leases and the keys attached to them (``raftnode.kv.leases``)."""
+MAX_LEASE_ID = (1 << 63) - 1
 
 
 def _dumps(obj: object) -> str:
@@ -64,9 +75,14 @@ class Command:
     prev_revision: int | None = None
     """Compare on ``mod_revision``: the command only takes effect when the key was last
     modified at this revision (0: the key must be absent)."""
+    lease: int | None = None
+    """A put attached to this lease (deleted when it expires or is revoked); a put without one
+    detaches the key from any lease."""
 
     @property
     def needs_protocol(self) -> int:
+        if self.lease is not None:
+            return LEASE_PROTOCOL_VERSION
         return LEGACY_PROTOCOL_VERSION if self.prev_revision is None else TXN_PROTOCOL_VERSION
 
     def encode(self) -> bytes:
@@ -77,6 +93,8 @@ class Command:
             obj["p"] = self.prev_value
         if self.prev_revision is not None:
             obj["r"] = self.prev_revision
+        if self.lease is not None:
+            obj["l"] = self.lease
         if self.request_id is not None:
             obj["i"] = self.request_id
             obj["t"] = self.stamp
@@ -89,6 +107,8 @@ class Command:
         what: list[object] = [self.op, self.key, self.value, self.cas, self.prev_value]
         if self.prev_revision is not None:  # the digest of older commands stays as it was
             what.append(self.prev_revision)
+        if self.lease is not None:
+            what += ["lease", self.lease]
         return _digest(what)
 
     @classmethod
@@ -106,6 +126,9 @@ class Command:
         prev_revision = obj.get("r")
         if prev_revision is not None and (type(prev_revision) is not int or prev_revision < 0):
             raise TypeError("prev_revision must be a non-negative integer")
+        lease = obj.get("l")
+        if lease is not None:
+            lease = _lease_id(lease)
         return cls(
             op=op,
             key=obj["k"],
@@ -115,7 +138,14 @@ class Command:
             request_id=obj.get("i"),
             stamp=float(obj.get("t", 0.0)),
             prev_revision=prev_revision,
+            lease=lease,
         )
+
+
+def _lease_id(value: object) -> int:
+    if type(value) is not int or not 0 < value <= MAX_LEASE_ID:
+        raise TypeError(f"a lease id is an integer from 1 to {MAX_LEASE_ID}, got {value!r}")
+    return value
 
 
 # -- transactions ------------------------------------------------------------------------------
@@ -241,6 +271,8 @@ class FormatUpgrade:
 
     @property
     def needs_protocol(self) -> int:
+        if self.format >= LEASE_FORMAT:
+            return LEASE_PROTOCOL_VERSION
         return HISTORY_PROTOCOL_VERSION if self.format >= HISTORY_FORMAT else TXN_PROTOCOL_VERSION
 
     def encode(self) -> bytes:
@@ -250,7 +282,55 @@ class FormatUpgrade:
         return _digest(["upgrade", self.format])
 
 
-Entry = Command | Txn | FormatUpgrade
+# -- leases ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """Create lease ``lease`` with a time to live of ``ttl`` seconds. The id is chosen by the
+    leader (or the client) before proposing; the expiry is the leader's business, never part
+    of the replicated state (``raftnode.kv.lessor``)."""
+
+    lease: int
+    ttl: int
+
+    needs_protocol = LEASE_PROTOCOL_VERSION
+    request_id = None
+
+    def encode(self) -> bytes:
+        return _dumps({"op": "lease_grant", "id": self.lease, "ttl": self.ttl}).encode()
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> LeaseGrant:
+        ttl = obj["ttl"]
+        if type(ttl) is not int or ttl <= 0:
+            raise TypeError(f"a lease ttl is a positive integer, got {ttl!r}")
+        return cls(_lease_id(obj["id"]), ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevoke:
+    """End lease ``lease``: its keys are deleted at one revision. ``expired`` tells that the
+    leader proposed it because keep-alives stopped (for logs and metrics only)."""
+
+    lease: int
+    expired: bool = False
+
+    needs_protocol = LEASE_PROTOCOL_VERSION
+    request_id = None
+
+    def encode(self) -> bytes:
+        obj: dict[str, object] = {"op": "lease_revoke", "id": self.lease}
+        if self.expired:
+            obj["x"] = True
+        return _dumps(obj).encode()
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> LeaseRevoke:
+        return cls(_lease_id(obj["id"]), obj.get("x") is True)
+
+
+Entry = Command | Txn | FormatUpgrade | LeaseGrant | LeaseRevoke
 """Anything a key-value log entry holds."""
 
 
@@ -267,6 +347,10 @@ def decode_entry(data: bytes) -> Entry:
         if type(fmt) is not int:
             raise TypeError("format must be an integer")
         return FormatUpgrade(fmt)
+    if op == "lease_grant":
+        return LeaseGrant.from_json(obj)
+    if op == "lease_revoke":
+        return LeaseRevoke.from_json(obj)
     return Command.from_json(obj)
 
 
@@ -286,6 +370,13 @@ class Outcome(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     """The command's idempotency key already named a different command: nothing applied, and
     the first command's outcome is not disclosed."""
+    LEASE_NOT_FOUND = "lease_not_found"
+    """A put attached to, or a revoke of, a lease that does not exist (never granted, revoked
+    or expired): nothing changed."""
+    LEASE_EXISTS = "lease_exists"
+    """A grant of a lease id already in use."""
+    TOO_MANY_LEASES = "too_many_leases"
+    """A grant while the store holds its maximum number of leases."""
     BAD_COMMAND = "bad_command"
     """An entry that does not decode as a command (skipped the same way on every node)."""
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from raftnode.consistency import Consistency
 from raftnode.kv.commands import (
     HISTORY_FORMAT,
     HISTORY_PROTOCOL_VERSION,
+    LEASE_FORMAT,
+    LEASE_PROTOCOL_VERSION,
     LEGACY_PROTOCOL_VERSION,
     REVISIONS_FORMAT,
     TXN_PROTOCOL_VERSION,
@@ -28,6 +31,8 @@ from raftnode.kv.commands import (
     Command,
     CommandResult,
     FormatUpgrade,
+    LeaseGrant,
+    LeaseRevoke,
     Outcome,
     Txn,
     TxnResult,
@@ -68,14 +73,19 @@ class KeyValueService:
         *,
         leader_wait: float,
         disk_guard: DiskSpaceGuard | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
+        """What request deadlines are measured on (the simulation's virtual time there)."""
         self.node = node
         self.store = store
         self.leader_wait = leader_wait
         self.disk_guard = disk_guard
         self._format_upgrade: asyncio.Task[None] | None = None
 
-    async def write(self, cmd: Command | Txn, deadline: float) -> ApplyResult:
+    async def write(
+        self, cmd: Command | Txn | LeaseGrant | LeaseRevoke, deadline: float
+    ) -> ApplyResult:
         """Propose ``cmd`` here (this node leads) and return its result once applied.
 
         Raises ``NotLeader`` with the leader to forward to; when no leader is known it first
@@ -91,7 +101,8 @@ class KeyValueService:
                 raise UpgradeInProgress(behind, cmd.needs_protocol)
         await self._upgrade_format(deadline)
         new_kind = cmd.needs_protocol > LEGACY_PROTOCOL_VERSION
-        if new_kind and self.node.is_leader and not self.store.counts_versions:
+        needs_format = LEASE_FORMAT if cmd.needs_protocol >= LEASE_PROTOCOL_VERSION else 2
+        if new_kind and self.node.is_leader and self.store.format_version < needs_format:
             # A follower forwards (propose says NotLeader); the leader upgrades first.
             raise Unavailable("the store format upgrade has not applied yet")
         if isinstance(cmd, Command) and self.store.would_exceed_quota(cmd):
@@ -101,7 +112,7 @@ class KeyValueService:
             )
         waited = False
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 raise Unavailable("no leader could take the write in time")
             try:
@@ -122,46 +133,56 @@ class KeyValueService:
     async def _upgrade_format(self, deadline: float) -> None:
         """Propose ``FormatUpgrade`` (once; concurrent writes share it) when this node leads,
         its store is below the newest format and every member speaks the protocol that applies
-        the upgrade (to format 3 when they all apply it, else to 2). Failures leave it to the
+        the upgrade (to the newest format they all apply: 4, 3 or 2). Failures leave it to the
         next write."""
         node = self.node
-        if self.store.format_version >= HISTORY_FORMAT or not node.is_leader:
+        if self.store.format_version >= LEASE_FORMAT or not node.is_leader:
             return
-        target = HISTORY_FORMAT
-        if node.members_below_version(HISTORY_PROTOCOL_VERSION):
-            target = REVISIONS_FORMAT
-            if self.store.counts_versions or node.members_below_version(TXN_PROTOCOL_VERSION):
-                return
+        target = next(
+            (fmt for fmt, protocol in _UPGRADES if not node.members_below_version(protocol)), 0
+        )
+        if self.store.format_version >= target:
+            return
         if self._format_upgrade is None or self._format_upgrade.done():
             self._format_upgrade = asyncio.ensure_future(self._propose_upgrade(target, deadline))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                asyncio.shield(self._format_upgrade), max(0.0, deadline - time.monotonic())
+                asyncio.shield(self._format_upgrade), max(0.0, deadline - self.clock())
             )
 
     async def _propose_upgrade(self, target: int, deadline: float) -> None:
         with contextlib.suppress(NodeError):
             entry = FormatUpgrade(target).encode()
-            await self.node.propose(entry, max(0.0, deadline - time.monotonic()))
+            await self.node.propose(entry, max(0.0, deadline - self.clock()))
 
     async def read_barrier(self, consistency: Consistency, deadline: float) -> None:
         """Wait until the local store may answer at ``consistency``; retries across elections."""
-        budget_end = min(deadline, time.monotonic() + self.leader_wait)
+        budget_end = min(deadline, self.clock() + self.leader_wait)
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 raise Unavailable("no leader confirmed the read in time")
             try:
                 await self.node.read_barrier(consistency, remaining)
                 return
             except Unavailable:
-                if time.monotonic() >= budget_end or self.node.stopping:
+                if self.clock() >= budget_end or self.node.stopping:
                     raise
-                await self.node.wait_for_leader(max(0.0, budget_end - time.monotonic()))
+                await self.node.wait_for_leader(max(0.0, budget_end - self.clock()))
                 await self.node.changed(budget_end)
 
 
-def _adds_data(cmd: Command | Txn) -> bool:
+_UPGRADES = (
+    (LEASE_FORMAT, LEASE_PROTOCOL_VERSION),
+    (HISTORY_FORMAT, HISTORY_PROTOCOL_VERSION),
+    (REVISIONS_FORMAT, TXN_PROTOCOL_VERSION),
+)
+"""Each store format, newest first, and the peer protocol of releases that apply it."""
+
+
+def _adds_data(cmd: Command | Txn | LeaseGrant | LeaseRevoke) -> bool:
+    if isinstance(cmd, LeaseGrant | LeaseRevoke):
+        return False
     if isinstance(cmd, Txn):
         return any(op.op == "put" for op in (*cmd.success, *cmd.failure))
     return cmd.op == "put"

@@ -46,7 +46,7 @@ fails with
 ``error="quota_exceeded"`` and changes nothing; deletes and puts that do not grow the store still
 work. Every node must run with the same quota (it is part of the state machine's behaviour).
 
-File format (versions 1 and 2; the live store and snapshot files share it). An SQLite 3
+File format (versions 1 to 4; the live store and snapshot files share it). An SQLite 3
 database with ``PRAGMA application_id = 0x72666E64`` ("rfnd") and ``PRAGMA user_version`` 1 or 2::
 
     kv(key BLOB PRIMARY KEY, value BLOB, create_rev INTEGER, mod_rev INTEGER
@@ -68,6 +68,12 @@ Format 3 adds the history window (``raftnode.kv.history``: the ``history`` and
 member speaks peer protocol 5; from format 1 it adds the versions too) creates the tables with
 the window starting at that revision, so every node's window is the same. Format-1 and -2
 files open unchanged and keep no history until then.
+
+Format 4 adds leases (``raftnode.kv.leases``: the ``leases`` and ``lease_keys`` tables), the
+same way again (``FormatUpgrade`` to 4 once every member speaks peer protocol 6; from an older
+format it adds what 2 and 3 add too). ``LeaseGrant`` adds a lease, a put with ``lease``
+attaches its key (a put without one, or a delete, detaches it), and ``LeaseRevoke`` removes the
+lease and deletes its keys at one revision. The tables are in the file, so in every snapshot.
 
 Keys and values are stored as UTF-8 (``surrogatepass``, so any Python string round-trips); byte
 order of UTF-8 equals code point order, so listings sort exactly as Python sorts strings. A
@@ -97,6 +103,7 @@ from urllib.parse import quote
 
 from raftnode.kv.commands import (
     HISTORY_FORMAT,
+    LEASE_FORMAT,
     REVISIONS_FORMAT,
     ApplyResult,
     Command,
@@ -104,6 +111,8 @@ from raftnode.kv.commands import (
     Compare,
     FormatUpgrade,
     KeyRevisions,
+    LeaseGrant,
+    LeaseRevoke,
     Outcome,
     Txn,
     TxnOp,
@@ -113,10 +122,11 @@ from raftnode.kv.commands import (
     replay_of,
 )
 from raftnode.kv.history import HISTORY_COLUMNS, History, HistoryLimits
+from raftnode.kv.leases import LEASE_COLUMNS, LEASE_INDEXES, LeaseTable, lease_refusal
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = HISTORY_FORMAT
+FORMAT_VERSION = LEASE_FORMAT
 """The newest store format this release reads; it also reads every older one (from 1)."""
 APPLICATION_ID = 0x72666E64  # "rfnd"
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
@@ -339,6 +349,9 @@ def _upgrade_schema(conn: sqlite3.Connection, current: int, target: int, revisio
     if target >= HISTORY_FORMAT > current:
         History.create(conn, revision)
         conn.execute(f"PRAGMA user_version = {HISTORY_FORMAT}")
+    if target >= LEASE_FORMAT > current:
+        LeaseTable.create(conn)
+        conn.execute(f"PRAGMA user_version = {LEASE_FORMAT}")
     log.info("store format upgraded", extra={"fields": {"format": target}})
     return target
 
@@ -347,6 +360,7 @@ _KV_COLUMNS = {
     1: ("key", "value", "create_rev", "mod_rev"),
     REVISIONS_FORMAT: ("key", "value", "create_rev", "mod_rev", "version"),
     HISTORY_FORMAT: ("key", "value", "create_rev", "mod_rev", "version"),
+    LEASE_FORMAT: ("key", "value", "create_rev", "mod_rev", "version"),
 }
 """The ``kv`` table's columns in each store format."""
 _KNOWN_COLUMNS = {
@@ -355,12 +369,15 @@ _KNOWN_COLUMNS = {
     "requests": ("id", "idx", "stamp", "result", "fp"),
     "raft_position": ("id", "idx", "term", "voters", "learners", "peers"),
     **HISTORY_COLUMNS,
+    **LEASE_COLUMNS,
 }
 _OPTIONAL_OBJECTS = {
     ("table", "requests"),
     ("index", "requests_by_idx"),
     ("table", "raft_position"),
     *(("table", t) for t in HISTORY_COLUMNS),
+    *(("table", t) for t in LEASE_COLUMNS),
+    *(("index", i) for i in LEASE_INDEXES),
 }
 """Stores made before idempotency keys existed have no requests; only operators' backups
 (``raftnode.snapshot_file``) have a raft_position."""
@@ -388,6 +405,11 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
         required |= {("table", t) for t in HISTORY_COLUMNS}
     elif objects & {("table", t) for t in HISTORY_COLUMNS}:
         raise StoreFormatError(f"{path}: not a raftnode key-value store: history before format 3")
+    lease_objects = {("table", t) for t in LEASE_COLUMNS} | {("index", i) for i in LEASE_INDEXES}
+    if version >= LEASE_FORMAT:  # the lease tables come with format 4
+        required |= lease_objects
+    elif objects & lease_objects:
+        raise StoreFormatError(f"{path}: not a raftnode key-value store: leases before format 4")
     missing = sorted(required - objects)
     if missing:
         named = ", ".join(f"{kind} {name}" for kind, name in missing)
@@ -513,9 +535,7 @@ class KeyValueStore:
         self.history_limits = history or HistoryLimits()  # the same on every node
         self._synchronous = synchronous
         self._autocheckpoint = autocheckpoint_pages
-        self._sync_lock = threading.Lock()
-        self._sync_conn: sqlite3.Connection | None = None
-        self._durable = 0
+        self._sync = _Durability(lambda: self._connect(_READER_CACHE_BYTES), self.path)
         self._closed = False
         # A copy left by a restore that crashed before its swap is of no use.
         self._staged_path().unlink(missing_ok=True)
@@ -572,6 +592,7 @@ class KeyValueStore:
         index, revision, count, nbytes = _read_meta(self._conn, self.path)
         self._format = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         self.history = History.of_format(self._conn, self.history_limits, self._format)
+        self.leases = LeaseTable.of_format(self._conn, self._format)
         self._applied = self._pending_index = index
         self._revision = revision
         self._key_count = count
@@ -584,10 +605,8 @@ class KeyValueStore:
         self._closed = True
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
-        with self._sync_lock:
-            if self._sync_conn is not None:
-                self._sync_conn.close()
-                self._sync_conn = None
+        with self._sync.lock:
+            self._sync.close_connection()
         self._conn.close()
 
     def __enter__(self) -> KeyValueStore:
@@ -641,8 +660,8 @@ class KeyValueStore:
         """
         if self._synchronous == "FULL":
             return self._applied
-        with self._sync_lock:
-            return self._durable
+        with self._sync.lock:
+            return self._sync.index
 
     # -- apply and commit ------------------------------------------------------------------
 
@@ -670,19 +689,15 @@ class KeyValueStore:
             return CommandResult(ok=False, revision=self._revision, error=Outcome.BAD_COMMAND)
         if isinstance(cmd, FormatUpgrade):
             return self._upgrade_format(cmd.format)
+        if isinstance(cmd, LeaseGrant | LeaseRevoke):
+            return self._apply_lease(cmd)
         if cmd.request_id is None:
             return self._apply_one(cmd)
         rid = cmd.request_id.encode(_ENC, _ERRORS)
         fingerprint = cmd.fingerprint()
-        row = self._conn.execute("SELECT result, fp FROM requests WHERE id = ?", (rid,)).fetchone()
-        if row is not None:
-            if row[1] is not None and row[1] != fingerprint:
-                if isinstance(cmd, Txn):
-                    return TxnResult(False, self._revision, error=Outcome.IDEMPOTENCY_KEY_REUSED)
-                return CommandResult(
-                    ok=False, revision=self._revision, error=Outcome.IDEMPOTENCY_KEY_REUSED
-                )
-            return replay_of(row[0])
+        earlier = self._requests.earlier(self._conn, rid, fingerprint, cmd, self._revision)
+        if earlier is not None:
+            return earlier
         result = self._apply_one(cmd)
         self._requests.remember(self._conn, rid, fingerprint, index, cmd.stamp, result.to_json())
         return result
@@ -695,12 +710,29 @@ class KeyValueStore:
     def _upgrade_format(self, target: int) -> CommandResult:
         """``FormatUpgrade``: format 1 -> 2 (versions) -> 3 (history window) in the open
         transaction, as far as ``target``; a no-op when there."""
-        if target not in (REVISIONS_FORMAT, HISTORY_FORMAT):
+        if target not in (REVISIONS_FORMAT, HISTORY_FORMAT, LEASE_FORMAT):
             log.error("unknown store format upgrade skipped", extra={"fields": {"to": target}})
             return CommandResult(ok=False, revision=self._revision, error=Outcome.BAD_COMMAND)
         if self._format < target:
             self._format = _upgrade_schema(self._conn, self._format, target, self._revision)
             self.history = History.of_format(self._conn, self.history_limits, self._format)
+            self.leases = LeaseTable.of_format(self._conn, self._format)
+        return CommandResult(ok=True, revision=self._revision)
+
+    def _apply_lease(self, cmd: LeaseGrant | LeaseRevoke) -> CommandResult:
+        """A grant, or a revoke that deletes the lease's keys at one revision."""
+        leases, rev = self.leases, self._revision
+        error = Outcome.BAD_COMMAND if leases is None else lease_refusal(leases, cmd)
+        if leases is None or error is not None:
+            return CommandResult(ok=False, revision=rev, error=error)
+        if isinstance(cmd, LeaseGrant):
+            leases.grant(cmd.lease, cmd.ttl)
+            return CommandResult(ok=True, revision=rev)
+        for kb in leases.revoke(cmd.lease):
+            row = self._row(kb)
+            if row is not None:
+                self._write_delete(kb, len(kb) + len(row[0]), rev + 1)
+                self._revision = rev + 1
         return CommandResult(ok=True, revision=self._revision)
 
     def _row(self, kb: bytes) -> tuple[bytes, int, int, int | None] | None:
@@ -739,6 +771,8 @@ class KeyValueStore:
             )
         if cmd.op == "put":
             assert cmd.value is not None
+            if cmd.lease is not None and (self.leases is None or cmd.lease not in self.leases):
+                return CommandResult(False, self._revision, error=Outcome.LEASE_NOT_FOUND)
             vb = cmd.value.encode(_ENC, _ERRORS)
             new_bytes = self._logical_bytes - old_size + len(kb) + len(vb)
             if self._over_quota(new_bytes):
@@ -751,7 +785,7 @@ class KeyValueStore:
                     key_revisions=revisions,
                 )
             rev = self._revision + 1
-            after = self._write_put(kb, vb, row, rev)
+            after = self._write_put(kb, vb, row, rev, cmd.lease)
             self._revision = rev
             self._logical_bytes = new_bytes
             return CommandResult(
@@ -784,10 +818,18 @@ class KeyValueStore:
         )
 
     def _write_put(
-        self, kb: bytes, vb: bytes, row: tuple[bytes, int, int, int | None] | None, rev: int
+        self,
+        kb: bytes,
+        vb: bytes,
+        row: tuple[bytes, int, int, int | None] | None,
+        rev: int,
+        lease: int | None = None,
     ) -> KeyRevisions:
-        """Write a key at revision ``rev`` (the caller moves the revision and the size)."""
+        """Write a key at revision ``rev``, attached to ``lease`` (None: detached from any);
+        the caller moves the revision and the size."""
         conn = self._conn
+        if self.leases:  # no lease at all: no key is attached to one
+            self.leases.attach(kb, lease)
         versions = self.counts_versions
         if row is not None:
             version = (row[3] or 0) + 1 if versions else None
@@ -818,6 +860,8 @@ class KeyValueStore:
 
     def _write_delete(self, kb: bytes, old_size: int, rev: int) -> None:
         self._conn.execute("DELETE FROM kv WHERE key = ?", (kb,))
+        if self.leases:
+            self.leases.attach(kb, None)
         if self.history is not None:
             self.history.record(rev, "delete", kb, None, 0, 0)
         self._key_count -= 1
@@ -904,10 +948,8 @@ class KeyValueStore:
         kb = cmd.key.encode(_ENC, _ERRORS)
         row = self._conn.execute("SELECT length(value) FROM kv WHERE key = ?", (kb,)).fetchone()
         old = len(kb) + row[0] if row is not None else 0
-        new_bytes = self._logical_bytes - old + len(kb) + len(cmd.value.encode(_ENC, _ERRORS))
-        return (
-            new_bytes > self._logical_bytes
-            and new_bytes + self._requests.nbytes > self.max_store_bytes
+        return self._over_quota(
+            self._logical_bytes - old + len(kb) + len(cmd.value.encode(_ENC, _ERRORS))
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -985,24 +1027,8 @@ class KeyValueStore:
         blocks the writer) and fsyncs the WAL and the database file. Every commit that preceded
         the read is in those files, so it is durable once the fsyncs return.
         """
-        with self._sync_lock:
-            return self._sync_locked()
-
-    def _sync_locked(self) -> int:
-        if self._closed:
-            return self._durable
-        if self._sync_conn is None:
-            self._sync_conn = self._connect(_READER_CACHE_BYTES)
-        conn = self._sync_conn
-        index = int(conn.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()[0])
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        wal = self.path.with_name(self.path.name + "-wal")
-        with contextlib.suppress(FileNotFoundError):
-            _fsync_path(wal)
-        _fsync_path(self.path)
-        if index > self._durable:
-            self._durable = index
-        return self._durable
+        with self._sync.lock:
+            return self._sync.index if self._closed else self._sync.sync_locked()
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -1056,10 +1082,8 @@ class KeyValueStore:
     def _swap_in(self, staged: Path) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
-        with self._sync_lock:
-            if self._sync_conn is not None:
-                self._sync_conn.close()
-                self._sync_conn = None
+        with self._sync.lock:
+            self._sync.close_connection()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             self._conn.close()
@@ -1068,10 +1092,10 @@ class KeyValueStore:
             os.replace(staged, self.path)
             _fsync_path(self.path.parent, directory=True)
             # Reopen under the lock: a concurrent sync() must not open the files in between.
-            self._durable = 0
+            self._sync.index = 0
             self._conn = self._open_writer()
             self._load_meta()
-            self._sync_locked()
+            self._sync.sync_locked()
 
 
 def _write_snapshot(
@@ -1211,6 +1235,38 @@ def _open_writer(
     return conn
 
 
+class _Durability:
+    """``KeyValueStore.sync``'s state: its own read connection, made on first use, and the
+    index it last made durable. Callers hold ``lock``."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], path: Path) -> None:
+        self.lock = threading.Lock()
+        self.index = 0
+        self._connect = connect
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def sync_locked(self) -> int:
+        """Checkpoint (passive: never blocks the writer) and fsync the WAL and the database
+        file; every commit before the applied index read first is then durable."""
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        index = int(conn.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()[0])
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        wal = self._path.with_name(self._path.name + "-wal")
+        with contextlib.suppress(FileNotFoundError):
+            _fsync_path(wal)
+        _fsync_path(self._path)
+        self.index = max(self.index, index)
+        return self.index
+
+
 class _RequestLog:
     """The ``requests`` table's bookkeeping: the remembered outcomes of keyed writes (for
     replays), bounded by count and age; ``nbytes`` counts towards the store's quota."""
@@ -1241,6 +1297,20 @@ class _RequestLog:
             self._forget(conn, "id IN (SELECT id FROM requests ORDER BY idx LIMIT ?)", (excess,))
         if index % _EXPIRE_EVERY == 0:
             self._forget(conn, "stamp < ?", (stamp - REQUEST_RETENTION_SECONDS,))
+
+    def earlier(
+        self, conn: sqlite3.Connection, rid: bytes, fingerprint: bytes, cmd: Command | Txn, rev: int
+    ) -> ApplyResult | None:
+        """The first outcome of a request id seen before (replayed), a refusal when it named
+        a different command then, or None when it is new."""
+        row = conn.execute("SELECT result, fp FROM requests WHERE id = ?", (rid,)).fetchone()
+        if row is None:
+            return None
+        if row[1] is not None and row[1] != fingerprint:
+            if isinstance(cmd, Txn):
+                return TxnResult(False, rev, error=Outcome.IDEMPOTENCY_KEY_REUSED)
+            return CommandResult(ok=False, revision=rev, error=Outcome.IDEMPOTENCY_KEY_REUSED)
+        return replay_of(row[0])
 
     def _forget(self, conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> None:
         freed = conn.execute(

@@ -21,11 +21,11 @@ from __future__ import annotations
 from raftnode.kv.commands import (
     ApplyResult,
     Command,
-    FormatUpgrade,
     KeyRevisions,
     Txn,
     TxnResult,
 )
+from raftnode.kv.commands import Entry as KvEntry
 from raftnode.raft import Entry, EntryType
 
 
@@ -35,6 +35,7 @@ class SafetyViolation(AssertionError):
 
 class SafetyChecker:
     def __init__(self) -> None:
+        self.leases = LeaseExpiry()
         self.leaders: dict[int, int] = {}
         self.entries: dict[tuple[int, int], tuple[bytes, int, int]] = {}
         self.committed: dict[int, Entry] = {}
@@ -149,7 +150,7 @@ class ExactlyOnce:
         self,
         node: int,
         index: int,
-        cmd: Command | Txn | FormatUpgrade,
+        cmd: KvEntry,
         result: ApplyResult,
         effect: bool,
     ) -> None:
@@ -216,6 +217,36 @@ class ExactlyOnce:
         self.answers += 1
         self.replayed_answers += result.replayed
         return first_index
+
+
+class LeaseExpiry:
+    """A lease never expires through the log before its TTL has passed since the last grant or
+    keep-alive a client sent and got answered (the client counts from when it sent it)."""
+
+    def __init__(self) -> None:
+        self.held_until: dict[int, float] = {}
+        self.expired_at: dict[int, float] = {}
+        self.acks = 0
+
+    def on_ack(self, lease: int, sent: float, ttl: int) -> None:
+        until = sent + ttl
+        self.acks += 1
+        expired = self.expired_at.get(lease)
+        if expired is not None and expired < until:
+            raise SafetyViolation(
+                f"lease {lease} was answered alive until {until:.3f} (sent at {sent:.3f}, TTL "
+                f"{ttl} s) but its expiry applied at {expired:.3f}"
+            )
+        self.held_until[lease] = max(self.held_until.get(lease, 0.0), until)
+
+    def on_expire(self, node: int, lease: int, now: float) -> None:
+        self.expired_at.setdefault(lease, now)
+        until = self.held_until.get(lease)
+        if until is not None and now < until:
+            raise SafetyViolation(
+                f"node {node} applied the expiry of lease {lease} at {now:.3f}, before "
+                f"{until:.3f}: the TTL from the last keep-alive a client got answered"
+            )
 
 
 TXN_KEYS = ("t0", "t1")

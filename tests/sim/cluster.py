@@ -26,6 +26,7 @@ transport would never say of a live process; lease reads must stay linearizable 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -46,6 +47,8 @@ from raftnode.kv.commands import (
     TxnOp,
     TxnResult,
 )
+from raftnode.kv.lessor import LeaseNotFound, LeaseRefused, Lessor
+from raftnode.kv.service import KeyValueService, UpgradeInProgress
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NodeError, NodeOptions, NotLeader, OutcomeUnknown, RaftNode
 from raftnode.raft import (
@@ -73,6 +76,8 @@ ELECTION_TICKS = 10
 REQUEST_TIMEOUT = 20 * TICK
 KEYED_WRITE_ATTEMPTS = 6
 """How many times a client sends a keyed write before it gives up."""
+LEASE_TTLS = (1, 2)
+"""The TTLs (seconds) the simulated lease clients ask for."""
 
 
 class SimNode:
@@ -88,6 +93,7 @@ class SimNode:
         self.sm: SimStateMachine | SimKeyValueStore
         self.checked_commit = 0
         self.was_leader_term = 0
+        self.lessor: Lessor | None = None
 
     def boot(self) -> None:
         sim = self.sim
@@ -127,9 +133,19 @@ class SimNode:
         self.was_leader_term = 0
         self.alive = True
         sim.spawn(self.runtime.start())
+        if isinstance(self.sm, SimKeyValueStore):
+            # The leader's lease expiry, as the server runs it, on the simulation's clock.
+            service = KeyValueService(
+                self.runtime, self.sm.store, leader_wait=REQUEST_TIMEOUT, clock=loop.time
+            )
+            self.lessor = Lessor(service, check_seconds=2 * TICK)
+            self.lessor.start()
 
     def crash(self) -> None:
         self.alive = False
+        if self.lessor is not None:
+            self.lessor.close()
+            self.lessor = None
         self.runtime.abandon()
         self.sm.close()
         self.sim.network.detach(self.id)
@@ -302,6 +318,9 @@ class Simulation:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.next_request_id = 0
         self.next_write_id = 0
+        self.next_lease_id = 0
+        self.leases_winding_down = False
+        """Set once faults stop: lease clients send no more keep-alives."""
         rng = self.rng
         self.snapshot_every = rng.choice([4, 10, 30, 1000])
         self.compaction_retain = rng.choice([0, 2, 10])
@@ -721,6 +740,8 @@ class Simulation:
                 self.client_write()
             for _ in range(rng.randrange(4)):
                 self.client_read()
+            if self.kv_dir is not None and rng.random() < 0.05:
+                self.client_lease()
             if rng.random() < fault_rate and self.other_faults:
                 self.random_fault()
             if flap_rate and rng.random() < flap_rate:
@@ -728,6 +749,7 @@ class Simulation:
             if self.leader_crash_rate:
                 self.crash_leader_sometimes()
         await self.check_liveness()
+        await self.check_leases_end()
 
     async def check_liveness(self) -> None:
         """Heal everything; a leader must emerge and new writes commit everywhere in time."""
@@ -769,6 +791,66 @@ class Simulation:
             f"liveness: no leader committed new proposals on all members within "
             f"{self.liveness_ticks} ticks after faults stopped ({state})"
         )
+
+    async def check_leases_end(self) -> None:
+        """Once the cluster is healthy and the clients stop their keep-alives, every lease
+        ends: within a request (one in flight may still renew it) and its TTL, plus a sweep
+        and a commit."""
+        if self.kv_dir is None:
+            return
+        self.leases_winding_down = True
+        window = REQUEST_TIMEOUT + 2 * max(LEASE_TTLS)
+        deadline = self.loop.time() + window
+        left: list[int] = []
+        while self.loop.time() < deadline:
+            leader = self.leader()
+            if leader is not None and isinstance(leader.sm, SimKeyValueStore):
+                leases = leader.sm.store.leases
+                left = sorted(leases.granted()) if leases is not None else []
+                if not left:
+                    return
+            await asyncio.sleep(TICK)
+        raise SafetyViolation(
+            f"liveness: leases {left} nobody keeps alive were not revoked within {window} s "
+            "of a healthy cluster"
+        )
+
+    def client_lease(self) -> None:
+        """A client grants a lease at the leader, attaches a key to it, keeps it alive a few
+        times at whichever node leads, then stops (the lease must then end by itself)."""
+        leader = self.leader()
+        if leader is None or leader.lessor is None:
+            return
+        self.next_lease_id += 1
+        lease = self.next_lease_id
+        rng = self.rng
+        ttl = rng.choice(LEASE_TTLS)
+        pauses = [rng.uniform(0.3, 0.9) * ttl for _ in range(rng.randrange(6))]
+        self.spawn(self._lease_client(leader.lessor, lease, ttl, pauses))
+
+    async def _lease_client(
+        self, lessor: Lessor, lease: int, ttl: int, pauses: list[float]
+    ) -> None:
+        leases = self.checker.leases
+        try:
+            sent = self.loop.time()
+            await lessor.grant(ttl, lease, sent + REQUEST_TIMEOUT)
+            leases.on_ack(lease, sent, ttl)
+            put = Command("put", f"lease{lease}", "held", lease=lease)
+            await lessor.service.write(put, self.loop.time() + REQUEST_TIMEOUT)
+            for pause in pauses:
+                await asyncio.sleep(pause)
+                if self.leases_winding_down:
+                    return
+                leader = self.leader()
+                if leader is None or leader.lessor is None:
+                    continue
+                sent = self.loop.time()
+                with contextlib.suppress(NodeError):
+                    await leader.lessor.keep_alive(lease, sent + REQUEST_TIMEOUT)
+                    leases.on_ack(lease, sent, ttl)
+        except (NodeError, LeaseNotFound, LeaseRefused, UpgradeInProgress):
+            pass
 
     def converged(self, leader: SimNode, index: int) -> bool:
         core = leader.runtime.core

@@ -69,6 +69,8 @@ class SeedResult:
     kv_snapshots_installed: int = 0
     txns: int = 0
     txns_succeeded: int = 0
+    lease_acks: int = 0
+    leases_expired: int = 0
     error: str | None = None
 
 
@@ -120,6 +122,8 @@ def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
     result.kv_snapshots_installed = sim.kv_snapshots_installed
     result.txns = sim.checker.txns.applied
     result.txns_succeeded = sim.checker.txns.succeeded
+    result.lease_acks = sim.checker.leases.acks
+    result.leases_expired = len(sim.checker.leases.expired_at)
     return result
 
 
@@ -143,7 +147,10 @@ def print_keyed_writes(results: list[SeedResult]) -> None:
         f"{sum(r.replayed_answers for r in runs)} replayed answers, "
         f"{sum(r.kv_snapshots_installed for r in runs)} store snapshots installed; "
         f"{sum(r.txns for r in runs)} transactions applied ({sum(r.txns_succeeded for r in runs)} "
-        "took their success branch), each atomic at one revision"
+        "took their success branch), each atomic at one revision; "
+        f"{sum(r.leases_expired for r in runs)} leases expired through the log, none before "
+        f"its TTL from the last of {sum(r.lease_acks for r in runs)} grants and keep-alives "
+        "answered"
     )
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raftnode.kv.commands import ApplyResult, Txn, TxnResult, decode_entry
+from raftnode.kv.commands import ApplyResult, LeaseRevoke, Txn, TxnResult, decode_entry
 from raftnode.kv.store import KeyValueStore, SnapshotInfo
 from raftnode.raft import Entry
 from raftnode.testing.memory_log import MemoryDisk, MemoryLogStore
@@ -117,6 +117,8 @@ class SimKeyValueStore:
         checker.exactly_once.on_apply(
             self.node.id, index, cmd, result, self.store.revision != revision
         )
+        if isinstance(cmd, LeaseRevoke) and cmd.expired and result.ok:
+            checker.leases.on_expire(self.node.id, cmd.lease, self.sim.loop.time())
         if isinstance(cmd, Txn):
             assert isinstance(result, TxnResult), result
             checker.txns.on_txn(self.node.id, index, cmd, result, revision, self.store.revision)
@@ -155,11 +157,20 @@ class SimKeyValueStore:
         self.keys_came_from = "snapshot"
         self.sim.kv_snapshots_installed += 1
 
-    def state(self) -> tuple[int, list[tuple[str, str, int, int, int | None]]]:
-        """Revision and every key with its value and revisions (to compare nodes)."""
-        return self.store.revision, [
-            (k, r.value, r.create_revision, r.mod_revision, r.version) for k, r in self.store.list()
-        ]
+    def state(
+        self,
+    ) -> tuple[int, list[tuple[str, str, int, int, int | None]], list[tuple[int, int]]]:
+        """Revision, every key with its value and revisions, and the leases (to compare
+        nodes)."""
+        leases = self.store.leases
+        return (
+            self.store.revision,
+            [
+                (k, r.value, r.create_revision, r.mod_revision, r.version)
+                for k, r in self.store.list()
+            ],
+            sorted(leases.granted().items()) if leases is not None else [],
+        )
 
     def close(self) -> None:
         self.store.close()

@@ -185,3 +185,22 @@ def test_a_watch_needs_read_and_a_range_inside_the_tokens_prefixes() -> None:
     assert refused is not None and refused.status == 403
     outside = requirement(_request("GET", "/watch", query="key=other"), WRITER_APP, limits)
     assert decide(WRITER_APP, outside) is not None
+
+
+def test_leases_need_write_to_change_and_read_to_look_and_no_prefix_limit() -> None:
+    limits = Limits()
+    reader = Principal("reader", Role.READ)
+    writer = Principal("writer", Role.WRITE)
+    changes = [("POST", "/lease"), ("POST", "/lease/7/keepalive"), ("DELETE", "/lease/7")]
+    for method, path in changes:
+        need = requirement(_request(method, path), writer, limits)
+        assert need.role is Role.WRITE and need.unscoped, (method, path)
+        assert decide(writer, need) is None
+        refused = decide(reader, requirement(_request(method, path), reader, limits))
+        assert refused is not None and refused.status == 403
+    for path in ("/lease", "/lease/7"):
+        need = requirement(_request("GET", path), reader, limits)
+        assert need.role is Role.READ and decide(reader, need) is None
+    # A token limited to prefixes cannot name the keys a lease may delete: refused.
+    limited = decide(WRITER_APP, requirement(_request("POST", "/lease"), WRITER_APP, limits))
+    assert limited is not None and limited.status == 403

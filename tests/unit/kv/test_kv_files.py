@@ -44,7 +44,7 @@ def test_a_newer_format_version_is_refused(tmp_path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {store_mod.FORMAT_VERSION + 1}")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreFormatError, match=r"kv\.sqlite has store format version 4, newer"):
+    with pytest.raises(StoreFormatError, match=r"kv\.sqlite has store format version 5, newer"):
         KeyValueStore.open(p)
 
 
