@@ -193,10 +193,12 @@ class AsyncWatch:
             try:
                 line = await stream.readline()
             except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as e:
-                await self._broken(f"{self.endpoint}: stream failed: {e!r}")
+                if not self._stopped.is_set():
+                    await self._broken(f"{self.endpoint}: stream failed: {e!r}")
                 continue
             if not line:
-                await self._broken(f"{self.endpoint}: stream ended")
+                if not self._stopped.is_set():
+                    await self._broken(f"{self.endpoint}: stream ended")
                 continue
             try:
                 message = self._decoder.line(line.decode("utf-8"))

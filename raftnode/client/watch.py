@@ -194,10 +194,12 @@ class Watch:
             try:
                 line = stream.readline()
             except (OSError, http.client.HTTPException, ValueError) as e:
-                self._broken(f"{self.endpoint}: stream failed: {e!r}")
+                if not self._stopped.is_set():
+                    self._broken(f"{self.endpoint}: stream failed: {e!r}")
                 continue
             if not line:
-                self._broken(f"{self.endpoint}: stream ended")
+                if not self._stopped.is_set():
+                    self._broken(f"{self.endpoint}: stream ended")
                 continue
             try:
                 message = self._decoder.line(line.decode("utf-8"))
