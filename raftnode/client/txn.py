@@ -169,14 +169,22 @@ class Txn:
             )
         compares = []
         for i, item in enumerate(_list(obj, "compare")):
-            fields = _fields(item, f"compare[{i}]", {"key", "target", "op", "value"}, set())
-            compares.append(Compare(**fields))
+            where = f"compare[{i}]"
+            fields = _fields(item, where, {"key", "target", "op", "value"}, set())
+            try:
+                compares.append(Compare(**fields))
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
         branches = []
         for branch in ("success", "failure"):
             ops = []
             for i, item in enumerate(_list(obj, branch)):
-                fields = _fields(item, f"{branch}[{i}]", {"op", "key"}, {"value"})
-                ops.append(TxnOp(**fields))
+                where = f"{branch}[{i}]"
+                fields = _fields(item, where, {"op", "key"}, {"value"})
+                try:
+                    ops.append(TxnOp(**fields))
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
             branches.append(tuple(ops))
         return cls(tuple(compares), branches[0], branches[1])
 

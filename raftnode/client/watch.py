@@ -52,6 +52,9 @@ class EventStream(Protocol):
 
     def read_error_body(self) -> bytes: ...
 
+    def interrupt(self) -> None:
+        """Wake a ``readline`` blocked in another thread (it then returns or raises)."""
+
     def close(self) -> None: ...
 
 
@@ -94,9 +97,12 @@ class _HttpEventStream:
     def read_error_body(self) -> bytes:
         return self._resp.read(MAX_ERROR_BODY)
 
-    def close(self) -> None:
+    def interrupt(self) -> None:
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader in another thread
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.interrupt()
         self._resp.close()
         self._conn.close()
         self._sock.close()
@@ -165,6 +171,7 @@ class Watch:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._stream: EventStream | None = None
+        self._reading = False
         self._decoder = SseDecoder()
         self._ready: deque[WatchEvent] = deque()
         self._attempts: CallAttempts | None = None
@@ -191,12 +198,17 @@ class Watch:
             stream = self._stream or self._connect()
             if stream is None:
                 continue  # closed while connecting
+            with self._lock:
+                self._reading = True
             try:
                 line = stream.readline()
             except (OSError, http.client.HTTPException, ValueError) as e:
                 if not self._stopped.is_set():
                     self._broken(f"{self.endpoint}: stream failed: {e!r}")
                 continue
+            finally:
+                with self._lock:
+                    self._reading = False
             if not line:
                 if not self._stopped.is_set():
                     self._broken(f"{self.endpoint}: stream ended")
@@ -220,6 +232,11 @@ class Watch:
         """End the watch (safe from another thread): the iteration stops."""
         self._stopped.set()
         with self._lock:
+            if self._reading:
+                # Another thread is inside readline: wake it; it closes the stream itself.
+                if self._stream is not None:
+                    self._stream.interrupt()
+                return
             stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()

@@ -151,6 +151,9 @@ class FakeStream:
     def read_error_body(self) -> bytes:
         return self.body
 
+    def interrupt(self) -> None:
+        self.lines.clear()
+
     def close(self) -> None:
         self.closed = True
 
