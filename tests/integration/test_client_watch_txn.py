@@ -11,11 +11,13 @@ number of successful transactions applied each of them once.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -352,3 +354,39 @@ def test_kv_txn_reads_a_file_and_prints_the_result(
     assert rc == 2 and "success[0]: put 'ct/y': the value must be a string" in err
     rc, _, err = run_kv(capsys, c, "txn", str(tmp_path / "missing.json"))
     assert rc == 2 and "cannot read the transaction" in err
+
+
+def load_example(name: str) -> Any:
+    path = Path(__file__).resolve().parents[2] / "examples" / "client" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_guides_config_push_example_converges_across_a_leader_kill() -> None:
+    example = load_example("config_push_watch")
+    with cluster_with(watch={"progress_ms": 200}) as c:
+        old = c.leader()
+        with Client(endpoints(c, old), retry=POLICY) as kv:
+            kv.put("cfg/setting-early", "listed, not watched")
+            workers = [example.ConfigWorker(kv, "cfg/") for _ in range(3)]
+            threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+            for t in threads:
+                t.start()
+            example.publish(kv, "cfg/a/", 10)
+            c.kill(old)
+            expected = example.publish(kv, "cfg/b/", 15)
+            expected = {x.key: x.value for x in kv.range("cfg/")}
+            try:
+                for w in workers:
+                    assert w.wait_until(expected, 30), (w.error, w.config)
+            finally:
+                for w in workers:
+                    w.stop()
+                for t in threads:
+                    t.join(10)
+        assert len(expected) == 1 + (8 - 2) + (12 - 3)  # puts less deletes
+        assert all(w.error is None and w.relists == 0 for w in workers)
+        assert all(not t.is_alive() for t in threads)
