@@ -9,10 +9,12 @@
 
 The client finds a node that answers, rides out elections and dead nodes with a bounded,
 jittered backoff inside each call's deadline, and sends every write with an idempotency key so
-that its retries apply it exactly once. See docs/client.md.
+that its retries apply it exactly once; ``watch`` follows changes across dead nodes, resuming
+from the last revision it delivered. See docs/client.md.
 """
 
 from raftnode.client.async_client import AsyncClient
+from raftnode.client.async_watch import AsyncWatch
 from raftnode.client.endpoints import ENDPOINTS_ENV, Endpoint, parse_endpoints, tls_context
 from raftnode.client.errors import (
     BadRequest,
@@ -26,20 +28,26 @@ from raftnode.client.errors import (
     ServerRefusal,
     Unavailable,
 )
-from raftnode.client.operations import UNSET, KeyValue, Page, WriteResult
+from raftnode.client.operations import UNSET, Count, KeyValue, Page, WriteResult
 from raftnode.client.retry import RetryPolicy
 from raftnode.client.sync_client import Client
+from raftnode.client.txn import Compare, Txn, TxnOp, TxnResponse, TxnResult
+from raftnode.client.watch import Watch
+from raftnode.client.watch_events import WatchCompacted, WatchEvent
 from raftnode.consistency import Consistency
 
 __all__ = [
     "ENDPOINTS_ENV",
     "UNSET",
     "AsyncClient",
+    "AsyncWatch",
     "BadRequest",
     "Client",
     "ClientError",
+    "Compare",
     "CompareFailed",
     "Consistency",
+    "Count",
     "DeadlineExceeded",
     "Endpoint",
     "IdempotencyKeyReused",
@@ -50,7 +58,14 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServerRefusal",
+    "Txn",
+    "TxnOp",
+    "TxnResponse",
+    "TxnResult",
     "Unavailable",
+    "Watch",
+    "WatchCompacted",
+    "WatchEvent",
     "WriteResult",
     "parse_endpoints",
     "tls_context",

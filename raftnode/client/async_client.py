@@ -12,18 +12,30 @@ from typing import Any
 
 from raftnode.client import operations as ops
 from raftnode.client.async_transport import AsyncHttpTransport, AsyncTransport
+from raftnode.client.async_watch import AsyncStreamOpener, AsyncWatch, async_http_stream_opener
 from raftnode.client.errors import ServerRefusal
-from raftnode.client.operations import UNSET, KeyValue, Page, PrevValue, Unset, WriteResult
+from raftnode.client.operations import (
+    UNSET,
+    Count,
+    KeyValue,
+    Page,
+    PrevValue,
+    Unset,
+    WriteResult,
+)
 from raftnode.client.retry import CallAttempts, HttpAnswer, RetryPolicy, TransportError
 from raftnode.client.settings import ClientSettings
+from raftnode.client.txn import Compare, Txn, TxnOp, TxnResult, txn_call, txn_result
+from raftnode.client.watch import WatchOptions
+from raftnode.client.watch_events import WatchTarget, check_start_revision
 from raftnode.consistency import Consistency
 
 
 class AsyncClient:
     """The asyncio twin of ``Client``: the same options, methods, exceptions and retry rules
     (see ``Client`` and docs/client.md), awaited; ``range`` is an async iterator. Use one per
-    event loop: its tasks share it and its kept-alive connections. ``transport``, ``clock``,
-    ``sleep`` (awaited) and ``rng`` exist for tests.
+    event loop: its tasks share it and its kept-alive connections. ``transport``,
+    ``watch_opener``, ``clock``, ``sleep`` (awaited) and ``rng`` exist for tests.
     """
 
     def __init__(
@@ -39,6 +51,7 @@ class AsyncClient:
         key_file: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         transport: AsyncTransport | None = None,
+        watch_opener: AsyncStreamOpener | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -55,6 +68,7 @@ class AsyncClient:
             ssl_context=ssl_context,
         )
         self._transport = transport or AsyncHttpTransport(self.settings.ssl_context)
+        self._watch_opener = watch_opener or async_http_stream_opener(self.settings.ssl_context)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -83,11 +97,15 @@ class AsyncClient:
         *,
         start_after: str | None = None,
         limit: int | None = None,
+        start: str | None = None,
+        end: str | None = None,
         consistency: Consistency | str = Consistency.LINEARIZABLE,
         timeout: float | None = None,
     ) -> Page:
-        """One page of keys under ``prefix`` after ``start_after``, in key order."""
-        answer = await self._call(ops.page_call(prefix, limit, start_after, consistency), timeout)
+        """One page of keys under ``prefix`` (and from ``start`` inclusive to ``end``
+        exclusive, when given) after ``start_after``, in key order."""
+        call = ops.page_call(prefix, limit, start_after, consistency, start, end)
+        answer = await self._call(call, timeout)
         return ops.page(answer)
 
     async def range(
@@ -96,10 +114,14 @@ class AsyncClient:
         *,
         start_after: str | None = None,
         page_size: int | None = None,
+        start: str | None = None,
+        end: str | None = None,
         consistency: Consistency | str = Consistency.LINEARIZABLE,
         timeout: float | None = None,
     ) -> AsyncIterator[KeyValue]:
-        """Every key under ``prefix`` (after ``start_after``), page by page with the cursor.
+        """Every key under ``prefix`` (from ``start`` to ``end``, after ``start_after``), page
+        by page with the cursor (``page_size`` keys a request; the nodes also bound a page in
+        bytes).
         Each page is its own read (and ``timeout`` bounds each page): a key written while
         the listing runs may or may not appear, none appears twice."""
         cursor = start_after
@@ -108,6 +130,8 @@ class AsyncClient:
                 prefix,
                 start_after=cursor,
                 limit=page_size,
+                start=start,
+                end=end,
                 consistency=consistency,
                 timeout=timeout,
             )
@@ -117,6 +141,51 @@ class AsyncClient:
                 return
             cursor = page.items[-1].key
 
+    async def count(
+        self,
+        prefix: str = "",
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        consistency: Consistency | str = Consistency.LINEARIZABLE,
+        timeout: float | None = None,
+    ) -> Count:
+        """How many keys ``range`` with the same arguments would list (one request)."""
+        answer = await self._call(ops.count_call(prefix, start, end, consistency), timeout)
+        return ops.count(answer)
+
+    def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        start_revision: int | None = None,
+        progress: bool = False,
+        idle_timeout: float = 30.0,
+        timeout: float | None = None,
+    ) -> AsyncWatch:
+        """Changes to ``key`` (or every key under ``prefix``) from ``start_revision`` (None:
+        from the next revision), as an async iterator of ``WatchEvent`` in revision order, each
+        exactly once across dead nodes and reconnections. ``progress``: yield progress
+        events too; ``idle_timeout``: a stream silent this long is reconnected; ``timeout``:
+        raise ``Unavailable`` when no node takes the watch for that long. Raises
+        ``WatchCompacted`` when the changes it needs are gone. The first stream opens on
+        ``async with`` (or ``await watch.start()``, or the first iteration): "the next
+        revision" is one after then. Close it (``await close()``) or use ``async with``."""
+        target = WatchTarget(key, prefix)
+        options = WatchOptions(self.settings.policy_for(timeout), idle_timeout, progress)
+        return AsyncWatch(
+            self.settings.endpoints,
+            self.settings.base_headers,
+            target,
+            check_start_revision(start_revision),
+            options,
+            self._watch_opener,
+            first_endpoint=self._preferred,
+            clock=self._clock,
+            rng=self._rng,
+        )
+
     # -- writes ------------------------------------------------------------------------------
 
     async def put(
@@ -125,12 +194,15 @@ class AsyncClient:
         value: str,
         *,
         prev_value: PrevValue = UNSET,
+        prev_revision: int | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> WriteResult:
         """Write ``key``. With ``prev_value`` a compare-and-set: only if the key holds that
-        value (None: only if absent); otherwise ``CompareFailed``, and nothing is written."""
-        call = ops.put_call(key, value, prev_value, idempotency_key)
+        value (None: only if absent); with ``prev_revision`` only if the key's
+        ``mod_revision`` is that revision (0: only if absent); otherwise ``CompareFailed``,
+        and nothing is written."""
+        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision)
         return ops.write_result(call, key, await self._call(call, timeout))
 
     async def create(
@@ -165,13 +237,34 @@ class AsyncClient:
         key: str,
         *,
         prev_value: str | Unset = UNSET,
+        prev_revision: int | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> WriteResult:
-        """Delete ``key`` (only if it holds ``prev_value``, when given); ``NotFound`` when it
-        does not exist."""
-        call = ops.delete_call(key, prev_value, idempotency_key)
+        """Delete ``key`` (only if it holds ``prev_value``, and only if its ``mod_revision``
+        is ``prev_revision``, when given); ``NotFound`` when it does not exist."""
+        call = ops.delete_call(key, prev_value, idempotency_key, prev_revision)
         return ops.write_result(call, key, await self._call(call, timeout))
+
+    async def txn(
+        self,
+        compare: Sequence[Compare] | Txn = (),
+        success: Sequence[TxnOp] = (),
+        failure: Sequence[TxnOp] = (),
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> TxnResult:
+        """If every ``compare`` holds, run ``success``, else ``failure``: atomically, at one
+        revision. Retried like every write, with one idempotency key: applied exactly once.
+        A ``Txn`` (e.g. ``Txn.from_json``) may be passed as ``compare``."""
+        txn = (
+            compare
+            if isinstance(compare, Txn)
+            else Txn(tuple(compare), tuple(success), tuple(failure))
+        )
+        call = txn_call(txn, idempotency_key)
+        return txn_result(call, await self._call(call, timeout))
 
     # -- cluster -----------------------------------------------------------------------------
 

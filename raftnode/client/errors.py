@@ -88,6 +88,13 @@ class CompareFailed(ServerRefusal):
     def exists(self) -> bool:
         return bool(self.body.get("exists"))
 
+    @property
+    def mod_revision(self) -> int | None:
+        """The key's current ``mod_revision`` (None when it does not exist): what a
+        compare on ``prev_revision`` found."""
+        value = self.body.get("mod_revision")
+        return value if type(value) is int else None
+
 
 class BadRequest(ServerRefusal):
     """The node refused the request as malformed or too large (4xx): fix the request."""

@@ -45,6 +45,10 @@ class KeyValue:
     key: str
     value: str
     mod_revision: int | None
+    create_revision: int | None = None
+    """The revision that created the key (since its last delete)."""
+    version: int | None = None
+    """Writes to the key since it was created (1 after the create)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,14 @@ class Page:
 
     items: list[KeyValue]
     more: bool
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """How many keys a range holds, at the store's ``revision``."""
+
+    count: int
     revision: int
 
 
@@ -122,7 +134,23 @@ def get_call(key: str, consistency: Consistency | str) -> Call:
     return Call("GET", f"/kv/{_quote_key(key)}?{query}", None)
 
 
-def put_call(key: str, value: str, prev_value: PrevValue, idempotency_key: str | None) -> Call:
+MAX_REVISION = (1 << 63) - 1
+
+
+def check_revision(revision: int, what: str) -> int:
+    """A revision the nodes accept: an integer from 0 to 2^63-1."""
+    if type(revision) is not int or not 0 <= revision <= MAX_REVISION:
+        raise ValueError(f"{what} must be an integer from 0 to {MAX_REVISION}, not {revision!r}")
+    return revision
+
+
+def put_call(
+    key: str,
+    value: str,
+    prev_value: PrevValue,
+    idempotency_key: str | None,
+    prev_revision: int | None = None,
+) -> Call:
     _check_key(key)
     if not isinstance(value, str):
         raise ValueError(f"the value must be a string, not {type(value).__name__}")
@@ -131,23 +159,60 @@ def put_call(key: str, value: str, prev_value: PrevValue, idempotency_key: str |
         if prev_value is not None and not isinstance(prev_value, str):
             raise ValueError("prev_value must be a string, None (absent) or UNSET")
         obj["prev_value"] = prev_value
+    if prev_revision is not None:
+        obj["prev_revision"] = check_revision(prev_revision, "prev_revision")
     return Call("POST", "/kv", _body(obj), check_idempotency_key(idempotency_key))
 
 
-def delete_call(key: str, prev_value: str | Unset, idempotency_key: str | None) -> Call:
+def delete_call(
+    key: str,
+    prev_value: str | Unset,
+    idempotency_key: str | None,
+    prev_revision: int | None = None,
+) -> Call:
     path = f"/kv/{_quote_key(key)}"
-    body = None
+    obj: dict[str, Any] = {}
     if prev_value is not UNSET:
         if not isinstance(prev_value, str):
             raise ValueError("a delete's prev_value must be a string (or UNSET)")
-        body = _body({"prev_value": prev_value})
+        obj["prev_value"] = prev_value
+    if prev_revision is not None:
+        obj["prev_revision"] = check_revision(prev_revision, "prev_revision")
+    body = _body(obj) if obj else None
     return Call("DELETE", path, body, check_idempotency_key(idempotency_key))
 
 
-def page_call(
-    prefix: str, limit: int | None, start_after: str | None, consistency: Consistency | str
-) -> Call:
+def _range_params(prefix: str, start: str | None, end: str | None) -> dict[str, str]:
+    if not isinstance(prefix, str):
+        raise ValueError(f"the prefix must be a string, not {prefix!r}")
     params: dict[str, str] = {"prefix": prefix}
+    if start is not None:
+        _check_key(start, "range start")
+        params["start"] = start
+    if end is not None:
+        _check_key(end, "range end")
+        params["end"] = end
+    return params
+
+
+def count_call(
+    prefix: str, start: str | None, end: str | None, consistency: Consistency | str
+) -> Call:
+    params = _range_params(prefix, start, end)
+    params["count_only"] = "true"
+    params["consistency"] = consistency_param(consistency)
+    return Call("GET", "/kv?" + urllib.parse.urlencode(params), None)
+
+
+def page_call(
+    prefix: str,
+    limit: int | None,
+    start_after: str | None,
+    consistency: Consistency | str,
+    start: str | None = None,
+    end: str | None = None,
+) -> Call:
+    params = _range_params(prefix, start, end)
     if limit is not None:
         if not 1 <= limit <= 10000:
             raise ValueError(f"page size {limit}: between 1 and 10000")
@@ -181,12 +246,23 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
+def int_field(obj: dict[str, Any], name: str) -> int | None:
+    """An integer field of an answer, or None when absent or not an integer."""
+    value = obj.get(name)
+    return value if type(value) is int else None
+
+
 def key_value(key: str, answer: HttpAnswer) -> KeyValue:
     obj = answer_object(answer)
     value = obj.get("value")
     if not isinstance(value, str):
         raise ServerError(answer.status, "bad_answer", "the answer carries no value", obj)
-    return KeyValue(key, value, _int_or_none(answer.headers.get(REVISION_HEADER)))
+    mod_revision = int_field(obj, "mod_revision")
+    if mod_revision is None:
+        mod_revision = _int_or_none(answer.headers.get(REVISION_HEADER))
+    return KeyValue(
+        key, value, mod_revision, int_field(obj, "create_revision"), int_field(obj, "version")
+    )
 
 
 def write_result(call: Call, key: str, answer: HttpAnswer) -> WriteResult:
@@ -212,9 +288,23 @@ def page(answer: HttpAnswer) -> Page:
     if not isinstance(items, list):
         raise ServerError(answer.status, "bad_answer", "the listing carries no items", obj)
     kvs = [
-        KeyValue(str(it["key"]), str(it["value"]), _int_or_none(str(it.get("mod_revision"))))
+        KeyValue(
+            str(it["key"]),
+            str(it["value"]),
+            int_field(it, "mod_revision"),
+            int_field(it, "create_revision"),
+            int_field(it, "version"),
+        )
         for it in items
         if isinstance(it, dict) and "key" in it and "value" in it
     ]
     revision = obj.get("revision")
     return Page(kvs, bool(obj.get("more")), revision if isinstance(revision, int) else 0)
+
+
+def count(answer: HttpAnswer) -> Count:
+    obj = answer_object(answer)
+    counted = int_field(obj, "count")
+    if counted is None:
+        raise ServerError(answer.status, "bad_answer", "the answer carries no count", obj)
+    return Count(counted, int_field(obj, "revision") or 0)

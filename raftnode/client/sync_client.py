@@ -11,10 +11,21 @@ from typing import Any
 
 from raftnode.client import operations as ops
 from raftnode.client.errors import ServerRefusal
-from raftnode.client.operations import UNSET, KeyValue, Page, PrevValue, Unset, WriteResult
+from raftnode.client.operations import (
+    UNSET,
+    Count,
+    KeyValue,
+    Page,
+    PrevValue,
+    Unset,
+    WriteResult,
+)
 from raftnode.client.retry import CallAttempts, HttpAnswer, RetryPolicy, TransportError
 from raftnode.client.settings import ClientSettings
 from raftnode.client.transport import HttpTransport, Transport
+from raftnode.client.txn import Compare, Txn, TxnOp, TxnResult, txn_call, txn_result
+from raftnode.client.watch import StreamOpener, Watch, WatchOptions, http_stream_opener
+from raftnode.client.watch_events import WatchTarget, check_start_revision
 from raftnode.consistency import Consistency
 
 
@@ -32,8 +43,8 @@ class Client:
 
     Every write carries an ``Idempotency-Key`` (a new uuid4 unless the caller passes
     ``idempotency_key=``) and is resent with the same key and body after any failure that
-    leaves its outcome open: it is applied exactly once. ``transport``, ``clock``, ``sleep``
-    and ``rng`` exist for tests.
+    leaves its outcome open: it is applied exactly once. ``transport``, ``watch_opener``,
+    ``clock``, ``sleep`` and ``rng`` exist for tests.
     """
 
     def __init__(
@@ -49,6 +60,7 @@ class Client:
         key_file: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         transport: Transport | None = None,
+        watch_opener: StreamOpener | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -65,6 +77,7 @@ class Client:
             ssl_context=ssl_context,
         )
         self._transport = transport or HttpTransport(self.settings.ssl_context)
+        self._watch_opener = watch_opener or http_stream_opener(self.settings.ssl_context)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -93,11 +106,15 @@ class Client:
         *,
         start_after: str | None = None,
         limit: int | None = None,
+        start: str | None = None,
+        end: str | None = None,
         consistency: Consistency | str = Consistency.LINEARIZABLE,
         timeout: float | None = None,
     ) -> Page:
-        """One page of keys under ``prefix`` after ``start_after``, in key order."""
-        answer = self._call(ops.page_call(prefix, limit, start_after, consistency), timeout)
+        """One page of keys under ``prefix`` (and from ``start`` inclusive to ``end``
+        exclusive, when given) after ``start_after``, in key order."""
+        call = ops.page_call(prefix, limit, start_after, consistency, start, end)
+        answer = self._call(call, timeout)
         return ops.page(answer)
 
     def range(
@@ -106,10 +123,14 @@ class Client:
         *,
         start_after: str | None = None,
         page_size: int | None = None,
+        start: str | None = None,
+        end: str | None = None,
         consistency: Consistency | str = Consistency.LINEARIZABLE,
         timeout: float | None = None,
     ) -> Iterator[KeyValue]:
-        """Every key under ``prefix`` (after ``start_after``), page by page with the cursor.
+        """Every key under ``prefix`` (from ``start`` to ``end``, after ``start_after``), page
+        by page with the cursor (``page_size`` keys a request; the nodes also bound a page in
+        bytes).
         Each page is its own read (and ``timeout`` bounds each page): a key written while
         the listing runs may or may not appear, none appears twice."""
         cursor = start_after
@@ -118,6 +139,8 @@ class Client:
                 prefix,
                 start_after=cursor,
                 limit=page_size,
+                start=start,
+                end=end,
                 consistency=consistency,
                 timeout=timeout,
             )
@@ -125,6 +148,50 @@ class Client:
             if not page.more or not page.items:
                 return
             cursor = page.items[-1].key
+
+    def count(
+        self,
+        prefix: str = "",
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        consistency: Consistency | str = Consistency.LINEARIZABLE,
+        timeout: float | None = None,
+    ) -> Count:
+        """How many keys ``range`` with the same arguments would list (one request)."""
+        answer = self._call(ops.count_call(prefix, start, end, consistency), timeout)
+        return ops.count(answer)
+
+    def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        start_revision: int | None = None,
+        progress: bool = False,
+        idle_timeout: float = 30.0,
+        timeout: float | None = None,
+    ) -> Watch:
+        """Changes to ``key`` (or every key under ``prefix``) from ``start_revision`` (None:
+        from the next revision), as an iterator of ``WatchEvent`` in revision order, each
+        exactly once across dead nodes and reconnections. ``progress``: yield progress
+        events too; ``idle_timeout``: a stream silent this long is reconnected; ``timeout``:
+        raise ``Unavailable`` when no node takes the watch for that long. Raises
+        ``WatchCompacted`` when the changes it needs are gone. The first stream is open when
+        this returns (so "the next revision" is one after now). Close it (or use ``with``)."""
+        target = WatchTarget(key, prefix)
+        options = WatchOptions(self.settings.policy_for(timeout), idle_timeout, progress)
+        return Watch(
+            self.settings.endpoints,
+            self.settings.base_headers,
+            target,
+            check_start_revision(start_revision),
+            options,
+            self._watch_opener,
+            first_endpoint=self._preferred,
+            clock=self._clock,
+            rng=self._rng,
+        ).start()
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -134,12 +201,15 @@ class Client:
         value: str,
         *,
         prev_value: PrevValue = UNSET,
+        prev_revision: int | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> WriteResult:
         """Write ``key``. With ``prev_value`` a compare-and-set: only if the key holds that
-        value (None: only if absent); otherwise ``CompareFailed``, and nothing is written."""
-        call = ops.put_call(key, value, prev_value, idempotency_key)
+        value (None: only if absent); with ``prev_revision`` only if the key's
+        ``mod_revision`` is that revision (0: only if absent); otherwise ``CompareFailed``,
+        and nothing is written."""
+        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision)
         return ops.write_result(call, key, self._call(call, timeout))
 
     def create(
@@ -174,13 +244,34 @@ class Client:
         key: str,
         *,
         prev_value: str | Unset = UNSET,
+        prev_revision: int | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> WriteResult:
-        """Delete ``key`` (only if it holds ``prev_value``, when given); ``NotFound`` when it
-        does not exist."""
-        call = ops.delete_call(key, prev_value, idempotency_key)
+        """Delete ``key`` (only if it holds ``prev_value``, and only if its ``mod_revision``
+        is ``prev_revision``, when given); ``NotFound`` when it does not exist."""
+        call = ops.delete_call(key, prev_value, idempotency_key, prev_revision)
         return ops.write_result(call, key, self._call(call, timeout))
+
+    def txn(
+        self,
+        compare: Sequence[Compare] | Txn = (),
+        success: Sequence[TxnOp] = (),
+        failure: Sequence[TxnOp] = (),
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> TxnResult:
+        """If every ``compare`` holds, run ``success``, else ``failure``: atomically, at one
+        revision. Retried like every write, with one idempotency key: applied exactly once.
+        A ``Txn`` (e.g. ``Txn.from_json``) may be passed as ``compare``."""
+        txn = (
+            compare
+            if isinstance(compare, Txn)
+            else Txn(tuple(compare), tuple(success), tuple(failure))
+        )
+        call = txn_call(txn, idempotency_key)
+        return txn_result(call, self._call(call, timeout))
 
     # -- cluster -----------------------------------------------------------------------------
 
