@@ -18,6 +18,7 @@ their testinfra tests (imported).
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import io
 import json
@@ -33,6 +34,15 @@ from pathlib import Path
 from typing import Any
 
 HEALTH_PORT = 10001
+# The lab's HAProxy stats reader (test values only; the inventories' haproxy_stats_users holds
+# its hash): the stats page and /metrics answer 401 without it.
+STATS_USER = "lab-stats"
+STATS_PASSWORD = "lab-stats-password-not-for-production"
+
+
+def stats_auth_header() -> dict[str, str]:
+    token = base64.b64encode(f"{STATS_USER}:{STATS_PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 @dataclass(frozen=True)
@@ -340,7 +350,7 @@ def list_prefix(
 
 def write_servers(stats_url: str) -> list[str]:
     """Names of the non-backup servers HAProxy has UP in write_backend (from the stats CSV)."""
-    status, _, body = request(f"{stats_url}/stats;csv", timeout=2.0)
+    status, _, body = request(f"{stats_url}/stats;csv", timeout=2.0, headers=stats_auth_header())
     if status != 200:
         return []
     rows = csv.DictReader(io.StringIO(body.decode().lstrip("# ")))
@@ -356,7 +366,7 @@ def write_servers(stats_url: str) -> list[str]:
 
 def backend_servers(stats_url: str) -> dict[str, dict[str, str]]:
     """Every backend's servers as HAProxy lists them (stats CSV): backend -> {server: status}."""
-    status, _, body = request(f"{stats_url}/stats;csv", timeout=2.0)
+    status, _, body = request(f"{stats_url}/stats;csv", timeout=2.0, headers=stats_auth_header())
     if status != 200:
         return {}
     out: dict[str, dict[str, str]] = {}

@@ -15,8 +15,10 @@ def groups_of(host: Any) -> list[str]:
     return host.ansible.get_variables().get("group_names", [])
 
 
-def http_code(host: Any, url: str) -> str:
-    return host.run(f"curl -s -o /dev/null -m 3 -w '%{{http_code}}' {url}").stdout.strip()
+def http_code(host: Any, url: str, curl_options: str = "") -> str:
+    """The HTTP status curl gets on the host ("000": nothing answered)."""
+    command = f"curl -s -o /dev/null -m 3 -w '%{{http_code}}' {curl_options} {url}"
+    return host.run(command).stdout.strip()
 
 
 def test_raftnode_runs_as_a_sandboxed_notify_service(host: Any) -> None:
@@ -94,7 +96,16 @@ def test_balancer_runs_haproxy_and_keepalived(host: Any) -> None:
     assert host.run(check).rc == 0
     assert host.sysctl("net.ipv4.ip_nonlocal_bind") == 1
     assert http_code(host, "http://127.0.0.1:8080/haproxy-health") == "200"
-    assert http_code(host, "http://127.0.0.1:8404/metrics") == "200"
+    # Stats and /metrics: the balancer's own address only, and only for the stats reader.
+    address = host.ansible.get_variables()["ansible_host"]
+    assert http_code(host, f"http://{address}:8404/metrics") == "401"
+    assert http_code(host, f"http://{address}:8404/stats") == "401"
+    reader = f"-u {lab_probe.STATS_USER}:{lab_probe.STATS_PASSWORD}"
+    assert http_code(host, f"http://{address}:8404/metrics", reader) == "200"
+    assert http_code(host, f"http://{address}:8404/stats", "-u lab-stats:wrong-password") == "401"
+    assert http_code(host, "http://127.0.0.1:8404/metrics", reader) == "000"
+    vip = address.rsplit(".", 1)[0] + ".100"
+    assert http_code(host, f"http://{vip}:8404/metrics", reader) == "000"
 
 
 # -- the cluster, seen from the controller ---------------------------------------------------
