@@ -169,8 +169,14 @@ class AdminApi:
         if unknown:
             raise bad_request(f"unknown field(s) {', '.join(unknown)}; allowed: id, peer, client")
         member = body.get("id")
-        if not isinstance(member, int) or isinstance(member, bool) or member <= 0:
-            raise bad_request("id must be a positive integer (the new node's node_id)")
+        if (
+            not isinstance(member, int)
+            or isinstance(member, bool)
+            or not 0 < member <= MAX_MEMBER_ID
+        ):
+            raise bad_request(
+                f"id must be an integer from 1 to {MAX_MEMBER_ID} (the new node's node_id)"
+            )
         context: dict[str, str] = {}
         for field in ("peer", "client"):
             value = body.get(field)
@@ -274,6 +280,10 @@ def _send_seconds(size: int) -> float:
 def _require(method: str, allowed: str, path: str) -> None:
     if method not in allowed.split(", "):
         raise method_not_allowed(method, path, allowed)
+
+
+MAX_MEMBER_ID = 10**18 - 1
+"""Member ids have at most 18 digits (docs/openapi.yaml, MemberId)."""
 
 
 def _member_id(text: str) -> int:

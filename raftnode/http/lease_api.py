@@ -137,9 +137,8 @@ class LeaseApi:
                 f"{MAX_TTL_SECONDS}, got {json.dumps(ttl)}",
                 ErrorCode.BAD_VALUE,
             )
-        lease = obj.get("id")
-        if lease is not None:
-            lease = lease_id(lease)
+        # An absent id lets the leader pick one; an explicit null is not an id (400).
+        lease = lease_id(obj["id"]) if "id" in obj else None
         status = await self.lessor.grant(ttl, lease, deadline)
         return self._respond(200, _status_body(status))
 

@@ -1,4 +1,4 @@
-"""Schemathesis against a live three-node cluster, from ``docs/openapi.yaml`` (kv and admin).
+"""Schemathesis against a live three-node cluster, from ``docs/openapi.yaml`` (kv, admin and lease).
 
 Every check schemathesis has (``--checks all``): no 5xx other than the documented 503/504,
 status codes, headers, content types and bodies as the spec says, schema-violating input
@@ -43,6 +43,8 @@ def test_live_cluster_matches_the_spec(tmp_path: Path) -> None:
             "kv",
             "--include-tag",
             "admin",
+            "--include-tag",
+            "lease",
             "--checks",
             "all",
             "--max-examples",

@@ -40,6 +40,21 @@ def test_promoting_ids_that_are_not_members_is_refused(shared_cluster: Cluster) 
     bystander.assert_served()
 
 
+def test_member_ids_past_eighteen_digits_are_refused_and_change_nothing(
+    shared_cluster: Cluster,
+) -> None:
+    """Found by schemathesis: a body id of 10^18 was added although the spec (MemberId) and
+    the path ids stop at 18 digits."""
+    c = shared_cluster
+    leader = c.leader()
+    before = members(c, leader)
+    for bad in (10**18, 2**63, 0, -1, True, "5"):
+        r = c.admin(leader, "POST", "/members", {"id": bad, "peer": "127.0.0.1:1"})
+        assert r.status == 400, (bad, r)
+        assert "id must be an integer from 1 to 999999999999999999" in r.json()["message"]
+    assert members(c, leader)["config_index"] == before["config_index"]
+
+
 def test_membership_changes_carry_the_configuration_they_were_decided_on(
     shared_cluster: Cluster,
 ) -> None:

@@ -86,7 +86,8 @@ def test_grant_attach_keepalive_and_revoke_through_any_node(c: Cluster) -> None:
 
 def test_bad_lease_requests_are_refused(c: Cluster) -> None:
     leader = c.leader()
-    for body in ({"ttl": 0}, {"ttl": "5"}, {"ttl": 5, "id": 0}, {"ttl": 5, "extra": 1}, {}):
+    for body in ({"ttl": 0}, {"ttl": "5"}, {"ttl": 5, "id": 0}, {"ttl": 5, "extra": 1}, {},
+                 {"ttl": 5, "id": None}):  # fmt: skip
         r = http("POST", c.url(leader, "/lease"), body)
         assert r.status == 400, (body, r)
     assert http("GET", c.url(leader, "/lease/abc")).status == 400
