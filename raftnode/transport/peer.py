@@ -36,6 +36,7 @@ from raftnode.raft.types import Message
 from raftnode.transport.auth import (
     NO_CLUSTER,
     AuthError,
+    IdentityMismatch,
     LegacyListenerSuspected,
     accept_handshake,
     dial_handshake,
@@ -48,6 +49,15 @@ from raftnode.transport.codec import (
     decode_message,
     encode_message,
     frame,
+)
+from raftnode.transport.peer_tls import (
+    PEER_TLS_SECRET,
+    HandshakeLogFilter,
+    PeerRefused,
+    PeerTls,
+    Refusal,
+    check_identity,
+    classify,
 )
 
 log = logging.getLogger(__name__)
@@ -164,9 +174,22 @@ class _PeerLink:
                 stream.close()
 
     async def _connect(self) -> IOStream:
+        t = self.transport
         stream = await asyncio.wait_for(
             TCPClient().connect(self.address.host, self.address.port), CONNECT_TIMEOUT
         )
+        if t.tls is not None:
+            try:
+                stream = await t.start_tls(stream, server_side=False, host=self.address.host)
+                check_identity(
+                    stream.socket.getpeercert(),  # type: ignore[attr-defined]
+                    cluster_id=t.cluster_id,
+                    no_cluster=NO_CLUSTER,
+                    expected=self.peer_id,
+                )
+            except PeerRefused as e:
+                stream.close()
+                raise AuthError(str(e)) from e
         try:
             stream.set_nodelay(True)
             peer_cluster, self.version = await asyncio.wait_for(
@@ -177,11 +200,25 @@ class _PeerLink:
                     self.transport.node_id,
                     self.peer_id,
                     self.transport.cluster_id,
-                    legacy=self.legacy_until > time.monotonic(),
+                    # Releases that spoke only the legacy hello had no peer TLS.
+                    legacy=t.tls is None and self.legacy_until > time.monotonic(),
                 ),
                 HANDSHAKE_TIMEOUT,
             )
             self.transport.learn_cluster_id(peer_cluster)
+        except LegacyListenerSuspected as e:
+            stream.close()
+            if t.tls is None:
+                raise
+            # TLS 1.3: the listener verifies our certificate after our side of the handshake
+            # ended, so its refusal shows here, as a close (or an alert) before its answer.
+            cause = e.__cause__
+            real = cause.real_error if isinstance(cause, StreamClosedError) else cause
+            reason, detail = classify(real)
+            raise AuthError(
+                f"{reason}: node {self.peer_id} closed the connection during the hello, it "
+                f"refused this node's certificate (see its log): {detail}"
+            ) from e
         except BaseException:
             stream.close()
             raise
@@ -231,6 +268,18 @@ class _PeerListener(TCPServer):
         self.streams.add(stream)
         try:
             try:
+                cert_id = None
+                if t.tls is not None:
+                    plain = stream
+                    self.streams.discard(plain)
+                    stream = await t.start_tls(plain, server_side=True)
+                    self.streams.add(stream)
+                    cert_id = check_identity(
+                        stream.socket.getpeercert(),  # type: ignore[attr-defined]
+                        cluster_id=t.cluster_id,
+                        no_cluster=NO_CLUSTER,
+                        members=t.members() - {t.node_id},
+                    )
                 peer_id, peer_cluster, version = await asyncio.wait_for(
                     accept_handshake(
                         stream.read_bytes,
@@ -239,20 +288,19 @@ class _PeerListener(TCPServer):
                         t.node_id,
                         t.members(),
                         t.cluster_id,
+                        dialer_id_must_be=cert_id,
                     ),
                     HANDSHAKE_TIMEOUT,
                 )
                 t.learn_cluster_id(peer_cluster)
-            except (AuthError, TimeoutError, StreamClosedError, OSError) as e:
-                log.warning(
-                    "peer connection refused",
-                    extra={
-                        "fields": {
-                            "remote": f"{address[0]}:{address[1]}",
-                            "reason": str(e) or repr(e),
-                        }
-                    },
-                )
+            except (AuthError, TimeoutError, StreamClosedError, OSError, PeerRefused) as e:
+                fields = {"remote": f"{address[0]}:{address[1]}", "reason": str(e) or repr(e)}
+                if isinstance(e, IdentityMismatch):
+                    fields = {**fields, "reason": str(Refusal.WRONG_ID), "detail": str(e)}
+                elif t.tls is not None and not isinstance(e, AuthError):
+                    reason, detail = classify(e)
+                    fields = {**fields, "reason": str(reason), "detail": detail}
+                log.warning("peer connection refused", extra={"fields": fields})
                 if t.on_refused is not None:
                     t.on_refused()
                 return
@@ -310,10 +358,16 @@ class PeerTransport:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_queue_bytes: int = 64 << 20,
         on_refused: Callable[[], None] | None = None,
+        tls: PeerTls | None = None,
     ) -> None:
         self.node_id = node_id
         self.listen = listen
-        self.secret = secret
+        self.tls = tls
+        """Mutual TLS 1.3 under the hello (``peer_tls``); None: the hello over plain TCP."""
+        self.secret = secret or (PEER_TLS_SECRET if tls is not None else secret)
+        self._tls_log_filter = HandshakeLogFilter()
+        if tls is not None:
+            logging.getLogger("tornado.general").addFilter(self._tls_log_filter)
         self.on_message: Deliver = _drop
         self.reachability: PeerReachability = _ignore
         self.on_refused = on_refused
@@ -342,6 +396,26 @@ class PeerTransport:
             self.cluster_id = peer_cluster
             if self._cluster_learned is not None:
                 self._cluster_learned(peer_cluster)
+
+    async def start_tls(self, stream: IOStream, *, server_side: bool, host: str = "") -> IOStream:
+        """``stream`` after a TLS handshake with the peer contexts in force now (a SIGHUP's
+        reload applies to the next connection); raises ``PeerRefused`` with the reason."""
+        assert self.tls is not None
+        ctx = self.tls.server if server_side else self.tls.client
+        fd = stream.fileno()
+        fdno = fd if isinstance(fd, int) else fd.fileno()
+        self._tls_log_filter.fds.add(fdno)
+        try:
+            return await asyncio.wait_for(
+                stream.start_tls(server_side, ssl_options=ctx, server_hostname=host or None),
+                HANDSHAKE_TIMEOUT,
+            )
+        except StreamClosedError as e:
+            raise PeerRefused(*classify(e.real_error)) from e
+        except TimeoutError as e:
+            raise PeerRefused(Refusal.HANDSHAKE, "no TLS handshake in time") from e
+        finally:
+            self._tls_log_filter.fds.discard(fdno)
 
     def members(self) -> set[int]:
         return {self.node_id, *self._links}
@@ -401,6 +475,7 @@ class PeerTransport:
 
     async def close(self) -> None:
         self.closed = True
+        logging.getLogger("tornado.general").removeFilter(self._tls_log_filter)
         self._listener.stop()
         for stream in list(self._listener.streams):
             stream.close()
