@@ -378,7 +378,7 @@ def _tls_section(c: _Checker, raw: Any, base_dir: Path | None) -> TlsSettings | 
 
 
 def _peer_tls_section(
-    c: _Checker, raw: Any, base_dir: Path | None, node_id: int
+    c: _Checker, raw: Any, base_dir: Path | None, node_id: int, cluster: tuple[Member, ...]
 ) -> PeerTlsSettings | None:
     """``peer_tls:``: this node's peer certificate (naming ``raftnode://<cluster>/node/<id>``),
     its key and the cluster CA (mutual TLS 1.3 on the Raft port)."""
@@ -391,7 +391,9 @@ def _peer_tls_section(
         files[key] = _path(text or ".", base_dir)
     settings = PeerTlsSettings(files["cert_file"], files["key_file"], files["ca_file"])
     if not c.problems:
-        c.problems.extend(check_peer_files(settings, node_id))
+        me = next((m for m in cluster if m.id == node_id), None)
+        host = me.peer.host if me is not None and me.peer.host else None
+        c.problems.extend(check_peer_files(settings, node_id, host))
     return settings
 
 
@@ -455,7 +457,7 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
         log=_log_section(c, top.get("log")),
         auth=_auth_section(c, top.get("auth"), base_dir),
         tls=_tls_section(c, top.get("tls"), base_dir),
-        peer_tls=_peer_tls_section(c, top.get("peer_tls"), base_dir, node_id),
+        peer_tls=_peer_tls_section(c, top.get("peer_tls"), base_dir, node_id, cluster),
     )
     if c.problems:
         raise ConfigError(c.problems)

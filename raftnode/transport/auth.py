@@ -209,8 +209,7 @@ async def accept_handshake(
         raise AuthError(f"dialer wanted node {listener_id}, this is node {my_id}")
     if dialer_id_must_be is not None and dialer_id != dialer_id_must_be:
         raise IdentityMismatch(
-            f"the hello says node {dialer_id}, the certificate names node "
-            f"{dialer_id_must_be}"
+            f"the hello says node {dialer_id}, the certificate names node {dialer_id_must_be}"
         )
     if dialer_id == my_id or dialer_id not in members:
         raise AuthError(f"node id {dialer_id} is not a member of this cluster")

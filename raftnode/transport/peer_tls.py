@@ -221,15 +221,15 @@ def client_context(settings: PeerTlsSettings) -> ssl.SSLContext:
     return ctx
 
 
-def _self_handshake(settings: PeerTlsSettings) -> Any:
+def _self_handshake(settings: PeerTlsSettings, peer_host: str | None) -> Any:
     """Run a TLS handshake of this node's certificate with itself in memory, each side
-    verifying the other against the CA as peers do; returns the certificate as the dialer
-    sees it, raises ``PeerTlsError``."""
+    verifying the other against the CA as peers do (the dialer dialing ``peer_host``, when
+    given); returns the certificate as the dialer sees it, raises ``PeerTlsError``."""
     server = server_context(settings)
     client = client_context(settings)
-    client.check_hostname = False  # the address is the dialer's check, not ours
+    client.check_hostname = peer_host is not None
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    dialer = client.wrap_bio(c_in, c_out, server_side=False)
+    dialer = client.wrap_bio(c_in, c_out, server_side=False, server_hostname=peer_host)
     listener = server.wrap_bio(s_in, s_out, server_side=True)
     done: set[str] = set()
     for _ in range(10):
@@ -241,6 +241,12 @@ def _self_handshake(settings: PeerTlsSettings) -> Any:
                 pass
             except ssl.SSLError as e:
                 reason, detail = classify(e)
+                if reason is Refusal.WRONG_ADDRESS:
+                    raise PeerTlsError(
+                        f"peer_tls.cert_file: {settings.cert_file} does not name {peer_host}, "
+                        "this node's peer address in cluster (the address the other nodes "
+                        f"dial; add it as an IP or DNS SAN): {detail}"
+                    ) from e
                 raise PeerTlsError(
                     f"peer_tls: {settings.cert_file} does not verify against "
                     f"{settings.ca_file}: {reason} ({detail})"
@@ -252,11 +258,12 @@ def _self_handshake(settings: PeerTlsSettings) -> Any:
     raise PeerTlsError("peer_tls: a TLS handshake with this node's own certificate never ended")
 
 
-def check_files(settings: PeerTlsSettings, node_id: int) -> list[str]:
+def check_files(settings: PeerTlsSettings, node_id: int, peer_host: str | None = None) -> list[str]:
     """Problems with the files (``raftnode check-config``): each loads, the certificate chains
-    to the CA, is valid now, and names this node (``raftnode://<cluster>/node/<node_id>``)."""
+    to the CA, is valid now, names this node (``raftnode://<cluster>/node/<node_id>``) and
+    ``peer_host`` (the address the other nodes dial), as the dialers will check."""
     try:
-        cert = _self_handshake(settings)
+        cert = _self_handshake(settings, peer_host)
         _, named = certificate_identity(cert)
     except PeerTlsError as e:
         return [str(e)]

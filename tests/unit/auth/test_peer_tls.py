@@ -158,6 +158,9 @@ def test_check_files_verifies_the_chain_the_validity_and_the_node_id(tmp_path: P
         "no raftnode:// URI"
         in check_files(PeerTlsSettings(plain.cert_file, plain.key_file, ca.cert_file), 1)[0]
     )
+    assert check_files(good, 1, "127.0.0.1") == []
+    assert check_files(good, 1, "localhost") == []
+    assert "does not name 10.0.0.5" in check_files(good, 1, "10.0.0.5")[0]
     missing = PeerTlsSettings(tmp_path / "nope.crt", good.key_file, ca.cert_file)
     assert "peer_tls.cert_file" in check_files(missing, 1)[0]
 
