@@ -23,6 +23,7 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -179,8 +180,11 @@ class _PeerLink:
             TCPClient().connect(self.address.host, self.address.port), CONNECT_TIMEOUT
         )
         if t.tls is not None:
-            try:
+            try:  # on failure the TLS stream, which owns the socket, was closed
                 stream = await t.start_tls(stream, server_side=False, host=self.address.host)
+            except PeerRefused as e:
+                raise AuthError(str(e)) from e
+            try:
                 check_identity(
                     stream.socket.getpeercert(),  # type: ignore[attr-defined]
                     cluster_id=t.cluster_id,
@@ -266,13 +270,16 @@ class _PeerListener(TCPServer):
     async def handle_stream(self, stream: IOStream, address: tuple[str, int]) -> None:
         t = self.transport
         self.streams.add(stream)
+        owned: IOStream | None = stream
+        """The stream to close at the end: after ``start_tls`` the plain one belongs to the
+        TLS stream (and a failed handshake closed that)."""
         try:
             try:
                 cert_id = None
                 if t.tls is not None:
-                    plain = stream
-                    self.streams.discard(plain)
-                    stream = await t.start_tls(plain, server_side=True)
+                    self.streams.discard(stream)
+                    owned = None
+                    stream = owned = await t.start_tls(stream, server_side=True)
                     self.streams.add(stream)
                     cert_id = check_identity(
                         stream.socket.getpeercert(),  # type: ignore[attr-defined]
@@ -312,8 +319,9 @@ class _PeerListener(TCPServer):
         except StreamClosedError:
             pass
         finally:
-            self.streams.discard(stream)
-            stream.close()
+            if owned is not None:
+                self.streams.discard(owned)
+                owned.close()
 
     async def _read_loop(self, stream: IOStream, peer_id: int) -> None:
         t = self.transport
@@ -399,7 +407,9 @@ class PeerTransport:
 
     async def start_tls(self, stream: IOStream, *, server_side: bool, host: str = "") -> IOStream:
         """``stream`` after a TLS handshake with the peer contexts in force now (a SIGHUP's
-        reload applies to the next connection); raises ``PeerRefused`` with the reason."""
+        reload applies to the next connection); raises ``PeerRefused`` with the reason. The
+        TLS stream takes ``stream``'s socket: the caller closes only the stream returned
+        (a failed handshake closed it already)."""
         assert self.tls is not None
         ctx = self.tls.server if server_side else self.tls.client
         fd = stream.fileno()
@@ -412,6 +422,8 @@ class PeerTransport:
             )
         except StreamClosedError as e:
             raise PeerRefused(*classify(e.real_error)) from e
+        except ssl.SSLError as e:  # the dialer's verification of the listener's certificate
+            raise PeerRefused(*classify(e)) from e
         except TimeoutError as e:
             raise PeerRefused(Refusal.HANDSHAKE, "no TLS handshake in time") from e
         finally:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from raftnode.transport.auth import NEGOTIATE_MAGIC, NO_CLUSTER, AuthError, dial_handshake
 from raftnode.transport.peer_tls import peer_uri
@@ -48,19 +49,27 @@ def c() -> Iterator[Cluster]:
         cluster.close()
 
 
-def _dial(c: Cluster, to: int, as_id: int, leaf: Leaf | None, ca: Path | None = None) -> str:
+def _dial(
+    c: Cluster, to: int, as_id: int, leaf: Leaf | None, served: list[int] | None = None
+) -> str:
     """Dial node ``to``'s peer port over TLS as node ``as_id`` presenting ``leaf``, run the
-    hello; "accepted" or "refused: ..." (bounded: 10 s)."""
+    hello; "accepted" or "refused: ..." (bounded: 10 s). The serial number of the
+    certificate ``to`` presented is appended to ``served``."""
 
     async def run() -> str:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.load_verify_locations(cafile=str(ca or PKI["ca"].cert_file))
+        ctx.load_verify_locations(cafile=str(PKI["ca"].cert_file))
+        ctx.load_verify_locations(cafile=str(PKI["other"].cert_file))
         if leaf is not None:
             ctx.load_cert_chain(leaf.cert_file, leaf.key_file)
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", c.node(to).ports.peer, ssl=ctx, server_hostname="127.0.0.1"
         )
+
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        if served is not None:
+            served.append(x509.load_der_x509_certificate(der).serial_number)
 
         async def write(data: bytes) -> None:
             writer.write(data)
@@ -170,3 +179,26 @@ def test_a_ca_swapped_on_disk_is_used_after_sighup(c: Cluster) -> None:
     )
     assert _dial(c, 1, 2, newcomer) == "accepted"
     assert c.put_retrying([1, 2, 3], "after-reload", "v").status == 200
+
+
+def test_a_node_certificate_swapped_on_disk_is_served_after_sighup(c: Cluster) -> None:
+    served: list[int] = []
+    assert _dial(c, 3, 2, _leaf(c, "probe2", 2), served) == "accepted"
+    renewed = make_leaf(PKI["ca"], c.base / "pki", "n3", "n3", uris=(peer_uri(3),))
+    assert served[0] != renewed.serial
+    before = len(c.log(3))
+    c.signal(3, signal.SIGHUP)
+    c.wait_for(
+        "n3's peer certificate reloaded",
+        lambda: "peer TLS certificate and CA reloaded" in c.log(3)[before:],
+        timeout=10,
+    )
+    assert _dial(c, 3, 2, _leaf(c, "probe2b", 2), served) == "accepted"
+    assert served[1] == renewed.serial
+    assert c.put_retrying([1, 2, 3], "after-renewal", "v").status == 200
+
+
+def test_no_node_logged_an_error(c: Cluster) -> None:
+    for n in (1, 2, 3):
+        errors = [x for x in c.log(n).splitlines() if "level=error" in x or "Traceback" in x]
+        assert errors == [], errors

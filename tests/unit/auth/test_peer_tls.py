@@ -271,5 +271,35 @@ def test_a_dialer_refuses_a_listener_whose_certificate_names_another_node(
     assert "dialed node 2, its certificate names node 3" in _fields(caplog)
 
 
-def _fields(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(str(getattr(r, "fields", "")) for r in caplog.records)
+def _fields(caplog: pytest.LogCaptureFixture, message: str | None = None) -> str:
+    return "\n".join(
+        str(getattr(r, "fields", ""))
+        for r in caplog.records
+        if message is None or r.getMessage() == message
+    )
+
+
+def test_a_dialer_refuses_a_listener_of_another_ca_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca, other = make_ca(tmp_path / "ca"), make_ca(tmp_path / "other", "other CA")
+    tls1 = PeerTls(_settings(ca, tmp_path, 1))
+    tls2 = PeerTls(_settings(other, tmp_path / "o", 2))
+
+    async def scenario() -> bool:
+        pa, pb = free_ports(2)
+        a_addr, b_addr = Address("127.0.0.1", pa), Address("127.0.0.1", pb)
+        a = PeerTransport(1, a_addr, {2: b_addr}, b"", tls=tls1)
+        stranger = PeerTransport(2, b_addr, {1: a_addr}, b"", tls=tls2)
+        await stranger.start(_ignore)
+        await a.start(_ignore)
+        try:
+            await _until(lambda: "unknown CA" in _fields(caplog, "peer connect failed"))
+            return a.connected(2) or stranger.connected(1)
+        finally:
+            await a.close()
+            await stranger.close()
+
+    with caplog.at_level("WARNING"):
+        assert asyncio.run(scenario()) is False
+    assert not any("SSL Error on" in r.getMessage() for r in caplog.records)
