@@ -70,6 +70,9 @@ CONNECT_TIMEOUT = 2.0
 WRITE_TIMEOUT = 5.0
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
+_TLS_HANDSHAKES = HandshakeLogFilter()
+"""The sockets in a peer TLS handshake, whose failures the transport logs itself (one filter
+for every transport of the process: one transport's handshake can outlive another's close)."""
 
 
 class _PeerLink:
@@ -373,9 +376,8 @@ class PeerTransport:
         self.tls = tls
         """Mutual TLS 1.3 under the hello (``peer_tls``); None: the hello over plain TCP."""
         self.secret = secret or (PEER_TLS_SECRET if tls is not None else secret)
-        self._tls_log_filter = HandshakeLogFilter()
         if tls is not None:
-            logging.getLogger("tornado.general").addFilter(self._tls_log_filter)
+            logging.getLogger("tornado.general").addFilter(_TLS_HANDSHAKES)  # once: a set
         self.on_message: Deliver = _drop
         self.reachability: PeerReachability = _ignore
         self.on_refused = on_refused
@@ -414,7 +416,7 @@ class PeerTransport:
         ctx = self.tls.server if server_side else self.tls.client
         fd = stream.fileno()
         fdno = fd if isinstance(fd, int) else fd.fileno()
-        self._tls_log_filter.fds.add(fdno)
+        _TLS_HANDSHAKES.fds.add(fdno)
         try:
             return await asyncio.wait_for(
                 stream.start_tls(server_side, ssl_options=ctx, server_hostname=host or None),
@@ -427,7 +429,7 @@ class PeerTransport:
         except TimeoutError as e:
             raise PeerRefused(Refusal.HANDSHAKE, "no TLS handshake in time") from e
         finally:
-            self._tls_log_filter.fds.discard(fdno)
+            _TLS_HANDSHAKES.fds.discard(fdno)
 
     def members(self) -> set[int]:
         return {self.node_id, *self._links}
@@ -487,7 +489,6 @@ class PeerTransport:
 
     async def close(self) -> None:
         self.closed = True
-        logging.getLogger("tornado.general").removeFilter(self._tls_log_filter)
         self._listener.stop()
         for stream in list(self._listener.streams):
             stream.close()
