@@ -27,6 +27,8 @@ from raftnode.defaults import (
 )
 from raftnode.tls import ClientCertificates, TlsSettings, check_files
 from raftnode.tokens import AuthSettings, Role, TokenFileError, load_token_file
+from raftnode.transport.peer_tls import PeerTlsSettings
+from raftnode.transport.peer_tls import check_files as check_peer_files
 
 __all__ = [
     "Address",
@@ -107,6 +109,8 @@ class NodeConfig:
     auth: AuthSettings = field(default_factory=AuthSettings)
     tls: TlsSettings | None = None
     """HTTPS on the client and health listeners; None: plain HTTP."""
+    peer_tls: PeerTlsSettings | None = None
+    """Mutual TLS 1.3 on the Raft port; None: the HMAC handshake over plain TCP."""
 
     def member(self, node_id: int) -> Member | None:
         for m in self.cluster:
@@ -276,16 +280,25 @@ def _cluster_section(c: _Checker, raw: Any, node_id: int) -> tuple[Member, ...]:
 
 
 def _secret(c: _Checker, top: dict[str, Any], base_dir: Path | None) -> tuple[bytes | None, bool]:
-    """``secret_file`` and ``insecure``: the peer secret (None only when insecure)."""
+    """``secret_file`` and ``insecure``: the peer secret (None only when insecure or when
+    ``peer_tls`` authenticates the peers)."""
     insecure = top.get("insecure", False)
     if not isinstance(insecure, bool):
         c.fail("insecure", f"must be true or false, got {insecure!r}")
         insecure = False
+    if insecure and top.get("peer_tls") is not None:
+        c.fail(
+            "insecure",
+            "cannot be true with peer_tls (peer_tls authenticates every peer by its "
+            "certificate; insecure turns peer authentication off): remove one of them",
+        )
     secret_file = top.get("secret_file")
     if secret_file is None:
-        if not insecure:
+        if not insecure and top.get("peer_tls") is None:
             c.fail(
-                "secret_file", "is required unless `insecure: true` (peers authenticate with it)"
+                "secret_file",
+                "is required unless peer_tls is set or `insecure: true` "
+                "(peers authenticate with it)",
             )
         return None, insecure
     if not isinstance(secret_file, str) or not secret_file:
@@ -364,6 +377,26 @@ def _tls_section(c: _Checker, raw: Any, base_dir: Path | None) -> TlsSettings | 
     return settings
 
 
+def _peer_tls_section(
+    c: _Checker, raw: Any, base_dir: Path | None, node_id: int, cluster: tuple[Member, ...]
+) -> PeerTlsSettings | None:
+    """``peer_tls:``: this node's peer certificate (naming ``raftnode://<cluster>/node/<id>``),
+    its key and the cluster CA (mutual TLS 1.3 on the Raft port)."""
+    if raw is None:
+        return None
+    given = c.mapping(raw, "peer_tls", {"cert_file", "key_file", "ca_file"})
+    files = {}
+    for key in ("cert_file", "key_file", "ca_file"):
+        text = c.string(given, key, f"peer_tls.{key}", None)
+        files[key] = _path(text or ".", base_dir)
+    settings = PeerTlsSettings(files["cert_file"], files["key_file"], files["ca_file"])
+    if not c.problems:
+        me = next((m for m in cluster if m.id == node_id), None)
+        host = me.peer.host if me is not None and me.peer.host else None
+        c.problems.extend(check_peer_files(settings, node_id, host))
+    return settings
+
+
 CLUSTER_STATES = ("new", "existing")
 
 TOP_KEYS = {
@@ -383,6 +416,7 @@ TOP_KEYS = {
     "log",
     "auth",
     "tls",
+    "peer_tls",
 }
 
 
@@ -423,6 +457,7 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
         log=_log_section(c, top.get("log")),
         auth=_auth_section(c, top.get("auth"), base_dir),
         tls=_tls_section(c, top.get("tls"), base_dir),
+        peer_tls=_peer_tls_section(c, top.get("peer_tls"), base_dir, node_id, cluster),
     )
     if c.problems:
         raise ConfigError(c.problems)

@@ -107,13 +107,14 @@ def write_configs(
     log_level: str = LogSettings().level,
     auth: dict[str, Any] | None = None,
     tls: dict[str, Any] | None = None,
+    peer_tls: dict[str, str] | None = None,
 ) -> list[LocalNode]:
     """One YAML config per node under ``base`` (and a shared secret file), idempotently.
 
     Timing is written out in full (``raftnode.defaults`` overridden by ``timing``) so a config
     file read on its own shows what the node runs with. ``auth`` defaults to the quick start's
     explicit choice, anonymous admin (``LOCAL_AUTH``); ``tls`` (none by default) is written
-    as given.
+    as given, ``peer_tls`` too with ``{node_id}`` in its paths replaced by each node's id.
     """
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,8 @@ def write_configs(
         }
         if tls is not None:
             cfg["tls"] = dict(tls)
+        if peer_tls is not None:
+            cfg["peer_tls"] = {k: v.format(node_id=p.node_id) for k, v in peer_tls.items()}
         path = base / f"n{p.node_id}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         nodes.append(LocalNode(p, path, base / f"n{p.node_id}.pid", base / f"n{p.node_id}.log"))

@@ -68,6 +68,7 @@ from raftnode.timing import ChangeNotifier, Ticker
 from raftnode.transport.auth import NO_CLUSTER
 from raftnode.transport.carrier import MessageCarrier
 from raftnode.transport.peer import PeerTransport
+from raftnode.transport.peer_tls import PeerTls
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,15 @@ class RaftNode(NodeView):
         self._clock = clock
         self._raft_config = raft_config or options.raft_config()
         self.log_store: LogStore = log_store or DiskLogStore(options.data_dir, options.node_id)
+        self.peer_tls = PeerTls(options.peer_tls) if options.peer_tls is not None else None
+        """The peer certificates in force (SIGHUP: ``reload``); None without ``peer_tls``."""
         self.carrier: MessageCarrier = carrier or PeerTransport(
             options.node_id,
             options.listen_peer,
             {i: a for i, a in options.members.items() if i != options.node_id},
             options.secret,
             on_refused=self.metrics.peer_refused.inc,
+            tls=self.peer_tls,
         )
         self._state_executor: ThreadPoolExecutor | None = None
         if run_blocking is None:

@@ -13,6 +13,7 @@ from raftnode.config import Address, NodeConfig
 from raftnode.defaults import Snapshot as SnapshotDefaults
 from raftnode.defaults import Timing
 from raftnode.raft.config import RaftConfig
+from raftnode.transport.peer_tls import PeerTlsSettings
 
 Clock = Callable[[], float]
 """Seconds from a monotonic clock; dates the leader's heartbeat rounds for the lease."""
@@ -41,6 +42,8 @@ class NodeOptions:
     initial_cluster_token: str = ""
     """Mixed into the id of a bootstrapped cluster: give clusters with the same members
     different tokens (etcd's --initial-cluster-token)."""
+    peer_tls: PeerTlsSettings | None = None
+    """Mutual TLS 1.3 between peers (``peer_tls:``); None: the HMAC hello over plain TCP."""
 
     def raft_config(self) -> RaftConfig:
         """The core's configuration for these options (its other tunables at their defaults)."""
@@ -54,7 +57,7 @@ class NodeOptions:
 
 def options_from_config(config: NodeConfig) -> NodeOptions:
     """``NodeOptions`` from a validated raftnode YAML config (peer addresses, timing, secret)."""
-    if config.secret is None and not config.insecure:
+    if config.secret is None and not config.insecure and config.peer_tls is None:
         raise ValueError("a cluster secret is required unless the config says insecure: true")
     return NodeOptions(
         node_id=config.node_id,
@@ -68,4 +71,5 @@ def options_from_config(config: NodeConfig) -> NodeOptions:
         snapshot_every_entries=config.snapshot.every_entries,
         initial_cluster_state="existing" if config.initial_cluster_state == "existing" else "new",
         initial_cluster_token=config.initial_cluster_token,
+        peer_tls=config.peer_tls,
     )

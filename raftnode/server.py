@@ -124,23 +124,27 @@ class RaftnodeServer:
                     "peer": str(cfg.listen_peer),
                     "data_dir": str(cfg.data_dir),
                     "https": self.tls is not None,
+                    "peer_tls": self.node.peer_tls is not None,
                     "tokens": len(self.auth.table),
                     "anonymous_role": _role_label(cfg.auth.anonymous_role),
                 }
             },
         )
-        if cfg.insecure and cfg.secret is None:
+        if cfg.insecure and cfg.secret is None and cfg.peer_tls is None:
             log.warning(
                 "peer authentication uses an empty secret (insecure: true); "
                 "do not use in production"
             )
 
     def reload(self) -> None:
-        """SIGHUP: re-read the token file and the TLS files; a bad one keeps the old."""
+        """SIGHUP: re-read the token file and the TLS files (HTTPS and peers); a bad one keeps
+        the old."""
         log.info("reload requested", extra={"fields": {"signal": "SIGHUP"}})
         self.auth.reload()
         if self.tls is not None:
             self.tls.reload()
+        if self.node.peer_tls is not None:
+            self.node.peer_tls.reload()
 
     def _count_health_refusal(self, reason: Refusal) -> None:
         self.metrics.http_refusals.labels(listener="health", reason=reason.value).inc()

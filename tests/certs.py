@@ -79,13 +79,24 @@ def make_ca(directory: Path, name: str = "raftnode test CA") -> Authority:
 
 
 def make_leaf(
-    ca: Authority, directory: Path, stem: str, common_name: str, *, client: bool = False
+    ca: Authority,
+    directory: Path,
+    stem: str,
+    common_name: str,
+    *,
+    client: bool = False,
+    uris: tuple[str, ...] = (),
+    valid_from: datetime.timedelta = datetime.timedelta(minutes=-5),
+    valid_until: datetime.timedelta = datetime.timedelta(days=1),
 ) -> Leaf:
-    """A certificate for 127.0.0.1/localhost (server and client use), or ``client`` only."""
+    """A certificate for 127.0.0.1/localhost (server and client use), or ``client`` only;
+    ``uris`` are added as URI alternative names (a peer's ``raftnode://<cluster>/node/<id>``);
+    ``valid_from``/``valid_until`` are from now (an expired one: both negative)."""
     key = ec.generate_private_key(ec.SECP256R1())
     serial = x509.random_serial_number()
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     names: list[x509.GeneralName] = [x509.DNSName(common_name)]
+    names += [x509.UniformResourceIdentifier(u) for u in uris]
     if not client:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
         names += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -95,8 +106,8 @@ def make_leaf(
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(serial)
-        .not_valid_before(_now() - datetime.timedelta(minutes=5))
-        .not_valid_after(_now() + datetime.timedelta(days=1))
+        .not_valid_before(_now() + valid_from)
+        .not_valid_after(_now() + valid_until)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .sign(ca.key, hashes.SHA256())

@@ -78,6 +78,10 @@ class VersionMismatch(AuthError):
     """The two sides speak no common peer protocol version."""
 
 
+class IdentityMismatch(AuthError):
+    """The hello names another node than the dialer's TLS certificate does."""
+
+
 class LegacyListenerSuspected(AuthError):
     """The listener closed the connection without answering a negotiating hello, as releases
     before negotiation do: dial again with ``legacy=True``."""
@@ -182,9 +186,12 @@ async def accept_handshake(
     my_id: int,
     members: Collection[int],
     cluster_id: bytes = NO_CLUSTER,
+    *,
+    dialer_id_must_be: int | None = None,
 ) -> tuple[int, bytes, int]:
     """Run the listener's side; returns the authenticated dialer's node id and cluster id and
-    the version both speak, or raises ``AuthError``."""
+    the version both speak, or raises ``AuthError``. ``dialer_id_must_be``: the id the
+    dialer's TLS certificate names (peer TLS), which the hello must repeat."""
     magic = await read_exactly(len(NEGOTIATE_MAGIC))
     if magic == LEGACY_MAGIC:
         lo = hi = LEGACY_VERSION
@@ -200,6 +207,10 @@ async def accept_handshake(
     cluster_d = hello[_IDS.size + NONCE_BYTES :]
     if listener_id != my_id:
         raise AuthError(f"dialer wanted node {listener_id}, this is node {my_id}")
+    if dialer_id_must_be is not None and dialer_id != dialer_id_must_be:
+        raise IdentityMismatch(
+            f"the hello says node {dialer_id}, the certificate names node {dialer_id_must_be}"
+        )
     if dialer_id == my_id or dialer_id not in members:
         raise AuthError(f"node id {dialer_id} is not a member of this cluster")
     version = choose_version(lo, hi)

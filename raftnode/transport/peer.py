@@ -23,6 +23,7 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -36,6 +37,7 @@ from raftnode.raft.types import Message
 from raftnode.transport.auth import (
     NO_CLUSTER,
     AuthError,
+    IdentityMismatch,
     LegacyListenerSuspected,
     accept_handshake,
     dial_handshake,
@@ -49,6 +51,15 @@ from raftnode.transport.codec import (
     encode_message,
     frame,
 )
+from raftnode.transport.peer_tls import (
+    PEER_TLS_SECRET,
+    HandshakeLogFilter,
+    PeerRefused,
+    PeerTls,
+    Refusal,
+    check_identity,
+    classify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +70,9 @@ CONNECT_TIMEOUT = 2.0
 WRITE_TIMEOUT = 5.0
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
+_TLS_HANDSHAKES = HandshakeLogFilter()
+"""The sockets in a peer TLS handshake, whose failures the transport logs itself (one filter
+for every transport of the process: one transport's handshake can outlive another's close)."""
 
 
 class _PeerLink:
@@ -164,9 +178,25 @@ class _PeerLink:
                 stream.close()
 
     async def _connect(self) -> IOStream:
+        t = self.transport
         stream = await asyncio.wait_for(
             TCPClient().connect(self.address.host, self.address.port), CONNECT_TIMEOUT
         )
+        if t.tls is not None:
+            try:  # on failure the TLS stream, which owns the socket, was closed
+                stream = await t.start_tls(stream, server_side=False, host=self.address.host)
+            except PeerRefused as e:
+                raise AuthError(str(e)) from e
+            try:
+                check_identity(
+                    stream.socket.getpeercert(),  # type: ignore[attr-defined]
+                    cluster_id=t.cluster_id,
+                    no_cluster=NO_CLUSTER,
+                    expected=self.peer_id,
+                )
+            except PeerRefused as e:
+                stream.close()
+                raise AuthError(str(e)) from e
         try:
             stream.set_nodelay(True)
             peer_cluster, self.version = await asyncio.wait_for(
@@ -177,11 +207,25 @@ class _PeerLink:
                     self.transport.node_id,
                     self.peer_id,
                     self.transport.cluster_id,
-                    legacy=self.legacy_until > time.monotonic(),
+                    # Releases that spoke only the legacy hello had no peer TLS.
+                    legacy=t.tls is None and self.legacy_until > time.monotonic(),
                 ),
                 HANDSHAKE_TIMEOUT,
             )
             self.transport.learn_cluster_id(peer_cluster)
+        except LegacyListenerSuspected as e:
+            stream.close()
+            if t.tls is None:
+                raise
+            # TLS 1.3: the listener verifies our certificate after our side of the handshake
+            # ended, so its refusal shows here, as a close (or an alert) before its answer.
+            cause = e.__cause__
+            real = cause.real_error if isinstance(cause, StreamClosedError) else cause
+            reason, detail = classify(real)
+            raise AuthError(
+                f"{reason}: node {self.peer_id} closed the connection during the hello, it "
+                f"refused this node's certificate (see its log): {detail}"
+            ) from e
         except BaseException:
             stream.close()
             raise
@@ -229,8 +273,23 @@ class _PeerListener(TCPServer):
     async def handle_stream(self, stream: IOStream, address: tuple[str, int]) -> None:
         t = self.transport
         self.streams.add(stream)
+        owned: IOStream | None = stream
+        """The stream to close at the end: after ``start_tls`` the plain one belongs to the
+        TLS stream (and a failed handshake closed that)."""
         try:
             try:
+                cert_id = None
+                if t.tls is not None:
+                    self.streams.discard(stream)
+                    owned = None
+                    stream = owned = await t.start_tls(stream, server_side=True)
+                    self.streams.add(stream)
+                    cert_id = check_identity(
+                        stream.socket.getpeercert(),  # type: ignore[attr-defined]
+                        cluster_id=t.cluster_id,
+                        no_cluster=NO_CLUSTER,
+                        members=t.members() - {t.node_id},
+                    )
                 peer_id, peer_cluster, version = await asyncio.wait_for(
                     accept_handshake(
                         stream.read_bytes,
@@ -239,20 +298,19 @@ class _PeerListener(TCPServer):
                         t.node_id,
                         t.members(),
                         t.cluster_id,
+                        dialer_id_must_be=cert_id,
                     ),
                     HANDSHAKE_TIMEOUT,
                 )
                 t.learn_cluster_id(peer_cluster)
-            except (AuthError, TimeoutError, StreamClosedError, OSError) as e:
-                log.warning(
-                    "peer connection refused",
-                    extra={
-                        "fields": {
-                            "remote": f"{address[0]}:{address[1]}",
-                            "reason": str(e) or repr(e),
-                        }
-                    },
-                )
+            except (AuthError, TimeoutError, StreamClosedError, OSError, PeerRefused) as e:
+                fields = {"remote": f"{address[0]}:{address[1]}", "reason": str(e) or repr(e)}
+                if isinstance(e, IdentityMismatch):
+                    fields = {**fields, "reason": str(Refusal.WRONG_ID), "detail": str(e)}
+                elif t.tls is not None and not isinstance(e, AuthError):
+                    reason, detail = classify(e)
+                    fields = {**fields, "reason": str(reason), "detail": detail}
+                log.warning("peer connection refused", extra={"fields": fields})
                 if t.on_refused is not None:
                     t.on_refused()
                 return
@@ -264,8 +322,9 @@ class _PeerListener(TCPServer):
         except StreamClosedError:
             pass
         finally:
-            self.streams.discard(stream)
-            stream.close()
+            if owned is not None:
+                self.streams.discard(owned)
+                owned.close()
 
     async def _read_loop(self, stream: IOStream, peer_id: int) -> None:
         t = self.transport
@@ -310,10 +369,15 @@ class PeerTransport:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_queue_bytes: int = 64 << 20,
         on_refused: Callable[[], None] | None = None,
+        tls: PeerTls | None = None,
     ) -> None:
         self.node_id = node_id
         self.listen = listen
-        self.secret = secret
+        self.tls = tls
+        """Mutual TLS 1.3 under the hello (``peer_tls``); None: the hello over plain TCP."""
+        self.secret = secret or (PEER_TLS_SECRET if tls is not None else secret)
+        if tls is not None:
+            logging.getLogger("tornado.general").addFilter(_TLS_HANDSHAKES)  # once: a set
         self.on_message: Deliver = _drop
         self.reachability: PeerReachability = _ignore
         self.on_refused = on_refused
@@ -342,6 +406,30 @@ class PeerTransport:
             self.cluster_id = peer_cluster
             if self._cluster_learned is not None:
                 self._cluster_learned(peer_cluster)
+
+    async def start_tls(self, stream: IOStream, *, server_side: bool, host: str = "") -> IOStream:
+        """``stream`` after a TLS handshake with the peer contexts in force now (a SIGHUP's
+        reload applies to the next connection); raises ``PeerRefused`` with the reason. The
+        TLS stream takes ``stream``'s socket: the caller closes only the stream returned
+        (a failed handshake closed it already)."""
+        assert self.tls is not None
+        ctx = self.tls.server if server_side else self.tls.client
+        fd = stream.fileno()
+        fdno = fd if isinstance(fd, int) else fd.fileno()
+        _TLS_HANDSHAKES.fds.add(fdno)
+        try:
+            return await asyncio.wait_for(
+                stream.start_tls(server_side, ssl_options=ctx, server_hostname=host or None),
+                HANDSHAKE_TIMEOUT,
+            )
+        except StreamClosedError as e:
+            raise PeerRefused(*classify(e.real_error)) from e
+        except ssl.SSLError as e:  # the dialer's verification of the listener's certificate
+            raise PeerRefused(*classify(e)) from e
+        except TimeoutError as e:
+            raise PeerRefused(Refusal.HANDSHAKE, "no TLS handshake in time") from e
+        finally:
+            _TLS_HANDSHAKES.fds.discard(fdno)
 
     def members(self) -> set[int]:
         return {self.node_id, *self._links}

@@ -75,11 +75,12 @@ class Cluster:
         limits: dict[str, int] | None = None,
         auth: dict[str, Any] | None = None,
         tls: dict[str, Any] | None = None,
+        peer_tls: dict[str, str] | None = None,
         base: Path | None = None,
     ) -> None:
         """``auth`` and ``tls`` go into every node's config as given (relative paths are
         relative to ``base``, the cluster's directory); with ``tls`` the harness speaks HTTPS
-        and trusts ``tls["ca_file"]``."""
+        and trusts ``tls["ca_file"]``; ``peer_tls`` paths may hold ``{node_id}``."""
         self.base = base or Path(tempfile.mkdtemp(prefix="raftnode-it-"))
         self.context: ssl.SSLContext | None = None
         if tls is not None:
@@ -93,6 +94,7 @@ class Cluster:
             snapshot_every=snapshot_every,
             auth=auth,
             tls=tls,
+            peer_tls=peer_tls,
         )
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
