@@ -195,14 +195,16 @@ class AsyncClient:
         *,
         prev_value: PrevValue = UNSET,
         prev_revision: int | None = None,
+        lease: int | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> WriteResult:
-        """Write ``key``. With ``prev_value`` a compare-and-set: only if the key holds that
-        value (None: only if absent); with ``prev_revision`` only if the key's
-        ``mod_revision`` is that revision (0: only if absent); otherwise ``CompareFailed``,
-        and nothing is written."""
-        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision)
+        """Write ``key`` (attached to ``lease`` when given: the key goes when the lease
+        ends; a put without ``lease`` detaches it). With ``prev_value`` a compare-and-set:
+        only if the key holds that value (None: only if absent); with ``prev_revision``
+        only if the key's ``mod_revision`` is that revision (0: only if absent); otherwise
+        ``CompareFailed``, and nothing is written."""
+        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision, lease)
         return ops.write_result(call, key, await self._call(call, timeout))
 
     async def create(

@@ -1,0 +1,264 @@
+"""Leases, ``Lock`` and ``Election`` from ``raftnode.client`` on real processes, with the
+leader SIGKILLed while contenders hold, wait and renew; and ``raftnode lease|lock``.
+
+The witnesses: each contender records when it entered and left its critical section (one
+clock: the contenders are threads of this process) and what fencing revision it held, and
+writes to the store only through a transaction guarded by its fencing revision. No two
+sections overlap, the fencing revisions strictly increase in the order the sections ran, and
+every guarded write applied (the store agreed the writer held the lock at that revision).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from raftnode.cli import main
+from raftnode.client import Client, Compare, NotFound, TxnOp
+from raftnode.client.concurrency import Election, Lock
+from tests.integration.cluster import Cluster
+from tests.integration.test_client import POLICY, endpoints
+from tests.integration.test_watch import cluster_with
+
+TTL = 3
+
+
+@pytest.fixture
+def leased() -> Iterator[Cluster]:
+    """A cluster whose store keeps leases (the format upgrade happened) and whose watches
+    send progress often (waiters re-check their deadline)."""
+    with cluster_with(watch={"progress_ms": 200}) as c:
+        yield c
+
+
+@dataclass
+class Section:
+    who: int
+    entered: float
+    left: float
+    fencing: int
+
+
+def contend(
+    urls: list[str],
+    who: int,
+    stop: threading.Event,
+    sections: list[Section],
+    errors: list[BaseException],
+    take: Callable[[Client], tuple[Callable[[], int], Callable[[], None], Callable[[], Compare]]],
+) -> None:
+    """Take the lock (or leadership) in a loop until ``stop``; record each section."""
+    try:
+        with Client(urls, retry=POLICY) as kv:
+            acquire, release, guard = take(kv)
+            while not stop.is_set():
+                fencing = acquire()
+                entered = time.monotonic()
+                result = kv.txn([guard()], [TxnOp.put("fenced/last", f"{who}:{fencing}")])
+                assert result.succeeded, f"contender {who}: the store says it does not hold"
+                time.sleep(0.05)
+                left = time.monotonic()
+                release()
+                sections.append(Section(who, entered, left, fencing))
+    except BaseException as e:  # reported by the test
+        errors.append(e)
+
+
+def check_mutual_exclusion(sections: list[Section]) -> None:
+    ordered = sorted(sections, key=lambda s: s.entered)
+    for before, after in itertools.pairwise(ordered):
+        assert after.entered >= before.left, f"sections overlap: {before} and {after}"
+        assert after.fencing > before.fencing, f"fencing went back: {before} then {after}"
+
+
+def run_contenders(
+    c: Cluster,
+    take: Callable[[Client], tuple[Callable[[], int], Callable[[], None], Callable[[], Compare]]],
+    contenders: int = 3,
+) -> list[Section]:
+    old = c.leader()
+    urls = endpoints(c, old)
+    stop = threading.Event()
+    sections: list[Section] = []
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=contend, args=(urls, n, stop, sections, errors, take), daemon=True)
+        for n in range(contenders)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        c.wait_for("sections before the kill", lambda: len(sections) >= 10, timeout=20)
+        before = len(sections)
+        c.kill(old)
+        c.wait_for("sections after the kill", lambda: len(sections) >= before + 10, timeout=30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads), "a contender hung"
+    assert len({s.who for s in sections}) == contenders, "some contender never got in"
+    return sections
+
+
+def test_lock_is_never_held_twice_and_fencing_increases_across_a_leader_kill(
+    leased: Cluster,
+) -> None:
+    def take(
+        kv: Client,
+    ) -> tuple[Callable[[], int], Callable[[], None], Callable[[], Compare]]:
+        lock = Lock(kv, "locks/job", ttl=TTL)
+        return (lambda: lock.acquire(timeout=30)), lock.release, lock.guard
+
+    sections = run_contenders(leased, take)
+    check_mutual_exclusion(sections)
+    with Client(endpoints(leased)) as kv:
+        last = max(sections, key=lambda s: s.fencing)
+        assert kv.get("fenced/last").value == f"{last.who}:{last.fencing}"
+        assert kv.count("locks/job/").count == 0  # every release deleted its key
+
+
+def test_election_has_one_leader_at_a_time_across_a_leader_kill(leased: Cluster) -> None:
+    def take(
+        kv: Client,
+    ) -> tuple[Callable[[], int], Callable[[], None], Callable[[], Compare]]:
+        election = Election(kv, "elect/worker", ttl=TTL)
+        me = f"worker-{id(election)}"
+
+        def campaign() -> int:
+            revision = election.campaign(me, timeout=30)
+            info = election.leader()
+            assert info is not None and info.value == me and info.revision == revision
+            assert election.is_leader
+            return revision
+
+        return campaign, election.resign, election.guard
+
+    sections = run_contenders(leased, take)
+    check_mutual_exclusion(sections)
+    with Client(endpoints(leased)) as kv:
+        assert Election(kv, "elect/worker").leader() is None  # everyone resigned
+
+
+def test_lock_acquire_times_out_and_leaves_nothing_behind(leased: Cluster) -> None:
+    with Client(endpoints(leased), retry=POLICY) as kv:
+        holder = Lock(kv, "locks/t", ttl=TTL)
+        first = holder.acquire(timeout=10)
+        waiter = Lock(kv, "locks/t", ttl=TTL)
+        started = time.monotonic()
+        with pytest.raises(Exception, match="not first within the timeout"):
+            waiter.acquire(timeout=1.0)
+        assert time.monotonic() - started < 5
+        assert kv.count("locks/t/").count == 1  # the waiter's key went with its lease
+        holder.release()
+        with Lock(kv, "locks/t", ttl=TTL, timeout=10) as again:
+            assert again.fencing_revision is not None and again.fencing_revision > first
+
+
+def test_lease_keep_alive_holds_keys_across_a_leader_kill(leased: Cluster) -> None:
+    c = leased
+    old = c.leader()
+    lost: list[str] = []
+    with Client(endpoints(c, old), retry=POLICY) as kv:
+        lease = kv.grant_lease(2, on_lost=lambda gone: lost.append(gone.lost_reason or ""))
+        kv.put("svc/a", "10.0.0.1", lease=lease.id)
+        assert kv.lease_info(lease.id).keys == ("svc/a",)
+        assert lease.id in [s.id for s in kv.leases()]
+        c.kill(old)
+        time.sleep(3 * 2)  # three TTLs, an election among them
+        assert kv.get("svc/a").value == "10.0.0.1"
+        assert lease.alive and not lease.lost.is_set() and not lost
+        assert lease.revoke() is True
+        with pytest.raises(NotFound):
+            kv.get("svc/a")
+        assert kv.revoke_lease(lease.id) is False  # already gone
+        assert not lost  # a revoke is not a loss
+
+
+def test_a_lease_that_ends_is_reported_lost(leased: Cluster) -> None:
+    with Client(endpoints(leased), retry=POLICY) as kv:
+        lost = threading.Event()
+        lease = kv.grant_lease(3, on_lost=lambda _: lost.set())
+        kv.revoke_lease(lease.id)  # someone else revokes it
+        assert lost.wait(5) and lease.lost.is_set() and not lease.alive
+        assert "no longer holds" in (lease.lost_reason or "")
+
+
+def test_a_killed_lock_holder_process_loses_the_lock_within_its_ttl(leased: Cluster) -> None:
+    urls = ",".join(endpoints(leased))
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "raftnode.cli", "lock", "locks/p", "--ttl", "2",
+         "--endpoints", urls, "--", sys.executable, "-c", "import time; time.sleep(60)"],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        with Client(urls, retry=POLICY) as kv:
+            leased.wait_for("the holder's key", lambda: kv.count("locks/p/").count == 1, timeout=20)
+            os.killpg(holder.pid, signal.SIGKILL)
+            holder.wait(10)
+            started = time.monotonic()
+            fencing = Lock(kv, "locks/p", ttl=TTL).acquire(timeout=20)
+            assert fencing > 0
+            assert time.monotonic() - started < 2 + 5  # the TTL, and a little
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+
+
+def cli(c: Cluster, *argv: str) -> int:
+    return main([*argv, "--endpoints", ",".join(endpoints(c))])
+
+
+def test_lease_grant_ls_revoke_on_the_command_line(
+    leased: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(leased, "lease", "grant", "30", "--json") == 0
+    lease = json.loads(capsys.readouterr().out)["id"]
+    assert cli(leased, "lease", "ls") == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["ID", "TTL", "GRANTED"]
+    assert any(line.split()[0] == str(lease) for line in table[1:])
+    assert cli(leased, "lease", "keepalive", str(lease), "--once", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["id"] == lease
+    assert cli(leased, "lease", "revoke", str(lease)) == 0
+    assert f"lease {lease} revoked" in capsys.readouterr().out
+    assert cli(leased, "lease", "revoke", str(lease), "--json") == 1
+    assert json.loads(capsys.readouterr().err)["error"] == "lease_not_found"
+    assert cli(leased, "lease", "ls", "--json") == 0
+    assert lease not in [s["id"] for s in json.loads(capsys.readouterr().out)["leases"]]
+
+
+def test_lock_runs_the_command_with_its_fencing_revision_and_exit_code(
+    leased: Cluster, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = "import os, sys; print('fencing', os.environ['RAFTNODE_LOCK_FENCING']); sys.exit(7)"
+    urls = ",".join(endpoints(leased))
+    rc = main(["lock", "locks/cli", "--ttl", "3", "--endpoints", urls, "--",
+               sys.executable, "-c", script])  # fmt: skip
+    assert rc == 7
+    out = capfd.readouterr().out
+    assert int(out.split("fencing ")[1].split()[0]) > 0
+    with Client(urls) as kv:
+        assert kv.count("locks/cli/").count == 0  # released
+        held = Lock(kv, "locks/cli", ttl=TTL)
+        held.acquire(timeout=10)
+        try:
+            rc = main(["lock", "locks/cli", "--timeout", "1", "--json", "--endpoints", urls,
+                       "--", sys.executable, "-c", "pass"])  # fmt: skip
+            assert rc == 1
+            assert json.loads(capfd.readouterr().err)["error"] == "lock_timeout"
+        finally:
+            held.release()
