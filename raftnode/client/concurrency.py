@@ -100,7 +100,7 @@ class _Contender:
             self.key = contender_key(self.prefix, self.lease.id)
             written = self.client.put(self.key, value, prev_value=None, lease=self.lease.id)
             self.revision = written.revision
-            self._wait_first(deadline)
+            self._waitfirst_contender(deadline)
         except BaseException:
             self.leave()
             raise
@@ -136,7 +136,7 @@ class _Contender:
             raise LockLost(f"{self.key}: the lease is gone ({reason})")
         return lease
 
-    def _wait_first(self, deadline: float | None) -> None:
+    def _waitfirst_contender(self, deadline: float | None) -> None:
         assert self.revision is not None and self.key is not None
         while True:
             self._check_alive()
@@ -285,14 +285,14 @@ class Election:
 
     def leader(self) -> LeaderInfo | None:
         """Who leads now (None: nobody campaigns)."""
-        return _first(self.client.page(self.prefix, limit=1000).items)
+        return first_contender(self.client.page(self.prefix, limit=1000).items)
 
     def observe(self, *, timeout: float | None = None) -> Iterator[LeaderInfo | None]:
         """The leader now, then each change of leader (or of its value) as it happens;
         ends after ``timeout`` seconds when given."""
         deadline = None if timeout is None else time.monotonic() + timeout
         page = self.client.page(self.prefix, limit=1000)
-        shown = _first(page.items)
+        shown = first_contender(page.items)
         yield shown
         with self.client.watch(
             prefix=self.prefix, start_revision=page.revision + 1, progress=True
@@ -306,7 +306,7 @@ class Election:
                 for event in watch:
                     if event.type == "progress":
                         continue
-                    now = _first(self.client.page(self.prefix, limit=1000).items)
+                    now = first_contender(self.client.page(self.prefix, limit=1000).items)
                     if now != shown:
                         shown = now
                         yield now
@@ -315,7 +315,7 @@ class Election:
                     timer.cancel()
 
 
-def _first(items: Sequence[KeyValue]) -> LeaderInfo | None:
+def first_contender(items: Sequence[KeyValue]) -> LeaderInfo | None:
     ordered = in_order(items)
     if not ordered:
         return None

@@ -30,11 +30,6 @@ RETRY_FRACTION = 10
 """After a failed keep-alive the next try comes after a tenth of the TTL (at most 0.5 s)."""
 
 
-class LeaseLost(ClientError):
-    """The lease ended without ``revoke``: it expired, someone revoked it, or no keep-alive
-    was answered within its TTL."""
-
-
 @dataclass(slots=True)
 class RenewalSchedule:
     """When to renew a lease and until when it is surely alive (pure: times are passed in)."""

@@ -10,6 +10,7 @@ every guarded write applied (the store agreed the writer held the lock at that r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -25,7 +26,16 @@ from dataclasses import dataclass
 import pytest
 
 from raftnode.cli import main
-from raftnode.client import Client, Compare, NotFound, TxnOp
+from raftnode.client import (
+    AsyncClient,
+    AsyncElection,
+    AsyncLock,
+    Client,
+    Compare,
+    LeaderInfo,
+    NotFound,
+    TxnOp,
+)
 from raftnode.client.concurrency import Election, Lock
 from tests.integration.cluster import Cluster
 from tests.integration.test_client import POLICY, endpoints
@@ -262,3 +272,60 @@ def test_lock_runs_the_command_with_its_fencing_revision_and_exit_code(
             assert json.loads(capfd.readouterr().err)["error"] == "lock_timeout"
         finally:
             held.release()
+
+
+def test_async_lock_election_and_lease_across_a_leader_kill(leased: Cluster) -> None:
+    c = leased
+    old = c.leader()
+    urls = endpoints(c, old)
+
+    async def run() -> None:
+        async with AsyncClient(urls, retry=POLICY) as kv:
+            lease = await kv.grant_lease(2)
+            await kv.put("svc/async", "up", lease=lease.id)
+            sections: list[Section] = []
+
+            async def contender(who: int) -> None:
+                for _ in range(4):
+                    async with AsyncLock(kv, "locks/async", ttl=TTL, timeout=30) as lock:
+                        entered = time.monotonic()
+                        result = await kv.txn([lock.guard()], [TxnOp.put("fenced/a", str(who))])
+                        assert result.succeeded
+                        await asyncio.sleep(0.05)
+                        assert lock.fencing_revision is not None
+                        sections.append(
+                            Section(who, entered, time.monotonic(), lock.fencing_revision)
+                        )
+
+            async def killer() -> None:
+                while len(sections) < 3:
+                    await asyncio.sleep(0.02)
+                await asyncio.to_thread(c.kill, old)
+
+            await asyncio.wait_for(asyncio.gather(*(contender(n) for n in range(3)), killer()), 45)
+            check_mutual_exclusion(sections)
+            assert len(sections) == 12
+            assert (await kv.get("svc/async")).value == "up" and lease.alive
+
+            election = AsyncElection(kv, "elect/async", ttl=TTL)
+            seen: list[LeaderInfo | None] = []
+
+            async def watch_leaders() -> None:
+                async for info in AsyncElection(kv, "elect/async").observe():
+                    seen.append(info)
+                    if info is not None:
+                        return
+
+            observer = asyncio.ensure_future(watch_leaders())
+            await asyncio.sleep(0.5)
+            revision = await election.campaign("me", timeout=10)
+            await asyncio.wait_for(observer, 15)
+            last = seen[-1]
+            assert seen[0] is None and last is not None
+            assert (last.value, last.revision) == ("me", revision)
+            assert election.is_leader
+            await election.resign()
+            assert await election.leader() is None
+            assert await lease.revoke()
+
+    asyncio.run(run())
