@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,7 @@ from raftnode.client import (
 from raftnode.client.concurrency import Election, Lock
 from tests.integration.cluster import Cluster
 from tests.integration.test_client import POLICY, endpoints
+from tests.integration.test_client_watch_txn import load_example
 from tests.integration.test_watch import cluster_with
 
 TTL = 3
@@ -329,3 +331,96 @@ def test_async_lock_election_and_lease_across_a_leader_kill(leased: Cluster) -> 
             assert await lease.revoke()
 
     asyncio.run(run())
+
+
+def test_the_guides_service_registration_disappears_when_its_process_dies(
+    leased: Cluster,
+) -> None:
+    example = load_example("service_registration")
+    c = leased
+    old = c.leader()
+    urls = ",".join(endpoints(c, old))
+    script = Path(__file__).resolve().parents[2] / "examples" / "client" / "service_registration.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--endpoints", urls,
+         "register", "api", "api-1", "10.0.0.5:8000", "--ttl", "2"],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        with Client(urls, retry=POLICY) as kv:
+            c.wait_for("the registration", lambda: example.instances(kv, "api"), timeout=20)
+            c.kill(old)
+            time.sleep(3 * 2)  # three TTLs across the election: the keep-alive holds it
+            assert example.instances(kv, "api") == {"api-1": "10.0.0.5:8000"}
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            killed = time.monotonic()
+            c.wait_for("the entry to go", lambda: not example.instances(kv, "api"), timeout=15)
+            assert time.monotonic() - killed < 2 + 5
+            # A registration that stops on purpose revokes: its entry goes at once.
+            registration = example.Registration(kv, "api", "api-2", "10.0.0.6:8000", 2)
+            stop = threading.Event()
+            runner = threading.Thread(target=registration.run, args=(stop,), daemon=True)
+            runner.start()
+            c.wait_for("api-2", lambda: "api-2" in example.instances(kv, "api"), timeout=10)
+            stop.set()
+            runner.join(10)
+            assert example.instances(kv, "api") == {}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_the_guides_elected_worker_works_only_while_elected_across_kills(
+    leased: Cluster,
+) -> None:
+    example = load_example("elected_worker")
+    c = leased
+    old = c.leader()
+    urls = endpoints(c, old)
+    clients = [Client(urls, retry=POLICY) for _ in range(3)]
+    workers = [
+        example.ElectedWorker(kv, f"w{n}", ttl=2, interval=0.05) for n, kv in enumerate(clients)
+    ]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    with Client(urls, retry=POLICY) as kv:
+
+        def reports() -> list[tuple[str, int]]:
+            items = sorted(kv.range("jobs/report/"), key=lambda x: x.mod_revision or 0)
+            return [(v.split()[0], int(v.split()[1])) for v in (x.value for x in items)]
+
+        try:
+            c.wait_for("work", lambda: len(reports()) >= 5, timeout=20)
+            c.kill(old)
+            count = len(reports())
+            c.wait_for("work after the kill", lambda: len(reports()) >= count + 5, timeout=30)
+            # The elected worker's process "dies": its keep-alives stop, its lease expires.
+            leader = next(w for w in workers if w.election.is_leader)
+            assert leader.election.lease is not None
+            leader.election.lease.close()
+            stalled = time.monotonic()
+            c.wait_for(
+                "another worker to lead",
+                lambda: any(name != leader.identity for name, _ in reports()[-3:]),
+                timeout=20,
+            )
+            assert time.monotonic() - stalled < 2 + 8
+        finally:
+            for w in workers:
+                w.stop()
+            for t in threads:
+                t.join(15)
+        done = reports()
+    for kv_ in clients:
+        kv_.close()
+    assert not any(t.is_alive() for t in threads)
+    fencings = [f for _, f in done]
+    assert fencings == sorted(fencings), "a deposed leader's work applied after its successor's"
+    owners: dict[int, set[str]] = {}
+    for name, fencing in done:
+        owners.setdefault(fencing, set()).add(name)
+    assert all(len(names) == 1 for names in owners.values()), owners
+    assert len({name for name, _ in done}) >= 2  # leadership moved
