@@ -245,8 +245,14 @@ def test_lease_grant_ls_revoke_on_the_command_line(
     assert any(line.split()[0] == str(lease) for line in table[1:])
     assert cli(leased, "lease", "keepalive", str(lease), "--once", "--json") == 0
     assert json.loads(capsys.readouterr().out)["id"] == lease
+    assert cli(leased, "kv", "put", "svc/cli", "up", "--lease", str(lease)) == 0
+    capsys.readouterr()
     assert cli(leased, "lease", "revoke", str(lease)) == 0
     assert f"lease {lease} revoked" in capsys.readouterr().out
+    assert cli(leased, "kv", "get", "svc/cli") == 1  # went with its lease
+    capsys.readouterr()
+    assert cli(leased, "kv", "put", "svc/cli", "up", "--lease", str(lease), "--json") == 1
+    assert json.loads(capsys.readouterr().err)["error"] == "lease_not_found"
     assert cli(leased, "lease", "revoke", str(lease), "--json") == 1
     assert json.loads(capsys.readouterr().err)["error"] == "lease_not_found"
     assert cli(leased, "lease", "ls", "--json") == 0
