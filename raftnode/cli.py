@@ -20,6 +20,7 @@ from raftnode.cli_admin import (
 )
 from raftnode.cli_admin import add_commands as add_admin_commands
 from raftnode.cli_kv import add_commands as add_kv_commands
+from raftnode.cli_lease import add_commands as add_lease_commands
 from raftnode.cli_snapshot import add_commands as add_snapshot_commands
 from raftnode.config import ConfigError, load_config
 from raftnode.tokens import Role, new_token, token_line
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_commands(sub)
     add_snapshot_commands(sub)
     add_kv_commands(sub)
+    add_lease_commands(sub)
     return parser
 
 

@@ -3,10 +3,11 @@
 Endpoints come from ``--endpoints``, else ``$RAFTNODE_ENDPOINTS``, else the local quick start's
 three nodes. Output is plain (a value, a table, one line per watch event) or, with ``--json``,
 JSON on stdout (one document; JSON lines for ``watch``). Errors go to stderr. Exit codes: 0
-done, 1 the key does not exist or a compare failed (for ``txn``: the failure branch ran; for
-``watch --count``: fewer events came before ``--timeout``), 2 a usage error (bad arguments, or
-a request the nodes refuse as malformed), 3 the cluster could not take the call before the
-deadline (unavailable), 4 any other refusal (quota, a server error, a compacted watch start).
+done, 1 the key (or the lease a put names) does not exist or a compare failed (for ``txn``:
+the failure branch ran; for ``watch --count``: fewer events came before ``--timeout``), 2 a
+usage error (bad arguments, or a request the nodes refuse as malformed), 3 the cluster could
+not take the call before the deadline (unavailable), 4 any other refusal (quota, a server
+error, a compacted watch start).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from raftnode.client import (
     ClientError,
     CompareFailed,
     KeyValue,
+    LeaseNotFound,
     NotFound,
     ServerRefusal,
     Txn,
@@ -96,6 +98,7 @@ def _cmd_put(args: argparse.Namespace, client: Client) -> int:
         _read_value(args),
         prev_value=prev,
         prev_revision=args.prev_revision,
+        lease=args.lease,
         idempotency_key=args.idempotency_key,
     )
     if args.json:
@@ -278,6 +281,9 @@ def _run(args: argparse.Namespace) -> int:
     except NotFound as e:
         _error(args, e.code, e.message, {"key": e.key})
         return EXIT_MISSING
+    except LeaseNotFound as e:
+        _error(args, e.code, e.message, {"lease": e.lease})
+        return EXIT_MISSING
     except CompareFailed as e:
         held = f"holds {e.current_value!r}" if e.exists else "does not exist"
         _error(
@@ -366,6 +372,9 @@ def add_commands(sub: Any) -> None:
     cas = p.add_mutually_exclusive_group()
     cas.add_argument("--prev-value", help="write only if the key holds this value")
     cas.add_argument("--create", action="store_true", help="write only if the key is absent")
+    p.add_argument(
+        "--lease", type=_positive, help="attach the key to this lease (it goes when the lease ends)"
+    )
     prev_revision(p)
     idempotency(p)
     common(p)

@@ -10,11 +10,15 @@
 The client finds a node that answers, rides out elections and dead nodes with a bounded,
 jittered backoff inside each call's deadline, and sends every write with an idempotency key so
 that its retries apply it exactly once; ``watch`` follows changes across dead nodes, resuming
-from the last revision it delivered. See docs/client.md.
+from the last revision it delivered; leases with a background keep-alive, and ``Lock`` and
+``Election`` with fencing revisions, build coordination on top. See docs/client.md.
 """
 
 from raftnode.client.async_client import AsyncClient
+from raftnode.client.async_concurrency import AsyncElection, AsyncLock
+from raftnode.client.async_lease import AsyncLease
 from raftnode.client.async_watch import AsyncWatch
+from raftnode.client.concurrency import AcquireTimeout, Election, LeaderInfo, Lock, LockLost
 from raftnode.client.endpoints import ENDPOINTS_ENV, Endpoint, parse_endpoints, tls_context
 from raftnode.client.errors import (
     BadRequest,
@@ -22,12 +26,16 @@ from raftnode.client.errors import (
     CompareFailed,
     DeadlineExceeded,
     IdempotencyKeyReused,
+    LeaseExists,
+    LeaseNotFound,
     NotFound,
     QuotaExceeded,
     ServerError,
     ServerRefusal,
     Unavailable,
 )
+from raftnode.client.lease import Lease
+from raftnode.client.lease_ops import LeaseStatus
 from raftnode.client.operations import UNSET, Count, KeyValue, Page, WriteResult
 from raftnode.client.retry import RetryPolicy
 from raftnode.client.sync_client import Client
@@ -39,7 +47,11 @@ from raftnode.consistency import Consistency
 __all__ = [
     "ENDPOINTS_ENV",
     "UNSET",
+    "AcquireTimeout",
     "AsyncClient",
+    "AsyncElection",
+    "AsyncLease",
+    "AsyncLock",
     "AsyncWatch",
     "BadRequest",
     "Client",
@@ -49,9 +61,17 @@ __all__ = [
     "Consistency",
     "Count",
     "DeadlineExceeded",
+    "Election",
     "Endpoint",
     "IdempotencyKeyReused",
     "KeyValue",
+    "LeaderInfo",
+    "Lease",
+    "LeaseExists",
+    "LeaseNotFound",
+    "LeaseStatus",
+    "Lock",
+    "LockLost",
     "NotFound",
     "Page",
     "QuotaExceeded",

@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from raftnode.client import lease_ops
 from raftnode.client import operations as ops
+from raftnode.client.async_lease import AsyncLease
 from raftnode.client.async_transport import AsyncHttpTransport, AsyncTransport
 from raftnode.client.async_watch import AsyncStreamOpener, AsyncWatch, async_http_stream_opener
-from raftnode.client.errors import ServerRefusal
+from raftnode.client.errors import LeaseExists, LeaseNotFound, ServerRefusal
+from raftnode.client.lease_ops import LeaseStatus
 from raftnode.client.operations import (
     UNSET,
     Count,
@@ -195,14 +198,16 @@ class AsyncClient:
         *,
         prev_value: PrevValue = UNSET,
         prev_revision: int | None = None,
+        lease: int | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> WriteResult:
-        """Write ``key``. With ``prev_value`` a compare-and-set: only if the key holds that
-        value (None: only if absent); with ``prev_revision`` only if the key's
-        ``mod_revision`` is that revision (0: only if absent); otherwise ``CompareFailed``,
-        and nothing is written."""
-        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision)
+        """Write ``key`` (attached to ``lease`` when given: the key goes when the lease
+        ends; a put without ``lease`` detaches it). With ``prev_value`` a compare-and-set:
+        only if the key holds that value (None: only if absent); with ``prev_revision``
+        only if the key's ``mod_revision`` is that revision (0: only if absent); otherwise
+        ``CompareFailed``, and nothing is written."""
+        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision, lease)
         return ops.write_result(call, key, await self._call(call, timeout))
 
     async def create(
@@ -265,6 +270,51 @@ class AsyncClient:
         )
         call = txn_call(txn, idempotency_key)
         return txn_result(call, await self._call(call, timeout))
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def grant_lease(
+        self,
+        ttl: int,
+        *,
+        keep_alive: bool = True,
+        on_lost: Callable[[AsyncLease], None] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncLease:
+        """Grant a lease of ``ttl`` whole seconds, kept alive by a task (see ``AsyncLease``
+        and ``Client.grant_lease``)."""
+        chosen = lease_ops.pick_id(self._rng)
+        call = lease_ops.grant_call(ttl, chosen)
+        sent = self._clock()
+        try:
+            status = lease_ops.lease_status(await self._call(call, timeout))
+        except LeaseExists:
+            # The id is ours (random below 2^53): an earlier attempt of this call applied.
+            status = LeaseStatus(chosen, float(ttl), ttl)
+        return AsyncLease(
+            self, status, sent, keep_alive=keep_alive, on_lost=on_lost, clock=self._clock
+        )
+
+    async def lease_keep_alive(self, lease: int, *, timeout: float | None = None) -> LeaseStatus:
+        """Renew ``lease`` once to its full TTL; ``LeaseNotFound`` when it is gone."""
+        answer = await self._call(lease_ops.keep_alive_call(lease), timeout)
+        return lease_ops.lease_status(answer)
+
+    async def revoke_lease(self, lease: int, *, timeout: float | None = None) -> bool:
+        """Revoke ``lease``; False when it was already gone."""
+        try:
+            await self._call(lease_ops.revoke_call(lease), timeout)
+        except LeaseNotFound:
+            return False
+        return True
+
+    async def lease_info(self, lease: int, *, timeout: float | None = None) -> LeaseStatus:
+        """The lease's remaining TTL, granted TTL and keys; ``LeaseNotFound`` when gone."""
+        return lease_ops.lease_status(await self._call(lease_ops.info_call(lease), timeout))
+
+    async def leases(self, *, timeout: float | None = None) -> list[LeaseStatus]:
+        """Every live lease, by id."""
+        return lease_ops.lease_list(await self._call(lease_ops.list_call(), timeout))
 
     # -- cluster -----------------------------------------------------------------------------
 

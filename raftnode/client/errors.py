@@ -96,6 +96,20 @@ class CompareFailed(ServerRefusal):
         return value if type(value) is int else None
 
 
+class LeaseNotFound(ServerRefusal):
+    """The lease does not exist (404 ``lease_not_found``): never granted, revoked, or
+    expired. A put naming it wrote nothing."""
+
+    @property
+    def lease(self) -> int | None:
+        value = self.body.get("id")
+        return value if type(value) is int else None
+
+
+class LeaseExists(ServerRefusal):
+    """A lease with the requested id exists (409 ``lease_exists``); nothing changed."""
+
+
 class BadRequest(ServerRefusal):
     """The node refused the request as malformed or too large (4xx): fix the request."""
 
@@ -118,6 +132,10 @@ def refusal_from_answer(status: int, body: dict[str, Any]) -> ServerRefusal:
     message = str(body.get("message") or "")
     if status == 404 and code == "not_found":
         return NotFound(status, code, message, body)
+    if status == 404 and code == "lease_not_found":
+        return LeaseNotFound(status, code, message, body)
+    if status == 409 and code == "lease_exists":
+        return LeaseExists(status, code, message, body)
     if status == 409 and code == "cas_mismatch":
         return CompareFailed(status, code, message, body)
     if status == 422 and code == "idempotency_key_reused":

@@ -150,6 +150,7 @@ def put_call(
     prev_value: PrevValue,
     idempotency_key: str | None,
     prev_revision: int | None = None,
+    lease: int | None = None,
 ) -> Call:
     _check_key(key)
     if not isinstance(value, str):
@@ -161,6 +162,10 @@ def put_call(
         obj["prev_value"] = prev_value
     if prev_revision is not None:
         obj["prev_revision"] = check_revision(prev_revision, "prev_revision")
+    if lease is not None:
+        if type(lease) is not int or not 1 <= lease <= MAX_REVISION:
+            raise ValueError(f"lease must be a lease id (an integer from 1), not {lease!r}")
+        obj["lease"] = lease
     return Call("POST", "/kv", _body(obj), check_idempotency_key(idempotency_key))
 
 

@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
+from raftnode.client import lease_ops
 from raftnode.client import operations as ops
-from raftnode.client.errors import ServerRefusal
+from raftnode.client.errors import LeaseExists, LeaseNotFound, ServerRefusal
+from raftnode.client.lease import Lease
+from raftnode.client.lease_ops import LeaseStatus
 from raftnode.client.operations import (
     UNSET,
     Count,
@@ -202,14 +205,16 @@ class Client:
         *,
         prev_value: PrevValue = UNSET,
         prev_revision: int | None = None,
+        lease: int | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> WriteResult:
-        """Write ``key``. With ``prev_value`` a compare-and-set: only if the key holds that
-        value (None: only if absent); with ``prev_revision`` only if the key's
-        ``mod_revision`` is that revision (0: only if absent); otherwise ``CompareFailed``,
-        and nothing is written."""
-        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision)
+        """Write ``key`` (attached to ``lease`` when given: the key goes when the lease
+        ends; a put without ``lease`` detaches it). With ``prev_value`` a compare-and-set:
+        only if the key holds that value (None: only if absent); with ``prev_revision``
+        only if the key's ``mod_revision`` is that revision (0: only if absent); otherwise
+        ``CompareFailed``, and nothing is written."""
+        call = ops.put_call(key, value, prev_value, idempotency_key, prev_revision, lease)
         return ops.write_result(call, key, self._call(call, timeout))
 
     def create(
@@ -272,6 +277,55 @@ class Client:
         )
         call = txn_call(txn, idempotency_key)
         return txn_result(call, self._call(call, timeout))
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def grant_lease(
+        self,
+        ttl: int,
+        *,
+        keep_alive: bool = True,
+        on_lost: Callable[[Lease], None] | None = None,
+        timeout: float | None = None,
+    ) -> Lease:
+        """Grant a lease of ``ttl`` whole seconds; with ``keep_alive`` a background thread
+        renews it every ``ttl / 3`` until ``revoke``/``close`` (or ``with`` ends), and
+        ``on_lost`` is called if it ends otherwise (see ``Lease``)."""
+        lease = self._grant(ttl, timeout)
+        return Lease(
+            self, lease[0], lease[1], keep_alive=keep_alive, on_lost=on_lost, clock=self._clock
+        )
+
+    def _grant(self, ttl: int, timeout: float | None) -> tuple[LeaseStatus, float]:
+        chosen = lease_ops.pick_id(self._rng)
+        call = lease_ops.grant_call(ttl, chosen)
+        sent = self._clock()
+        try:
+            return lease_ops.lease_status(self._call(call, timeout)), sent
+        except LeaseExists:
+            # The id is ours (random below 2^53): an earlier attempt of this call applied.
+            return LeaseStatus(chosen, float(ttl), ttl), sent
+
+    def lease_keep_alive(self, lease: int, *, timeout: float | None = None) -> LeaseStatus:
+        """Renew ``lease`` once to its full TTL; ``LeaseNotFound`` when it is gone."""
+        return lease_ops.lease_status(self._call(lease_ops.keep_alive_call(lease), timeout))
+
+    def revoke_lease(self, lease: int, *, timeout: float | None = None) -> bool:
+        """Revoke ``lease`` (its keys are deleted at one revision); False when it was
+        already gone (never granted, expired, or revoked by an earlier attempt)."""
+        try:
+            self._call(lease_ops.revoke_call(lease), timeout)
+        except LeaseNotFound:
+            return False
+        return True
+
+    def lease_info(self, lease: int, *, timeout: float | None = None) -> LeaseStatus:
+        """The lease's remaining TTL, granted TTL and keys; ``LeaseNotFound`` when gone."""
+        return lease_ops.lease_status(self._call(lease_ops.info_call(lease), timeout))
+
+    def leases(self, *, timeout: float | None = None) -> list[LeaseStatus]:
+        """Every live lease, by id."""
+        return lease_ops.lease_list(self._call(lease_ops.list_call(), timeout))
 
     # -- cluster -----------------------------------------------------------------------------
 
