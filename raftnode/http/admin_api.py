@@ -260,7 +260,7 @@ class AdminApi:
         )
 
     async def _transfer(self, request: Request, deadline: float) -> Response:
-        body = _body(request) if request.body.strip() else {}
+        body = _body(request) if request.body else {}  # whitespace is not JSON: 400
         target = body.get("to")
         if target is not None and (not isinstance(target, int) or isinstance(target, bool)):
             raise bad_request("to must be a member id (or absent: the most caught-up voter)")
