@@ -1,11 +1,12 @@
 """``POST /admin/v1/compact``: compact the history window on command (etcd's Compact).
 
 The request names a revision R; the leader checks it against its store (R from 1 to the
-store's revision) and proposes a ``Compact`` entry, which every node applies the same way: the
-changes up to R leave the window, R becomes the compact revision, and watches behind it end with
-``compacted``. A revision the window already starts past is answered at once with the compact
-revision in force (``"compacted": false``): asking twice is harmless. The admin API forwards the
-request to the leader from a follower, as every admin write.
+store's revision, else 409 naming the bounds: well-formed, but refused by the state) and
+proposes a ``Compact`` entry, which every node applies the same way: the changes up to R leave
+the window, R becomes the compact revision, and watches behind it end with ``compacted``. A
+revision the window already starts past is answered at once with the compact revision in force
+(``"compacted": false``): asking twice is harmless. The admin API forwards the request to the
+leader from a follower, as every admin write.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def _future(rev: int, result: CompactResult) -> ApiError:
         else f"the history is compacted up to {floor} already: nothing is left to compact"
     )
     return ApiError(
-        400,
-        ErrorCode.BAD_FIELD,
+        409,
+        ErrorCode.CONFLICT,
         f"revision {rev} is ahead of the store's current revision {now}; {bounds}",
         extra={"revision": result.revision, "compact_revision": result.compact_revision},
     )

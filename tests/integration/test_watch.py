@@ -253,7 +253,7 @@ def test_compact_through_a_follower_ends_a_watcher_behind_it_and_moves_the_gauge
         refused = subprocess.run([*cli, "0"], capture_output=True, text=True, timeout=30)
         assert refused.returncode == 1 and "HTTP 400" in refused.stderr
         ahead = c.admin(follower, "POST", "/compact", {"revision": end + 100})
-        assert ahead.status == 400 and f"current revision {end};" in ahead.json()["message"]
+        assert ahead.status == 409 and f"current revision {end};" in ahead.json()["message"]
 
         behind.read_all(until=20)
         assert behind.status == 200

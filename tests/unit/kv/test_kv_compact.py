@@ -102,7 +102,7 @@ def test_every_node_applies_the_compaction_alike_once_every_member_speaks_7(
             del cluster.network.versions[3]  # node 3 upgraded
             with pytest.raises(ApiError) as refused:
                 await compact(service, kv.revision + 1, deadline)
-            assert refused.value.status == 400 and f"from 1 to {kv.revision}" in str(refused.value)
+            assert refused.value.status == 409 and f"from 1 to {kv.revision}" in str(refused.value)
             answer = await compact(service, 8, deadline)
             assert answer is not None and answer.status == 200
             assert b'"compact_revision":8' in answer.body and b'"compacted":true' in answer.body
