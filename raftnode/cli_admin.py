@@ -1,4 +1,5 @@
-"""``raftnode member list|add|promote|remove`` and ``raftnode leader transfer``: the admin API
+"""``raftnode member list|add|promote|remove``, ``raftnode leader transfer`` and ``raftnode compact
+REV``: the admin API
 (``/admin/v1`` on any node's client port) from the command line, as etcdctl does it."""
 
 from __future__ import annotations
@@ -165,6 +166,12 @@ def _run(args: argparse.Namespace, method: str, path: str, body: Any) -> int:
         return 1
     if args.json:
         print(json.dumps(answer, indent=2))
+    elif "compact_revision" in answer:
+        done = "compacted" if answer.get("compacted") else "already compacted"
+        print(
+            f"{done}: history kept after revision {answer['compact_revision']} "
+            f"(store at revision {answer['revision']})"
+        )
     elif "members" in answer:
         if answer.get("op"):
             print(f"{answer['op']} {answer['id']}: done")
@@ -202,8 +209,12 @@ def _leader_transfer(args: argparse.Namespace) -> int:
     return _run(args, "POST", "/leader/transfer", {"to": args.to} if args.to else {})
 
 
+def _compact(args: argparse.Namespace) -> int:
+    return _run(args, "POST", "/compact", {"revision": args.revision})
+
+
 def add_commands(sub: Any) -> None:
-    """Add ``member`` and ``leader`` to the ``raftnode`` parser's subcommands."""
+    """Add ``member``, ``leader`` and ``compact`` to the ``raftnode`` parser's subcommands."""
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="any node's client API URL")
@@ -248,3 +259,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--to", type=int, default=None)
     common(p)
     p.set_defaults(func=_leader_transfer)
+    p = sub.add_parser(
+        "compact", help="drop the change history up to REV (watches from before it get 410)"
+    )
+    p.add_argument("revision", type=int, metavar="REV", help="the revision to compact up to")
+    common(p)
+    p.set_defaults(func=_compact)

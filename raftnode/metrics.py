@@ -151,6 +151,18 @@ class NodeMetrics:
             "Leases this node revoked as their leader because keep-alives stopped.",
             registry=r,
         )
+        self.watch_events_sent = Counter(
+            "raftnode_watch_events_sent",
+            "Changes this node handed to watch streams.",
+            registry=r,
+        )
+        self.watchers_cancelled = Counter(
+            "raftnode_watchers_cancelled",
+            "Watch streams this node ended (compacted, slow_client, history_replaced, "
+            "shutdown, internal_error); a client closing its stream is not counted.",
+            ["reason"],
+            registry=r,
+        )
         self._quota_alarm = False
         self.health_seconds = Histogram(
             "raftnode_health_request_seconds",
@@ -189,6 +201,24 @@ class NodeMetrics:
             "Leases the store holds (granted, not yet revoked or expired).",
             registry=self.registry,
         ).set_function(count)
+
+    def watch_history(
+        self, watchers: Callable[[], int], compact_revision: Callable[[], int]
+    ) -> None:
+        """Export the open watch streams and the history window's compact revision, read at
+        each scrape."""
+        r = self.registry
+        Gauge("raftnode_watchers", "Watch streams open on this node.", registry=r).set_function(
+            watchers
+        )
+        Gauge(
+            "raftnode_history_compact_revision",
+            "The highest revision no longer in the history window (watches start after it).",
+            registry=r,
+        ).set_function(compact_revision)
+
+    def watch_cancelled(self, reason: str) -> None:
+        self.watchers_cancelled.labels(reason=reason).inc()
 
     def quota_refused(self) -> None:
         self.quota_refusals.inc()

@@ -72,6 +72,7 @@ class RaftnodeServer:
         )
         self.lessor = Lessor(self.service, on_expired=self.metrics.leases_expired.inc)
         self.metrics.watch_leases(lambda: len(self.store.leases or ()))
+        self.metrics.watch_history(self._watchers, self._compact_revision)
         self.auth = ClientAuth(config.auth, cluster_secret=config.secret)
         self.tls = ServerTls(config.tls) if config.tls is not None else None
         self.client_api: ClientApi | None = None
@@ -83,6 +84,13 @@ class RaftnodeServer:
         self._shutting_down = False
         self._tasks: set[asyncio.Future[None]] = set()
         self.started_at = time.time()
+
+    def _watchers(self) -> int:
+        return len(self.client_api.watches) if self.client_api is not None else 0
+
+    def _compact_revision(self) -> int:
+        history = self.store.history
+        return history.compact_revision if history is not None else 0
 
     async def start(self) -> None:
         cfg = self.config

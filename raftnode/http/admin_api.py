@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from raftnode.config import Address
+from raftnode.http.admin_compact import compact, requested_revision
 from raftnode.http.connection import Request, Response, StreamedBody
 from raftnode.http.errors import (
     ApiError,
@@ -25,7 +26,8 @@ from raftnode.http.errors import (
     unavailable,
 )
 from raftnode.http.requests import decode_json_object
-from raftnode.node import NotLeader, OutcomeUnknown, RaftNode, Unavailable
+from raftnode.kv.service import KeyValueService
+from raftnode.node import NotLeader, OutcomeUnknown, Unavailable
 from raftnode.raft.confchange import check_addresses_unused, check_prev_index
 from raftnode.raft.errors import ConfChangeError, LeaderNotReady
 from raftnode.raft.types import ConfChangeOp
@@ -42,16 +44,18 @@ def _json(status: int, obj: Any) -> Response:
 
 
 class AdminApi:
-    """Members (list, add as learner, promote, remove) and leadership transfer."""
+    """Members (list, add as learner, promote, remove), leadership transfer and the history's
+    compaction."""
 
     def __init__(
         self,
-        node: RaftNode,
+        service: KeyValueService,
         forward: Forward,
         request_timeout: float,
         member_clients: dict[int, Address],
     ) -> None:
-        self.node = node
+        self.service = service
+        self.node = service.node
         self.forward = forward
         self.request_timeout = request_timeout
         self.member_clients = member_clients
@@ -92,6 +96,10 @@ class AdminApi:
             member = _member_id(parts[1])
             prev = _prev_index(request)
             run = lambda: self._remove(member, deadline, prev)  # noqa: E731
+        elif parts == ["compact"]:
+            _require(method, "POST", request.path)
+            rev = requested_revision(request)
+            run = lambda: compact(self.service, rev, deadline)  # noqa: E731
         elif parts == ["leader", "transfer"]:
             _require(method, "POST", request.path)
             run = lambda: self._transfer(request, deadline)  # noqa: E731
@@ -252,7 +260,7 @@ class AdminApi:
         )
 
     async def _transfer(self, request: Request, deadline: float) -> Response:
-        body = _body(request) if request.body.strip() else {}
+        body = _body(request) if request.body else {}  # whitespace is not JSON: 400
         target = body.get("to")
         if target is not None and (not isinstance(target, int) or isinstance(target, bool)):
             raise bad_request("to must be a member id (or absent: the most caught-up voter)")

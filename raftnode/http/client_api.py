@@ -144,7 +144,7 @@ class ClientApi:
         self.limits = settings.limits
         self.metrics = metrics
         self.admin = AdminApi(
-            service.node, self._forward_admin, settings.request_timeout, settings.member_clients
+            service, self._forward_admin, settings.request_timeout, settings.member_clients
         )
         self._connections: weakref.WeakSet[HttpConnection] = weakref.WeakSet()
         self._leaders = LeaderConnections(lambda: tls.client if tls is not None else None)
@@ -159,6 +159,8 @@ class ClientApi:
             service.store,
             buffer_events=settings.watch.buffer_events,
             max_watchers=settings.watch.max_watchers,
+            on_sent=metrics.watch_events_sent.inc,
+            on_cancelled=metrics.watch_cancelled,
         )
         self.leases = LeaseApi(
             lessor or Lessor(service), self._forward_admin, json_response, self.limits

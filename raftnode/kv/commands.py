@@ -18,7 +18,9 @@ on every node when its entry applies (``decode_entry``). The kinds:
 Entries a release before peer protocol version ``TXN_PROTOCOL_VERSION`` cannot apply (a
 ``Txn``, a ``FormatUpgrade``, a ``Command`` with ``prev_revision``) say so in
 ``needs_protocol``; they are only proposed once every member speaks that version. Likewise
-``LEASE_PROTOCOL_VERSION`` for the lease entries, a put with a lease and the upgrade to 4.
+``LEASE_PROTOCOL_VERSION`` for the lease entries, a put with a lease and the upgrade to 4,
+and ``COMPACT_PROTOCOL_VERSION`` for ``Compact`` (the operator's compaction of the history
+window, ``raftnode.kv.history``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,14 @@ LEASE_PROTOCOL_VERSION = 6
 a put attached to a lease) and ``FormatUpgrade`` to ``LEASE_FORMAT``."""
 LEASE_FORMAT = 4
 """The store format that keeps leases and the keys attached to them (``raftnode.kv.leases``)."""
+COMPACT_PROTOCOL_VERSION = 7
+"""The peer protocol version of releases that apply ``Compact``. It needs no new store format:
+it drops rows of the history tables of ``HISTORY_FORMAT`` and moves their ``compact_rev``, as
+the automatic bounds already do; an older release would skip it as undecodable and keep rows
+every other node dropped, so it is proposed only once every member speaks this version."""
 MAX_LEASE_ID = (1 << 63) - 1
+MAX_REVISION = (1 << 63) - 1
+"""The largest revision an entry or a request may name (SQLite's integers are 64-bit)."""
 
 
 def _dumps(obj: object) -> str:
@@ -330,7 +339,33 @@ class LeaseRevoke:
         return cls(_lease_id(obj["id"]), obj.get("x") is True)
 
 
-Entry = Command | Txn | FormatUpgrade | LeaseGrant | LeaseRevoke
+# -- history compaction ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Compact:
+    """Drop the history window's changes up to ``revision`` and make it the compact revision
+    (etcd's Compact): a watch may then start at ``revision + 1`` at the earliest. Applying it is
+    a no-op when the window starts past ``revision`` already, and refused when ``revision`` is
+    ahead of the store's (``raftnode.kv.history.compact_history``)."""
+
+    revision: int
+
+    needs_protocol = COMPACT_PROTOCOL_VERSION
+    request_id = None
+
+    def encode(self) -> bytes:
+        return _dumps({"op": "compact", "rev": self.revision}).encode()
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Compact:
+        rev = obj["rev"]
+        if type(rev) is not int or not 0 < rev <= MAX_REVISION:
+            raise TypeError(f"a compact revision is an integer from 1 to {MAX_REVISION}")
+        return cls(rev)
+
+
+Entry = Command | Txn | FormatUpgrade | LeaseGrant | LeaseRevoke | Compact
 """Anything a key-value log entry holds."""
 
 
@@ -351,6 +386,8 @@ def decode_entry(data: bytes) -> Entry:
         return LeaseGrant.from_json(obj)
     if op == "lease_revoke":
         return LeaseRevoke.from_json(obj)
+    if op == "compact":
+        return Compact.from_json(obj)
     return Command.from_json(obj)
 
 
@@ -377,6 +414,10 @@ class Outcome(StrEnum):
     """A grant of a lease id already in use."""
     TOO_MANY_LEASES = "too_many_leases"
     """A grant while the store holds its maximum number of leases."""
+    FUTURE_REVISION = "future_revision"
+    """A compaction to a revision the store has not reached: nothing changed."""
+    NO_HISTORY = "no_history"
+    """A compaction of a store that keeps no history window yet (format below 3)."""
     BAD_COMMAND = "bad_command"
     """An entry that does not decode as a command (skipped the same way on every node)."""
 
@@ -495,7 +536,36 @@ class TxnResult:
         )
 
 
-ApplyResult = CommandResult | TxnResult
+@dataclass(frozen=True, slots=True)
+class CompactResult:
+    """A compaction's outcome: the store's ``revision`` and the window's ``compact_revision``
+    after it (``compacted`` False: it already started past the revision asked), or ``error``
+    with nothing changed."""
+
+    revision: int
+    compact_revision: int
+    compacted: bool = False
+    error: str | None = None
+
+    replayed = False
+    """A compaction carries no idempotency key: never a remembered outcome."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> str:
+        return _dumps(
+            {
+                "compact": self.compact_revision,
+                "rev": self.revision,
+                "done": self.compacted,
+                "err": self.error,
+            }
+        )
+
+
+ApplyResult = CommandResult | TxnResult | CompactResult
 
 
 def replay_of(text: str) -> ApplyResult:

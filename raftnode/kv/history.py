@@ -16,6 +16,16 @@ every node starts its window at the same point::
     history_meta(id = 0, compact_rev)
 
 Its row and byte counts are recounted on opening (O(window)), so only ``compact_rev`` is kept.
+
+An operator may also compact on command (etcd's Compact): the ``Compact`` entry, applied by
+``compact_history`` in the same deterministic way on every node, drops the changes up to a
+revision at most the store's own. It uses the same tables, so it needs no new store format (only
+a peer protocol version, ``COMPACT_PROTOCOL_VERSION``, since an older release cannot apply it).
+Such a compaction may drop the whole window (up to ``max_bytes``) at once: it moves
+``compact_rev`` at once, but deletes the rows in steps of ``PURGE_STEP_ROWS``, one step in its
+own apply and one in each later revision's, so no apply holds the event loop for a time that
+grows with the window. Rows at or below ``compact_rev`` are never read (``changes`` starts after
+it), and which ones are left is a function of the log like the rest.
 """
 
 from __future__ import annotations
@@ -24,8 +34,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
-from raftnode.kv.commands import HISTORY_FORMAT
+from raftnode.kv.commands import HISTORY_FORMAT, CompactResult, Outcome
 
+PURGE_STEP_ROWS = 128
+"""Rows a compaction on command deletes per apply (see above)."""
 ROW_OVERHEAD = 40
 """Bytes counted per change beside its key and value (revisions, event, row framing)."""
 
@@ -85,6 +97,8 @@ class History:
         self.rows, self.nbytes = int(rows), int(nbytes)
         self._seq = 0
         self._seq_rev = 0
+        self._purged = False
+        """No row at or below ``compact_revision`` is left (False: not known yet)."""
 
     @classmethod
     def of_format(
@@ -113,6 +127,7 @@ class History:
         """Write one change at ``revision`` (in the open transaction), then compact."""
         if revision != self._seq_rev:
             self._seq_rev, self._seq = revision, 0
+            self._purge_step()
         else:
             self._seq += 1
         self._conn.execute(
@@ -146,13 +161,38 @@ class History:
             "UPDATE history_meta SET compact_rev = ? WHERE id = 0", (self.compact_revision,)
         )
 
+    def compact_to(self, upto: int) -> bool:
+        """Drop every change up to ``upto`` (in the open transaction); False when the window
+        starts past it already (nothing to do)."""
+        if upto <= self.compact_revision:
+            return False
+        self.compact_revision = upto
+        self._conn.execute("UPDATE history_meta SET compact_rev = ? WHERE id = 0", (upto,))
+        self._purged = False
+        self._purge_step()
+        return True
+
+    def _purge_step(self) -> None:
+        """Delete up to ``PURGE_STEP_ROWS`` of the oldest rows left at or below the compact
+        revision (by a compaction on command)."""
+        if self._purged:
+            return
+        freed = self._conn.execute(
+            f"DELETE FROM history WHERE (rev, seq) IN (SELECT rev, seq FROM history"
+            f" WHERE rev <= ? ORDER BY rev, seq LIMIT ?) RETURNING {_ROW_BYTES}",
+            (self.compact_revision, PURGE_STEP_ROWS),
+        ).fetchall()
+        self.rows -= len(freed)
+        self.nbytes -= sum(n for (n,) in freed)
+        self._purged = len(freed) < PURGE_STEP_ROWS
+
     def changes(self, after: int, limit: int) -> list[Change]:
         """Up to ``limit`` changes after revision ``after``, in revision order (a revision's
         changes are never split: the last one may run past ``limit``)."""
         rows = self._conn.execute(
             "SELECT rev, event, key, value, create_rev, mod_rev, version FROM history"
             " WHERE rev > ? ORDER BY rev, seq LIMIT ?",
-            (after, limit),
+            (max(after, self.compact_revision), limit),
         ).fetchall()
         if len(rows) == limit:
             last = rows[-1][0]
@@ -173,3 +213,15 @@ class History:
             )
             for rev, event, key, value, create, mod, version in rows
         ]
+
+
+def compact_history(history: History | None, upto: int, revision: int) -> CompactResult:
+    """Apply a ``Compact`` entry to the window of a store at ``revision``: deterministic, so
+    every node drops the same rows. Refused (nothing changed) when the store keeps no history
+    or has not reached ``upto``; a no-op when the window already starts past ``upto``."""
+    if history is None:
+        return CompactResult(revision, 0, error=Outcome.NO_HISTORY)
+    if upto > revision:
+        return CompactResult(revision, history.compact_revision, error=Outcome.FUTURE_REVISION)
+    compacted = history.compact_to(upto)
+    return CompactResult(revision, history.compact_revision, compacted)

@@ -30,6 +30,8 @@ from raftnode.kv.commands import (
     ApplyResult,
     Command,
     CommandResult,
+    Compact,
+    CompactResult,
     FormatUpgrade,
     LeaseGrant,
     LeaseRevoke,
@@ -84,7 +86,7 @@ class KeyValueService:
         self._format_upgrade: asyncio.Task[None] | None = None
 
     async def write(
-        self, cmd: Command | Txn | LeaseGrant | LeaseRevoke, deadline: float
+        self, cmd: Command | Txn | LeaseGrant | LeaseRevoke | Compact, deadline: float
     ) -> ApplyResult:
         """Propose ``cmd`` here (this node leads) and return its result once applied.
 
@@ -127,7 +129,7 @@ class KeyValueService:
                         "no leader is known (election in progress or no quorum)"
                     ) from e
                 continue
-            assert isinstance(result, CommandResult | TxnResult)
+            assert isinstance(result, CommandResult | TxnResult | CompactResult)
             return result
 
     async def _upgrade_format(self, deadline: float) -> None:
@@ -180,8 +182,8 @@ _UPGRADES = (
 """Each store format, newest first, and the peer protocol of releases that apply it."""
 
 
-def _adds_data(cmd: Command | Txn | LeaseGrant | LeaseRevoke) -> bool:
-    if isinstance(cmd, LeaseGrant | LeaseRevoke):
+def _adds_data(cmd: Command | Txn | LeaseGrant | LeaseRevoke | Compact) -> bool:
+    if isinstance(cmd, LeaseGrant | LeaseRevoke | Compact):
         return False
     if isinstance(cmd, Txn):
         return any(op.op == "put" for op in (*cmd.success, *cmd.failure))

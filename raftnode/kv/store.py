@@ -108,6 +108,7 @@ from raftnode.kv.commands import (
     ApplyResult,
     Command,
     CommandResult,
+    Compact,
     Compare,
     FormatUpgrade,
     KeyRevisions,
@@ -121,7 +122,7 @@ from raftnode.kv.commands import (
     decode_entry,
     replay_of,
 )
-from raftnode.kv.history import HISTORY_COLUMNS, History, HistoryLimits
+from raftnode.kv.history import HISTORY_COLUMNS, History, HistoryLimits, compact_history
 from raftnode.kv.leases import LEASE_COLUMNS, LEASE_INDEXES, LeaseTable, lease_refusal
 
 log = logging.getLogger(__name__)
@@ -691,6 +692,8 @@ class KeyValueStore:
             return self._upgrade_format(cmd.format)
         if isinstance(cmd, LeaseGrant | LeaseRevoke):
             return self._apply_lease(cmd)
+        if isinstance(cmd, Compact):
+            return compact_history(self.history, cmd.revision, self._revision)
         if cmd.request_id is None:
             return self._apply_one(cmd)
         rid = cmd.request_id.encode(_ENC, _ERRORS)
@@ -702,7 +705,7 @@ class KeyValueStore:
         self._requests.remember(self._conn, rid, fingerprint, index, cmd.stamp, result.to_json())
         return result
 
-    def _apply_one(self, cmd: Command | Txn) -> ApplyResult:
+    def _apply_one(self, cmd: Command | Txn) -> CommandResult | TxnResult:
         if isinstance(cmd, Txn):
             return self._apply_txn(cmd)
         return self._apply_command(cmd)

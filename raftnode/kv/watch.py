@@ -14,7 +14,12 @@ a slow client never holds the others back or grows the node's memory; one more w
 stream keeps up (a burst, such as a snapshot that moves the store many revisions at once) and
 it reads the rest from the history window itself, page by page. A gap in the history (a watcher
 further behind than the window, or a snapshot that jumped the store past it) ends the watcher
-with ``Compacted``: never a silent gap.
+with ``Compacted``: never a silent gap. A compaction on command (``raftnode.kv.history``) that
+moves the window past a watcher still catching up ends it the same way, at its next page.
+
+What the hub does is counted through two optional callbacks (the node's metrics): the changes
+handed to streams, and the watchers it ended, by a short reason (``compacted``, ``slow_client``,
+``history_replaced``, ``shutdown``, ``internal_error``; a client that goes away is not counted).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from raftnode.kv.history import Change
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 _ENC = "utf-8"
 _ERRORS = "surrogatepass"
+CLIENT_CLOSED = "client_closed"
+"""The ``Cancelled.code`` of a watcher whose client went away (not counted as cancelled)."""
 PAGE_CHANGES = 512
 """Changes read from the history per step (a revision is never split)."""
 
@@ -69,6 +76,8 @@ class Cancelled:
 
     reason: str
     resume_revision: int
+    code: str = "cancelled"
+    """The reason in a word, for metrics (``slow_client``, ``shutdown``, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,7 @@ class Watcher:
                     f"this watcher fell more than {self._hub.buffer_events} events behind "
                     "(watch.buffer_events): the client reads too slowly",
                     self._first_unsent(),
+                    "slow_client",
                 )
             )
             return
@@ -145,13 +155,14 @@ class Watcher:
     def end(self, why: Compacted | Cancelled) -> None:
         if self._end is None:
             self._end = why
+            self._hub.ended(why)
             self._buffer.clear()
             self._hub.discard(self)
             self._wake.set()
 
     def close(self) -> None:
         """The client went away: free the watcher."""
-        self.end(Cancelled("the client closed the connection", self.next_revision))
+        self.end(Cancelled("the client closed the connection", self.next_revision, CLIENT_CLOSED))
 
     async def items(self, progress_seconds: float) -> AsyncIterator[WatchItem]:
         """Batches of changes in revision order, ``Progress`` when idle for
@@ -161,12 +172,14 @@ class Watcher:
                 if self._buffer:
                     batch = list(self._buffer)
                     self._buffer.clear()
+                    self._hub.sent(len(batch))
                     yield batch
                     continue
                 page: list[Change] = []
                 while not page and not self.synced and self._end is None:
                     page = self._hub.catch_up(self)
                 if page:
+                    self._hub.sent(len(page))
                     yield page
                     continue
                 if self._end is not None:
@@ -191,9 +204,18 @@ class WatchHub:
     """Every watcher of one node, fed from the store's history on each change notification."""
 
     def __init__(
-        self, node: RaftNode, store: KeyValueStore, *, buffer_events: int, max_watchers: int
+        self,
+        node: RaftNode,
+        store: KeyValueStore,
+        *,
+        buffer_events: int,
+        max_watchers: int,
+        on_sent: Callable[[int], None] | None = None,
+        on_cancelled: Callable[[str], None] | None = None,
     ) -> None:
         self.node = node
+        self._on_sent = on_sent
+        self._on_cancelled = on_cancelled
         self.store = store
         self.buffer_events = buffer_events
         self.max_watchers = max_watchers
@@ -241,11 +263,26 @@ class WatchHub:
     def discard(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)
 
+    def sent(self, count: int) -> None:
+        """A watcher handed ``count`` changes to its stream."""
+        if self._on_sent is not None and count:
+            self._on_sent(count)
+
+    def ended(self, why: Compacted | Cancelled) -> None:
+        """A watcher ended: counted by reason, unless its client went away."""
+        code = "compacted" if isinstance(why, Compacted) else why.code
+        if self._on_cancelled is not None and code != CLIENT_CLOSED:
+            self._on_cancelled(code)
+
     def catch_up(self, watcher: Watcher) -> list[Change]:
         """The next page of a watcher still behind the hub; marks it synced once it is not."""
         history = self.store.history
         if history is None:
-            watcher.end(Cancelled("the store's history was replaced", watcher.next_revision))
+            watcher.end(
+                Cancelled(
+                    "the store's history was replaced", watcher.next_revision, "history_replaced"
+                )
+            )
             return []
         if watcher.next_revision > self._position:
             watcher.synced = True
@@ -274,7 +311,7 @@ class WatchHub:
                 self.dispatch()
             except Exception:
                 log.exception("watch dispatch failed; ending every watch")
-                self.close("internal error")
+                self.close("internal error", "internal_error")
                 return
         if self.node.stopping:
             self.close("the node is shutting down")
@@ -309,8 +346,8 @@ class WatchHub:
             if not w.synced:
                 w.nudge()
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, code: str = "shutdown") -> None:
         """End every watcher (shutdown); new ones are refused."""
         self._closed = True
         for w in list(self._watchers):
-            w.end(Cancelled(reason, w.next_revision))
+            w.end(Cancelled(reason, w.next_revision, code))

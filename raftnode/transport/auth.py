@@ -46,13 +46,15 @@ LEGACY_MAGIC = b"RAFTNODE/2"
 NEGOTIATE_MAGIC = b"RAFTNODE/N"
 """The hello that offers a range of versions (as long as ``LEGACY_MAGIC``)."""
 MIN_VERSION = 2
-MAX_VERSION = 6
+MAX_VERSION = 7
 """Peer protocol versions this release speaks: 2 (the frames of the release before
 negotiation), 3 (the same frames, reached through negotiation), 4 (the same frames, from a
 node that applies transactions, revision compares and the store's format upgrade: see
 ``raftnode.kv.commands.TXN_PROTOCOL_VERSION``), 5 (the same frames, from a node that also
-applies the upgrade to the history window's format: ``HISTORY_PROTOCOL_VERSION``) and 6 (the
-same frames, from a node that also applies leases: ``LEASE_PROTOCOL_VERSION``). What a
+applies the upgrade to the history window's format: ``HISTORY_PROTOCOL_VERSION``), 6 (the
+same frames, from a node that also applies leases: ``LEASE_PROTOCOL_VERSION``) and 7 (the
+same frames, from a node that also applies the history's compaction on command:
+``COMPACT_PROTOCOL_VERSION``). What a
 peer negotiated tells what it can apply: entries of a newer kind are proposed only once every
 member is known to speak their version."""
 LEGACY_VERSION = 2

@@ -104,6 +104,7 @@ def test_the_admin_api_needs_admin_and_is_logged(c: Cluster) -> None:
         assert_403(c.admin(leader, "GET", "/members", headers=bearer(name)), "admin")
         assert_403(c.admin(leader, "POST", "/leader/transfer", {}, bearer(name)), "admin")
         assert_403(c.admin(leader, "GET", "/snapshot", headers=bearer(name)), "admin")
+        assert_403(c.admin(leader, "POST", "/compact", {"revision": 1}, bearer(name)), "admin")
     members = c.admin(leader, "GET", "/members", headers=bearer("admin"))
     assert members.status == 200 and len(members.json()["members"]) == 3
     c.wait_for(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -204,3 +206,74 @@ def test_a_compacted_start_is_refused_and_a_slow_watcher_is_cancelled_not_the_fa
         revisions = sorted({r for r, _, _ in fast.changes()})
         assert len(fast.changes()) == 1500 and revisions == list(range(end - 14, end + 1))
         assert not any(e == "cancelled" for e, _, _ in fast.events)
+
+
+def metric(c: Cluster, node: int, line_start: str) -> float:
+    text = c.health(node, "/metrics").body.decode()
+    values = [float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(line_start)]
+    assert len(values) == 1, (line_start, values)
+    return values[0]
+
+
+def test_compact_through_a_follower_ends_a_watcher_behind_it_and_moves_the_gauges() -> None:
+    with cluster_with(watch={"buffer_events": 50}) as c:
+        leader = c.leader()
+        follower = next(i for i in (1, 2, 3) if i != leader)
+        first = revision(c, leader) + 1
+        value = "x" * 10_000
+        for t in range(15):
+            ops = [{"op": "put", "key": f"big/{t:02d}/{k:03d}", "value": value} for k in range(100)]
+            r = http("POST", c.url(leader, "/txn"), {"compare": [], "success": ops}, timeout=10)
+            assert r.status == 200, r
+        end = revision(c, leader)
+        c.wait_for("the follower applied every txn", lambda: revision(c, follower) == end)
+        # Catching up from the first txn, a page (~5 MB) at a time, to a client that does not
+        # read yet: the stream stalls behind its first page, far behind the head.
+        behind = SseReader(
+            c.url(follower, f"/watch?prefix=big/&start_revision={first}"), rcvbuf=4096
+        )
+        c.wait_for(
+            "the watch stream open", lambda: metric(c, follower, "raftnode_watchers ") == 1.0
+        )
+        time.sleep(0.5)
+        sent_before = metric(c, follower, "raftnode_watch_events_sent_total ")
+        assert sent_before > 0
+
+        r = c.admin(follower, "POST", "/compact", {"revision": end})  # forwarded to the leader
+        assert r.status == 200, r
+        assert r.json() == {"ok": True, "revision": end, "compact_revision": end, "compacted": True}
+        cli = [sys.executable, "-m", "raftnode.cli", "compact", "--endpoint", c.url(follower, "")]
+        shown = subprocess.run([*cli, str(end - 3)], capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert f"already compacted: history kept after revision {end}" in shown.stdout
+        shown = subprocess.run(
+            [*cli, str(end), "--json"], capture_output=True, text=True, timeout=30
+        )
+        assert shown.returncode == 0 and json.loads(shown.stdout)["compact_revision"] == end
+        refused = subprocess.run([*cli, "0"], capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 1 and "HTTP 400" in refused.stderr
+        ahead = c.admin(follower, "POST", "/compact", {"revision": end + 100})
+        assert ahead.status == 409 and f"current revision {end};" in ahead.json()["message"]
+
+        behind.read_all(until=20)
+        assert behind.status == 200
+        kinds = [e for e, _, _ in behind.events]
+        assert kinds[-1] == "compacted", kinds[-5:]
+        assert behind.events[-1][2] == {"error": "compacted", "compact_revision": end}
+        assert 0 < len(behind.changes()) < 1500  # never a silent gap: what came is a prefix
+        revisions = sorted({r for r, _, _ in behind.changes()})
+        assert revisions == list(range(first, first + len(revisions)))
+
+        late = http("GET", c.url(follower, f"/watch?prefix=&start_revision={first}"))
+        assert late.status == 410, late
+        assert late.json()["compact_revision"] == end
+        c.wait_for(
+            "every node compacted",
+            lambda: all(
+                metric(c, n, "raftnode_history_compact_revision ") == end for n in (1, 2, 3)
+            ),
+        )
+        reason = 'raftnode_watchers_cancelled_total{reason="compacted"} '
+        assert metric(c, follower, reason) == 1.0
+        assert metric(c, follower, "raftnode_watchers ") == 0.0
+        assert metric(c, follower, "raftnode_watch_events_sent_total ") >= len(behind.changes())

@@ -38,9 +38,12 @@ from typing import Any, TypeVar
 
 from raftnode.config import Address
 from raftnode.kv.commands import (
+    HISTORY_FORMAT,
     ApplyResult,
     Command,
     CommandResult,
+    Compact,
+    CompactResult,
     Compare,
     FormatUpgrade,
     Txn,
@@ -293,6 +296,8 @@ class Simulation:
         self.dedup_from_snapshot = 0
         self.dedup_from_restart = 0
         self.kv_snapshots_installed = 0
+        self.compactions = 0
+        """Compactions on command that applied on the node that proposed them."""
         self.fast_leader_loss = fast_leader_loss
         self.flap_rate = flap_rate
         self.other_faults = other_faults
@@ -303,6 +308,8 @@ class Simulation:
         self.fast_prevotes = 0
         """Pre-vote requests marked ``leader_lost`` delivered (the fast path at work)."""
         self.rng = random.Random(seed)
+        self.compact_rng = random.Random(f"compact-{seed}")
+        """Its own stream, so compactions leave every other draw of a seed as it was."""
         self.size = size
         self.fault_ticks = fault_ticks
         self.liveness_ticks = liveness_ticks
@@ -526,6 +533,8 @@ class Simulation:
         if self.kv_dir is not None and self.rng.random() < 0.2:
             self.client_txn(node, self.next_write_id)
             return
+        if self.kv_dir is not None and self.compact_rng.random() < 0.03:
+            self.spawn(self._compact(node))
         if self.kv_dir is not None and self.rng.random() < 0.5:
             self.spawn(self._keyed_write(node, key, self.next_write_id))
             return
@@ -568,6 +577,30 @@ class Simulation:
             self.fail(f"node {node.id} answered a txn with {result!r}")
             return
         self.acked_writes += 1
+
+    async def _compact(self, node: SimNode) -> None:
+        """An operator's compaction to a revision inside the leader's history window (after
+        the format upgrade that brings the window): every node must decide it the same way,
+        which the checker sees in each index's outcome."""
+        assert isinstance(node.sm, SimKeyValueStore)
+        store = node.sm.store
+        try:
+            if store.history is None:
+                await node.runtime.propose(FormatUpgrade(HISTORY_FORMAT).encode(), REQUEST_TIMEOUT)
+            history = store.history
+            if history is None or store.revision <= history.compact_revision:
+                return
+            rev = self.compact_rng.randint(history.compact_revision + 1, store.revision)
+            self.trace(node.id, f"compacting the history up to revision {rev}")
+            result = await node.runtime.propose(Compact(rev).encode(), REQUEST_TIMEOUT)
+        except NodeError:
+            return
+        if not isinstance(result, CompactResult) or not result.ok:
+            self.fail(f"node {node.id} answered a compaction to {rev} with {result!r}")
+        elif result.compact_revision < rev:
+            self.fail(f"node {node.id} compacted to {rev} but its window starts at {result}")
+        else:
+            self.compactions += 1
 
     def write_data(self, key: str, write_id: int) -> bytes:
         """The command of an unkeyed write: the store's own for ``kv_store`` runs."""

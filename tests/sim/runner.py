@@ -70,6 +70,7 @@ class SeedResult:
     txns: int = 0
     txns_succeeded: int = 0
     lease_acks: int = 0
+    compactions: int = 0
     leases_expired: int = 0
     error: str | None = None
 
@@ -123,6 +124,7 @@ def run_seed(args: tuple[int, int, bool, str]) -> SeedResult:
     result.txns = sim.checker.txns.applied
     result.txns_succeeded = sim.checker.txns.succeeded
     result.lease_acks = sim.checker.leases.acks
+    result.compactions = sim.compactions
     result.leases_expired = len(sim.checker.leases.expired_at)
     return result
 
@@ -150,7 +152,8 @@ def print_keyed_writes(results: list[SeedResult]) -> None:
         "took their success branch), each atomic at one revision; "
         f"{sum(r.leases_expired for r in runs)} leases expired through the log, none before "
         f"its TTL from the last of {sum(r.lease_acks for r in runs)} grants and keep-alives "
-        "answered"
+        f"answered; {sum(r.compactions for r in runs)} history compactions on command, each "
+        "decided alike on every node"
     )
 
 

@@ -127,10 +127,29 @@ def test_every_405_lists_the_allowed_methods() -> None:
         ("GET", "/admin/v1/leader/transfer", "POST"),
         ("POST", "/admin/v1/status", "GET"),
         ("DELETE", "/admin/v1/snapshot", "GET"),
+        ("GET", "/admin/v1/compact", "POST"),
     ]:
         r, _ = answer(method, path)
         assert (r.status, error_of(r)["error"]) == (405, "method_not_allowed"), (method, path)
         assert r.headers["Allow"] == allowed, (method, path)
+
+
+def test_a_compaction_with_a_bad_revision_is_refused_before_anything_is_proposed() -> None:
+    for body in (
+        b"{}",
+        b'{"revision": 0}',
+        b'{"revision": -3}',
+        b'{"revision": "5"}',
+        b'{"revision": true}',
+        b'{"revision": 5.0}',
+        b'{"revision": 9223372036854775808}',
+    ):
+        r, _ = answer("POST", "/admin/v1/compact", body)
+        err = error_of(r)
+        assert (r.status, err["error"]) == (400, "bad_field"), body
+        assert "from 1 to 9223372036854775807" in err["message"], body
+    r, _ = answer("POST", "/admin/v1/compact", b'{"revision": 5, "physical": true}')
+    assert r.status == 400 and "unknown field(s) physical" in error_of(r)["message"]
 
 
 class FollowerNode:
