@@ -128,6 +128,31 @@ def plot_scale(result: dict[str, Any], path: Path) -> Path | None:
     return _save(plt, fig, path)
 
 
+def plot_app(result: dict[str, Any], path: Path) -> Path | None:
+    """bench/app_bench.py: each row's runs for raftnode and etcd (bars: medians, dots: runs)."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    rows = result["rows"]
+    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 4.5), squeeze=False)
+    for ax, row in zip(axes[0], rows, strict=True):
+        for x, (system, color) in enumerate((("raftnode", "tab:blue"), ("etcd", "tab:orange"))):
+            runs = row[system]
+            median = sorted(runs)[len(runs) // 2] if runs else 0.0
+            ax.bar([x], [median], color=color, alpha=0.7)
+            ax.plot([x] * len(runs), runs, "k.", markersize=6)
+        ax.set_xticks([0, 1], ["raftnode", "etcd"])
+        ratio = row.get("ratio")
+        ax.set_title(f"{row['row']}\nratio {ratio:.2f}x" if ratio else row["row"], fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    args = result.get("meta", {}).get("args", {})
+    fig.suptitle(
+        f"Issue 18 rows: {args.get('runs', '?')} runs of {args.get('seconds', '?')} s, "
+        "bars = median, dots = runs (one machine: noisy)"
+    )
+    return _save(plt, fig, path)
+
+
 def save_results(
     out: Path,
     name: str,

@@ -45,3 +45,17 @@ BENCH_CLIENT_CONNECTIONS ?= 16,64
 bench-client: venv
 	$(PY) -m bench.client_bench --runs $(BENCH_RUNS) --seconds $(BENCH_CLIENT_SECONDS) \
 		--connections $(BENCH_CLIENT_CONNECTIONS) --out $(BENCH_OUT)
+
+BENCH_APP_SECONDS ?= 5
+BENCH_APP_CONNECTIONS ?= 16
+BENCH_WATCHERS ?= 1000
+BENCH_WATCH_RATE ?= 100
+BENCH_WATCH_PROCS ?= 4
+
+.PHONY: bench-app
+
+## Issue 18's rows vs etcd, A/B alternating, BENCH_RUNS runs: txn and lease keep-alive ok/s (BENCH_APP_CONNECTIONS), watch fan-out (BENCH_WATCHERS streams, BENCH_WATCH_RATE writes/s): p50/p99, missed.
+bench-app: bench-venv
+	$(PY) -m bench.app_bench --runs $(BENCH_RUNS) --seconds $(BENCH_APP_SECONDS) \
+		--connections $(BENCH_APP_CONNECTIONS) --watchers $(BENCH_WATCHERS) \
+		--watch-rate $(BENCH_WATCH_RATE) --watch-procs $(BENCH_WATCH_PROCS) --out $(BENCH_OUT)

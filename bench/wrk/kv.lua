@@ -8,6 +8,10 @@
 -- mode:    write  - a random key of prefix0 .. prefix(keys-1)
 --          read   - a random existing key of the same range
 --          unique - a new key per write: prefix<thread>-<n>
+--          txn    - a compare-and-put transaction on a random key of the range: compare the
+--                   key's version (less than 2^62, so it always holds), then put
+--          keepalive - renew a random lease of leases=ID,ID,... (POST /lease/{id}/keepalive,
+--                   etcd: POST /v3/lease/keepalive, one request per stream)
 -- keyed:   1 sends every write with its own Idempotency-Key (as raftnode.client does)
 -- query:   appended to read paths (raftnode: ?consistency=stale); etcd_serializable=1 asks etcd
 --          for a serializable (local) range instead of a linearizable one.
@@ -49,12 +53,14 @@ local sent = 0
 
 function init(args)
    opts = {dialect = "raftnode", mode = "write", keys = "10000", value_bytes = "100",
-           prefix = "bench-", query = "", etcd_serializable = "0", keyed = "0"}
+           prefix = "bench-", query = "", etcd_serializable = "0", keyed = "0", leases = ""}
    for _, a in ipairs(args) do
       local k, v = a:match("^([%w_]+)=(.*)$")
       if k then opts[k] = v end
    end
    opts.keys = tonumber(opts.keys)
+   lease_ids = {}
+   for id in opts.leases:gmatch("%d+") do lease_ids[#lease_ids + 1] = id end
    value = string.rep("x", tonumber(opts.value_bytes))
    if opts.dialect == "etcd" then
       value_json = base64(value)
@@ -84,8 +90,32 @@ local function write_headers()
            ["Idempotency-Key"] = "wrk-" .. run_id .. "-" .. (tid or 0) .. "-" .. sent}
 end
 
+local function txn_request(key)
+   if opts.dialect == "etcd" then
+      local k = base64(key)
+      return wrk.format("POST", "/v3/kv/txn", json_headers,
+                        '{"compare":[{"key":"' .. k .. '","target":"VERSION","result":"LESS",'
+                        .. '"version":"4611686018427387904"}],"success":[{"request_put":'
+                        .. '{"key":"' .. k .. '","value":"' .. value_json .. '"}}]}')
+   end
+   return wrk.format("POST", "/txn", write_headers(),
+                     '{"compare":[{"key":"' .. key .. '","target":"version","op":"less",'
+                     .. '"value":4611686018427387904}],"success":[{"op":"put","key":"'
+                     .. key .. '","value":"' .. value_json .. '"}]}')
+end
+
+local function keepalive_request()
+   local id = lease_ids[math.random(1, #lease_ids)]
+   if opts.dialect == "etcd" then
+      return wrk.format("POST", "/v3/lease/keepalive", json_headers, '{"ID":"' .. id .. '"}')
+   end
+   return wrk.format("POST", "/lease/" .. id .. "/keepalive")
+end
+
 function request()
+   if opts.mode == "keepalive" then return keepalive_request() end
    local key = next_key()
+   if opts.mode == "txn" then return txn_request(key) end
    if opts.mode == "read" then
       if opts.dialect == "etcd" then
          local body = '{"key":"' .. base64(key) .. '"'
