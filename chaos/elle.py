@@ -27,6 +27,7 @@ An indeterminate append read late, or never, is not an anomaly.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -347,10 +348,7 @@ class _Checker:
             if key not in final or self.txns[w].op.outcome != "ok":
                 continue
             reader, value = final[key]
-            if (
-                self.txns[w].op.complete < self.txns[reader].op.invoke
-                and element not in value
-            ):
+            if self.txns[w].op.complete < self.txns[reader].op.invoke and element not in value:
                 self._report(
                     "lost-append",
                     f"{key!r}: {element!r} acknowledged, absent from the final read",
@@ -365,7 +363,7 @@ class _Checker:
             return w if w in committed else None
 
         for key, order in orders.items():
-            for before, after in zip(order, order[1:], strict=False):
+            for before, after in itertools.pairwise(order):
                 a, b = writer(key, before), writer(key, after)
                 if a is not None and b is not None:
                     graph.add(a, b, "ww")
@@ -374,9 +372,9 @@ class _Checker:
                 w = writer(key, value[-1])
                 if w is not None:
                     graph.add(w, t, "wr")
-            order = orders.get(key)
-            if order is not None and len(value) < len(order):
-                w = writer(key, order[len(value)])
+            known = orders.get(key)
+            if known is not None and len(value) < len(known):
+                w = writer(key, known[len(value)])
                 if w is not None:
                     graph.add(t, w, "rw")
         if self.realtime:
@@ -419,7 +417,7 @@ class _Checker:
         """``nodes``: a cycle [a, b, ..., a]; completion nodes fold into one rt step."""
         steps: list[tuple[int, str, int]] = []
         source: int | None = None
-        for a, b in zip(nodes, nodes[1:], strict=False):
+        for a, b in itertools.pairwise(nodes):
             kinds = graph.out[a][b]
             label = next(k for k in EDGE_PREFERENCE if k in kinds)
             if a < len(self.txns):

@@ -12,9 +12,7 @@ from chaos.elle import ElleCheckError, check_list_append
 from chaos.history import Operation, Outcome, numbered
 
 
-def txn(
-    p: int, t0: float, t1: float, *mops: list[Any], outcome: Outcome = "ok"
-) -> Operation:
+def txn(p: int, t0: float, t1: float, *mops: list[Any], outcome: Outcome = "ok") -> Operation:
     return Operation(str(p), "txn", t0, t1, outcome, result=[list(m) for m in mops])
 
 
@@ -47,11 +45,14 @@ def test_a_serial_history_is_valid() -> None:
 
 def test_concurrent_transactions_in_some_serial_order_are_valid() -> None:
     # T1 and T2 overlap; T2's read is before T1's append in the order: rw T2 -> T1, no cycle.
-    assert kinds(
-        txn(1, 0, 3, a("x", "1")),
-        txn(2, 1, 2, r("x", [])),
-        txn(3, 4, 5, r("x", ["1"])),
-    ) == {}
+    assert (
+        kinds(
+            txn(1, 0, 3, a("x", "1")),
+            txn(2, 1, 2, r("x", [])),
+            txn(3, 4, 5, r("x", ["1"])),
+        )
+        == {}
+    )
 
 
 def test_g0_write_cycle() -> None:
@@ -183,7 +184,8 @@ def test_malformed_histories_are_refused_with_the_reason() -> None:
 
 
 def test_a_long_history_of_serial_appends_checks_quickly() -> None:
-    ops, seen = [], []
+    ops: list[Operation] = []
+    seen: list[str] = []
     for n in range(2000):
         op = txn(n % 5, 2 * n, 2 * n + 1, r("x", list(seen)), a("x", str(n)))
         ops.append(dataclasses.replace(op, index=n))
