@@ -8,10 +8,12 @@ key involved: values and ``mod_revision``s at one revision), then, when it appen
 and putting ``list + [element]`` for each append. Compares that no longer hold: ``fail``
 (nothing was written). Elements are unique per (client, counter).
 
-Through raw HTTP (``chaos.http_client``; with ``idempotent``, an ``Idempotency-Key`` and
-retries with it after an indeterminate answer) or through ``raftnode.client.AsyncClient``
-(its own keys and retries). ``broken`` drops the compares (a blind put from a stale read): a
-lost-update bug the checker must catch. Keys rotate every ``key_seconds`` so lists stay short.
+Through raw HTTP (``chaos.http_client``; an ``idempotent_share`` of transactions carry an
+``Idempotency-Key`` and are retried with it after an indeterminate answer, the others are sent
+once) or through ``raftnode.client.AsyncClient`` (its own keys and retries);
+``client_library=None`` alternates: odd-numbered clients use the library. ``broken`` drops
+the compares (a blind put from a stale read): a lost-update bug the checker must catch.
+Keys rotate every ``key_seconds`` so lists stay short.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ class AppendConfig:
     think: float = 0.01
     max_ops: int = 3
     key_seconds: float = 10.0
-    idempotent: bool = True
+    idempotent_share: float = 1.0
     attempts: int = 3
-    client_library: bool = False
+    client_library: bool | None = False
     broken: bool = False
     seed: int = 0
 
@@ -58,6 +60,8 @@ class AppendConfig:
             raise ValueError(f"list-append workload: clients must be 1..64, got {self.clients}")
         if not 1 <= self.max_ops <= self.keys:
             raise ValueError("list-append workload: max_ops must be 1..keys")
+        if not 0.0 <= self.idempotent_share <= 1.0:
+            raise ValueError("list-append workload: idempotent_share must be 0..1")
         if self.duration <= 0 or self.timeout <= 0 or self.key_seconds <= 0:
             raise ValueError("list-append workload: durations must be positive")
 
@@ -68,13 +72,11 @@ class AppendConfig:
 class _Sender:
     """One transaction body to a definite-or-not outcome, raw HTTP or the client library."""
 
-    def __init__(self, config: AppendConfig, rng: random.Random) -> None:
+    def __init__(self, config: AppendConfig, rng: random.Random, library: bool) -> None:
         self.config = config
         self.rng = rng
         self.library = (
-            AsyncClient(list(config.endpoints), timeout=config.timeout)
-            if config.client_library
-            else None
+            AsyncClient(list(config.endpoints), timeout=config.timeout) if library else None
         )
 
     async def close(self) -> None:
@@ -84,7 +86,7 @@ class _Sender:
     async def txn(self, body: dict[str, Any]) -> Answered:
         if self.library is not None:
             return await self._library_txn(body)
-        keyed = self.config.idempotent
+        keyed = self.rng.random() < self.config.idempotent_share
         headers = {"Idempotency-Key": uuid.uuid4().hex} if keyed else {}
         notes: list[str] = []
         outcomes: list[Outcome] = []
@@ -134,7 +136,8 @@ class AppendClient:
         self.recorder = recorder
         self.started = started
         self.rng = random.Random(f"{config.seed}-append-{number}")
-        self.sender = _Sender(config, self.rng)
+        library = config.client_library
+        self.sender = _Sender(config, self.rng, number % 2 == 1 if library is None else library)
         self.counter = 0
         self.keys_used: set[str] = set()
 
@@ -223,7 +226,7 @@ async def final_read(
     config: AppendConfig, recorder: Recorder, keys: list[str], within: float = 60.0
 ) -> None:
     """One read-only transaction over every key used, retried until one answers."""
-    sender = _Sender(config, random.Random(config.seed))
+    sender = _Sender(config, random.Random(config.seed), library=False)
     try:
         started = recorder.clock()
         while recorder.clock() - started < within:

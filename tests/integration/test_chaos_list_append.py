@@ -47,9 +47,13 @@ def _run(c: Cluster, config: AppendConfig, nemesis: bool) -> list[Operation]:
             thread.join(timeout=30)
 
 
-@pytest.mark.parametrize("client_library", [True, False], ids=["client-library", "raw-http"])
+@pytest.mark.parametrize(
+    ("client_library", "keyed"),
+    [(True, 1.0), (False, 1.0), (False, 0.0)],
+    ids=["client-library", "raw-http-idempotency-key", "raw-http-no-key"],
+)
 def test_transactions_under_a_leader_crash_are_strictly_serializable(
-    client_library: bool,
+    client_library: bool, keyed: float
 ) -> None:
     with running() as c:
         config = AppendConfig(
@@ -57,15 +61,16 @@ def test_transactions_under_a_leader_crash_are_strictly_serializable(
             run_id="it",
             clients=5,
             keys=3,
-            duration=15.0,
+            duration=12.0,
             key_seconds=8.0,
             client_library=client_library,
-            idempotent=True,
+            idempotent_share=keyed,
             seed=3,
         )
         ops = _run(c, config, nemesis=True)
         result = check_list_append(ops)
         assert result.valid, result.anomalies[:5]
+        assert result.committed >= sum(1 for op in ops if op.kind == "txn" and op.outcome == "ok")
         txns = [op for op in ops if op.kind == "txn"]
         appended = [op for op in txns if op.outcome == "ok" and "append" in str(op.result)]
         assert len(appended) > 50, len(appended)
