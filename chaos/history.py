@@ -23,11 +23,13 @@ from typing import Any, Literal
 
 Outcome = Literal["ok", "fail", "info"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "fail", "info")
-# put/get/cas/delete act on a register per key; add/read_set on a set; fault/heal are the nemesis'.
+# put/get/cas/delete act on a register per key; add/read_set on a set; txn is a list-append
+# transaction (``result``: its micro-operations, see chaos.elle); fault/heal are the nemesis'.
 REGISTER_KINDS = frozenset({"put", "get", "cas", "delete"})
 SET_KINDS = frozenset({"add", "read_set"})
+APPEND_KINDS = frozenset({"txn"})
 NEMESIS_KINDS = frozenset({"fault", "heal"})
-KINDS = REGISTER_KINDS | SET_KINDS | NEMESIS_KINDS
+KINDS = REGISTER_KINDS | SET_KINDS | APPEND_KINDS | NEMESIS_KINDS
 NEMESIS_PROCESS = "nemesis"
 
 

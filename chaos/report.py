@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.plots import pyplot
 
+from .elle import ElleResult
 from .history import NEMESIS_PROCESS, Operation
 from .linearizability import CheckResult
 from .set_checker import SetResult
@@ -65,7 +66,9 @@ def summarize(
     linearizability: CheckResult,
     sets: Sequence[SetResult],
     stale: Sequence[StaleReadAnomaly],
+    list_append: ElleResult | None = None,
 ) -> dict[str, Any]:
+    """``list_append``: the Elle-style check of the txn operations, when the run had any."""
     client = [op for op in operations if op.process != NEMESIS_PROCESS]
     windows = fault_windows(operations)
     start = min((op.invoke for op in operations), default=0.0)
@@ -120,6 +123,21 @@ def summarize(
         "stale_read_anomalies": [
             {"kind": a.kind, "detail": a.detail, "index": a.operation.index} for a in stale
         ],
+        "list_append": None if list_append is None else _list_append(list_append),
+    }
+
+
+def _list_append(result: ElleResult) -> dict[str, Any]:
+    return {
+        "txns": result.txns,
+        "committed": result.committed,
+        "recovered": result.recovered,
+        "keys": result.keys,
+        "anomalies": len(result.anomalies),
+        "by_kind": result.by_kind(),
+        "examples": [
+            {"kind": a.kind, "detail": a.detail, "ops": list(a.ops)} for a in result.anomalies[:50]
+        ],
     }
 
 
@@ -133,6 +151,7 @@ def passed(summary: dict[str, Any]) -> bool:
         and summary["unexpected"] == 0
         and not summary["stale_read_anomalies"]
         and not summary["nemesis_failures"]
+        and not (summary.get("list_append") or {}).get("anomalies")
     )
 
 
@@ -169,6 +188,19 @@ def summary_text(summary: dict[str, Any]) -> str:
     stale = summary["stale_read_anomalies"]
     lines.append(f"stale-read anomalies: {len(stale)} (must be 0)")
     lines += [f"  {a['kind']}: {a['detail']}" for a in stale[:20]]
+    elle = summary.get("list_append")
+    if elle is not None:
+        lines.append(
+            f"list-append (Elle, strict serializability): {elle['txns']} txns "
+            f"({elle['committed']} committed, {elle['recovered']} indeterminate found applied) "
+            f"on {elle['keys']} keys: anomalies {elle['anomalies']} (must be 0)"
+            + (
+                ": " + ", ".join(f"{k} {v}" for k, v in elle["by_kind"].items())
+                if elle["by_kind"]
+                else ""
+            )
+        )
+        lines += [f"  {a['kind']}: {a['detail']}" for a in elle["examples"][:20]]
     lines.append("RESULT: " + ("PASS" if passed(summary) else "FAIL"))
     return "\n".join(lines)
 

@@ -2,7 +2,12 @@
 
     python -m chaos.run --duration 150 --nemesis all --out build/chaos
     python -m chaos.run --lab raftlab --duration 60      # an existing deployed lab, kept
+    python -m chaos.run --workload register,set,append   # list-append transactions too
     python -m chaos.run --check build/chaos/RUN/history.jsonl   # check a recorded history again
+
+Workloads (``--workload``, a comma list; default ``register,set``): ``register`` and ``set``
+are the mixed register/set clients of ``chaos.workload`` (either name runs them),
+``append`` the list-append transactions of ``chaos.list_append``, checked by ``chaos.elle``.
 
 Writes build/chaos/<run>/history.jsonl, summary.json, summary.txt and PNGs; exits 1 on any
 anomaly, lost, duplicated or unexpected write, or a check that could not finish. The lab it
@@ -21,8 +26,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from .history import Operation, read_history, write_history
+from .elle import check_list_append
+from .history import SET_KINDS, Operation, read_history, write_history
 from .linearizability import check
+from .list_append import AppendConfig, run_list_append
 from .nemesis import LabHosts, Nemesis, fault_kinds, lab_hosts
 from .report import passed, summarize, summary_text, write_report
 from .set_checker import check_set
@@ -34,6 +41,19 @@ LAB_HOSTS = "n1,n2,n3,lb1,lb2"
 # Lease reads rely on clocks running at similar rates: the lab's guests share the host's clock,
 # so they are checked as linearizable here. Stale reads get the weaker checks only.
 CHECKED_AS_LINEARIZABLE = frozenset({None, "linearizable", "lease"})
+WORKLOADS = ("register", "set", "append")
+
+
+def workloads(text: str) -> frozenset[str]:
+    """The comma list of ``--workload``; ValueError naming an unknown one."""
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = sorted(names - set(WORKLOADS))
+    if unknown or not names:
+        raise ValueError(
+            f"--workload {text!r}: unknown {unknown or 'empty'}; use a comma list of "
+            + ", ".join(WORKLOADS)
+        )
+    return names
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="all, or groups: kill,pause,partition,disk,lb,"
         "transfer (or single kinds); 'none' for no faults",
+    )
+    p.add_argument(
+        "--workload",
+        default="register,set",
+        help="comma list of register, set, append (list-append transactions); default register,set",
     )
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--keys", type=int, default=3)
@@ -131,7 +156,24 @@ async def record(
         duration=args.duration,
         seed=args.seed,
     )
-    work = asyncio.ensure_future(run_workload(config, recorder))
+    chosen = workloads(args.workload)
+    jobs = []
+    if chosen & {"register", "set"}:
+        jobs.append(run_workload(config, recorder))
+    if "append" in chosen:
+        append = AppendConfig(
+            endpoints=config.endpoints,
+            run_id=run_id,
+            clients=max(1, args.clients // 2),
+            keys=args.keys,
+            duration=args.duration,
+            max_ops=min(3, args.keys),
+            idempotent_share=0.5,
+            client_library=None,  # half through raftnode.client, half raw HTTP
+            seed=args.seed,
+        )
+        jobs.append(run_list_append(append, recorder))
+    work = asyncio.ensure_future(asyncio.gather(*jobs))
     try:
         if kinds:
             await nemesis.run(args.duration)
@@ -145,9 +187,13 @@ async def record(
 def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     started = time.monotonic()
     lin = check(operations, read_consistencies=CHECKED_AS_LINEARIZABLE)
-    sets = [check_set(operations)]
+    # Each check runs on what the history holds: an append-only run has no set to read back.
+    has_set = any(op.kind in SET_KINDS for op in operations)
+    sets = [check_set(operations)] if has_set else []
     stale = check_stale_reads(operations, frozenset({"stale"}))
-    summary = summarize(operations, lin, sets, stale)
+    has_txns = any(op.kind == "txn" for op in operations)
+    elle = check_list_append(operations) if has_txns else None
+    summary = summarize(operations, lin, sets, stale, elle)
     summary["check_seconds"] = round(time.monotonic() - started, 1)
     paths = write_report(run_dir, operations, summary)
     print(summary_text(summary))
@@ -169,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if check_and_report(ops, args.check.parent) else 1
     if args.nemesis != "none":
         fault_kinds(args.nemesis)  # a bad NEMESIS fails before any lab exists
+    try:
+        workloads(args.workload)
+    except ValueError as e:
+        print(f"chaos: {e}", file=sys.stderr)
+        return 2
     if not args.lab and not (sys.platform.startswith("linux") and os.geteuid() == 0):
         # Like make test-lab: lab hosts need root on Linux (bridge, nspawn); said, not hidden.
         print("chaos: SKIPPED: the lab needs root on Linux (bridge, systemd-nspawn)")

@@ -4,6 +4,7 @@
 # Needs root (lab hosts). Writes build/chaos/<run>/: history.jsonl, summary.json/.txt, PNGs.
 DURATION ?= 120
 NEMESIS ?= all
+WORKLOAD ?= register,set
 CHAOS_OUT ?= build/chaos
 
 TEST_TARGETS += chaos
@@ -11,8 +12,9 @@ TEST_TARGETS += chaos
 .PHONY: chaos
 
 ## A short chaos run (DURATION s, NEMESIS=all|kill|partition|disk|pause|lb|transfer,
-## comma lists; wal-lost-tail only when named or by its group, disk)
+## comma lists; wal-lost-tail only when named or by its group, disk;
+## WORKLOAD=register,set,append adds list-append transactions checked Elle's way)
 ## on a lab of its own; fails on any anomaly. `make chaos DURATION=1800` for a long run.
 chaos: $(VENV)/.deploy-installed bench-venv wheels
 	$(PY) -m chaos.run --duration $(DURATION) \
-		--nemesis $(NEMESIS) --out $(CHAOS_OUT)
+		--nemesis $(NEMESIS) --workload $(WORKLOAD) --out $(CHAOS_OUT)

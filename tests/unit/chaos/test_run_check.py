@@ -38,3 +38,38 @@ def test_lost_acknowledged_add_fails(tmp_path: Path) -> None:
     path = _write(tmp_path, [op(3, "add", 3, 4, key="s/", value="e2")])
     assert main(["--check", str(path)]) == 1
     assert "lost 1" in (tmp_path / "summary.txt").read_text()
+
+
+def _txn(p: str, t0: float, t1: float, *mops: list[object]) -> Operation:
+    return Operation(p, "txn", t0, t1, "ok", result=[list(m) for m in mops])
+
+
+def test_an_append_only_history_is_checked_by_elle(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    write_history(
+        path,
+        [
+            _txn("a0", 0, 1, ["r", "x", []], ["append", "x", "a0-1"]),
+            _txn("final", 2, 3, ["r", "x", ["a0-1"]]),
+        ],
+    )
+    assert main(["--check", str(path)]) == 0
+    text = (tmp_path / "summary.txt").read_text()
+    assert "list-append (Elle, strict serializability): 2 txns" in text
+    assert "set " not in text and text.endswith("RESULT: PASS\n")
+
+
+def test_a_stale_transactional_read_fails_the_run(tmp_path: Path) -> None:
+    extra = [
+        _txn("a0", 0, 1, ["append", "x", "a0-1"]),
+        _txn("a1", 2, 3, ["r", "x", []]),
+        _txn("final", 4, 5, ["r", "x", ["a0-1"]]),
+    ]
+    assert main(["--check", str(_write(tmp_path, extra))]) == 1
+    text = (tmp_path / "summary.txt").read_text()
+    assert "anomalies 1 (must be 0): G-single-realtime 1" in text
+    assert "RESULT: FAIL" in text
+
+
+def test_an_unknown_workload_is_refused_before_anything_runs() -> None:
+    assert main(["--workload", "register,bank", "--nemesis", "none"]) == 2
