@@ -54,14 +54,14 @@ def test_raftnode_unit_documentation_exists_on_the_host(host: Any) -> None:
         assert host.file(url.removeprefix("file://")).is_file, url
 
 
-def test_raftnode_unit_rates_2_or_better(host: Any) -> None:
+def test_raftnode_unit_rates_1_or_better(host: Any) -> None:
     if "raft" not in groups_of(host):
         pytest.skip("not a raft host")
     out = host.run("systemd-analyze security raftnode.service").stdout
     found = re.search(r"Overall exposure level for raftnode.service: ([0-9.]+)", out)
     assert found is not None, out
     level = float(found[1])
-    assert level <= 2.0, out
+    assert level <= 1.0, out
 
 
 def test_raftnode_files_are_private(host: Any) -> None:
