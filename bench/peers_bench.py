@@ -6,7 +6,10 @@ same wrk script, same keys and values, runs alternating A/B/A/B so that drift hi
 Starts a 3-node raftnode, a 3-member etcd (Debian's etcd-server, JSON gateway), 3 PySyncObj KV
 processes, an HAProxy and the nginx role's nginx, all on free loopback ports, installs what is
 missing (apt-get, a PySyncObj virtualenv), prints one table with A/B ratios, and writes
-peers.json and peers.png under --out. Every process it starts is stopped at the end, on failure
+peers.json and peers.png under --out. The TLS rows (``--rows tls`` for those alone) run a
+raftnode with HTTPS and peer mutual TLS against an etcd with client TLS and peer mutual TLS
+(``--cert-file``, ``--peer-cert-file``, ``--peer-client-cert-auth``), and raftnode with TLS
+against itself without. Every process it starts is stopped at the end, on failure
 too.
 """
 
@@ -33,6 +36,7 @@ from bench.peers.haproxy import LocalHaproxy
 from bench.peers.nginx import BenchNginx
 from bench.peers.pysyncobj import PySyncObjCluster
 from bench.peers.raftnode import RaftnodeCluster
+from bench.peers.tls import make_bench_tls, trust_in_process
 from bench.preload import preload
 from bench.procs import ProcessGroup, install_sigterm
 from bench.report import Measurement, Row, format_rows
@@ -95,6 +99,63 @@ class PeerBench:
         return row
 
     def run(self, work: Path, procs: ProcessGroup, pysyncobj_python: Path) -> None:
+        if self.args.rows in ("all", "plain"):
+            self.run_plain(work, procs, pysyncobj_python)
+        if self.args.rows in ("all", "tls"):
+            self.run_tls(work, procs)
+
+    def run_tls(self, work: Path, procs: ProcessGroup) -> None:
+        """raftnode with TLS against etcd with TLS (same rows as the plaintext ones), and
+        raftnode with TLS against itself without: what TLS costs it."""
+        a = self.args
+        tls = make_bench_tls(work / "tls", [1, 2, 3], ["e1", "e2", "e3"])
+        trust_in_process(tls.ca_file)
+        raft_tls = RaftnodeCluster(work / "raftnode-tls", procs, tls=tls)
+        etcd_tls = EtcdCluster(work / "etcd-tls", procs, tls=tls)
+        raft = RaftnodeCluster(work / "raftnode-plain", procs)
+        for cluster in (raft_tls, etcd_tls, raft):
+            print(f"starting {cluster.name}", flush=True)
+            cluster.start()
+
+        def target(system: str, cluster: object, where: str, args: dict[str, str]) -> Target:
+            url = getattr(cluster, f"{where}_url")
+            return Target(system, url, args, cluster.settle)  # type: ignore[attr-defined]
+
+        raft_w = self.script_args("raftnode", "write")
+        etcd_w = self.script_args("etcd", "write")
+        for conns in a.connections:
+            self.measure(
+                "TLS write leader",
+                conns,
+                target("raftnode TLS", raft_tls, "leader", raft_w),
+                target("etcd TLS", etcd_tls, "leader", etcd_w),
+            )
+        self.measure(
+            "TLS cost, write leader",
+            64,
+            target("raftnode TLS", raft_tls, "leader", raft_w),
+            target("raftnode plaintext", raft, "leader", raft_w),
+            target=0.85,
+        )
+        print(f"preloading bench-0..{a.keys - 1}", flush=True)
+        for cluster, dialect in ((raft_tls, "raftnode"), (etcd_tls, "etcd"), (raft, "raftnode")):
+            preload(cluster.leader_url(), dialect, keys=a.keys, value_bytes=a.value_bytes)
+        raft_r = self.script_args("raftnode", "read")
+        self.measure(
+            "TLS read linearizable follower",
+            64,
+            target("raftnode TLS", raft_tls, "follower", raft_r),
+            target("etcd TLS", etcd_tls, "follower", self.script_args("etcd", "read")),
+        )
+        self.measure(
+            "TLS cost, read lin. follower",
+            64,
+            target("raftnode TLS", raft_tls, "follower", raft_r),
+            target("raftnode plaintext", raft, "follower", raft_r),
+            target=0.85,
+        )
+
+    def run_plain(self, work: Path, procs: ProcessGroup, pysyncobj_python: Path) -> None:
         a = self.args
         raft = RaftnodeCluster(work / "raftnode", procs)
         etcd = EtcdCluster(work / "etcd", procs)
@@ -236,6 +297,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[8, 64, 256],
         help="comma-separated connection counts for the leader-write rows",
     )
+    p.add_argument(
+        "--rows",
+        choices=("all", "plain", "tls"),
+        default="all",
+        help="the plaintext rows, the TLS rows, or both",
+    )
     p.add_argument("--keys", type=int, default=10000, help="key space bench-0..N-1")
     p.add_argument("--value-bytes", type=int, default=100)
     p.add_argument("--out", type=Path, default=REPO / "build" / "bench")
@@ -248,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_sigterm()
     ensure_commands(["etcd", "wrk", "haproxy"])
-    pysyncobj_python = ensure_pysyncobj_venv(args.pysyncobj_venv)
+    pysyncobj_python = (
+        ensure_pysyncobj_venv(args.pysyncobj_venv) if args.rows != "tls" else Path(sys.executable)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="peers-", dir=args.out))
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **versions()}

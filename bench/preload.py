@@ -24,10 +24,19 @@ def put_request(dialect: str, key: str, value: str) -> tuple[str, bytes]:
     return "/kv", json.dumps({"key": key, "value": value}).encode()
 
 
+def open_connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    """A connection to ``url``'s host and port: HTTPS (verified against the default CAs, which
+    ``bench.peers.tls.trust_in_process`` points at the benchmark's CA) or plain HTTP."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(host, port, timeout=timeout)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
 def write_one(url: str, dialect: str, key: str, value: str, timeout: float = 2.0) -> int:
     """One write; its status code (0 when nothing answered)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    conn = open_connection(url, timeout)
     path, body = put_request(dialect, key, value)
     try:
         conn.request("POST", path, body, {"Content-Type": "application/json"})
@@ -41,8 +50,7 @@ def write_one(url: str, dialect: str, key: str, value: str, timeout: float = 2.0
 
 
 def _writer(url: str, dialect: str, keys: list[str], value: str, deadline: float) -> int:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    conn = open_connection(url, 10)
     failed = 0
     try:
         for key in keys:
@@ -76,7 +84,7 @@ def preload(
     workers: int = 16,
     timeout: float = 300.0,
 ) -> None:
-    if not url.startswith("http://127.0.0.1:"):
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise ValueError(f"benchmarks only send traffic to 127.0.0.1, not {url}")
     value = "x" * value_bytes
     names = [f"{prefix}{i}" for i in range(keys)]

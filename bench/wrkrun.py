@@ -98,7 +98,7 @@ def run_wrk(
     threads: int = 2,
 ) -> WrkResult:
     """One bounded wrk run against ``url`` (loopback only)."""
-    if not url.startswith("http://127.0.0.1:"):
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise ValueError(f"benchmarks only send traffic to 127.0.0.1, not {url}")
     argv = wrk_argv(
         url, connections=connections, seconds=seconds, script_args=script_args, threads=threads

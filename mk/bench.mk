@@ -4,6 +4,7 @@
 # a PySyncObj virtualenv under build/) and write JSON and PNG under $(BENCH_OUT).
 BENCH_SECONDS ?= 10
 BENCH_ROUNDS ?= 2
+BENCH_PEERS_ROWS ?= all
 BENCH_OUT ?= build/bench
 BENCH_KEYS ?= 1000000
 BENCH_DURATION ?= 240
@@ -20,9 +21,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	touch $@
 
 ## raftnode vs etcd (and PySyncObj, and via HAProxy and nginx) side by side, A/B/A/B; BENCH_SECONDS=3 for a quick run.
+## BENCH_PEERS_ROWS=tls: only the TLS rows (raftnode TLS vs etcd TLS, and vs itself without).
 ## nginx is roles/nginx's configuration (rendered by Ansible) on Debian's packages unpacked in .venv/nginx.
 bench-peers: bench-venv $(VENV)/.deploy-installed $(VENV)/nginx/usr/sbin/nginx
-	$(PY) -m bench.peers_bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) --out $(BENCH_OUT)
+	$(PY) -m bench.peers_bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) \
+		--rows $(BENCH_PEERS_ROWS) --out $(BENCH_OUT)
 
 ## Grow the store (a new key per write, 64 connections) on raftnode and etcd; BENCH_KEYS, BENCH_DURATION (s per system), BENCH_INTERVAL.
 bench-scale: bench-venv

@@ -45,14 +45,16 @@ class LocalNode:
     config: Path
     pid_file: Path
     log_file: Path
+    scheme: str = "http"
+    """``https`` when the config has ``tls:`` (the client and health listeners speak TLS)."""
 
     @property
     def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.health}"
+        return f"{self.scheme}://127.0.0.1:{self.ports.health}"
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.client}"
+        return f"{self.scheme}://127.0.0.1:{self.ports.client}"
 
 
 LOCAL_AUTH = {"anonymous_role": "admin"}
@@ -113,8 +115,8 @@ def write_configs(
 
     Timing is written out in full (``raftnode.defaults`` overridden by ``timing``) so a config
     file read on its own shows what the node runs with. ``auth`` defaults to the quick start's
-    explicit choice, anonymous admin (``LOCAL_AUTH``); ``tls`` (none by default) is written
-    as given, ``peer_tls`` too with ``{node_id}`` in its paths replaced by each node's id.
+    explicit choice, anonymous admin (``LOCAL_AUTH``); ``tls`` (none by default) and
+    ``peer_tls`` are written as given, ``{node_id}`` in their values replaced by each node's id.
     """
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -150,12 +152,17 @@ def write_configs(
             "auth": dict(LOCAL_AUTH if auth is None else auth),
         }
         if tls is not None:
-            cfg["tls"] = dict(tls)
+            cfg["tls"] = {
+                k: v.format(node_id=p.node_id) if isinstance(v, str) else v for k, v in tls.items()
+            }
         if peer_tls is not None:
             cfg["peer_tls"] = {k: v.format(node_id=p.node_id) for k, v in peer_tls.items()}
         path = base / f"n{p.node_id}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        nodes.append(LocalNode(p, path, base / f"n{p.node_id}.pid", base / f"n{p.node_id}.log"))
+        scheme = "http" if tls is None else "https"
+        nodes.append(
+            LocalNode(p, path, base / f"n{p.node_id}.pid", base / f"n{p.node_id}.log", scheme)
+        )
     return nodes
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.deps import command_path
+from bench.peers.tls import BenchTls
 from bench.procs import ProcessGroup, http_status, request_json, rss_bytes, wait_until
 from raftnode.devcluster import free_ports
 
@@ -22,23 +23,31 @@ class EtcdMember:
     data_dir: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
 
 
 class EtcdCluster:
     name = "etcd"
     dialect = "etcd"
 
-    def __init__(self, base: Path, procs: ProcessGroup, size: int = 3) -> None:
+    def __init__(
+        self, base: Path, procs: ProcessGroup, size: int = 3, tls: BenchTls | None = None
+    ) -> None:
+        """``tls``: HTTPS for clients (server certificate, as raftnode's client port) and
+        mutual TLS between members (``--peer-client-cert-auth``), certificates ``etcd-e<N>``."""
         self.base = base.resolve()
         self.procs = procs
+        self.tls = tls
+        if tls is not None:
+            self.name = "etcd TLS"
         ports = free_ports(2 * size)
         self.nodes = [
             EtcdMember(
@@ -47,6 +56,7 @@ class EtcdCluster:
                 ports[2 * i + 1],
                 self.base / f"e{i + 1}.etcd",
                 self.base / f"e{i + 1}.log",
+                scheme="http" if tls is None else "https",
             )
             for i in range(size)
         ]
@@ -81,6 +91,22 @@ class EtcdCluster:
             "--logger",
             "zap",
         ]
+        if self.tls is not None:
+            cert, key, ca = (
+                self.tls.cert(f"etcd-{m.name}"),
+                self.tls.key(f"etcd-{m.name}"),
+                self.tls.ca_file,
+            )
+            argv += [
+                f"--cert-file={cert}",
+                f"--key-file={key}",
+                # No --trusted-ca-file: in etcd 3.4 it makes clients present certificates too;
+                # raftnode's client port only presents its own (client_certificates: none).
+                f"--peer-cert-file={cert}",
+                f"--peer-key-file={key}",
+                f"--peer-trusted-ca-file={ca}",
+                "--peer-client-cert-auth",
+            ]
         m.proc = self.procs.spawn(argv, m.log)
 
     def start(self, timeout: float = 30.0) -> None:

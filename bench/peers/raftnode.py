@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from bench.peers.tls import BenchTls
 from bench.procs import ProcessGroup, http_status, request_json, rss_bytes, wait_until
 from raftnode.devcluster import LocalNode, NodePorts, free_ports, start_node, write_configs
 
@@ -19,10 +20,27 @@ class RaftnodeCluster:
     name = "raftnode"
     dialect = "raftnode"
 
-    def __init__(self, base: Path, procs: ProcessGroup, size: int = 3) -> None:
+    def __init__(
+        self, base: Path, procs: ProcessGroup, size: int = 3, tls: BenchTls | None = None
+    ) -> None:
+        """``tls``: HTTPS on the client and health listeners and mutual TLS between peers,
+        with the certificates ``bench.peers.tls`` made (``raftnode-<id>``)."""
         self.base = base
         self.procs = procs
+        if tls is not None:
+            self.name = "raftnode TLS"
         ports = free_ports(3 * size)
+        files = (
+            {}
+            if tls is None
+            else {
+                "tls": {
+                    "cert_file": str(tls.directory / "raftnode-{node_id}.crt"),
+                    "key_file": str(tls.directory / "raftnode-{node_id}.key"),
+                    "ca_file": str(tls.ca_file),
+                },
+            }
+        )
         self.nodes: list[LocalNode] = write_configs(
             base,
             [
@@ -30,6 +48,8 @@ class RaftnodeCluster:
                 for i in range(size)
             ],
             log_level="warning",
+            tls=files.get("tls"),
+            peer_tls=files.get("tls"),
         )
         self._procs: dict[int, object] = {}
 

@@ -38,7 +38,14 @@ def test_raftnode_runs_as_a_sandboxed_notify_service(host: Any) -> None:
     assert props["WatchdogUSec"] == "15s"
     assert props["TimeoutStopUSec"] == "13s"  # 3 s hand-over + 10 s margin
     assert props["User"] == "raftnode"
-    assert props["NRestarts"] == "0"
+    if props["NRestarts"] != "0":
+        # A start that failed before the node ran (219/CGROUP: the guest's cgroup was still
+        # being torn down, "Failed to kill control group ... Input/output error") is the test
+        # host's, and systemd's restart is the cure; any other exit is the node's failure.
+        exits = host.run(
+            "journalctl -u raftnode --no-pager -o cat | grep 'Main process exited'"
+        ).stdout.splitlines()
+        assert exits and all("status=219/CGROUP" in line for line in exits), exits
     pid = host.run("systemctl show raftnode -p MainPID --value").stdout.strip()
     status = host.file(f"/proc/{pid}/status").content_string
     assert re.search(r"^CapEff:\s+0+$", status, re.M), "the node must run without capabilities"
@@ -54,14 +61,16 @@ def test_raftnode_unit_documentation_exists_on_the_host(host: Any) -> None:
         assert host.file(url.removeprefix("file://")).is_file, url
 
 
-def test_raftnode_unit_rates_2_or_better(host: Any) -> None:
+def test_raftnode_unit_rates_1_1_or_better(host: Any) -> None:
+    """1.1 here; 1.0 with an IP allow-list (raftnode_ip_address_allow, as the production
+    inventory sets it), which the lab leaves off: its addresses change with every run."""
     if "raft" not in groups_of(host):
         pytest.skip("not a raft host")
     out = host.run("systemd-analyze security raftnode.service").stdout
     found = re.search(r"Overall exposure level for raftnode.service: ([0-9.]+)", out)
     assert found is not None, out
     level = float(found[1])
-    assert level <= 2.0, out
+    assert level <= 1.1, out
 
 
 def test_raftnode_files_are_private(host: Any) -> None:
