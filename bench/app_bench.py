@@ -11,7 +11,12 @@ transactions, watch fan-out, lease keep-alives.
 - watch fan-out: ``--watchers`` streams on one prefix over ``--watch-procs`` client processes
   and every node of the cluster, a writer at ``--watch-rate`` puts/s for ``--seconds``
   (bench/watch_fanout.py): delivery p50/p99 from the write's acknowledgement, events missed,
-  and the client processes' CPU (a client near 100% measures itself, not the server).
+  the write rate achieved (below the asked rate: the system did not keep up) and the client
+  processes' CPU (a client near 100% measures itself, not the server). ``--watch-rate`` takes
+  a list (``100,250,500,1000``): one fan-out row per rate, to show where each system stops
+  keeping up.
+
+``--rows`` picks the rows (default ``txn,keepalive,watch``).
 
 Every row runs A/B/A/B (raftnode, etcd, raftnode, ...) ``--runs`` times; the table gives the
 median of the runs with the spread (min-max) and the raftnode/etcd ratio of the medians. Writes
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -61,6 +67,17 @@ def grant_leases(cluster: Cluster, count: int) -> list[str]:
     return ids
 
 
+def rates(text: str) -> list[float]:
+    """``--watch-rate``: one rate or a comma-separated list, each positive."""
+    try:
+        out = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rates are numbers, got {text!r}") from None
+    if not out or any(r <= 0 for r in out):
+        raise argparse.ArgumentTypeError(f"rates must be positive, got {text!r}")
+    return out
+
+
 def spread(values: list[float], fmt: str = ",.0f") -> str:
     """median (min-max)."""
     if not values:
@@ -80,7 +97,7 @@ class AppBench:
         self.clusters = clusters
         self.leases: dict[str, list[str]] = {}
         self.wrk: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.fanout: dict[str, list[FanoutResult]] = {}
+        self.fanout: dict[tuple[float, str], list[FanoutResult]] = {}
 
     def wrk_row(self, row: str, system: str) -> None:
         cluster = self.clusters[system]
@@ -107,7 +124,7 @@ class AppBench:
             flush=True,
         )
 
-    def fanout_row(self, system: str) -> None:
+    def fanout_row(self, rate: float, system: str) -> None:
         cluster = self.clusters[system]
         cluster.settle()
         res = run_fanout(
@@ -115,15 +132,19 @@ class AppBench:
             [n.client_url for n in cluster.nodes],
             cluster.leader_url(),
             watchers=self.args.watchers,
-            rate=self.args.watch_rate,
+            rate=rate,
             seconds=self.args.seconds,
             procs=self.args.watch_procs,
+            # Enough connections that the writer's own round trips do not cap the rate (the
+            # same for both systems): 8, or one per 50 writes/s.
+            writer_connections=max(8, math.ceil(rate / 50)),
         )
-        self.fanout.setdefault(system, []).append(res)
+        self.fanout.setdefault((rate, system), []).append(res)
         print(
-            f"  watch     {system:<8} {res.watchers} watchers {res.rate:g}/s: p50 {res.p50_ms:7.1f}"
-            f" ms  p99 {res.p99_ms:7.1f} ms  missed {res.missed}  write errors "
-            f"{res.write_errors}  client CPU % {res.client_cpu_pct}",
+            f"  watch     {system:<8} {res.watchers} watchers {res.rate:g}/s (achieved "
+            f"{res.achieved_rate:,.0f}/s): p50 {res.p50_ms:7.1f} ms  p99 {res.p99_ms:7.1f} ms  "
+            f"missed {res.missed}  write errors {res.write_errors}  client CPU % "
+            f"{res.client_cpu_pct}",
             flush=True,
         )
 
@@ -133,15 +154,19 @@ class AppBench:
         for n in range(self.args.runs):
             print(f"run {n + 1}/{self.args.runs}", flush=True)
             for row in ("txn", "keepalive"):
-                for system in SYSTEMS:
-                    self.wrk_row(row, system)
-            if self.args.watchers > 0:
-                for system in SYSTEMS:
-                    self.fanout_row(system)
+                if row in self.args.rows:
+                    for system in SYSTEMS:
+                        self.wrk_row(row, system)
+            if self.args.watchers > 0 and "watch" in self.args.rows:
+                for rate in self.args.watch_rate:
+                    for system in SYSTEMS:
+                        self.fanout_row(rate, system)
 
     def table_rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for row in ("txn", "keepalive"):
+            if (row, "raftnode") not in self.wrk:
+                continue
             a = [r["ok_per_s"] for r in self.wrk[(row, "raftnode")]]
             b = [r["ok_per_s"] for r in self.wrk[(row, "etcd")]]
             rows.append(
@@ -156,20 +181,21 @@ class AppBench:
                     },
                 }
             )
-        if self.fanout:
-            shape = f"{self.args.watchers}x{self.args.watch_rate:g}/s"
-            for q in ("p50_ms", "p99_ms"):
-                a = [getattr(r, q) for r in self.fanout["raftnode"]]
-                b = [getattr(r, q) for r in self.fanout["etcd"]]
+        for rate in self.args.watch_rate if self.fanout else ():
+            shape = f"{self.args.watchers}x{rate:g}/s"
+            runs = {s: self.fanout[(rate, s)] for s in SYSTEMS}
+            for q, unit in (("p50_ms", "ms"), ("p99_ms", "ms"), ("achieved_rate", "writes/s")):
+                a = [getattr(r, q) for r in runs["raftnode"]]
+                b = [getattr(r, q) for r in runs["etcd"]]
+                label = q[:3] if unit == "ms" else "achieved"
                 rows.append(
                     {
-                        "row": f"watch {shape} {q[:3]} (ms)",
+                        "row": f"watch {shape} {label} ({unit})",
                         "raftnode": a,
                         "etcd": b,
                         "ratio": ratio(a, b),
                         "errors": {
-                            s: sum(r.missed + r.write_errors for r in self.fanout[s])
-                            for s in SYSTEMS
+                            s: sum(r.missed + r.write_errors for r in runs[s]) for s in SYSTEMS
                         },
                     }
                 )
@@ -191,13 +217,18 @@ class AppBench:
         lines = [
             f"{self.args.runs} runs of {self.args.seconds:g} s per row, A/B alternating; median "
             "(min-max) of the runs; ratio: raftnode median / etcd median (ok/s: higher is "
-            "better for raftnode; ms: lower is).",
+            "better for raftnode; ms: lower is). achieved: writes/s the writer got acknowledged "
+            "(below the asked rate: that system did not keep up).",
             "errors: non-2xx + socket errors (watch: missed events + failed writes), "
             "raftnode/etcd. One 2-core machine shared by servers and clients: noisy.",
             format_table(("row", "raftnode", "etcd", "ratio", "errors"), cells),
         ]
         if self.fanout:
-            cpu = {s: max(c for r in self.fanout[s] for c in r.client_cpu_pct) for s in SYSTEMS}
+            cpu = {
+                s: max(c for (_, sy), rs in self.fanout.items() if sy == s for r in rs
+                       for c in r.client_cpu_pct)
+                for s in SYSTEMS
+            }  # fmt: skip
             lines.append(
                 f"watch clients: {self.args.watch_procs} processes; busiest client CPU "
                 f"raftnode {cpu['raftnode']:.0f}%, etcd {cpu['etcd']:.0f}%"
@@ -218,7 +249,9 @@ class AppBench:
             },
             "rows": self.table_rows(),
             "wrk": {f"{row}/{s}": rs for (row, s), rs in self.wrk.items()},
-            "fanout": {s: [r.to_json() for r in rs] for s, rs in self.fanout.items()},
+            "fanout": {
+                f"{rate:g}/{s}": [r.to_json() for r in rs] for (rate, s), rs in self.fanout.items()
+            },
         }
 
 
@@ -229,12 +262,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--leases", type=int, default=64)
     p.add_argument("--watchers", type=int, default=1000, help="0 skips the fan-out row")
-    p.add_argument("--watch-rate", type=float, default=100.0)
+    p.add_argument(
+        "--watch-rate",
+        type=rates,
+        default=[100.0],
+        help="writes/s during the fan-out; a comma-separated list runs one row per rate",
+    )
+    p.add_argument(
+        "--rows",
+        type=lambda text: sorted(set(text.split(","))),
+        default=["keepalive", "txn", "watch"],
+        help="comma-separated: txn, keepalive, watch",
+    )
     p.add_argument("--watch-procs", type=int, default=4)
     p.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     args = p.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0 or args.connections < 1 or args.watch_procs < 1:
         p.error("--runs, --seconds, --connections and --watch-procs must be positive")
+    unknown = set(args.rows) - {"txn", "keepalive", "watch"}
+    if unknown or not args.rows:
+        p.error(f"--rows takes txn, keepalive, watch; got {','.join(sorted(unknown)) or 'none'}")
     install_sigterm()
     ensure_commands(["etcd", "wrk"])
     args.out.mkdir(parents=True, exist_ok=True)

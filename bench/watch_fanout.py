@@ -49,12 +49,19 @@ class FanoutResult:
     client_cpu_pct: list[float] = field(default_factory=list)
 
     @property
+    def achieved_rate(self) -> float:
+        """Writes acknowledged per second, from the first write sent to the last acknowledged
+        (the asked ``rate`` when the system kept up)."""
+        return (self.writes - self.write_errors) / self.write_seconds if self.write_seconds else 0.0
+
+    @property
     def client_saturated(self) -> bool:
         return any(c >= 85.0 for c in self.client_cpu_pct)
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
         d["client_saturated"] = self.client_saturated
+        d["achieved_rate"] = round(self.achieved_rate, 1)
         return d
 
 

@@ -54,11 +54,13 @@ BENCH_APP_CONNECTIONS ?= 16
 BENCH_WATCHERS ?= 1000
 BENCH_WATCH_RATE ?= 100
 BENCH_WATCH_PROCS ?= 4
+BENCH_APP_ROWS ?= txn,keepalive,watch
 
 .PHONY: bench-app
 
-## Issue 18's rows vs etcd, A/B alternating, BENCH_RUNS runs: txn and lease keep-alive ok/s (BENCH_APP_CONNECTIONS), watch fan-out (BENCH_WATCHERS streams, BENCH_WATCH_RATE writes/s): p50/p99, missed.
+## Issue 18's rows vs etcd, A/B alternating, BENCH_RUNS runs: txn and lease keep-alive ok/s (BENCH_APP_CONNECTIONS), watch fan-out (BENCH_WATCHERS streams, BENCH_WATCH_RATE writes/s, a comma-separated list for one row per rate): p50/p99, achieved rate, missed. BENCH_APP_ROWS picks rows.
 bench-app: bench-venv
 	$(PY) -m bench.app_bench --runs $(BENCH_RUNS) --seconds $(BENCH_APP_SECONDS) \
 		--connections $(BENCH_APP_CONNECTIONS) --watchers $(BENCH_WATCHERS) \
-		--watch-rate $(BENCH_WATCH_RATE) --watch-procs $(BENCH_WATCH_PROCS) --out $(BENCH_OUT)
+		--watch-rate $(BENCH_WATCH_RATE) --watch-procs $(BENCH_WATCH_PROCS) --rows $(BENCH_APP_ROWS) \
+		--out $(BENCH_OUT)

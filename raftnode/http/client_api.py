@@ -143,6 +143,7 @@ class ClientApi:
         self.settings = settings
         self.limits = settings.limits
         self.metrics = metrics
+        self._timers: dict[tuple[str, str, str], Any] = {}
         self.admin = AdminApi(
             service, self._forward_admin, settings.request_timeout, settings.member_clients
         )
@@ -241,15 +242,23 @@ class ClientApi:
             answer = await run(request, deadline)
         except ApiError as e:
             answer = _Answer(error_response(e), str(e.code))
-        if kind == "write":
-            self.metrics.write_seconds.labels(op=label, outcome=answer.outcome).observe(
-                time.monotonic() - started
-            )
-        elif kind == "read":
-            self.metrics.read_seconds.labels(consistency=label, outcome=answer.outcome).observe(
-                time.monotonic() - started
-            )
+        if kind in ("write", "read"):
+            self._timer(kind, label, answer.outcome).observe(time.monotonic() - started)
         return answer.response
+
+    def _timer(self, kind: str, label: str, outcome: str) -> Any:
+        """The latency histogram of one (kind, label, outcome), looked up once: prometheus'
+        ``labels()`` costs more than the ``observe`` itself on a hot path. The labels come
+        from fixed sets (operations, consistency levels, outcome codes), so this stays small."""
+        key = (kind, label, outcome)
+        timer = self._timers.get(key)
+        if timer is None:
+            if kind == "write":
+                timer = self.metrics.write_seconds.labels(op=label, outcome=outcome)
+            else:
+                timer = self.metrics.read_seconds.labels(consistency=label, outcome=outcome)
+            self._timers[key] = timer
+        return timer
 
     # -- routing -----------------------------------------------------------------------------
 

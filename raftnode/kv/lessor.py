@@ -4,7 +4,8 @@ The lease table (``raftnode.kv.leases``) is replicated state; expiry is not. Onl
 keeps a deadline per lease, in monotonic time (the event loop's clock), and when one passes it
 proposes ``LeaseRevoke`` through the log, which deletes the lease's keys at one revision on
 every node. Keep-alives are answered by the leader alone (a follower's request is forwarded,
-like a write) and never touch the log.
+like a write), on its leader lease rather than a quorum round per batch (``Lessor.keep_alive``
+says why that is safe), and never touch the log.
 
 A node that becomes leader (any new term) forgets every deadline and gives every lease its
 full TTL again from the moment it notices it (etcd's ``Promote``): a failover never expires a
@@ -164,8 +165,13 @@ class Lessor:
     # -- requests (answered by the leader) ---------------------------------------------------
 
     async def _confirmed_leader(self, deadline: float) -> dict[int, float]:
-        """This node's deadlines once a quorum confirmed it leads and it applied everything
-        committed before; ``NotLeader`` (forward the request) otherwise."""
+        """This node's deadlines once it is confirmed to lead (its leader lease, or a quorum
+        round when the lease has lapsed) and it applied everything committed before;
+        ``NotLeader`` (forward the request) otherwise.
+
+        The leader lease is enough here (see ``keep_alive`` for why), and it saves a heartbeat
+        round to every follower per batch of lease requests: under load that round, not the
+        lease table, was most of a keep-alive's cost."""
         node = self.node
         if not node.is_leader and node.leader_id == NO_NODE:
             wait = min(deadline - self.service.clock(), self.service.leader_wait)
@@ -174,7 +180,7 @@ class Lessor:
                 raise Unavailable("no leader is known (election in progress or no quorum)")
         if not node.is_leader:
             raise NotLeader(node.leader_id)
-        await self.service.read_barrier(Consistency.LINEARIZABLE, deadline)
+        await self.service.read_barrier(Consistency.LEASE, deadline)
         deadlines = self._leading_deadlines()
         if deadlines is None:
             raise NotLeader(self.node.leader_id)
@@ -207,10 +213,30 @@ class Lessor:
         raise LeaseRefused(result.error, _refusal_message(result.error, chosen))
 
     async def keep_alive(self, lease: int, deadline: float) -> LeaseStatus:
-        """Renew ``lease`` to its full TTL from now; ``LeaseNotFound`` when it is gone."""
+        """Renew ``lease`` to its full TTL from when the request arrived; ``LeaseNotFound``
+        when it is gone.
+
+        Why a keep-alive answered on the leader lease cannot be broken by a new leader. The
+        renewal counts from ``asked``, read before the leadership check. That check passes
+        only if a majority acknowledged a heartbeat round this node sent at some T with
+        ``asked <= t_check < T + lease_seconds`` (the lease; ``raftnode.raft.election``
+        ``_grants_despite_leader`` has the argument), or, when the lease lapsed, a round sent
+        at T >= ``asked`` (a ReadIndex round starts after the read was queued). Either way a
+        voter of that majority votes for nobody else before T + ``lease_seconds`` (by any
+        clock within ``lease_drift``), so any later leader is elected at t0 > ``asked`` and,
+        forgetting every deadline, gives each lease its full TTL from t0 or later: it expires
+        this lease no earlier than t0 + TTL > ``asked`` + TTL, which is what this answer
+        promised. A client counts from when it sent the request, which is before ``asked``,
+        so its own view is on the safe side too. A deposed leader that has not noticed yet
+        fails the check (its lease lapsed, its round is not acknowledged) and forwards or
+        answers 503; its local deadlines never matter, since it cannot commit a revoke.
+
+        Concurrent keep-alives of one lease keep the later deadline (one answered out of order
+        never shortens the promise of the other)."""
+        asked = self._now()
         deadlines = await self._confirmed_leader(deadline)
         status = self._status(deadlines, lease)
-        deadlines[lease] = self._now() + status.granted
+        deadlines[lease] = max(deadlines[lease], asked + status.granted)
         return LeaseStatus(lease, float(status.granted), status.granted)
 
     async def time_to_live(self, lease: int, deadline: float) -> LeaseStatus:

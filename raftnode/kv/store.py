@@ -872,19 +872,19 @@ class KeyValueStore:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def _holds(self, compare: Compare) -> bool:
-        row = self._row(compare.key.encode(_ENC, _ERRORS))
+    def _holds(self, compare: Compare, rows: _Rows) -> bool:
+        row = _read_once(rows, compare.key.encode(_ENC, _ERRORS), self._row)
         return _compare_holds(compare, row[0] if row else None, self._key_revisions(row))
 
     def _apply_txn(self, txn: Txn) -> TxnResult:
         """Compares, then one branch, at one revision; quota refused as a whole."""
-        succeeded = all(self._holds(c) for c in txn.compare)
+        rows: _Rows = {}  # each key's row read once, until the branch writes the key
+        succeeded = all(self._holds(c, rows) for c in txn.compare)
         ops = txn.success if succeeded else txn.failure
-        writes = [op for op in ops if op.op != "get"]
         new_bytes = self._logical_bytes
-        for op in writes:  # validated: one write per key per branch
+        for op in [o for o in ops if o.op != "get"]:  # validated: one write per key per branch
             kb = op.key.encode(_ENC, _ERRORS)
-            row = self._row(kb)
+            row = _read_once(rows, kb, self._row)
             new_bytes -= len(kb) + len(row[0]) if row is not None else 0
             if op.op == "put":
                 assert op.value is not None
@@ -895,15 +895,15 @@ class KeyValueStore:
         changed = False
         results = []
         for op in ops:
-            results.append(self._txn_op(op, rev))
+            results.append(self._txn_op(op, rev, rows))
             changed = changed or (op.op == "put" or (op.op == "delete" and results[-1].found))
         if changed:
             self._revision = rev
         return TxnResult(succeeded, self._revision, tuple(results))
 
-    def _txn_op(self, op: TxnOp, rev: int) -> TxnOpResult:
+    def _txn_op(self, op: TxnOp, rev: int, rows: _Rows) -> TxnOpResult:
         kb = op.key.encode(_ENC, _ERRORS)
-        row = self._row(kb)
+        row = rows.pop(kb) if kb in rows else self._row(kb)  # popped: it may be written now
         value = row[0].decode(_ENC, _ERRORS) if row is not None else None
         if op.op == "get":
             return TxnOpResult("get", op.key, row is not None, value, self._key_revisions(row))
@@ -1160,6 +1160,19 @@ def _stage_copy(
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
+
+
+_Row = tuple[bytes, int, int, int | None]
+"""A key's (value, create_rev, mod_rev, version), as ``KeyValueStore._row`` reads it."""
+_Rows = dict[bytes, _Row | None]
+"""Rows one transaction read already (None: the key is absent), by key."""
+
+
+def _read_once(rows: _Rows, kb: bytes, read: Callable[[bytes], _Row | None]) -> _Row | None:
+    """``kb``'s row from ``rows``, read with ``read`` (and kept) the first time."""
+    if kb not in rows:
+        rows[kb] = read(kb)
+    return rows[kb]
 
 
 def _compare_holds(compare: Compare, value: bytes | None, revisions: KeyRevisions) -> bool:

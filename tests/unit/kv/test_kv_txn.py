@@ -32,6 +32,27 @@ def test_success_branch_writes_every_key_at_one_revision(store: KeyValueStore) -
     assert {k: r.mod_revision for k, r in store.list()} == {"x": 2, "y": 2}
 
 
+def test_reads_in_a_branch_see_the_writes_before_them(store: KeyValueStore) -> None:
+    """The rows a txn read for its compares are reused until the branch writes the key: a get
+    before a put sees the old row, one after it the new; a deleted key reads as absent."""
+    a = Applier(store)
+    a.upgrade()
+    a.put("x", "1")
+    a.put("y", "1")
+    r = a.txn(
+        [Compare("x", "version", "equal", 1), Compare("y", "exists", "equal", True)],
+        [TxnOp("get", "x"), put("x", "2"), TxnOp("get", "x"), TxnOp("delete", "y"),
+         TxnOp("get", "y")],
+        [],
+    )  # fmt: skip
+    assert r.succeeded and r.revision == 3
+    get_before, _, get_after, delete_y, get_y = r.results
+    assert (get_before.value, get_before.revisions) == ("1", KeyRevisions(1, 1, 1))
+    assert (get_after.value, get_after.revisions) == ("2", KeyRevisions(1, 3, 2))
+    assert delete_y.found and not get_y.found and get_y.value is None
+    assert store.get("y") is None and store.get("x") is not None
+
+
 def test_failure_branch_runs_when_any_compare_fails(store: KeyValueStore) -> None:
     a = Applier(store)
     a.upgrade()

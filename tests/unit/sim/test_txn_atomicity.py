@@ -4,6 +4,7 @@ more than one revision (and pass the real one: ``test_exactly_once``)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -32,11 +33,11 @@ def test_a_store_that_applies_half_a_transaction_fails_the_simulation(
 ) -> None:
     txn_op = KeyValueStore._txn_op
 
-    def half(self: KeyValueStore, op: TxnOp, rev: int) -> TxnOpResult:
+    def half(self: KeyValueStore, op: TxnOp, rev: int, rows: Any) -> TxnOpResult:
         if op.op == "put" and op.key == "t1":
             # Answers as if written, never writes it.
             return TxnOpResult("put", op.key, False, None, KeyRevisions(rev, rev, 1))
-        return txn_op(self, op, rev)
+        return txn_op(self, op, rev, rows)
 
     monkeypatch.setattr(KeyValueStore, "_txn_op", half)
     with pytest.raises(SafetyViolation, match="applied in part"):
@@ -48,11 +49,11 @@ def test_a_store_that_gives_each_write_its_own_revision_fails_the_simulation(
 ) -> None:
     txn_op = KeyValueStore._txn_op
 
-    def one_revision_per_write(self: KeyValueStore, op: TxnOp, rev: int) -> TxnOpResult:
+    def one_revision_per_write(self: KeyValueStore, op: TxnOp, rev: int, rows: Any) -> TxnOpResult:
         if op.op == "put":
             self._revision += 1
-            return txn_op(self, op, self._revision)
-        return txn_op(self, op, rev)
+            return txn_op(self, op, self._revision, rows)
+        return txn_op(self, op, rev, rows)
 
     monkeypatch.setattr(KeyValueStore, "_txn_op", one_revision_per_write)
     with pytest.raises(SafetyViolation, match=r"not at the txn.s|one transaction is one revision"):
