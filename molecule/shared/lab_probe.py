@@ -70,6 +70,11 @@ class _TrustStore:
 _TRUST = _TrustStore()
 
 
+def trust_context() -> ssl.SSLContext | None:
+    """The context that trusts LAB_CA_FILE as it is now (None without one)."""
+    return _TRUST.context()
+
+
 def node_url(address: str, port: int) -> str:
     return f"{SCHEME}://{address}:{port}"
 
