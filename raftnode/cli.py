@@ -7,6 +7,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from raftnode import __version__
@@ -42,7 +43,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, credentials_dir=args.credentials_dir)
     except ConfigError as e:
         for p in e.problems:
             print(f"{args.file}: {p}", file=sys.stderr)
@@ -160,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("check-config", help="validate a config file (exit 0 when valid)")
     p.add_argument("file")
+    p.add_argument(
+        "--credentials-dir",
+        type=Path,
+        default=None,
+        help="read TLS files the config names under /run/credentials/<unit>/ from this "
+        "directory (the LoadCredential= sources: the unit has not copied them yet)",
+    )
     p.set_defaults(func=_cmd_check_config)
     p = sub.add_parser("status", help="show the cluster as one node sees it")
     p.add_argument("--url", default="http://127.0.0.1:10001", help="the node's health listener")

@@ -235,6 +235,21 @@ def _path(text: str, base_dir: Path | None) -> Path:
     return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
 
+SYSTEMD_CREDENTIALS_ROOT = Path("/run/credentials")
+"""systemd copies a unit's ``LoadCredential=`` files into ``/run/credentials/<unit>/`` when
+the unit starts, so before that (``raftnode check-config`` run by Ansible's ``validate:``)
+the path a config names there does not exist yet."""
+
+
+def _credential(path: Path, credentials_dir: Path | None) -> Path:
+    """``path`` itself, or, for a file under ``/run/credentials/<unit>/`` while checking with
+    ``credentials_dir``, the file of the same name there (the source ``LoadCredential=``
+    copies from)."""
+    if credentials_dir is not None and path.parent.parent == SYSTEMD_CREDENTIALS_ROOT:
+        return credentials_dir / path.name
+    return path
+
+
 def _listen_section(c: _Checker, raw: Any) -> tuple[Address, Address, Address]:
     """``listen: {client, health, peer}``: three addresses on three different ports."""
     given = c.mapping(raw, "listen", {"client", "health", "peer"})
@@ -353,7 +368,9 @@ def _auth_section(c: _Checker, raw: Any, base_dir: Path | None) -> AuthSettings:
     )
 
 
-def _tls_section(c: _Checker, raw: Any, base_dir: Path | None) -> TlsSettings | None:
+def _tls_section(
+    c: _Checker, raw: Any, base_dir: Path | None, credentials_dir: Path | None
+) -> TlsSettings | None:
     """``tls:``: certificate, key and CA files (HTTPS on the client and health listeners)."""
     if raw is None:
         return None
@@ -361,7 +378,7 @@ def _tls_section(c: _Checker, raw: Any, base_dir: Path | None) -> TlsSettings | 
     files = {}
     for key in ("cert_file", "key_file", "ca_file"):
         text = c.string(given, key, f"tls.{key}", None)
-        files[key] = _path(text or ".", base_dir)
+        files[key] = _credential(_path(text or ".", base_dir), credentials_dir)
     mode = c.string(given, "client_certificates", "tls.client_certificates", "none")
     try:
         client = ClientCertificates(mode)
@@ -378,7 +395,12 @@ def _tls_section(c: _Checker, raw: Any, base_dir: Path | None) -> TlsSettings | 
 
 
 def _peer_tls_section(
-    c: _Checker, raw: Any, base_dir: Path | None, node_id: int, cluster: tuple[Member, ...]
+    c: _Checker,
+    raw: Any,
+    base_dir: Path | None,
+    credentials_dir: Path | None,
+    node_id: int,
+    cluster: tuple[Member, ...],
 ) -> PeerTlsSettings | None:
     """``peer_tls:``: this node's peer certificate (naming ``raftnode://<cluster>/node/<id>``),
     its key and the cluster CA (mutual TLS 1.3 on the Raft port)."""
@@ -388,7 +410,7 @@ def _peer_tls_section(
     files = {}
     for key in ("cert_file", "key_file", "ca_file"):
         text = c.string(given, key, f"peer_tls.{key}", None)
-        files[key] = _path(text or ".", base_dir)
+        files[key] = _credential(_path(text or ".", base_dir), credentials_dir)
     settings = PeerTlsSettings(files["cert_file"], files["key_file"], files["ca_file"])
     if not c.problems:
         me = next((m for m in cluster if m.id == node_id), None)
@@ -420,8 +442,14 @@ TOP_KEYS = {
 }
 
 
-def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
-    """Validate a parsed YAML document and build a ``NodeConfig``; raises ``ConfigError``."""
+def parse_config(
+    raw: Any, *, base_dir: Path | None = None, credentials_dir: Path | None = None
+) -> NodeConfig:
+    """Validate a parsed YAML document and build a ``NodeConfig``; raises ``ConfigError``.
+
+    ``credentials_dir`` (checking only, before the unit starts): TLS files named under
+    ``/run/credentials/<unit>/`` are read from there instead (the ``LoadCredential=`` sources).
+    """
     if not isinstance(raw, dict):
         raise ConfigError([f"(top level): must be a mapping, got {type(raw).__name__}"])
     c = _Checker()
@@ -456,8 +484,10 @@ def parse_config(raw: Any, *, base_dir: Path | None = None) -> NodeConfig:
         watch=_integer_section(c, top.get("watch"), "watch", Watch),
         log=_log_section(c, top.get("log")),
         auth=_auth_section(c, top.get("auth"), base_dir),
-        tls=_tls_section(c, top.get("tls"), base_dir),
-        peer_tls=_peer_tls_section(c, top.get("peer_tls"), base_dir, node_id, cluster),
+        tls=_tls_section(c, top.get("tls"), base_dir, credentials_dir),
+        peer_tls=_peer_tls_section(
+            c, top.get("peer_tls"), base_dir, credentials_dir, node_id, cluster
+        ),
     )
     if c.problems:
         raise ConfigError(c.problems)
@@ -468,8 +498,9 @@ MAX_CONFIG_BYTES = 1 << 20
 """A node's configuration is a few hundred bytes; anything past this is not one."""
 
 
-def load_config(path: str | os.PathLike[str]) -> NodeConfig:
-    """Read and validate a YAML config file; raises ``ConfigError`` naming every bad key."""
+def load_config(path: str | os.PathLike[str], *, credentials_dir: Path | None = None) -> NodeConfig:
+    """Read and validate a YAML config file; raises ``ConfigError`` naming every bad key
+    (``credentials_dir``: see ``parse_config``)."""
     p = Path(path)
     try:
         with p.open("rb") as f:
@@ -490,4 +521,4 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         raise ConfigError([f"{p}: not a node config: nested too deeply"]) from e
     except ValueError as e:  # e.g. an integer of thousands of digits
         raise ConfigError([f"{p}: not a node config: {e}"]) from e
-    return parse_config(raw, base_dir=p.parent.resolve())
+    return parse_config(raw, base_dir=p.parent.resolve(), credentials_dir=credentials_dir)

@@ -46,7 +46,13 @@ def _load_chain(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
     try:
         ctx.load_cert_chain(settings.cert_file, settings.key_file)
     except FileNotFoundError as e:
-        raise TlsError(f"tls: {e.filename} does not exist") from e
+        # ssl leaves e.filename unset: name the file that is missing.
+        missing = [
+            f"tls.{key}: {path}"
+            for key, path in (("cert_file", settings.cert_file), ("key_file", settings.key_file))
+            if not Path(path).is_file()
+        ]
+        raise TlsError(f"{', '.join(missing) or 'tls'} does not exist") from e
     except (ssl.SSLError, OSError) as e:
         raise TlsError(
             f"tls: cannot load the certificate {settings.cert_file} with the key "

@@ -101,7 +101,12 @@ class Writer:
 def keyed_write(host: str, key: str, value: str, idempotency_key: str, timeout: float) -> int:
     """POST /kv with an Idempotency-Key on a new connection; the status, 0 when none came."""
     body = json.dumps({"key": key, "value": value})
-    conn = http.client.HTTPConnection(host, VIP_PORT, timeout=timeout)
+    conn: http.client.HTTPConnection
+    if lab_probe.SCHEME == "https":  # LAB_SCHEME / LAB_CA_FILE, as lab_probe's requests
+        context = lab_probe.trust_context()
+        conn = http.client.HTTPSConnection(host, VIP_PORT, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, VIP_PORT, timeout=timeout)
     try:
         conn.request(
             "POST",
@@ -162,7 +167,9 @@ class Lab:
 
     def all_ready(self) -> bool:
         return all(
-            lab_probe.request(f"http://{a}:{lab_probe.HEALTH_PORT}/readiness", timeout=1.0)[0]
+            lab_probe.request(
+                f"{lab_probe.node_url(a, lab_probe.HEALTH_PORT)}/readiness", timeout=1.0
+            )[0]
             == 200
             for a in self.raft.values()
         )
@@ -325,7 +332,7 @@ def lost_writes(lab: Lab, prefix: str, acked: dict[str, str]) -> list[str]:
     """Acknowledged keys that do not read back with their value through the VIP."""
     deadline = time.monotonic() + 60
     while True:
-        status, stored = lab_probe.list_prefix(f"http://{lab.vip}:{VIP_PORT}", prefix + "-")
+        status, stored = lab_probe.list_prefix(lab_probe.node_url(lab.vip, VIP_PORT), prefix + "-")
         if status == 200 or time.monotonic() > deadline:
             break
         time.sleep(0.5)

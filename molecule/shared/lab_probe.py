@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -34,6 +35,50 @@ from pathlib import Path
 from typing import Any
 
 HEALTH_PORT = 10001
+# http (the default) or https: how the scenario's nodes and VIP serve (default sets https, with
+# LAB_CA_FILE the cluster's CA bundle, in its molecule.yml; the other scenarios stay plaintext).
+SCHEME = os.environ.get("LAB_SCHEME", "http")
+CA_FILE = os.environ.get("LAB_CA_FILE") or None
+
+
+class _TrustStore:
+    """An SSL context trusting LAB_CA_FILE, re-read when the file changes: a CA rotation
+    (playbooks/rotate-certs.yml) rewrites the bundle on the controller, as an operator hands
+    the new bundle to the clients before the servers move to the new CA."""
+
+    def __init__(self) -> None:
+        self._mark: tuple[float, int] | None = None
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext | None:
+        if CA_FILE is None:
+            return None
+        try:
+            st = os.stat(CA_FILE)
+        except OSError:
+            return self._context
+        mark = (st.st_mtime, st.st_size)
+        if mark != self._mark:
+            try:
+                self._context = ssl.create_default_context(cafile=CA_FILE)
+                self._mark = mark
+            except (OSError, ssl.SSLError):
+                pass  # half-written: keep the previous one, retry next time
+        return self._context
+
+
+_TRUST = _TrustStore()
+
+
+def trust_context() -> ssl.SSLContext | None:
+    """The context that trusts LAB_CA_FILE as it is now (None without one)."""
+    return _TRUST.context()
+
+
+def node_url(address: str, port: int) -> str:
+    return f"{SCHEME}://{address}:{port}"
+
+
 # The lab's HAProxy stats reader (test values only; the inventories' haproxy_stats_users holds
 # its hash): the stats page and /metrics answer 401 without it.
 STATS_USER = "lab-stats"
@@ -60,7 +105,7 @@ class Lab:
 
     @property
     def vip_url(self) -> str:
-        return f"http://{self.vip}:8080"
+        return node_url(self.vip, 8080)
 
     def stats_url(self, lb: str) -> str:
         return f"http://{self.lb[lb]}:8404"
@@ -101,7 +146,8 @@ def request(
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        context = _TRUST.context() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, _lower(resp.headers.items()), resp.read()
     except urllib.error.HTTPError as e:
         return e.code, _lower(e.headers.items()), e.read()
@@ -115,7 +161,7 @@ def _lower(items: Any) -> dict[str, str]:
 
 
 def primary_codes(addresses: list[str], port: int = HEALTH_PORT) -> dict[str, int]:
-    return {a: request(f"http://{a}:{port}/primary", timeout=2.0)[0] for a in addresses}
+    return {a: request(f"{node_url(a, port)}/primary", timeout=2.0)[0] for a in addresses}
 
 
 def leader(addresses: list[str], port: int = HEALTH_PORT) -> str | None:
@@ -270,7 +316,7 @@ def poll_status(
 
 
 def status_of(address: str, port: int = HEALTH_PORT) -> dict[str, Any] | None:
-    status, _, body = request(f"http://{address}:{port}/status", timeout=2.0)
+    status, _, body = request(f"{node_url(address, port)}/status", timeout=2.0)
     return json.loads(body) if status == 200 else None
 
 

@@ -98,7 +98,7 @@ def test_every_key_read_back_through_the_vip_after_the_restore() -> None:
 def test_every_key_is_on_every_node_and_behind_the_vip() -> None:
     want = expected()
     for name, url in [("vip", LAB.vip_url)] + [
-        (n, f"http://{a}:8081") for n, a in LAB.raft.items()
+        (n, lab_probe.node_url(a, 8081)) for n, a in LAB.raft.items()
     ]:
         status, items = lab_probe.list_prefix(url, "bulk-")
         assert status == 200, name
@@ -144,7 +144,8 @@ def test_the_cluster_is_whole_again() -> None:
     converged = lab_probe.converged(list(LAB.raft.values()), timeout=30)
     assert converged["ok"], converged
     for address in LAB.raft.values():
-        assert lab_probe.request(f"http://{address}:10001/readiness")[0] == 200, address
+        url = f"{lab_probe.node_url(address, 10001)}/readiness"
+        assert lab_probe.request(url)[0] == 200, address
     leader = lab_probe.leader(list(LAB.raft.values()))
     name = next(n for n, a in LAB.raft.items() if a == leader)
     for lb in LAB.lb:

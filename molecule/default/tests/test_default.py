@@ -1,8 +1,11 @@
-"""The deployed stack: sandboxed Raft nodes, HAProxy routing writes to the leader, one VIP."""
+"""The deployed stack: sandboxed Raft nodes, HAProxy routing writes to the leader, one VIP.
+This scenario turns TLS on (inventory/group_vars/all/20-tls.yml): HTTPS on the VIP and the
+nodes' client and health ports, mutual TLS between peers, nothing plaintext answers."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from typing import Any
 
 import lab_probe
@@ -13,6 +16,12 @@ import pytest
 
 def groups_of(host: Any) -> list[str]:
     return host.ansible.get_variables().get("group_names", [])
+
+
+NODE_CA = "/etc/raftnode/tls/ca.crt"
+NODE_CERT = "/etc/raftnode/tls/node.crt"
+NODE_KEY = "/etc/raftnode/credentials/node.key"
+LB_CA = "/etc/haproxy/tls/backend-ca.pem"
 
 
 def http_code(host: Any, url: str, curl_options: str = "") -> str:
@@ -76,13 +85,26 @@ def test_raftnode_unit_rates_1_1_or_better(host: Any) -> None:
 def test_raftnode_files_are_private(host: Any) -> None:
     if "raft" not in groups_of(host):
         pytest.skip("not a raft host")
-    secret = host.file("/etc/raftnode/secret")
-    assert (secret.user, secret.group, secret.mode) == ("raftnode", "raftnode", 0o600)
+    # Peers authenticate by certificate: no shared secret on the host.
+    assert not host.file("/etc/raftnode/secret").exists
     config = host.file("/etc/raftnode/raftnode.yaml")
     assert (config.user, config.group, config.mode) == ("root", "raftnode", 0o640)
     data = host.file("/var/lib/raftnode")
     assert (data.user, data.mode) == ("raftnode", 0o700)
-    assert host.run("/opt/raftnode/bin/raftnode check-config /etc/raftnode/raftnode.yaml").rc == 0
+    key = host.file(NODE_KEY)
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    assert host.file("/etc/raftnode/credentials").mode == 0o700
+    # The unit reads the key as its credential; the config names that path.
+    assert (
+        "LoadCredential=node.key:/etc/raftnode/credentials/node.key"
+        in host.file("/etc/systemd/system/raftnode.service").content_string
+    )
+    assert "/run/credentials/raftnode.service/node.key" in config.content_string
+    check = host.run(
+        "/opt/raftnode/bin/raftnode check-config --credentials-dir /etc/raftnode/credentials "
+        "/etc/raftnode/raftnode.yaml"
+    )
+    assert check.rc == 0 and "https" in check.stdout, check.stdout + check.stderr
 
 
 def test_raftnode_listens_and_is_ready(host: Any) -> None:
@@ -90,8 +112,25 @@ def test_raftnode_listens_and_is_ready(host: Any) -> None:
         pytest.skip("not a raft host")
     for port in (8081, 9081, 10001):
         assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
-    assert http_code(host, "http://127.0.0.1:10001/readiness") == "200"
-    assert http_code(host, "http://127.0.0.1:10001/health") == "200"
+    ca = f"--cacert {NODE_CA}"
+    assert http_code(host, "https://127.0.0.1:10001/readiness", ca) == "200"
+    assert http_code(host, "https://127.0.0.1:10001/health", ca) == "200"
+    assert http_code(host, "https://127.0.0.1:8081/kv/absent-key", ca) == "404"
+    # Plaintext gets no HTTP answer on any port (the TLS handshake fails first).
+    for port in (8081, 9081, 10001):
+        assert http_code(host, f"http://127.0.0.1:{port}/health") == "000", port
+
+
+def test_the_raft_port_speaks_mutual_tls_13_only(host: Any) -> None:
+    if "raft" not in groups_of(host):
+        pytest.skip("not a raft host")
+    s_client = (
+        f"openssl s_client -brief -connect 127.0.0.1:9081 -CAfile {NODE_CA} -verify_return_error"
+    )
+    with_cert = host.run(f"{s_client} -cert {NODE_CERT} -key {NODE_KEY} </dev/null 2>&1")
+    assert "TLSv1.3" in with_cert.stdout, with_cert.stdout
+    old = host.run(f"{s_client} -cert {NODE_CERT} -key {NODE_KEY} -tls1_2 </dev/null 2>&1")
+    assert old.rc != 0, old.stdout  # TLS 1.3 only between peers
 
 
 def test_balancer_runs_haproxy_and_keepalived(host: Any) -> None:
@@ -104,7 +143,14 @@ def test_balancer_runs_haproxy_and_keepalived(host: Any) -> None:
     check = "/usr/local/sbin/keepalived-config-test /etc/keepalived/keepalived.conf"
     assert host.run(check).rc == 0
     assert host.sysctl("net.ipv4.ip_nonlocal_bind") == 1
-    assert http_code(host, "http://127.0.0.1:8080/haproxy-health") == "200"
+    # keepalived's check: plain HTTP on loopback only, that path only.
+    assert http_code(host, "http://127.0.0.1:8079/haproxy-health") == "200"
+    assert http_code(host, "http://127.0.0.1:8079/kv/x") == "403"
+    # The client frontend: HTTPS (TLS 1.2+) with the VIP certificate, nothing in plaintext.
+    assert http_code(host, "https://127.0.0.1:8080/haproxy-health", f"--cacert {LB_CA}") == "200"
+    assert http_code(host, "http://127.0.0.1:8080/haproxy-health") == "000"
+    tls11 = "--insecure --tls-max 1.1"
+    assert http_code(host, "https://127.0.0.1:8080/haproxy-health", tls11) == "000"
     # Stats and /metrics: the balancer's own address only, and only for the stats reader.
     address = host.ansible.get_variables()["ansible_host"]
     assert http_code(host, f"http://{address}:8404/metrics") == "401"
@@ -131,7 +177,8 @@ def test_write_through_vip_reads_back_everywhere(lab) -> None:
     status, _, body = lab_probe.request(f"{lab.vip_url}/kv/molecule-default")
     assert status == 200 and b"alice" in body
     for address in lab.raft.values():  # linearizable reads on every node
-        status, _, body = lab_probe.request(f"http://{address}:8081/kv/molecule-default")
+        url = f"{lab_probe.node_url(address, 8081)}/kv/molecule-default"
+        status, _, body = lab_probe.request(url)
         assert status == 200 and b"alice" in body, address
 
 
@@ -148,7 +195,7 @@ def test_the_admin_api_is_closed_on_the_vip(lab) -> None:
     status, _, _ = lab_probe.request(f"{lab.vip_url}/admin/v1/leader/transfer", method="POST")
     assert status == 403
     address = next(iter(lab.raft.values()))  # a node's own client port still serves it
-    status, _, body = lab_probe.request(f"http://{address}:8081/admin/v1/members")
+    status, _, body = lab_probe.request(f"{lab_probe.node_url(address, 8081)}/admin/v1/members")
     assert status == 200 and b'"members"' in body
 
 
@@ -171,7 +218,7 @@ def test_the_deployed_tokens_are_checked(lab) -> None:
     assert status == 401 and headers.get("www-authenticate", "").startswith("Bearer"), status
     address = next(iter(lab.raft.values()))
     status, _, _ = lab_probe.request(
-        f"http://{address}:8081/admin/v1/members",
+        f"{lab_probe.node_url(address, 8081)}/admin/v1/members",
         headers=bearer("molecule-admin-token-not-for-production"),
     )
     assert status == 200
@@ -184,3 +231,25 @@ def test_the_token_file_holds_hashes_only(host: Any) -> None:
     assert tokens.user == "root" and tokens.group == "raftnode" and tokens.mode == 0o640
     assert "sha256" in tokens.content_string
     assert "not-for-production" not in tokens.content_string
+
+
+def test_the_vip_serves_https_with_the_cluster_ca_only(lab) -> None:
+    """curl with the CA through the VIP works; without it (the system store) the handshake
+    fails; plaintext to the VIP gets no HTTP answer."""
+    assert lab.vip_url.startswith("https://"), lab.vip_url
+    assert lab_probe.CA_FILE is not None
+
+    def curl(*args: str) -> str:
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-m", "5", "-w", "%{http_code}", *args],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+        return out.stdout.strip()
+
+    assert curl("--cacert", lab_probe.CA_FILE, f"{lab.vip_url}/kv/molecule-default") == "200"
+    assert curl(f"{lab.vip_url}/kv/molecule-default") == "000"
+    assert curl(f"http://{lab.vip}:8080/kv/molecule-default") == "000"
+    bad = {"Authorization": "Bearer wrong-token"}
+    assert lab_probe.request(f"{lab.vip_url}/kv/molecule-default", headers=bad)[0] == 401
