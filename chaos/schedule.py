@@ -1,0 +1,61 @@
+"""Which faults a nemesis round runs: one kind, or two at once (a combined schedule).
+
+Pure choices from a seeded ``random.Random``, so a run's schedule is reproducible and the
+rules are tested without a lab:
+
+- a long fault (membership, full-disk, wal-tail) may get a short one beside it: a kill or a
+  partition on another host; ``membership`` always gets one (a membership change during
+  another fault is what it is for), from the enabled kill and partition kinds or, when none is
+  enabled, from ``kill-random`` and ``isolate-minority``;
+- a partition may get a kill beside it, and a kill a partition;
+- everything else runs alone, and so does any round when combining is off.
+
+The first kind of a round starts first and picks its target first; the second starts a little
+later (``partner_delay``) and never picks a host the first one holds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+KILLS = frozenset({"kill-random", "kill-leader"})
+PARTITIONS = frozenset({"isolate-leader", "isolate-minority", "cut-one-way"})
+LONG = frozenset({"membership", "full-disk", "wal-tail"})
+MEMBERSHIP_PARTNERS_BY_DEFAULT = ("kill-random", "isolate-minority")
+COMBINE_SHARE = 0.3
+"""The share of rounds that run two faults at once (membership rounds always do)."""
+
+
+def partners(kind: str, enabled: Sequence[str]) -> list[str]:
+    """The kinds that may run beside ``kind``, from the enabled ones."""
+    if kind in LONG:
+        found = [k for k in enabled if k in KILLS | PARTITIONS]
+        if not found and kind == "membership":
+            return list(MEMBERSHIP_PARTNERS_BY_DEFAULT)
+        return found
+    if kind in PARTITIONS:
+        return [k for k in enabled if k in KILLS]
+    if kind in KILLS:
+        return [k for k in enabled if k in PARTITIONS]
+    return []
+
+
+def pick_round(
+    rng: random.Random, enabled: Sequence[str], combine_share: float = COMBINE_SHARE
+) -> tuple[str, ...]:
+    """The kinds of one round: one, or two that run at once (see the module docstring)."""
+    if not enabled:
+        raise ValueError("no fault kind enabled")
+    first = rng.choice(list(enabled))
+    others = partners(first, enabled)
+    combine = first == "membership" or rng.random() < combine_share
+    if not others or not combine:
+        return (first,)
+    return (first, rng.choice(others))
+
+
+def partner_delay(rng: random.Random, first: str) -> float:
+    """Seconds between the first fault's start and its partner's: long faults get theirs
+    once their own change is under way, a partition and a kill overlap at once."""
+    return rng.uniform(1.0, 4.0) if first in LONG else rng.uniform(0.0, 1.0)
