@@ -62,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nemesis",
         default="all",
-        help="all, or groups: kill,pause,partition,disk,lb,"
-        "transfer (or single kinds); 'none' for no faults",
+        help="all, or groups: kill,pause,partition,disk,lb,transfer,restart,membership "
+        "(or single kinds); 'none' for no faults. all leaves the opt-in kinds out "
+        "(chaos.nemesis.OPT_IN)",
     )
     p.add_argument(
         "--workload",

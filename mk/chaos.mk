@@ -11,8 +11,10 @@ TEST_TARGETS += chaos
 
 .PHONY: chaos
 
-## A short chaos run (DURATION s, NEMESIS=all|kill|partition|disk|pause|lb|transfer,
-## comma lists; wal-lost-tail only when named or by its group, disk;
+## A short chaos run (DURATION s, NEMESIS=all|kill|partition|disk|pause|lb|transfer|restart|
+## membership, comma lists of groups or kinds; all may run two faults at once; the opt-in kinds
+## (wal-lost-tail, keepalived-kill, rolling-restart, membership, full-disk) only when named or by
+## their group;
 ## WORKLOAD=register,set,append adds list-append transactions checked Elle's way)
 ## on a lab of its own; fails on any anomaly. `make chaos DURATION=1800` for a long run.
 chaos: $(VENV)/.deploy-installed bench-venv wheels
