@@ -48,6 +48,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .full_disk import RESTORE_DISK, full_disk
@@ -55,7 +56,7 @@ from .history import NEMESIS_PROCESS, Operation
 from .http_client import Answer, request
 from .lab_error import LabError
 from .membership import heal_leftover, membership_change, node_id
-from .schedule import COMBINE_SHARE, partner_delay, pick_round
+from .schedule import COMBINE_SHARE, Rotation, partner_delay, pick_round
 from .torn_tail import Mode, describe, script_argv
 from .workload import Recorder
 
@@ -183,6 +184,10 @@ async def kill9(lab: str, host: str, unit: str) -> None:
     )
 
 
+def _fits(left: float, kind: str) -> bool:
+    return SECONDS_NEEDED.get(kind, 0.0) <= left
+
+
 class Nemesis:
     def __init__(
         self,
@@ -198,6 +203,7 @@ class Nemesis:
         self.rng = random.Random(seed)
         self.hold, self.quiet = hold, quiet
         self.combine_share = combine_share
+        self.rotation = Rotation(self.rng, self.kinds)
         self.paused: set[str] = set()
         self.busy: set[str] = set()
         """Hosts a running fault holds: the other fault of a combined round leaves them alone."""
@@ -259,6 +265,16 @@ class Nemesis:
             await asyncio.sleep(0.2)
         raise LabError(f"no single leader within {timeout:.0f} s")
 
+    async def leader_or_free(self) -> str:
+        """The leader; in a combined round where the other fault holds it (so it is not asked),
+        a free host instead: the round still runs two faults on two hosts."""
+        if not self.busy:
+            return await self.leader()
+        try:
+            return await self.leader(timeout=5.0)
+        except LabError:
+            return self.pick(self.hosts.raft)
+
     async def vip_holders(self) -> list[str]:
         held = []
         for host in self.hosts.lb:
@@ -278,9 +294,10 @@ class Nemesis:
         try:
             await asyncio.sleep(self.quiet)
             while self.recorder.clock() + self.hold + self.quiet < deadline:
-                left = deadline - self.recorder.clock()
-                fitting = [k for k in self.kinds if SECONDS_NEEDED.get(k, 0.0) <= left]
-                kinds = pick_round(self.rng, fitting or self.kinds, self.combine_share)
+                first = self.rotation.next(partial(_fits, deadline - self.recorder.clock()))
+                if first is None:
+                    break  # only long kinds left, and too little time for them
+                kinds = pick_round(self.rng, self.kinds, self.combine_share, first)
                 if not await self.one_round(kinds):
                     await self.heal_all()
                 await asyncio.sleep(self.quiet)
@@ -344,7 +361,7 @@ class Nemesis:
             await self.wal_tail(kind)
             return
         if kind in {"kill-leader", "pause-leader", "isolate-leader"}:
-            target = await self.leader()
+            target = await self.leader_or_free()
         elif kind == "lb-kill":
             target = await self.vip_holder()
         else:

@@ -17,7 +17,7 @@ later (``partner_delay``) and never picks a host the first one holds.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 KILLS = frozenset({"kill-random", "kill-leader"})
 PARTITIONS = frozenset({"isolate-leader", "isolate-minority", "cut-one-way"})
@@ -41,13 +41,41 @@ def partners(kind: str, enabled: Sequence[str]) -> list[str]:
     return []
 
 
+class Rotation:
+    """Each enabled kind once, in a shuffled order, before any comes again: a short run with
+    a few kinds still tries every one of them."""
+
+    def __init__(self, rng: random.Random, enabled: Sequence[str]) -> None:
+        if not enabled:
+            raise ValueError("no fault kind enabled")
+        self.rng, self.enabled = rng, list(dict.fromkeys(enabled))
+        self.pending: list[str] = []
+
+    def next(self, fits: Callable[[str], bool] = lambda _: True) -> str | None:
+        """The next kind that fits (the time left); if none of this turn does, any that fits;
+        None when no kind fits at all (the schedule stops: a long fault would overrun)."""
+        if not self.pending:
+            self.pending = self.rng.sample(self.enabled, len(self.enabled))
+        for kind in self.pending:
+            if fits(kind):
+                self.pending.remove(kind)
+                return kind
+        fitting = [k for k in self.enabled if fits(k)]
+        return self.rng.choice(fitting) if fitting else None
+
+
 def pick_round(
-    rng: random.Random, enabled: Sequence[str], combine_share: float = COMBINE_SHARE
+    rng: random.Random,
+    enabled: Sequence[str],
+    combine_share: float = COMBINE_SHARE,
+    first: str | None = None,
 ) -> tuple[str, ...]:
-    """The kinds of one round: one, or two that run at once (see the module docstring)."""
+    """The kinds of one round: one, or two that run at once (see the module docstring);
+    ``first`` given, the round starts with it, else with a random enabled kind."""
     if not enabled:
         raise ValueError("no fault kind enabled")
-    first = rng.choice(list(enabled))
+    if first is None:
+        first = rng.choice(list(enabled))
     others = partners(first, enabled)
     combine = first == "membership" or rng.random() < combine_share
     if not others or not combine:

@@ -330,4 +330,24 @@ def test_long_kinds_are_not_started_too_close_to_the_deadline(
     n = _nemesis(["membership", "transfer-leader"])
     asyncio.run(n.run(2.0))  # far less than membership's SECONDS_NEEDED
     assert not lab.wiped
-    assert {op.value for op in n.recorder.operations} <= {"transfer-leader", "heal-all"}
+    values = [op.value for op in n.recorder.operations]
+    assert "transfer-leader" in values and set(values) <= {"transfer-leader", "heal-all"}
+    alone = _nemesis(["membership"])
+    asyncio.run(alone.run(2.0))
+    assert [op.value for op in alone.recorder.operations] == ["heal-all"], "nothing fits"
+
+
+def test_a_leader_kind_beside_a_fault_that_holds_the_leader_takes_a_free_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lab = StatefulLab(monkeypatch)
+    n = _nemesis(["kill-leader"])
+    n.busy.add("n1")  # e.g. cut-one-way holds the leader
+    monkeypatch.setattr(nemesis.Nemesis, "leader", _no_leader)
+    asyncio.run(n.one_fault("kill-leader"))
+    killed = [host for host, command in lab.execs() if "kill -9" in command]
+    assert len(killed) == 1 and killed[0] in {"n2", "n3"}
+
+
+async def _no_leader(self: Nemesis, timeout: float = 20.0) -> str:
+    raise LabError("no single leader")

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from chaos.nemesis import fault_kinds
-from chaos.schedule import KILLS, PARTITIONS, partner_delay, partners, pick_round
+from chaos.schedule import KILLS, PARTITIONS, Rotation, partner_delay, partners, pick_round
 
 
 def test_a_partition_gets_a_kill_and_a_kill_a_partition() -> None:
@@ -57,3 +57,18 @@ def test_no_kind_is_refused_and_delays_are_bounded() -> None:
     rng = random.Random(2)
     assert all(1.0 <= partner_delay(rng, "membership") <= 4.0 for _ in range(20))
     assert all(0.0 <= partner_delay(rng, "isolate-leader") <= 1.0 for _ in range(20))
+
+
+def test_the_rotation_tries_every_kind_before_repeating_one() -> None:
+    rotation = Rotation(random.Random(4), ["a", "b", "c"])
+    first_turn = [str(rotation.next()) for _ in range(3)]
+    assert sorted(first_turn) == ["a", "b", "c"]
+    assert sorted(str(rotation.next()) for _ in range(3)) == ["a", "b", "c"]
+
+
+def test_the_rotation_skips_kinds_that_do_not_fit_the_time_left() -> None:
+    rotation = Rotation(random.Random(1), ["long", "short"])
+    assert [rotation.next(lambda k: k == "short") for _ in range(4)] == ["short"] * 4
+    assert rotation.next(lambda k: False) is None, "nothing fits: the schedule stops"
+    with pytest.raises(ValueError, match="no fault kind"):
+        Rotation(random.Random(1), [])
