@@ -9,6 +9,8 @@ Fault kinds (group in brackets):
 - ``pause-leader`` [pause]: SIGSTOP of the leader's raftnode for longer than an election timeout;
 - ``isolate-leader``, ``isolate-minority`` [partition]: nftables DROP between the host and every
   other lab host (the controller still reaches it: clients keep talking to the cut-off side);
+- ``bridge`` [partition]: the nodes other than a random bridge node split into two halves that
+  cannot reach each other while both reach the bridge (Jepsen's bridge; on five nodes 2+1+2);
 - ``cut-one-way`` [partition]: packets from the leader to a random follower, or from the follower
   to the leader, dropped on arrival; the other direction flows;
 - ``wal-tail`` [disk]: a random follower stopped cleanly (systemctl stop), a torn frame appended
@@ -56,14 +58,14 @@ from .history import NEMESIS_PROCESS, Operation
 from .http_client import Answer, request
 from .lab_error import LabError
 from .membership import heal_leftover, membership_change, node_id
-from .schedule import COMBINE_SHARE, Rotation, partner_delay, pick_round
+from .schedule import COMBINE_SHARE, Rotation, bridge_plan, partner_delay, pick_round
 from .torn_tail import Mode, describe, script_argv
 from .workload import Recorder
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "kill": ("kill-random", "kill-leader"),
     "pause": ("pause-leader",),
-    "partition": ("isolate-leader", "isolate-minority", "cut-one-way"),
+    "partition": ("isolate-leader", "isolate-minority", "cut-one-way", "bridge"),
     "disk": ("wal-tail", "wal-lost-tail", "full-disk"),
     "lb": ("lb-kill", "keepalived-kill"),
     "transfer": ("transfer-leader", "transfer-during-partition"),
@@ -71,7 +73,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "membership": ("membership",),
 }
 OPT_IN = frozenset(
-    {"wal-lost-tail", "keepalived-kill", "rolling-restart", "membership", "full-disk"}
+    {"wal-lost-tail", "keepalived-kill", "rolling-restart", "membership", "full-disk", "bridge"}
 )
 """Kinds left out of ``all`` (named explicitly or by their group): a fault outside the model
 (wal-lost-tail), or one whose real runs have not yet shown it fits ``make chaos``'s budget."""
@@ -353,6 +355,8 @@ class Nemesis:
             "rolling-restart": self.rolling_restart,
             "membership": lambda: membership_change(self),
             "full-disk": lambda: full_disk(self),
+            "bridge": self.bridge,
+            "isolate-minority": self.isolate_minority,
         }
         if kind in special:
             await special[kind]()
@@ -479,6 +483,51 @@ class Nemesis:
             return None
         finally:
             self.busy |= held
+
+    async def isolate_minority(self) -> None:
+        """Isolate a random minority of the Raft nodes (one of three, two of five), each cut
+        off from every other lab host; heal them after the hold."""
+        size = (len(self.hosts.raft) - 1) // 2
+        chosen: list[str] = []
+        for _ in range(size):
+            chosen.append(self.pick(h for h in self.hosts.raft if h not in chosen))
+        self.busy |= set(chosen)
+        try:
+            t0 = self.recorder.clock()
+            for host in chosen:
+                await lab_cli(self.hosts.name, "isolate", host)
+            note = "" if size == 1 else f"with {','.join(chosen[1:])}"
+            self._record("fault", "isolate-minority", chosen[0], t0, note)
+            await asyncio.sleep(self.hold)
+            t0 = self.recorder.clock()
+            for host in chosen:
+                await lab_cli(self.hosts.name, "heal", host)
+            self._record("heal", "isolate-minority", chosen[0], t0, note)
+        finally:
+            self.busy -= set(chosen)
+
+    async def bridge(self) -> None:
+        """A bridge node sees both halves of the others; the halves do not see each other."""
+        plan = bridge_plan(self.rng, sorted(set(self.hosts.raft) - self.busy))
+        if plan is None:
+            raise LabError(f"bridge: needs three free Raft nodes, busy {sorted(self.busy)}")
+        middle, left, right = plan
+        held = {middle, *left, *right}
+        self.busy |= held
+        note = f"bridge {middle} between {','.join(left)} | {','.join(right)}"
+        try:
+            t0 = self.recorder.clock()
+            for a in left:
+                for b in right:
+                    await lab_cli(self.hosts.name, "cut", a, b)
+            self._record("fault", "bridge", middle, t0, note)
+            await asyncio.sleep(self.hold)
+            t0 = self.recorder.clock()
+            for host in left:
+                await lab_cli(self.hosts.name, "heal", host)
+            self._record("heal", "bridge", middle, t0, note)
+        finally:
+            self.busy -= held
 
     async def cut_one_way(self) -> None:
         """Drop the packets one way between the leader and a random follower, then heal."""

@@ -37,7 +37,7 @@ from .stale_reads import check_stale_reads
 from .workload import Recorder, WorkloadConfig, run_workload
 
 REPO = Path(__file__).resolve().parent.parent
-LAB_HOSTS = "n1,n2,n3,lb1,lb2"
+NODE_COUNTS = (3, 5)
 # Lease reads rely on clocks running at similar rates: the lab's guests share the host's clock,
 # so they are checked as linearizable here. Stale reads get the weaker checks only.
 CHECKED_AS_LINEARIZABLE = frozenset({None, "linearizable", "lease"})
@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         default="register,set",
         help="comma list of register, set, append (list-append transactions); default register,set",
     )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        choices=NODE_COUNTS,
+        default=3,
+        help="Raft nodes in the booted lab (n1..nN, beside lb1 and lb2); default 3",
+    )
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--keys", type=int, default=3)
     p.add_argument("--seed", type=int, default=int(time.time()))
@@ -86,9 +93,25 @@ def _sh(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> N
     subprocess.run(argv, check=True, timeout=timeout, cwd=REPO, env=env)
 
 
-def boot_and_deploy(run_dir: Path) -> str:
+def lab_host_list(nodes: int) -> str:
+    """The ``--hosts`` of ``lab.raftlab up``: n1..nN and the balancer pair."""
+    if nodes not in NODE_COUNTS:
+        raise ValueError(f"--nodes must be one of {NODE_COUNTS}, got {nodes}")
+    return ",".join([f"n{i}" for i in range(1, nodes + 1)] + ["lb1", "lb2"])
+
+
+def node_ids_inventory(nodes: int) -> str:
+    """Each raft host's ``raftnode_node_id`` (inventories/lab/hosts.yml names n1..n3 only)."""
+    lines = ["all:", "  children:", "    raft:", "      hosts:"]
+    lines += [f"        n{i}: {{raftnode_node_id: {i}}}" for i in range(1, nodes + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def boot_and_deploy(run_dir: Path, nodes: int = 3) -> str:
     name_file = run_dir / "lab-name"
     inventory = run_dir / "inventory.yml"
+    node_ids = run_dir / "node-ids.yml"
+    node_ids.write_text(node_ids_inventory(nodes))
     try:
         _sh(
             [
@@ -102,7 +125,7 @@ def boot_and_deploy(run_dir: Path) -> str:
                 "--name-file",
                 str(name_file),
                 "--hosts",
-                LAB_HOSTS,
+                lab_host_list(nodes),
                 "--subnet",
                 "auto",
                 "--inventory",
@@ -125,6 +148,8 @@ def boot_and_deploy(run_dir: Path) -> str:
             "inventories/lab",
             "-i",
             str(inventory),
+            "-i",
+            str(node_ids),
             "site.yml",
         ],
         timeout=900,
@@ -232,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     booted = not args.lab
     try:
         if booted:
-            name = boot_and_deploy(run_dir)
+            name = boot_and_deploy(run_dir, args.nodes)
         hosts = asyncio.run(lab_hosts(name))
         recorder = Recorder()
         try:

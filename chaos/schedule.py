@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable, Sequence
 
 KILLS = frozenset({"kill-random", "kill-leader"})
-PARTITIONS = frozenset({"isolate-leader", "isolate-minority", "cut-one-way"})
+PARTITIONS = frozenset({"isolate-leader", "isolate-minority", "cut-one-way", "bridge"})
 LONG = frozenset({"membership", "full-disk", "wal-tail"})
 MEMBERSHIP_PARTNERS_BY_DEFAULT = ("kill-random", "isolate-minority")
 COMBINE_SHARE = 0.3
@@ -87,3 +87,16 @@ def partner_delay(rng: random.Random, first: str) -> float:
     """Seconds between the first fault's start and its partner's: long faults get theirs
     once their own change is under way, a partition and a kill overlap at once."""
     return rng.uniform(1.0, 4.0) if first in LONG else rng.uniform(0.0, 1.0)
+
+
+def bridge_plan(
+    rng: random.Random, nodes: Sequence[str]
+) -> tuple[str, list[str], list[str]] | None:
+    """(bridge node, one half, the other half) of the nodes, halves as equal as they can be;
+    None with fewer than three nodes."""
+    if len(nodes) < 3:
+        return None
+    order = rng.sample(list(nodes), len(nodes))
+    middle, rest = order[0], order[1:]
+    half = len(rest) // 2
+    return middle, sorted(rest[:half]), sorted(rest[half:])

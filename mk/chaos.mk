@@ -6,6 +6,7 @@ DURATION ?= 120
 NEMESIS ?= all
 WORKLOAD ?= register,set
 CHAOS_OUT ?= build/chaos
+NODES ?= 3
 
 TEST_TARGETS += chaos
 
@@ -16,7 +17,7 @@ TEST_TARGETS += chaos
 ## (wal-lost-tail, keepalived-kill, rolling-restart, membership, full-disk) only when named or by
 ## their group;
 ## WORKLOAD=register,set,append adds list-append transactions checked Elle's way)
-## on a lab of its own; fails on any anomaly. `make chaos DURATION=1800` for a long run.
+## on a lab of its own (NODES=5: five Raft nodes); fails on any anomaly. `make chaos DURATION=1800` for a long run.
 chaos: $(VENV)/.deploy-installed bench-venv wheels
 	$(PY) -m chaos.run --duration $(DURATION) \
-		--nemesis $(NEMESIS) --workload $(WORKLOAD) --out $(CHAOS_OUT)
+		--nemesis $(NEMESIS) --workload $(WORKLOAD) --out $(CHAOS_OUT) --nodes $(NODES)

@@ -351,3 +351,51 @@ def test_a_leader_kind_beside_a_fault_that_holds_the_leader_takes_a_free_host(
 
 async def _no_leader(self: Nemesis, timeout: float = 20.0) -> str:
     raise LabError("no single leader")
+
+
+FIVE = LabHosts(
+    "lab",
+    {f"n{i}": f"10.9.0.{20 + i}" for i in range(1, 6)},
+    {"lb1": "10.9.0.31", "lb2": "10.9.0.32"},
+    "10.9.0.10",
+)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bridge_cuts_every_pair_across_the_halves_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    lab = StatefulLab(monkeypatch)
+    n = Nemesis(FIVE, ["bridge"], Recorder(), seed=seed, hold=0.0, quiet=0.0)
+    asyncio.run(n.one_fault("bridge"))
+    cuts = [frozenset(args[1:]) for args in lab.calls if args[0] == "cut"]
+    heals = [args[1] for args in lab.calls if args[0] == "heal"]
+    (fault, heal) = _records(n)
+    middle = fault[3].split()[0]
+    halves = fault[3].split(" between ")[1].split(" | ")
+    left, right = (set(h.split(",")) for h in halves)
+    assert len(left) == len(right) == 2 and middle not in left | right
+    assert set(cuts) == {frozenset({a, b}) for a in left for b in right} and len(cuts) == 4
+    assert set(heals) == left, "healing one half removes every cut"
+    assert heal[:2] == ("heal", "bridge") and not n.busy
+
+
+def test_bridge_needs_three_free_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    StatefulLab(monkeypatch)
+    n = _nemesis(["bridge"])
+    n.busy.add("n2")
+    with pytest.raises(LabError, match="needs three free Raft nodes"):
+        asyncio.run(n.one_fault("bridge"))
+
+
+@pytest.mark.parametrize(("hosts", "size"), [(HOSTS, 1), (FIVE, 2)])
+def test_isolate_minority_cuts_off_a_minority_of_the_nodes(
+    monkeypatch: pytest.MonkeyPatch, hosts: LabHosts, size: int
+) -> None:
+    lab = StatefulLab(monkeypatch)
+    n = Nemesis(hosts, ["isolate-minority"], Recorder(), seed=2, hold=0.0, quiet=0.0)
+    asyncio.run(n.one_fault("isolate-minority"))
+    isolated = [args[1] for args in lab.calls if args[0] == "isolate"]
+    healed = [args[1] for args in lab.calls if args[0] == "heal"]
+    assert len(set(isolated)) == size and healed == isolated
+    assert [w.kind for w in fault_windows(n.recorder.operations)] == ["isolate-minority"]

@@ -7,7 +7,15 @@ import random
 import pytest
 
 from chaos.nemesis import fault_kinds
-from chaos.schedule import KILLS, PARTITIONS, Rotation, partner_delay, partners, pick_round
+from chaos.schedule import (
+    KILLS,
+    PARTITIONS,
+    Rotation,
+    bridge_plan,
+    partner_delay,
+    partners,
+    pick_round,
+)
 
 
 def test_a_partition_gets_a_kill_and_a_kill_a_partition() -> None:
@@ -72,3 +80,16 @@ def test_the_rotation_skips_kinds_that_do_not_fit_the_time_left() -> None:
     assert rotation.next(lambda k: False) is None, "nothing fits: the schedule stops"
     with pytest.raises(ValueError, match="no fault kind"):
         Rotation(random.Random(1), [])
+
+
+@pytest.mark.parametrize(("count", "halves"), [(3, (1, 1)), (5, (2, 2)), (4, (1, 2))])
+def test_a_bridge_plan_splits_the_others_into_two_halves(
+    count: int, halves: tuple[int, int]
+) -> None:
+    nodes = [f"n{i}" for i in range(1, count + 1)]
+    plan = bridge_plan(random.Random(count), nodes)
+    assert plan is not None
+    middle, left, right = plan
+    assert (len(left), len(right)) == halves
+    assert sorted([middle, *left, *right]) == nodes
+    assert bridge_plan(random.Random(1), nodes[:2]) is None
