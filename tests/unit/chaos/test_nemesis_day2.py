@@ -157,7 +157,7 @@ def test_new_kinds_are_named_by_their_groups_and_opt_in_until_proven() -> None:
     assert fault_kinds("membership") == ["membership"]
     assert "full-disk" in fault_kinds("disk")
     every = set(fault_kinds("all"))
-    for kind in ("keepalived-kill", "rolling-restart", "membership", "full-disk"):
+    for kind in ("keepalived-kill", "rolling-restart", "membership", "full-disk", "bridge"):
         assert kind in nemesis.OPT_IN and kind not in every
 
 
