@@ -37,6 +37,7 @@ SLACK_BYTES = 64 << 20
 MAX_BYTES = 1 << 30
 """The tmpfs is never bigger (it takes memory once filled): a larger data dir refuses the fault."""
 SERVE_TIMEOUT = 60.0
+FILL_MARGIN = 4 << 20
 
 MOVE_TO_SMALL_DISK = f"""set -e
 if mountpoint -q {SMALL_DISK}; then echo "{SMALL_DISK} is already mounted" >&2; exit 3; fi
@@ -60,21 +61,25 @@ echo "{{\\"size\\": $size, \\"used\\": $used, \\"reserve\\": $reserve}}"
 
 FILL = f"""set -e
 avail=$(df -B1 --output=avail {SMALL_DISK} | tail -n 1 | tr -d ' ')
-fallocate -l "$avail" {SMALL_DISK}/filler
+if [ "$avail" -gt {FILL_MARGIN} ]; then
+  fallocate -l $((avail - {FILL_MARGIN})) {SMALL_DISK}/filler
+fi
+dd if=/dev/zero of={SMALL_DISK}/filler-tail bs=4096 2>/dev/null || true
 left=$(df -B1 --output=avail {SMALL_DISK} | tail -n 1 | tr -d ' ')
 echo "{{\\"filled\\": $avail, \\"left\\": $left}}"
 """
-"""A filler file over every free byte of the small filesystem."""
+"""Filler files over every free byte of the small filesystem: one allocated at once up to a
+margin (the node may write meanwhile: an exact size can fail), the rest written until ENOSPC."""
 
 EMPTY = f"""set -e
-rm -f {SMALL_DISK}/filler
+rm -f {SMALL_DISK}/filler {SMALL_DISK}/filler-tail
 systemctl reset-failed raftnode || true
 systemctl start raftnode
 """
 """Space back, and the unit running again if the full disk stopped it."""
 
 RESTORE_DISK = f"""set -e
-rm -f {SMALL_DISK}/filler
+rm -f {SMALL_DISK}/filler {SMALL_DISK}/filler-tail
 if mountpoint -q {DATA_DIR}; then
   systemctl stop raftnode
   sync

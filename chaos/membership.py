@@ -163,8 +163,11 @@ async def wait_voter(n: Nemesis, host: str, staying: list[str]) -> str:
     )
 
 
-async def rejoin(n: Nemesis, host: str) -> str:
-    """Wipe, start as ``existing``, add, wait until a caught-up voter; the heal's note."""
+async def rejoin(n: Nemesis, host: str) -> None:
+    """Wipe, start as ``existing``, add, wait until a caught-up voter; records the heal, its
+    note naming the wiped endpoint (``wiped=URL``: the stale-read check starts that endpoint's
+    history over there, as the node's own does)."""
+    t0 = n.recorder.clock()
     staying = sorted(h for h in n.hosts.raft if h != host)
     await n.exec(host, "sh", "-c", WIPE_AND_START_EXISTING, timeout=90.0)
     added = await add(n, host, staying)
@@ -176,7 +179,9 @@ async def rejoin(n: Nemesis, host: str) -> str:
             f"{STEP_TIMEOUT:.0f} s later; {await n.evidence(host)}"
         )
     n.removed.discard(host)
-    return f"wiped, added (answers {added}), {voter}, serving after {waited:.1f} s more"
+    endpoint = f"http://{n.hosts.raft[host]}:{CLIENT_PORT}"
+    note = f"wiped={endpoint} added (answers {added}), {voter}, serving after {waited:.1f} s more"
+    n._record("heal", "membership", host, t0, note)
 
 
 async def heal_leftover(n: Nemesis, host: str) -> None:
@@ -195,7 +200,7 @@ async def heal_leftover(n: Nemesis, host: str) -> None:
 async def membership_change(n: Nemesis) -> None:
     """Remove a follower and add it back (see the module docstring); the fault is the removal,
     the heal the rejoin, both recorded."""
-    leader = await n.leader()
+    leader = await n.leader_or_free()
     target = n.pick(h for h in n.hosts.raft if h != leader)
     staying = sorted(h for h in n.hosts.raft if h != target)
     n.busy.add(target)
@@ -204,8 +209,6 @@ async def membership_change(n: Nemesis) -> None:
         n.removed.add(target)
         said = await remove(n, target, staying)
         n._record("fault", "membership", target, t0, f"removed (DELETE answers {said})")
-        t0 = n.recorder.clock()
-        note = await rejoin(n, target)
-        n._record("heal", "membership", target, t0, note)
+        await rejoin(n, target)
     finally:
         n.busy.discard(target)

@@ -58,7 +58,7 @@ from .history import NEMESIS_PROCESS, Operation
 from .http_client import Answer, request
 from .lab_error import LabError
 from .membership import heal_leftover, membership_change, node_id
-from .schedule import COMBINE_SHARE, Rotation, bridge_plan, partner_delay, pick_round
+from .schedule import COMBINE_SHARE, LONG, Rotation, bridge_plan, partner_delay, pick_round
 from .torn_tail import Mode, describe, script_argv
 from .workload import Recorder
 
@@ -307,16 +307,19 @@ class Nemesis:
             await self.heal_all()
 
     async def one_round(self, kinds: Sequence[str]) -> bool:
-        """One fault, or two at once (the second after ``partner_delay``); False if any failed."""
+        """One fault, or two at once; False if any failed. A long fault (membership, full-disk,
+        wal-tail) starts ``partner_delay`` after its partner, so it runs while the kill or the
+        partition is on; of a partition and a kill, the second starts after the delay."""
         if len(kinds) == 1:
             return await self.guarded(kinds[0])
         delay = partner_delay(self.rng, kinds[0])
+        first, second = (kinds[1], kinds[0]) if kinds[0] in LONG else (kinds[0], kinds[1])
 
         async def later(kind: str) -> bool:
             await asyncio.sleep(delay)
             return await self.guarded(kind)
 
-        results = await asyncio.gather(self.guarded(kinds[0]), later(kinds[1]))
+        results = await asyncio.gather(self.guarded(first), later(second))
         return all(results)
 
     async def guarded(self, kind: str) -> bool:

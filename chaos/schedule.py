@@ -10,8 +10,10 @@ rules are tested without a lab:
 - a partition may get a kill beside it, and a kill a partition;
 - everything else runs alone, and so does any round when combining is off.
 
-The first kind of a round starts first and picks its target first; the second starts a little
-later (``partner_delay``) and never picks a host the first one holds.
+Of a long fault and its partner, the partner starts first and the long fault
+``partner_delay`` later, so the change happens while the kill or partition is on; of a
+partition and a kill, the first drawn starts first. The one that starts later never picks a
+host the other holds.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ def pick_round(
 
 
 def partner_delay(rng: random.Random, first: str) -> float:
-    """Seconds between the first fault's start and its partner's: long faults get theirs
-    once their own change is under way, a partition and a kill overlap at once."""
-    return rng.uniform(1.0, 4.0) if first in LONG else rng.uniform(0.0, 1.0)
+    """Seconds between the two starts of a combined round: a long fault begins once its
+    partner's kill or partition has taken hold (well within its hold), a partition and a kill
+    overlap at once."""
+    return rng.uniform(1.0, 3.0) if first in LONG else rng.uniform(0.0, 1.0)
 
 
 def bridge_plan(

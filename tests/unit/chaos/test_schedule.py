@@ -63,7 +63,7 @@ def test_no_kind_is_refused_and_delays_are_bounded() -> None:
     with pytest.raises(ValueError, match="no fault kind"):
         pick_round(random.Random(1), [])
     rng = random.Random(2)
-    assert all(1.0 <= partner_delay(rng, "membership") <= 4.0 for _ in range(20))
+    assert all(1.0 <= partner_delay(rng, "membership") <= 3.0 for _ in range(20))
     assert all(0.0 <= partner_delay(rng, "isolate-leader") <= 1.0 for _ in range(20))
 
 
