@@ -32,6 +32,7 @@ from .linearizability import check
 from .list_append import AppendConfig, run_list_append
 from .nemesis import LabHosts, Nemesis, fault_kinds, lab_hosts
 from .report import passed, summarize, summary_text, write_report
+from .schedule import COMBINE_SHARE
 from .set_checker import check_set
 from .stale_reads import check_stale_reads
 from .workload import Recorder, WorkloadConfig, run_workload
@@ -77,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=NODE_COUNTS,
         default=3,
         help="Raft nodes in the booted lab (n1..nN, beside lb1 and lb2); default 3",
+    )
+    p.add_argument(
+        "--combine",
+        type=_share,
+        default=0.0,
+        help="share of rounds that run two faults at once (0..1; membership rounds always "
+        f"do); default 0, {COMBINE_SHARE} for combined schedules",
     )
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--keys", type=int, default=3)
@@ -172,7 +180,7 @@ async def record(
     hosts: LabHosts, args: argparse.Namespace, run_id: str, recorder: Recorder
 ) -> list[Operation]:
     kinds = [] if args.nemesis == "none" else fault_kinds(args.nemesis)
-    nemesis = Nemesis(hosts, kinds, recorder, seed=args.seed)
+    nemesis = Nemesis(hosts, kinds, recorder, seed=args.seed, combine_share=args.combine)
     await nemesis.leader(timeout=60.0)
     config = WorkloadConfig(
         endpoints=tuple(hosts.endpoints),
@@ -225,6 +233,17 @@ def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     print(summary_text(summary))
     print("chaos: wrote " + ", ".join(str(p) for p in paths))
     return passed(summary)
+
+
+def _share(text: str) -> float:
+    """``--combine``: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--combine takes a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--combine must be 0..1, got {text!r}")
+    return value
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
