@@ -31,26 +31,35 @@ class FaultWindow:
 
 
 def fault_windows(operations: Sequence[Operation]) -> list[FaultWindow]:
-    """Each fault from its start to the end of the heal that follows it (or the last record)."""
+    """Each fault from its start to the end of its own heal (same kind, same target: the first
+    word of the note), or of a heal-all, or of the last record. Faults of a combined round
+    overlap; a fault whose kind and target are already open closes the earlier one."""
     nemesis = sorted(
         (op for op in operations if op.process == NEMESIS_PROCESS), key=lambda op: op.invoke
     )
     last = max((op.complete for op in operations), default=0.0)
     windows: list[FaultWindow] = []
-    open_fault: Operation | None = None
+    open_faults: dict[tuple[str, str], Operation] = {}
     for op in nemesis:
         if op.outcome == "fail":
             continue
+        key = (str(op.value), _target(op))
         if op.kind == "fault":
-            if open_fault is not None:
-                windows.append(_window(open_fault, op.invoke))
-            open_fault = op
-        elif op.kind == "heal" and open_fault is not None:
-            windows.append(_window(open_fault, op.complete))
-            open_fault = None
-    if open_fault is not None:
-        windows.append(_window(open_fault, last))
-    return windows
+            if key in open_faults:
+                windows.append(_window(open_faults.pop(key), op.invoke))
+            open_faults[key] = op
+        elif op.kind == "heal" and op.value == "heal-all":
+            windows += [_window(fault, op.complete) for fault in open_faults.values()]
+            open_faults.clear()
+        elif op.kind == "heal" and key in open_faults:
+            windows.append(_window(open_faults.pop(key), op.complete))
+    windows += [_window(fault, last) for fault in open_faults.values()]
+    return sorted(windows, key=lambda w: w.start)
+
+
+def _target(op: Operation) -> str:
+    words = op.note.split()
+    return words[0] if words else ""
 
 
 def _window(fault: Operation, end: float) -> FaultWindow:

@@ -32,12 +32,13 @@ from .linearizability import check
 from .list_append import AppendConfig, run_list_append
 from .nemesis import LabHosts, Nemesis, fault_kinds, lab_hosts
 from .report import passed, summarize, summary_text, write_report
+from .schedule import COMBINE_SHARE
 from .set_checker import check_set
 from .stale_reads import check_stale_reads
 from .workload import Recorder, WorkloadConfig, run_workload
 
 REPO = Path(__file__).resolve().parent.parent
-LAB_HOSTS = "n1,n2,n3,lb1,lb2"
+NODE_COUNTS = (3, 5)
 # Lease reads rely on clocks running at similar rates: the lab's guests share the host's clock,
 # so they are checked as linearizable here. Stale reads get the weaker checks only.
 CHECKED_AS_LINEARIZABLE = frozenset({None, "linearizable", "lease"})
@@ -62,13 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nemesis",
         default="all",
-        help="all, or groups: kill,pause,partition,disk,lb,"
-        "transfer (or single kinds); 'none' for no faults",
+        help="all, or groups: kill,pause,partition,disk,lb,transfer,restart,membership "
+        "(or single kinds); 'none' for no faults. all leaves the opt-in kinds out "
+        "(chaos.nemesis.OPT_IN)",
     )
     p.add_argument(
         "--workload",
         default="register,set",
         help="comma list of register, set, append (list-append transactions); default register,set",
+    )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        choices=NODE_COUNTS,
+        default=3,
+        help="Raft nodes in the booted lab (n1..nN, beside lb1 and lb2); default 3",
+    )
+    p.add_argument(
+        "--combine",
+        type=_share,
+        default=0.0,
+        help="share of rounds that run two faults at once (0..1; membership rounds always "
+        f"do); default 0, {COMBINE_SHARE} for combined schedules",
     )
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--keys", type=int, default=3)
@@ -85,9 +101,25 @@ def _sh(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> N
     subprocess.run(argv, check=True, timeout=timeout, cwd=REPO, env=env)
 
 
-def boot_and_deploy(run_dir: Path) -> str:
+def lab_host_list(nodes: int) -> str:
+    """The ``--hosts`` of ``lab.raftlab up``: n1..nN and the balancer pair."""
+    if nodes not in NODE_COUNTS:
+        raise ValueError(f"--nodes must be one of {NODE_COUNTS}, got {nodes}")
+    return ",".join([f"n{i}" for i in range(1, nodes + 1)] + ["lb1", "lb2"])
+
+
+def node_ids_inventory(nodes: int) -> str:
+    """Each raft host's ``raftnode_node_id`` (inventories/lab/hosts.yml names n1..n3 only)."""
+    lines = ["all:", "  children:", "    raft:", "      hosts:"]
+    lines += [f"        n{i}: {{raftnode_node_id: {i}}}" for i in range(1, nodes + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def boot_and_deploy(run_dir: Path, nodes: int = 3) -> str:
     name_file = run_dir / "lab-name"
     inventory = run_dir / "inventory.yml"
+    node_ids = run_dir / "node-ids.yml"
+    node_ids.write_text(node_ids_inventory(nodes))
     try:
         _sh(
             [
@@ -101,7 +133,7 @@ def boot_and_deploy(run_dir: Path) -> str:
                 "--name-file",
                 str(name_file),
                 "--hosts",
-                LAB_HOSTS,
+                lab_host_list(nodes),
                 "--subnet",
                 "auto",
                 "--inventory",
@@ -124,6 +156,8 @@ def boot_and_deploy(run_dir: Path) -> str:
             "inventories/lab",
             "-i",
             str(inventory),
+            "-i",
+            str(node_ids),
             "site.yml",
         ],
         timeout=900,
@@ -146,7 +180,7 @@ async def record(
     hosts: LabHosts, args: argparse.Namespace, run_id: str, recorder: Recorder
 ) -> list[Operation]:
     kinds = [] if args.nemesis == "none" else fault_kinds(args.nemesis)
-    nemesis = Nemesis(hosts, kinds, recorder, seed=args.seed)
+    nemesis = Nemesis(hosts, kinds, recorder, seed=args.seed, combine_share=args.combine)
     await nemesis.leader(timeout=60.0)
     config = WorkloadConfig(
         endpoints=tuple(hosts.endpoints),
@@ -201,6 +235,17 @@ def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     return passed(summary)
 
 
+def _share(text: str) -> float:
+    """``--combine``: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--combine takes a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--combine must be 0..1, got {text!r}")
+    return value
+
+
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
     # SIGTERM/SIGHUP (an interrupted make) unwind like ^C, so the lab is still destroyed.
     raise KeyboardInterrupt(f"signal {signum}")
@@ -231,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     booted = not args.lab
     try:
         if booted:
-            name = boot_and_deploy(run_dir)
+            name = boot_and_deploy(run_dir, args.nodes)
         hosts = asyncio.run(lab_hosts(name))
         recorder = Recorder()
         try:

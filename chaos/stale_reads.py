@@ -4,7 +4,9 @@ reads when their clock assumption is not trusted).
 A stale read may be old, but it must (1) return a value somebody tried to write (or absent,
 before any write) and (2) not go back in time on one connection: a process that read a key at
 modification revision r from one endpoint never later reads that key there at a revision below r
-(another node may lag more: that is allowed). Revisions come from
+(another node may lag more: that is allowed). A node the nemesis wiped and added back
+(a ``wiped=URL`` token in a nemesis record's note) starts its history over: from that record
+on, its reads are compared only with each other. Revisions come from
 the ``X-Raftnode-Revision`` answer header, recorded by the workload in ``note`` as
 ``rev=N``; reads without one are checked for (1) only.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .history import Operation
+from .history import NEMESIS_PROCESS, Operation
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ def revision_of(op: Operation) -> int | None:
     return None
 
 
+def wiped_endpoints(op: Operation) -> list[str]:
+    """The endpoints a nemesis record says it wiped (``wiped=URL`` in its note)."""
+    return [part[6:] for part in op.note.split() if part.startswith("wiped=")]
+
+
 def check_stale_reads(
     operations: Iterable[Operation], consistencies: frozenset[str] = frozenset({"stale"})
 ) -> list[StaleReadAnomaly]:
@@ -44,6 +51,11 @@ def check_stale_reads(
     anomalies: list[StaleReadAnomaly] = []
     last_seen: dict[tuple[str, str | None, str | None], tuple[int, Operation]] = {}
     for op in ops:
+        if op.process == NEMESIS_PROCESS:
+            for endpoint in wiped_endpoints(op):
+                for connection in [c for c in last_seen if c[1] == endpoint]:
+                    del last_seen[connection]
+            continue
         if op.kind != "get" or op.outcome != "ok" or op.consistency not in consistencies:
             continue
         if op.result is not None and (op.key, op.result) not in written:

@@ -14,7 +14,8 @@ answer, until a definite one or the retry bound: the attempts are one logical op
 (ok if any attempt was, fail only if every attempt certainly did nothing, else info).
 
 Classification: 200 (404 for a read) ok; 409 CAS mismatch, a refused connection and raftnode's
-documented 503 (JSON ``unavailable``: nothing was done) fail; timeouts, 504, other 5xx and a
+documented 503 (JSON ``unavailable``: nothing was done) and 507 ``disk_full`` (refused before
+proposing) fail; timeouts, 504, other 5xx and a
 connection lost after sending info.
 """
 
@@ -72,6 +73,8 @@ def classify_write(answer: Answer) -> Outcome:
         return "fail"
     if answer.status == 503 and _error_code(answer) == "unavailable":
         return "fail"
+    if answer.status == 507 and _error_code(answer) == "disk_full":
+        return "fail"  # refused before anything was proposed (kv/service.py)
     if 400 <= answer.status < 500:
         return "fail"  # 400/413/404: refused before doing anything
     return "info"  # 504, 502, HAProxy's 503, 500: may or may not have applied

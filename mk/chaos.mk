@@ -6,15 +6,22 @@ DURATION ?= 120
 NEMESIS ?= all
 WORKLOAD ?= register,set
 CHAOS_OUT ?= build/chaos
+NODES ?= 3
+# Share of rounds with two faults at once (COMBINE=0.3 for combined schedules; membership
+# rounds always combine). Off by default until combined rounds have passed real runs.
+COMBINE ?= 0
 
 TEST_TARGETS += chaos
 
 .PHONY: chaos
 
-## A short chaos run (DURATION s, NEMESIS=all|kill|partition|disk|pause|lb|transfer,
-## comma lists; wal-lost-tail only when named or by its group, disk;
+## A short chaos run (DURATION s, NEMESIS=all|kill|partition|disk|pause|lb|transfer|restart|
+## membership, comma lists of groups or kinds; COMBINE=0.3: a share of rounds run two faults at once; the opt-in kinds
+## (wal-lost-tail, keepalived-kill, rolling-restart, membership, full-disk) only when named or by
+## their group;
 ## WORKLOAD=register,set,append adds list-append transactions checked Elle's way)
-## on a lab of its own; fails on any anomaly. `make chaos DURATION=1800` for a long run.
+## on a lab of its own (NODES=5: five Raft nodes); fails on any anomaly. `make chaos DURATION=1800` for a long run.
 chaos: $(VENV)/.deploy-installed bench-venv wheels
 	$(PY) -m chaos.run --duration $(DURATION) \
-		--nemesis $(NEMESIS) --workload $(WORKLOAD) --out $(CHAOS_OUT)
+		--nemesis $(NEMESIS) --workload $(WORKLOAD) --out $(CHAOS_OUT) --nodes $(NODES) \
+		--combine $(COMBINE)

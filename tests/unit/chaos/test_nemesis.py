@@ -85,7 +85,7 @@ def test_all_leaves_opt_in_kinds_out_and_groups_name_them() -> None:
     assert {"cut-one-way", "wal-tail", "transfer-during-partition"} <= set(every)
     assert "wal-lost-tail" not in every
     assert "transfer-during-partition" in fault_kinds("transfer")
-    assert fault_kinds("disk") == ["wal-tail", "wal-lost-tail"]
+    assert fault_kinds("disk") == ["wal-tail", "wal-lost-tail", "full-disk"]
     assert "cut-one-way" in fault_kinds("partition")
     assert fault_kinds("wal-tail,cut-one-way") == ["wal-tail", "cut-one-way"]
 
@@ -156,9 +156,12 @@ def test_a_failed_fault_is_recorded_and_the_run_still_ends_healed(
     assert failed and all(op.value == "wal-tail" for op in failed)
     last = n.recorder.operations[-1]
     assert (last.kind, last.value) == ("heal", "heal-all")
-    tail = lab.commands()[-5:]
+    tail = lab.commands()[-6:]
     assert tail[0] == ("heal",)
     assert {c[1] for c in tail[1:] if c[2] == "start"} == {"n1", "n2", "n3", "lb1"}
+    assert [c[1:] for c in tail[1:] if c[1] == "lb1"] == [("lb1", "start")] * 2, (
+        "haproxy, keepalived"
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import yaml
+
 from chaos.history import Operation, write_history
-from chaos.run import main
+from chaos.run import lab_host_list, main, node_ids_inventory
 
 from .histories import get, op, put
 
@@ -73,3 +76,20 @@ def test_a_stale_transactional_read_fails_the_run(tmp_path: Path) -> None:
 
 def test_an_unknown_workload_is_refused_before_anything_runs() -> None:
     assert main(["--workload", "register,bank", "--nemesis", "none"]) == 2
+
+
+def test_five_nodes_boot_n1_to_n5_each_with_its_node_id() -> None:
+    assert lab_host_list(3) == "n1,n2,n3,lb1,lb2"
+    assert lab_host_list(5) == "n1,n2,n3,n4,n5,lb1,lb2"
+    with pytest.raises(ValueError, match="--nodes"):
+        lab_host_list(4)
+    ids = yaml.safe_load(node_ids_inventory(5))["all"]["children"]["raft"]["hosts"]
+    assert ids == {f"n{i}": {"raftnode_node_id": i} for i in range(1, 6)}
+
+
+def test_a_node_count_other_than_three_or_five_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--nodes", "4", "--nemesis", "none"])
+    assert "--nodes" in capsys.readouterr().err

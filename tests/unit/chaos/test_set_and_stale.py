@@ -73,6 +73,25 @@ def test_stale_read_going_back_on_one_connection() -> None:
     assert [(a.kind, a.operation.invoke) for a in anomalies] == [("went-back", 8)]
 
 
+def test_a_wiped_node_starts_its_stale_read_history_over() -> None:
+    old = [
+        put(1, 0, 1, "a"),
+        put(1, 2, 3, "b"),
+        get(2, 4, 5, "b", consistency="stale", endpoint="http://n1:8081", note="rev=9"),
+    ]
+    wiped = op("nemesis", "heal", 6, 20, value="membership", note="n1 wiped=http://n1:8081 ok")
+    replaying = [
+        get(2, 10, 11, "a", consistency="stale", endpoint="http://n1:8081", note="rev=8"),
+        get(2, 12, 13, "b", consistency="stale", endpoint="http://n1:8081", note="rev=9"),
+        get(2, 14, 15, "a", consistency="stale", endpoint="http://n1:8081", note="rev=8"),
+    ]
+    assert check_stale_reads(old + replaying)[0].kind == "went-back", "without the record"
+    anomalies = check_stale_reads([*old, wiped, *replaying])
+    assert [(a.kind, a.operation.invoke) for a in anomalies] == [("went-back", 14)], (
+        "after the wipe, only its new history counts: going back within it is still caught"
+    )
+
+
 def test_history_round_trip(tmp_path: Path) -> None:
     ops = [
         put(1, 0, 1, "a"),
