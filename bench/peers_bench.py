@@ -57,6 +57,12 @@ class Target:
     """Instead of wrk at ``url``: another load (connections, seconds), e.g. raftnode.client."""
 
 
+def target(system: str, cluster: object, where: str, args: dict[str, str]) -> Target:
+    """One side of a row: ``cluster``'s ``leader`` or ``follower`` URL, resolved per run."""
+    url = getattr(cluster, f"{where}_url")
+    return Target(system, url, args, cluster.settle)  # type: ignore[attr-defined]
+
+
 class PeerBench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -117,10 +123,6 @@ class PeerBench:
             print(f"starting {cluster.name}", flush=True)
             cluster.start()
 
-        def target(system: str, cluster: object, where: str, args: dict[str, str]) -> Target:
-            url = getattr(cluster, f"{where}_url")
-            return Target(system, url, args, cluster.settle)  # type: ignore[attr-defined]
-
         raft_w = self.script_args("raftnode", "write")
         etcd_w = self.script_args("etcd", "write")
         for conns in a.connections:
@@ -169,10 +171,6 @@ class PeerBench:
         ngx = BenchNginx(work / "nginx", procs, raft)
         print("starting nginx (roles/nginx)", flush=True)
         ngx.start()
-
-        def target(system: str, cluster: object, where: str, args: dict[str, str]) -> Target:
-            url = getattr(cluster, f"{where}_url")
-            return Target(system, url, args, cluster.settle)  # type: ignore[attr-defined]
 
         raft_w = self.script_args("raftnode", "write")
         etcd_w = self.script_args("etcd", "write")
