@@ -22,7 +22,8 @@ Fault kinds (group in brackets):
   happens, not a fault the cluster promises to survive;
 - ``lb-kill`` [lb]: SIGKILL of HAProxy on the VIP holder (keepalived moves the VIP);
 - ``keepalived-kill`` [lb]: SIGKILL of every keepalived process on the VIP holder; the fault
-  fails unless the other balancer holds the VIP within VIP_MOVE_TIMEOUT; the heal starts it
+  fails unless the other balancer alone holds the VIP within VIP_MOVE_TIMEOUT (the dead
+  holder's interface must lose it too); the heal starts it
   again and waits until exactly one balancer holds the VIP;
 - ``rolling-restart`` [restart]: every Raft node restarted (systemctl restart) one after
   another, followers first and the leader last (its own SIGTERM hands leadership over), each
@@ -409,12 +410,14 @@ class Nemesis:
         try:
             t0 = self.recorder.clock()
             await self.exec(target, "sh", "-c", KILL_KEEPALIVED)
-            taken = await self.wait_vip(lambda held: any(h != target for h in held))
+            # Moved, and off the dead holder's interface too (roles/keepalived's crash drop-in).
+            taken = await self.wait_vip(lambda held: bool(held) and target not in held)
             if taken is None:
                 held = await self.vip_holders()
                 raise LabError(
-                    f"keepalived-kill: no other balancer took the VIP {self.hosts.vip} within "
-                    f"{VIP_MOVE_TIMEOUT:.0f} s of keepalived's death on {target} (held by {held})"
+                    f"keepalived-kill: no other balancer took the VIP {self.hosts.vip} alone "
+                    f"within {VIP_MOVE_TIMEOUT:.0f} s of keepalived's death on {target} "
+                    f"(held by {held})"
                 )
             seconds, held = taken
             note = f"VIP on {','.join(held)} {seconds:.1f} s after the kill"

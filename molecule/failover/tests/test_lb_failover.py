@@ -35,6 +35,17 @@ def test_the_vip_stayed_when_haproxy_came_back() -> None:
     assert r["after_recovery"] == r["after_failover"], r  # nopreempt: no second move
 
 
+def test_a_killed_keepalived_gives_up_the_vip_and_is_started_again() -> None:
+    kill = report()["keepalived_kill"]
+    assert kill["write"]["ok"], kill
+    assert kill["write"]["seconds"] < FAILOVER_BOUND_S, kill
+    # The VIP on the other balancer alone: not left on the dead holder's interface as well.
+    assert len(kill["after_restart"]) == 1, kill
+    assert kill["after_restart"][0] != kill["killed_on"], kill
+    assert "ActiveState=active" in kill["unit"], kill
+    assert "NRestarts=0" not in kill["unit"], kill
+
+
 def test_every_transition_is_logged(host: Any) -> None:
     if "lb" not in host.ansible.get_variables().get("group_names", []):
         pytest.skip("not a balancer")

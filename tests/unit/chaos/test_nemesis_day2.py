@@ -31,11 +31,14 @@ ADDRESS_HOST = {a: h for h, a in HOSTS.raft.items()}
 class StatefulLab:
     """Stands in for ``lab.raftlab`` and the nodes' HTTP answers."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, vip_moves: bool = True) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, *, vip_moves: bool = True, vip_kept: bool = False
+    ) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.leader = "n1"
         self.vip = {"lb1"}
         self.vip_moves = vip_moves
+        self.vip_kept = vip_kept  # a dead keepalived leaves the VIP on its host (no drop-in)
         self.roles = {1: "voter", 2: "voter", 3: "voter"}
         self.config_index = 5
         self.learner_reads = 0
@@ -58,7 +61,8 @@ class StatefulLab:
         if command[:2] == ("ip", "-4"):
             return f"2: host0 inet {HOSTS.vip}/32 scope global\n" if host in self.vip else ""
         if text.endswith(nemesis.KILL_KEEPALIVED):
-            self.vip.discard(host)
+            if not self.vip_kept:
+                self.vip.discard(host)
             if self.vip_moves:
                 self.vip.add(next(h for h in HOSTS.lb if h != host))
             return ""
@@ -183,6 +187,17 @@ def test_keepalived_kill_fails_when_the_vip_stays_on_no_other_balancer(
     monkeypatch.setattr(nemesis, "VIP_MOVE_TIMEOUT", 0.2)
     n = _nemesis(["keepalived-kill"])
     with pytest.raises(LabError, match="no other balancer took the VIP"):
+        asyncio.run(n.one_fault("keepalived-kill"))
+    assert n.recorder.operations == [], "no fault claimed"
+
+
+def test_keepalived_kill_fails_when_the_dead_holder_keeps_the_vip_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    StatefulLab(monkeypatch, vip_kept=True)
+    monkeypatch.setattr(nemesis, "VIP_MOVE_TIMEOUT", 0.2)
+    n = _nemesis(["keepalived-kill"])
+    with pytest.raises(LabError, match=r"alone .* \(held by \['lb1', 'lb2'\]\)"):
         asyncio.run(n.one_fault("keepalived-kill"))
     assert n.recorder.operations == [], "no fault claimed"
 
