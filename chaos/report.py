@@ -180,6 +180,11 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"in {lin['seconds']} s: anomalies {lin['anomalies']} (must be 0)"
         + (f", UNKNOWN (budget exhausted): {lin['unknown']}" if lin["unknown"] else ""),
     ]
+    if summary.get("failpoints"):
+        lines.append(
+            f"failpoints on every node (broken on purpose, the run must FAIL): "
+            f"{', '.join(summary['failpoints'])}"
+        )
     lines += [f"  {f['kind']}: {f['error']}" for f in summary["nemesis_failures"][:10]]
     for failing in lin["failing_keys"]:
         lines.append(f"  key {failing['key']}: smallest failing sub-history:")

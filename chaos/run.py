@@ -4,6 +4,7 @@
     python -m chaos.run --lab raftlab --duration 60      # an existing deployed lab, kept
     python -m chaos.run --workload register,set,append   # list-append transactions too
     python -m chaos.run --check build/chaos/RUN/history.jsonl   # check a recorded history again
+    python -m chaos.run --failpoints reads-skip-read-index   # a broken cluster: must FAIL
 
 Workloads (``--workload``, a comma list; default ``register,set``): ``register`` and ``set``
 are the mixed register/set clients of ``chaos.workload`` (either name runs them),
@@ -26,6 +27,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from raftnode.failpoints import UnknownFailpoint
+from raftnode.failpoints import parse as parse_failpoints
+
+from .broken_node import break_nodes
 from .elle import check_list_append
 from .history import SET_KINDS, Operation, read_history, write_history
 from .linearizability import check
@@ -93,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lab", help="use this existing, deployed lab (not booted, not destroyed)")
     p.add_argument("--keep-lab", action="store_true", help="leave the booted lab running")
     p.add_argument("--check", type=Path, help="only check this history.jsonl and report")
+    p.add_argument(
+        "--failpoints",
+        default="",
+        help="restart every node with these raftnode failpoints (raftnode.failpoints.KNOWN) "
+        "before the workload: a deliberately broken cluster, whose run must report anomalies",
+    )
     return p
 
 
@@ -218,8 +229,14 @@ async def record(
     return recorder.operations
 
 
+FAILPOINTS_FILE = "failpoints"
+"""In the run directory when the nodes ran broken on purpose: their failpoints, one a line."""
+
+
 def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     started = time.monotonic()
+    failpoints_file = run_dir / FAILPOINTS_FILE
+    failpoints = failpoints_file.read_text().split() if failpoints_file.exists() else []
     lin = check(operations, read_consistencies=CHECKED_AS_LINEARIZABLE)
     # Each check runs on what the history holds: an append-only run has no set to read back.
     has_set = any(op.kind in SET_KINDS for op in operations)
@@ -229,6 +246,8 @@ def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     elle = check_list_append(operations) if has_txns else None
     summary = summarize(operations, lin, sets, stale, elle)
     summary["check_seconds"] = round(time.monotonic() - started, 1)
+    if failpoints:
+        summary["failpoints"] = failpoints
     paths = write_report(run_dir, operations, summary)
     print(summary_text(summary))
     print("chaos: wrote " + ", ".join(str(p) for p in paths))
@@ -262,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         fault_kinds(args.nemesis)  # a bad NEMESIS fails before any lab exists
     try:
         workloads(args.workload)
-    except ValueError as e:
+        failpoints = parse_failpoints(args.failpoints)
+    except (ValueError, UnknownFailpoint) as e:
         print(f"chaos: {e}", file=sys.stderr)
         return 2
     if not args.lab and not (sys.platform.startswith("linux") and os.geteuid() == 0):
@@ -278,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         if booted:
             name = boot_and_deploy(run_dir, args.nodes)
         hosts = asyncio.run(lab_hosts(name))
+        if failpoints:
+            (run_dir / FAILPOINTS_FILE).write_text("\n".join(sorted(failpoints)) + "\n")
+            asyncio.run(break_nodes(hosts, failpoints))
         recorder = Recorder()
         try:
             asyncio.run(record(hosts, args, run_id, recorder))

@@ -10,6 +10,9 @@ NODES ?= 3
 # Share of rounds with two faults at once (COMBINE=0.3 for combined schedules; membership
 # rounds always combine). Off by default until combined rounds have passed real runs.
 COMBINE ?= 0
+# FAILPOINTS=reads-skip-read-index: every node broken on purpose (raftnode.failpoints); the run
+# must then FAIL with anomalies, which shows the checker catches that breakage.
+FAILPOINTS ?=
 
 TEST_TARGETS += chaos
 
@@ -21,7 +24,8 @@ TEST_TARGETS += chaos
 ## their group;
 ## WORKLOAD=register,set,append adds list-append transactions checked Elle's way)
 ## on a lab of its own (NODES=5: five Raft nodes); fails on any anomaly. `make chaos DURATION=1800` for a long run.
+## FAILPOINTS=reads-skip-read-index: a deliberately broken cluster (the run must fail).
 chaos: $(VENV)/.deploy-installed bench-venv wheels
 	$(PY) -m chaos.run --duration $(DURATION) \
 		--nemesis $(NEMESIS) --workload $(WORKLOAD) --out $(CHAOS_OUT) --nodes $(NODES) \
-		--combine $(COMBINE)
+		--combine $(COMBINE) --failpoints "$(FAILPOINTS)"

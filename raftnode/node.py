@@ -33,6 +33,7 @@ from typing import Any
 from raftnode.bootstrap import load_or_bootstrap
 from raftnode.compaction import SnapshotDriver
 from raftnode.consistency import Consistency
+from raftnode.failpoints import READS_SKIP_READ_INDEX
 from raftnode.member_directory import MemberDirectory
 from raftnode.metrics import NodeMetrics
 from raftnode.node_errors import NodeError, NotLeader, OutcomeUnknown, Unavailable
@@ -324,6 +325,8 @@ class RaftNode(NodeView):
             return
         if consistency not in CONSISTENCY_LEVELS:
             raise ValueError(f"unknown consistency {consistency!r}")
+        if READS_SKIP_READ_INDEX in self.options.failpoints:
+            return  # broken on purpose (raftnode.failpoints): no leader confirms this read
         core = self._serving_core()
 
         def ask(request_id: int) -> None:

@@ -44,6 +44,8 @@ class NodeOptions:
     different tokens (etcd's --initial-cluster-token)."""
     peer_tls: PeerTlsSettings | None = None
     """Mutual TLS 1.3 between peers (``peer_tls:``); None: the HMAC hello over plain TCP."""
+    failpoints: frozenset[str] = frozenset()
+    """Guarantees broken on purpose, for testing the checkers (``raftnode.failpoints``)."""
 
     def raft_config(self) -> RaftConfig:
         """The core's configuration for these options (its other tunables at their defaults)."""
@@ -55,8 +57,11 @@ class NodeOptions:
         )
 
 
-def options_from_config(config: NodeConfig) -> NodeOptions:
-    """``NodeOptions`` from a validated raftnode YAML config (peer addresses, timing, secret)."""
+def options_from_config(
+    config: NodeConfig, failpoints: frozenset[str] = frozenset()
+) -> NodeOptions:
+    """``NodeOptions`` from a validated raftnode YAML config (peer addresses, timing, secret),
+    with the failpoints of the environment (never from the file)."""
     if config.secret is None and not config.insecure and config.peer_tls is None:
         raise ValueError("a cluster secret is required unless the config says insecure: true")
     return NodeOptions(
@@ -72,4 +77,5 @@ def options_from_config(config: NodeConfig) -> NodeOptions:
         initial_cluster_state="existing" if config.initial_cluster_state == "existing" else "new",
         initial_cluster_token=config.initial_cluster_token,
         peer_tls=config.peer_tls,
+        failpoints=failpoints,
     )

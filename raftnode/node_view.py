@@ -9,6 +9,7 @@ from typing import Any
 from raftnode.compaction import SnapshotDriver
 from raftnode.config import Address
 from raftnode.node_errors import Unavailable
+from raftnode.node_options import NodeOptions
 from raftnode.node_status import member_rows, status_document
 from raftnode.raft.core import RaftCore
 from raftnode.raft.status import Role
@@ -21,6 +22,7 @@ class NodeView:
     """Read-only views of a ``RaftNode`` (the attributes below are the node's)."""
 
     node_id: int
+    options: NodeOptions
     core: RaftCore | None
     carrier: MessageCarrier
     log_store: LogStore
@@ -121,7 +123,7 @@ class NodeView:
     def status(self) -> dict[str, Any]:
         """The node as it sees itself and its peers (for ``/status``)."""
         st = self.core.status() if self.core is not None else None
-        return status_document(
+        document = status_document(
             st,
             self.carrier.connected,
             node_id=self.node_id,
@@ -132,3 +134,6 @@ class NodeView:
             quorum=self.has_quorum() if self.is_leader else None,
             healthy=self.healthy,
         )
+        if self.options.failpoints:
+            document["failpoints"] = sorted(self.options.failpoints)  # broken on purpose
+        return document

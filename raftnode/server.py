@@ -19,6 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from raftnode.config import Address, Limits, NodeConfig
+from raftnode.failpoints import KNOWN, UnknownFailpoint, from_environment
 from raftnode.http.auth import ClientAuth
 from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.connection_gate import Refusal
@@ -48,7 +49,12 @@ store, snapshots in flight, logs."""
 
 
 class RaftnodeServer:
-    def __init__(self, config: NodeConfig, notifier: SystemdNotifier | None = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        notifier: SystemdNotifier | None = None,
+        failpoints: frozenset[str] = frozenset(),
+    ) -> None:
         self.config = config
         self.metrics = NodeMetrics()
         quota = config.limits.max_store_bytes or None
@@ -62,7 +68,10 @@ class RaftnodeServer:
         self.metrics.watch_store(lambda: self.store.quota_used_bytes, quota)
         self.notifier = notifier or SystemdNotifier()
         self.node = RaftNode(
-            options_from_config(config), self.store, metrics=self.metrics, on_fatal=self._fatal
+            options_from_config(config, failpoints),
+            self.store,
+            metrics=self.metrics,
+            on_fatal=self._fatal,
         )
         self.service = KeyValueService(
             self.node,
@@ -292,7 +301,17 @@ def _learn_client_address(settings: ClientApiSettings, change: ConfChange) -> No
 def serve(config: NodeConfig) -> int:
     """Run the service until a signal stops it; returns the process exit code."""
     try:
-        server = RaftnodeServer(config)
+        failpoints = from_environment()
+    except UnknownFailpoint as e:
+        log.error("startup failed", extra={"fields": {"error": str(e)}})
+        return 2
+    for name in sorted(failpoints):
+        log.warning(
+            "failpoint on: a guarantee is broken on purpose",
+            extra={"fields": {"failpoint": name, "breaks": KNOWN[name]}},
+        )
+    try:
+        server = RaftnodeServer(config, failpoints=failpoints)
     except (OSError, StoreError) as e:
         log.error("startup failed", extra={"fields": {"error": str(e)}})
         return 1
