@@ -96,15 +96,16 @@ SECONDS_NEEDED = {"rolling-restart": 45.0, "membership": 45.0, "full-disk": 40.0
 def fault_kinds(spec: str) -> list[str]:
     """``all`` or a comma list of groups (kill, pause, partition, disk, lb, transfer) or kinds.
 
-    ``all`` leaves out the OPT_IN kinds; a group or a kind named explicitly includes them.
+    ``all`` leaves out the OPT_IN kinds; a group or a kind named explicitly includes them
+    (``all,membership``: every default kind and membership).
     """
     names = [s.strip() for s in spec.split(",") if s.strip()]
-    if names == ["all"]:
-        return [kind for kinds in GROUPS.values() for kind in kinds if kind not in OPT_IN]
     every = {kind for kinds in GROUPS.values() for kind in kinds}
     chosen: list[str] = []
     for name in names:
-        if name in GROUPS:
+        if name == "all":
+            chosen += [kind for kinds in GROUPS.values() for kind in kinds if kind not in OPT_IN]
+        elif name in GROUPS:
             chosen += GROUPS[name]
         elif name in every:
             chosen.append(name)
@@ -115,7 +116,7 @@ def fault_kinds(spec: str) -> list[str]:
             )
     if not chosen:
         raise ValueError("NEMESIS: no fault named")
-    return chosen
+    return list(dict.fromkeys(chosen))  # each kind once, in the order named
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ TEST_TARGETS += chaos
 .PHONY: chaos
 
 ## A short chaos run (DURATION s, NEMESIS=all|kill|partition|disk|pause|lb|transfer|restart|
-## membership, comma lists of groups or kinds; COMBINE=0.3: a share of rounds run two faults at once; the opt-in kinds
+## membership, comma lists of groups or kinds, `all,membership` for all and an opt-in kind; COMBINE=0.3: a share of rounds run two faults at once; the opt-in kinds
 ## (wal-lost-tail, keepalived-kill, rolling-restart, membership, full-disk) only when named or by
 ## their group;
 ## WORKLOAD=register,set,append adds list-append transactions checked Elle's way)

@@ -88,6 +88,8 @@ def test_all_leaves_opt_in_kinds_out_and_groups_name_them() -> None:
     assert fault_kinds("disk") == ["wal-tail", "wal-lost-tail", "full-disk"]
     assert "cut-one-way" in fault_kinds("partition")
     assert fault_kinds("wal-tail,cut-one-way") == ["wal-tail", "cut-one-way"]
+    # all and opt-in kinds together, each kind once
+    assert fault_kinds("all,membership,kill") == [*every, "membership"]
 
 
 @pytest.mark.parametrize("seed", range(6))
