@@ -57,7 +57,7 @@ test-lab: $(VENV)/.deploy-installed
 
 MOLECULE_SCENARIOS ?= default failover quorum membership
 ## Every Molecule scenario on lab hosts of its own, one after another (root): default
-## (converge, idempotence, backup and restore, routing), failover (upgrade in place, leader
+## (converge, idempotence, backup and restore, routing, TLS rotation, leader kills over TLS), failover (upgrade in place, leader
 ## and HAProxy faults),
 ## quorum (leader isolation, two of three down, then both fault rounds, with nginx as the
 ## balancer), membership
