@@ -240,23 +240,23 @@ def _write_request(
     raise ValueError(f"unknown write kind {kind!r}")
 
 
+SET_PAGE = 5000
+"""Keys per page of the final set read (a long run adds tens of thousands of elements)."""
+
+
 async def read_set(
-    config: WorkloadConfig, recorder: Recorder, attempts_deadline: float = 60.0
+    config: WorkloadConfig, recorder: Recorder, attempts_deadline: float = 120.0
 ) -> None:
-    """The final linearizable read of the set, retried on every endpoint until one answers."""
+    """The final linearizable read of the set, page by page (``start_after``) from one
+    endpoint; a page that fails starts the read again on the next endpoint, until
+    ``attempts_deadline``. The workload has stopped, so the pages see one state."""
     started = recorder.clock()
+    last_error = "no attempt"
     while recorder.clock() - started < attempts_deadline:
         for endpoint in config.endpoints:
             invoke = recorder.clock()
-            answer = await request(
-                endpoint,
-                "GET",
-                f"/kv?prefix={quote(config.set_prefix)}&limit=10000",
-                timeout=config.timeout,
-            )
-            body = answer.json()
-            if answer.status == 200 and isinstance(body, dict) and not body.get("more"):
-                elements = [item["key"][len(config.set_prefix) :] for item in body["items"]]
+            elements, last_error = await _read_set_pages(config, endpoint)
+            if elements is not None:
                 recorder.add(
                     Operation(
                         "final",
@@ -267,12 +267,40 @@ async def read_set(
                         key=config.set_prefix,
                         result=elements,
                         endpoint=endpoint,
-                        note=_note(answer),
+                        note=last_error,
                     )
                 )
                 return
         await asyncio.sleep(1.0)
-    raise TimeoutError(f"no endpoint answered the final set read within {attempts_deadline} s")
+    raise TimeoutError(
+        f"no endpoint answered the final set read within {attempts_deadline} s (last: {last_error})"
+    )
+
+
+async def _read_set_pages(config: WorkloadConfig, endpoint: str) -> tuple[list[str] | None, str]:
+    """Every element from one endpoint (None and why when a page fails), and a note."""
+    elements: list[str] = []
+    cursor = ""
+    pages = 0
+    while True:
+        after = f"&start_after={quote(cursor)}" if cursor else ""
+        answer = await request(
+            endpoint,
+            "GET",
+            f"/kv?prefix={quote(config.set_prefix)}&limit={SET_PAGE}{after}",
+            timeout=config.timeout,
+        )
+        body = answer.json()
+        if answer.status != 200 or not isinstance(body, dict):
+            return None, f"page {pages + 1} from {endpoint}: {_note(answer)}"
+        items = body.get("items", [])
+        elements += [item["key"][len(config.set_prefix) :] for item in items]
+        pages += 1
+        if not body.get("more"):
+            return elements, f"{pages} pages {_note(answer)}"
+        if not items:
+            return None, f"page {pages} from {endpoint}: more without items"
+        cursor = items[-1]["key"]
 
 
 async def run_workload(config: WorkloadConfig, recorder: Recorder) -> list[Operation]:
