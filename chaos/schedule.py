@@ -4,10 +4,13 @@ Pure choices from a seeded ``random.Random``, so a run's schedule is reproducibl
 rules are tested without a lab:
 
 - a long fault (membership, full-disk, wal-tail) may get a short one beside it: a kill or a
-  partition on another host; ``membership`` always gets one (a membership change during
-  another fault is what it is for), from the enabled kill and partition kinds or, when none is
-  enabled, from ``kill-random`` and ``isolate-minority``;
-- a partition may get a kill beside it, and a kill a partition;
+  partition on another host that holds at most a minority and never a leader-follower pair
+  (``HOLD_A_MINORITY``: beside ``cut-one-way`` on three nodes, or a bridge, no follower would
+  be free for a membership change); ``membership`` always gets one (a membership change
+  during another fault is what it is for), from the enabled ones or, when none is enabled,
+  from ``kill-random`` and ``isolate-minority``;
+- a partition may get a kill beside it, and a kill a partition (never a bridge, which holds
+  every free node);
 - everything else runs alone, and so does any round when combining is off.
 
 Of a long fault and its partner, the partner starts first and the long fault
@@ -24,6 +27,8 @@ from collections.abc import Callable, Sequence
 KILLS = frozenset({"kill-random", "kill-leader"})
 PARTITIONS = frozenset({"isolate-leader", "isolate-minority", "cut-one-way", "bridge"})
 LONG = frozenset({"membership", "full-disk", "wal-tail"})
+HOLD_A_MINORITY = KILLS | {"isolate-leader", "isolate-minority"}
+"""Faults that leave a majority of the nodes and a follower free: partners for long faults."""
 MEMBERSHIP_PARTNERS_BY_DEFAULT = ("kill-random", "isolate-minority")
 COMBINE_SHARE = 0.3
 """The share of rounds that run two faults at once (membership rounds always do)."""
@@ -32,14 +37,14 @@ COMBINE_SHARE = 0.3
 def partners(kind: str, enabled: Sequence[str]) -> list[str]:
     """The kinds that may run beside ``kind``, from the enabled ones."""
     if kind in LONG:
-        found = [k for k in enabled if k in KILLS | PARTITIONS]
+        found = [k for k in enabled if k in HOLD_A_MINORITY]
         if not found and kind == "membership":
             return list(MEMBERSHIP_PARTNERS_BY_DEFAULT)
         return found
-    if kind in PARTITIONS:
+    if kind in PARTITIONS - {"bridge"}:
         return [k for k in enabled if k in KILLS]
     if kind in KILLS:
-        return [k for k in enabled if k in PARTITIONS]
+        return [k for k in enabled if k in PARTITIONS - {"bridge"}]
     return []
 
 

@@ -21,8 +21,22 @@ from chaos.schedule import (
 def test_a_partition_gets_a_kill_and_a_kill_a_partition() -> None:
     enabled = fault_kinds("kill,partition,pause")
     assert set(partners("isolate-leader", enabled)) == set(KILLS)
-    assert set(partners("kill-random", enabled)) == set(PARTITIONS)
+    assert set(partners("kill-random", enabled)) == set(PARTITIONS - {"bridge"})
     assert partners("pause-leader", enabled) == []
+    assert partners("bridge", enabled) == [], "a bridge holds every free node"
+
+
+def test_a_long_fault_never_gets_a_partner_that_holds_a_leader_follower_pair() -> None:
+    """The second 1800 s run: membership beside cut-one-way (leader n3 and follower n2 held)
+    found no free follower on three nodes and failed as a fault."""
+    enabled = fault_kinds("all,partition,membership,full-disk")
+    for long in ("membership", "full-disk", "wal-tail"):
+        assert set(partners(long, enabled)) == {
+            "kill-random",
+            "kill-leader",
+            "isolate-leader",
+            "isolate-minority",
+        }
 
 
 def test_long_faults_get_a_kill_or_a_partition_from_the_enabled_kinds() -> None:
