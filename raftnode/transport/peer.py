@@ -256,7 +256,8 @@ class _PeerLink:
                     # Releases that spoke only the legacy hello had no peer TLS.
                     legacy=t.tls is None
                     and t.min_version <= LEGACY_VERSION
-                    and self.legacy_until > time.monotonic(),
+                    and self.legacy_until > time.monotonic()
+                    and t.latest_versions.get(self.peer_id, 0) < MAC_VERSION,
                     min_version=t.min_version,
                 ),
                 HANDSHAKE_TIMEOUT,
@@ -380,7 +381,7 @@ class _PeerListener(TCPServer):
             log.debug("peer accepted", extra={"fields": {"peer": peer_id, "version": version}})
             t.versions_in[peer_id] = version
             t.latest_versions[peer_id] = version
-            t.peer_dialed_in(peer_id)
+            t.peer_dialed_in(peer_id, version)
             # With peer TLS the frames are protected by TLS already: no MAC on top.
             opener = None
             if t.tls is None and shook.receive_key is not None:
@@ -591,13 +592,27 @@ class PeerTransport:
         the legacy hello (``LEGACY_RETRY_SECONDS`` after it last looked like an old release)."""
         return max(self.versions_in.get(peer_id, 0), self.versions_out.get(peer_id, 0))
 
-    def peer_dialed_in(self, peer_id: int) -> None:
+    def peer_dialed_in(self, peer_id: int, version: int = MIN_VERSION) -> None:
         """An authenticated stream from ``peer_id`` arrived: it is up (a restarted node, say),
         so our link to it retries now instead of after a backoff of up to ``BACKOFF_MAX``; its
-        answers (votes, for one) would be dropped until then."""
+        answers (votes, for one) would be dropped until then. When it arrived at
+        ``MAC_VERSION`` or later while our link to it runs an older version (the legacy hello,
+        after a negotiating hello was closed unanswered: a peer that did not know us as a
+        member yet, or something on the path), that link is closed and dialed again
+        negotiating, so the frames to it get their MAC."""
         link = self._links.get(peer_id)
-        if link is not None and not link.connected:
+        if link is None:
+            return
+        if not link.connected:
             link.retry_now.set()
+        elif self.tls is None and link.version < MAC_VERSION <= version:
+            log.info(
+                "peer speaks protocol 8 or later: dialing it again with a negotiating hello",
+                extra={"fields": {"peer": peer_id, "was": link.version, "now": version}},
+            )
+            link.legacy_until = 0.0
+            if link.stream is not None:
+                link.stream.close()
 
     async def close(self) -> None:
         self.closed = True

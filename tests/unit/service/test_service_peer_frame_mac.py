@@ -286,3 +286,35 @@ def test_the_listener_counts_handshake_failures_by_reason(dialer: str, reason: s
     failures, result = asyncio.run(scenario())
     assert failures == [reason]
     assert isinstance(result, Exception)
+
+
+def test_a_legacy_link_to_a_peer_that_dials_in_at_8_is_dialed_again_at_8() -> None:
+    """A node that fell back to the legacy hello (no frame MAC) for a peer that turns out to
+    speak 8 does not keep that stream: it closes it and negotiates 8."""
+
+    async def scenario() -> tuple[int, int]:
+        pa, pb = free_ports(2)
+        a_addr, b_addr = Address("127.0.0.1", pa), Address("127.0.0.1", pb)
+        a = PeerTransport(1, a_addr, {2: b_addr}, SECRET)
+        b = PeerTransport(2, b_addr, {}, SECRET)  # knows no peer yet: it does not dial a
+        b.add_peer(1, Address("127.0.0.1", 1))  # ... but accepts it as a member
+        await b.start(lambda m: None)
+        await a.start(lambda m: None)
+        a._links[2].legacy_until = float("inf")  # as after a hello closed unanswered
+        try:
+            for _ in range(500):
+                if a.connected(2):
+                    break
+                await asyncio.sleep(0.01)
+            before = a._links[2].version
+            b.add_peer(1, a_addr)  # now b dials a, at 8
+            for _ in range(500):
+                if a._links[2].version == 8 and a.connected(2):
+                    break
+                await asyncio.sleep(0.01)
+            return before, a._links[2].version
+        finally:
+            await a.close()
+            await b.close()
+
+    assert asyncio.run(scenario()) == (2, 8)
