@@ -27,6 +27,7 @@ from raftnode.defaults import (
 )
 from raftnode.tls import ClientCertificates, TlsSettings, check_files
 from raftnode.tokens import AuthSettings, Role, TokenFileError, load_token_file
+from raftnode.transport.auth import MAC_VERSION, MAX_VERSION, MIN_VERSION
 from raftnode.transport.peer_tls import PeerTlsSettings
 from raftnode.transport.peer_tls import check_files as check_peer_files
 
@@ -111,6 +112,9 @@ class NodeConfig:
     """HTTPS on the client and health listeners; None: plain HTTP."""
     peer_tls: PeerTlsSettings | None = None
     """Mutual TLS 1.3 on the Raft port; None: the HMAC handshake over plain TCP."""
+    peer_min_protocol: int = MIN_VERSION
+    """The oldest peer protocol this node speaks, both ways; 8 (``MAC_VERSION``) refuses the
+    versions whose frames carry no MAC, once every member runs a release that speaks 8."""
 
     def member(self, node_id: int) -> Member | None:
         for m in self.cluster:
@@ -419,6 +423,22 @@ def _peer_tls_section(
     return settings
 
 
+def _peer_min_protocol(c: _Checker, top: dict[str, Any]) -> int:
+    """``peer_min_protocol``: an integer in ``MIN_VERSION..MAX_VERSION``."""
+    given = top.get("peer_min_protocol", MIN_VERSION)
+    if isinstance(given, bool) or not isinstance(given, int):
+        c.fail("peer_min_protocol", f"must be an integer, got {given!r}")
+        return MIN_VERSION
+    if not MIN_VERSION <= given <= MAX_VERSION:
+        c.fail(
+            "peer_min_protocol",
+            f"must be between {MIN_VERSION} and {MAX_VERSION} (the peer protocols this release "
+            f"speaks; {MAC_VERSION} refuses peers whose frames carry no MAC), got {given}",
+        )
+        return MIN_VERSION
+    return given
+
+
 CLUSTER_STATES = ("new", "existing")
 
 TOP_KEYS = {
@@ -439,6 +459,7 @@ TOP_KEYS = {
     "auth",
     "tls",
     "peer_tls",
+    "peer_min_protocol",
 }
 
 
@@ -488,6 +509,7 @@ def parse_config(
         peer_tls=_peer_tls_section(
             c, top.get("peer_tls"), base_dir, credentials_dir, node_id, cluster
         ),
+        peer_min_protocol=_peer_min_protocol(c, top),
     )
     if c.problems:
         raise ConfigError(c.problems)

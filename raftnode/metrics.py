@@ -99,6 +99,14 @@ class NodeMetrics:
             "Inbound peer connections that failed authentication.",
             registry=r,
         )
+        self.peer_auth_failures = Counter(
+            "raftnode_peer_auth_failures",
+            "Peer streams closed for failed authentication, by reason: bad_proof (a dialer's "
+            "handshake MAC), bad_frame_mac (a frame after the handshake), old_protocol (an "
+            "offer older than peer_min_protocol).",
+            ["reason"],
+            registry=r,
+        )
         self.fsync_seconds = Histogram(
             "raftnode_fsync_seconds",
             "Time spent in fsync per persist.",

@@ -124,7 +124,9 @@ class RaftNode(NodeView):
             {i: a for i, a in options.members.items() if i != options.node_id},
             options.secret,
             on_refused=self.metrics.peer_refused.inc,
+            on_auth_failure=lambda reason: self.metrics.peer_auth_failures.labels(reason).inc(),
             tls=self.peer_tls,
+            min_version=options.peer_min_protocol,
         )
         self._state_executor: ThreadPoolExecutor | None = None
         if run_blocking is None:

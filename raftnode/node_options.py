@@ -13,6 +13,7 @@ from raftnode.config import Address, NodeConfig
 from raftnode.defaults import Snapshot as SnapshotDefaults
 from raftnode.defaults import Timing
 from raftnode.raft.config import RaftConfig
+from raftnode.transport.auth import MIN_VERSION
 from raftnode.transport.peer_tls import PeerTlsSettings
 
 Clock = Callable[[], float]
@@ -46,6 +47,8 @@ class NodeOptions:
     """Mutual TLS 1.3 between peers (``peer_tls:``); None: the HMAC hello over plain TCP."""
     failpoints: frozenset[str] = frozenset()
     """Guarantees broken on purpose, for testing the checkers (``raftnode.failpoints``)."""
+    peer_min_protocol: int = MIN_VERSION
+    """The oldest peer protocol version spoken (``peer_min_protocol:``)."""
 
     def raft_config(self) -> RaftConfig:
         """The core's configuration for these options (its other tunables at their defaults)."""
@@ -78,4 +81,5 @@ def options_from_config(
         initial_cluster_token=config.initial_cluster_token,
         peer_tls=config.peer_tls,
         failpoints=failpoints,
+        peer_min_protocol=config.peer_min_protocol,
     )

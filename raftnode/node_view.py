@@ -105,6 +105,11 @@ class NodeView:
         the next leader take the write."""
         return self.core is not None and self.core.status().leader_heard_within(3)
 
+    def leader_presumed_gone(self) -> bool:
+        """No leader heard for an election timeout, or this node campaigns (see
+        ``Status.leader_presumed_gone``); also when there is no core (stopping)."""
+        return self.core is None or self.core.status().leader_presumed_gone()
+
     def replica_lag(self) -> int:
         """How many committed entries this node has not applied yet, as far as it knows."""
         return max(self._leader_commit_seen, self.commit_index) - self.applied_index

@@ -508,16 +508,19 @@ class ClientApi:
     async def _while_leader_speaks(
         self, fetch: asyncio.Future[ForwardedResponse], leader_id: int
     ) -> ForwardedResponse:
-        """The forwarded request's answer, unless this node stops hearing from any leader
-        first: then the request is given up (``ForwardUnknown``) instead of waited on until the
-        request timeout, since a leader cut off by the network never answers. (A leader that
-        hands over, e.g. on this very request, still answers: a new leader speaking is fine.)"""
+        """The forwarded request's answer, unless this node concludes first that no leader
+        is left: then the request is given up (``ForwardUnknown``) instead of waited on until
+        the request timeout, since a leader cut off by the network never answers. The verdict
+        is Raft's own (an election timeout of silence, or a campaign), not a few missed
+        heartbeats: a leader starved of CPU for a moment is still leading and answers, and
+        giving its write up would turn a success into a 504. (A leader that hands over, e.g.
+        on this very request, still answers: a new leader speaking is fine.)"""
         node = self.service.node
         while True:
             done, _ = await asyncio.wait({fetch}, timeout=FORWARD_WATCH_SECONDS)
             if done:
                 return fetch.result()
-            if not node.leader_recently_heard():
+            if node.leader_presumed_gone():
                 fetch.cancel()
                 raise ForwardUnknown(f"node {leader_id} went quiet with the request in flight")
 

@@ -190,7 +190,10 @@ class Watcher:
                 try:
                     await asyncio.wait_for(self._wake.wait(), progress_seconds)
                 except TimeoutError:
-                    if self.synced:
+                    # The hub may have queued changes after the timeout fired and before this
+                    # resumed: they go first. A progress event naming their revision ahead of
+                    # them would tell the client it has them, and it would drop them as repeats.
+                    if self.synced and not self._buffer:
                         self._waiting = False
                         # A start in the future is not progress: never past what applied.
                         yield Progress(min(self.next_revision - 1, self._hub.position))

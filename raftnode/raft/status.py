@@ -91,3 +91,11 @@ class Status:
     def leader_lost(self) -> bool:
         """A follower that has not heard from any leader for a whole election timeout."""
         return not self.is_leader and self.ticks_since_leader >= self.election_ticks
+
+    def leader_presumed_gone(self) -> bool:
+        """Raft's own verdict that the leader is gone: no leader heard for a whole election
+        timeout, or this node campaigns (its election timer fired, or its link to the leader
+        was lost). A few missed heartbeats are not that verdict: a leader starved of CPU or
+        waiting on its disk for a moment is still leading, and answers."""
+        campaigning = self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE)
+        return not self.is_leader and (campaigning or self.leader_lost())

@@ -3,7 +3,9 @@
 Every node dials every other node once and sends its messages for that node over that stream;
 it receives the other nodes' messages on the streams they dialed to its listener. So each pair
 of nodes shares two streams, one per direction, and each stream is authenticated both ways at
-connect time (``raftnode.transport.auth``).
+connect time (``raftnode.transport.auth``). From peer protocol 8 on, without ``peer_tls``,
+every frame also carries a MAC under a key of that connection (``raftnode.transport.frame_mac``);
+a frame that fails it closes the stream, logs one line and counts in ``on_auth_failure``.
 
 Sending never blocks the caller: messages are encoded into the peer's queue and a per-peer
 writer task flushes everything queued in one write (batching). When a peer is unreachable its
@@ -35,10 +37,16 @@ from tornado.tcpserver import TCPServer
 from raftnode.config import Address
 from raftnode.raft.types import Message
 from raftnode.transport.auth import (
+    LEGACY_VERSION,
+    MAC_VERSION,
+    MIN_VERSION,
     NO_CLUSTER,
     AuthError,
+    Handshake,
     IdentityMismatch,
     LegacyListenerSuspected,
+    ProofFailed,
+    VersionMismatch,
     accept_handshake,
     dial_handshake,
 )
@@ -50,6 +58,14 @@ from raftnode.transport.codec import (
     decode_message,
     encode_message,
     frame,
+)
+from raftnode.transport.frame_mac import (
+    RECORD_TARGET_BYTES,
+    TAG_BYTES,
+    FrameAuthError,
+    RecordOpener,
+    RecordSealer,
+    split_frames,
 )
 from raftnode.transport.peer_tls import (
     PEER_TLS_SECRET,
@@ -70,6 +86,12 @@ CONNECT_TIMEOUT = 2.0
 WRITE_TIMEOUT = 5.0
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
+AUTH_BAD_PROOF = "bad_proof"
+"""A dialer's handshake MAC did not verify (wrong secret, or tampered with)."""
+AUTH_BAD_FRAME_MAC = "bad_frame_mac"
+"""A frame after the handshake failed its MAC (injected, altered, replayed, reordered, dropped)."""
+AUTH_OLD_PROTOCOL = "old_protocol"
+"""A dialer offered only protocols older than ``peer_min_protocol``."""
 _TLS_HANDSHAKES = HandshakeLogFilter()
 """The sockets in a peer TLS handshake, whose failures the transport logs itself (one filter
 for every transport of the process: one transport's handshake can outlive another's close)."""
@@ -98,6 +120,9 @@ class _PeerLink:
         version negotiation (it closed a negotiating hello unanswered)."""
         self.version = 0
         """The peer protocol version of the current stream (0: none)."""
+        self.sealer: RecordSealer | None = None
+        """Seals the frames of the current stream into records (protocol 8 on, without peer
+        TLS)."""
 
     def enqueue(self, payload: bytes) -> None:
         if not self.connected or self.queued_bytes + len(payload) > self.transport.max_queue_bytes:
@@ -111,15 +136,15 @@ class _PeerLink:
         while not self.transport.closed:
             try:
                 stream = await self._connect()
-            except LegacyListenerSuspected:
-                # Only a negotiating hello raises this, so the next attempt (legacy) cannot.
-                self.legacy_until = time.monotonic() + LEGACY_RETRY_SECONDS
-                log.info(
-                    "peer speaks an older protocol? dialing again with the version 2 hello",
-                    extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
-                )
-                continue
             except (OSError, StreamClosedError, TimeoutError, AuthError) as e:
+                if isinstance(e, LegacyListenerSuspected) and self._may_fall_back():
+                    # Only a negotiating hello raises this, so the next attempt (legacy) cannot.
+                    self.legacy_until = time.monotonic() + LEGACY_RETRY_SECONDS
+                    log.info(
+                        "peer speaks an older protocol? dialing again with the version 2 hello",
+                        extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
+                    )
+                    continue
                 if self.stream_ended and not self.reported_lost and _refused(e):
                     self.reported_lost = True
                     log.info(
@@ -148,6 +173,7 @@ class _PeerLink:
             self.stream = stream
             self.connected = True
             self.transport.versions_out[self.peer_id] = self.version
+            self.transport.latest_versions[self.peer_id] = self.version
             self.stream_ended = False
             log.info(
                 "peer connected",
@@ -175,7 +201,27 @@ class _PeerLink:
                 self.queue.clear()
                 self.queued_bytes = 0
                 self.stream = None
+                self.sealer = None
                 stream.close()
+
+    def _may_fall_back(self) -> bool:
+        """Whether a negotiating hello closed unanswered may be retried with the legacy one
+        (version 2: no frame MAC). Never under ``peer_min_protocol`` above 2; and not while
+        the latest stream with this peer (either way) spoke ``MAC_VERSION`` or later: anyone
+        on the path can close a hello, and must not thereby downgrade two nodes that both
+        speak 8. A peer rolled back to an old release dials us with the legacy hello, which
+        lowers what we last saw and allows the fallback again."""
+        t = self.transport
+        if t.min_version > LEGACY_VERSION:
+            return False
+        if t.latest_versions.get(self.peer_id, 0) >= MAC_VERSION:
+            log.warning(
+                "peer closed the hello unanswered; it spoke protocol 8 or later last, so no "
+                "fallback to the legacy hello (something on the path?)",
+                extra={"fields": {"peer": self.peer_id, "addr": str(self.address)}},
+            )
+            return False
+        return True
 
     async def _connect(self) -> IOStream:
         t = self.transport
@@ -199,7 +245,7 @@ class _PeerLink:
                 raise AuthError(str(e)) from e
         try:
             stream.set_nodelay(True)
-            peer_cluster, self.version = await asyncio.wait_for(
+            shook: Handshake = await asyncio.wait_for(
                 dial_handshake(
                     stream.read_bytes,
                     stream.write,
@@ -208,11 +254,19 @@ class _PeerLink:
                     self.peer_id,
                     self.transport.cluster_id,
                     # Releases that spoke only the legacy hello had no peer TLS.
-                    legacy=t.tls is None and self.legacy_until > time.monotonic(),
+                    legacy=t.tls is None
+                    and t.min_version <= LEGACY_VERSION
+                    and self.legacy_until > time.monotonic()
+                    and t.latest_versions.get(self.peer_id, 0) < MAC_VERSION,
+                    min_version=t.min_version,
                 ),
                 HANDSHAKE_TIMEOUT,
             )
-            self.transport.learn_cluster_id(peer_cluster)
+            self.version = shook.version
+            # With peer TLS the frames are protected by TLS already: no MAC on top.
+            if t.tls is None and shook.send_key is not None:
+                self.sealer = RecordSealer(shook.send_key)
+            self.transport.learn_cluster_id(shook.cluster_id)
         except LegacyListenerSuspected as e:
             stream.close()
             if t.tls is None:
@@ -245,7 +299,9 @@ class _PeerLink:
                     await asyncio.wait({closed, waiter}, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     continue
-                batch = b"".join(self.queue)
+                # One record (one MAC) per write, however many messages it carries.
+                sealer = self.sealer
+                batch = b"".join(self.queue) if sealer is None else sealer.seal_all(self.queue)
                 self.queue.clear()
                 self.queued_bytes = 0
                 await asyncio.wait_for(stream.write(batch), WRITE_TIMEOUT)
@@ -266,7 +322,8 @@ class _PeerLink:
 
 class _PeerListener(TCPServer):
     def __init__(self, transport: PeerTransport) -> None:
-        super().__init__(max_buffer_size=transport.max_frame_bytes + 1024)
+        # + 1024: a frame's or a record's header and tag
+        super().__init__(max_buffer_size=max(transport.max_frame_bytes, RECORD_TARGET_BYTES) + 1024)
         self.transport = transport
         self.streams: set[IOStream] = set()
 
@@ -290,7 +347,7 @@ class _PeerListener(TCPServer):
                         no_cluster=NO_CLUSTER,
                         members=t.members() - {t.node_id},
                     )
-                peer_id, peer_cluster, version = await asyncio.wait_for(
+                shook = await asyncio.wait_for(
                     accept_handshake(
                         stream.read_bytes,
                         stream.write,
@@ -299,11 +356,17 @@ class _PeerListener(TCPServer):
                         t.members(),
                         t.cluster_id,
                         dialer_id_must_be=cert_id,
+                        min_version=t.min_version,
                     ),
                     HANDSHAKE_TIMEOUT,
                 )
-                t.learn_cluster_id(peer_cluster)
+                peer_id, version = shook.peer_id, shook.version
+                t.learn_cluster_id(shook.cluster_id)
             except (AuthError, TimeoutError, StreamClosedError, OSError, PeerRefused) as e:
+                if isinstance(e, ProofFailed):
+                    t.auth_failure(AUTH_BAD_PROOF)
+                elif isinstance(e, VersionMismatch) and t.min_version > MIN_VERSION:
+                    t.auth_failure(AUTH_OLD_PROTOCOL)
                 fields = {"remote": f"{address[0]}:{address[1]}", "reason": str(e) or repr(e)}
                 if isinstance(e, IdentityMismatch):
                     fields = {**fields, "reason": str(Refusal.WRONG_ID), "detail": str(e)}
@@ -317,8 +380,13 @@ class _PeerListener(TCPServer):
             stream.set_nodelay(True)
             log.debug("peer accepted", extra={"fields": {"peer": peer_id, "version": version}})
             t.versions_in[peer_id] = version
-            t.peer_dialed_in(peer_id)
-            await self._read_loop(stream, peer_id)
+            t.latest_versions[peer_id] = version
+            t.peer_dialed_in(peer_id, version)
+            # With peer TLS the frames are protected by TLS already: no MAC on top.
+            opener = None
+            if t.tls is None and shook.receive_key is not None:
+                opener = RecordOpener(shook.receive_key)
+            await self._read_loop(stream, peer_id, opener)
         except StreamClosedError:
             pass
         finally:
@@ -326,33 +394,65 @@ class _PeerListener(TCPServer):
                 self.streams.discard(owned)
                 owned.close()
 
-    async def _read_loop(self, stream: IOStream, peer_id: int) -> None:
+    async def _read_loop(self, stream: IOStream, peer_id: int, opener: RecordOpener | None) -> None:
         t = self.transport
+        limit = t.max_frame_bytes
+        if opener is not None:  # a record holds whole frames: up to RECORD_TARGET_BYTES, or one
+            limit = max(limit, RECORD_TARGET_BYTES) + MESSAGE_FRAME_HEADER.size
+        tag = 0 if opener is None else TAG_BYTES
         while True:
             header = await stream.read_bytes(MESSAGE_FRAME_HEADER.size)
             (length,) = MESSAGE_FRAME_HEADER.unpack(header)
-            if length > t.max_frame_bytes:
+            if length > limit:
                 log.warning(
                     "peer frame too large; closing",
-                    extra={"fields": {"peer": peer_id, "bytes": length, "max": t.max_frame_bytes}},
+                    extra={"fields": {"peer": peer_id, "bytes": length, "max": limit}},
                 )
                 return
-            payload = await stream.read_bytes(length)
+            body = await stream.read_bytes(length + tag)
+            if opener is None:
+                if not self._deliver(body, peer_id):
+                    return
+                continue
             try:
-                msg = decode_message(payload)
-            except CodecError as e:
+                frames = opener.open(body)
+            except FrameAuthError as e:
+                log.warning(
+                    "peer frame failed authentication; closing",
+                    extra={"fields": {"peer": peer_id, "reason": str(e)}},
+                )
+                t.auth_failure(AUTH_BAD_FRAME_MAC)
+                return
+            try:
+                payloads = list(split_frames(frames))
+            except ValueError as e:
                 log.warning(
                     "bad peer frame; closing", extra={"fields": {"peer": peer_id, "error": str(e)}}
                 )
                 return
-            if msg.frm != peer_id or msg.to != t.node_id:
-                log.warning(
-                    "peer message with wrong addresses dropped",
-                    extra={"fields": {"peer": peer_id, "frm": msg.frm, "to": msg.to}},
-                )
-                continue
-            t.last_heard[peer_id] = time.monotonic()
-            t.on_message(msg)
+            for payload in payloads:
+                if not self._deliver(payload, peer_id):
+                    return
+
+    def _deliver(self, payload: bytes | memoryview, peer_id: int) -> bool:
+        """Decode one frame's payload and hand it on; False: the stream must close."""
+        t = self.transport
+        try:
+            msg = decode_message(payload)
+        except CodecError as e:
+            log.warning(
+                "bad peer frame; closing", extra={"fields": {"peer": peer_id, "error": str(e)}}
+            )
+            return False
+        if msg.frm != peer_id or msg.to != t.node_id:
+            log.warning(
+                "peer message with wrong addresses dropped",
+                extra={"fields": {"peer": peer_id, "frm": msg.frm, "to": msg.to}},
+            )
+            return True
+        t.last_heard[peer_id] = time.monotonic()
+        t.on_message(msg)
+        return True
 
 
 class PeerTransport:
@@ -369,9 +469,16 @@ class PeerTransport:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_queue_bytes: int = 64 << 20,
         on_refused: Callable[[], None] | None = None,
+        on_auth_failure: Callable[[str], None] | None = None,
         tls: PeerTls | None = None,
+        min_version: int = MIN_VERSION,
     ) -> None:
         self.node_id = node_id
+        self.min_version = min_version
+        """``peer_min_protocol``: older peer protocols are refused both ways."""
+        self.on_auth_failure = on_auth_failure
+        """Called with a reason (``AUTH_*``) for each failed proof or frame MAC and each peer
+        refused for an older protocol than ``min_version``."""
         self.listen = listen
         self.tls = tls
         """Mutual TLS 1.3 under the hello (``peer_tls``); None: the hello over plain TCP."""
@@ -389,6 +496,8 @@ class PeerTransport:
         self.versions_out: dict[int, int] = {}
         """Each peer's protocol version on the latest stream it dialed to us / we dialed to it
         (``peer_version``)."""
+        self.latest_versions: dict[int, int] = {}
+        """Each peer's protocol version on the latest stream either way."""
         self._links: dict[int, _PeerLink] = {}
         self._listener = _PeerListener(self)
         self.cluster_id = NO_CLUSTER
@@ -430,6 +539,10 @@ class PeerTransport:
             raise PeerRefused(Refusal.HANDSHAKE, "no TLS handshake in time") from e
         finally:
             _TLS_HANDSHAKES.fds.discard(fdno)
+
+    def auth_failure(self, reason: str) -> None:
+        if self.on_auth_failure is not None:
+            self.on_auth_failure(reason)
 
     def members(self) -> set[int]:
         return {self.node_id, *self._links}
@@ -479,13 +592,27 @@ class PeerTransport:
         the legacy hello (``LEGACY_RETRY_SECONDS`` after it last looked like an old release)."""
         return max(self.versions_in.get(peer_id, 0), self.versions_out.get(peer_id, 0))
 
-    def peer_dialed_in(self, peer_id: int) -> None:
+    def peer_dialed_in(self, peer_id: int, version: int = MIN_VERSION) -> None:
         """An authenticated stream from ``peer_id`` arrived: it is up (a restarted node, say),
         so our link to it retries now instead of after a backoff of up to ``BACKOFF_MAX``; its
-        answers (votes, for one) would be dropped until then."""
+        answers (votes, for one) would be dropped until then. When it arrived at
+        ``MAC_VERSION`` or later while our link to it runs an older version (the legacy hello,
+        after a negotiating hello was closed unanswered: a peer that did not know us as a
+        member yet, or something on the path), that link is closed and dialed again
+        negotiating, so the frames to it get their MAC."""
         link = self._links.get(peer_id)
-        if link is not None and not link.connected:
+        if link is None:
+            return
+        if not link.connected:
             link.retry_now.set()
+        elif self.tls is None and link.version < MAC_VERSION <= version:
+            log.info(
+                "peer speaks protocol 8 or later: dialing it again with a negotiating hello",
+                extra={"fields": {"peer": peer_id, "was": link.version, "now": version}},
+            )
+            link.legacy_until = 0.0
+            if link.stream is not None:
+                link.stream.close()
 
     async def close(self) -> None:
         self.closed = True

@@ -234,6 +234,8 @@ def test_transports_connect_over_mutual_tls_and_deliver(tmp_path: Path) -> None:
         await a.start(_ignore)
         try:
             await _until(lambda: a.connected(2))
+            # Protocol 8 inside TLS: TLS protects the frames, no record MAC on top.
+            assert a._links[2].version == 8 and a._links[2].sealer is None
             a.send([Message(MessageType.HEARTBEAT, to=2, frm=1, term=3)])
             await _until(lambda: bool(got))
         finally:

@@ -213,3 +213,34 @@ def test_a_watcher_on_a_follower_that_installs_a_snapshot_misses_nothing(tmp_pat
             hub.close("test over")
 
     run_virtual(scenario())
+
+
+def test_a_change_queued_while_the_progress_timer_fires_goes_out_before_any_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The progress timeout fires; before the stream resumes, the hub queues a change (the
+    two are ready in the same turn of a busy event loop). The change must go first: a progress
+    event naming its revision ahead of it tells the client it has it, and the client drops the
+    change as a repeat (a lock waiter then never sees its predecessor's delete)."""
+    hub = WatchHub(None, None, buffer_events=10, max_watchers=10)  # type: ignore[arg-type]
+    hub._position = 7
+    watcher = Watcher(hub, KeyRange.between("lock/a", "lock/a\0"), next_revision=8)
+    watcher.synced = True
+    delete = Change(8, "delete", "lock/a", None, 0, 8, 0)
+
+    async def times_out_as_the_hub_dispatches(aw: object, timeout: float) -> None:
+        aw.close()  # type: ignore[attr-defined]
+        watcher.push(delete)  # what WatchHub.dispatch does for revision 8
+        hub._position = 8
+        watcher.caught_up_to(8)
+        raise TimeoutError
+
+    async def first_item() -> object:
+        monkeypatch.setattr(asyncio, "wait_for", times_out_as_the_hub_dispatches)
+        items = watcher.items(progress_seconds=0.2)
+        try:
+            return await anext(items)
+        finally:
+            monkeypatch.undo()
+
+    assert asyncio.run(first_item()) == [delete]

@@ -447,3 +447,21 @@ def test_status_is_a_copy_that_carries_the_catch_up_rule() -> None:
     follower = net.cores[2].status()
     assert not follower.is_leader and follower.progress == {} and follower.leader_id == 1
     assert follower.leader_heard_within(3) and not follower.leader_lost()
+
+
+def test_a_few_missed_heartbeats_are_not_a_verdict_that_the_leader_is_gone() -> None:
+    """A follower forwarding a write gives it up (504 when unkeyed) only on Raft's own verdict:
+    a leader starved for a few heartbeats still leads and answers; an election timeout of
+    silence (or a campaign) is the verdict."""
+    net = Net(3)
+    net.elect(1)
+    net.tick_all(2)
+    follower = net.cores[2]
+    assert not follower.status().leader_presumed_gone()
+    net.tick(2, times=4, drop=lambda m: True)  # the leader's heartbeats are late
+    st = follower.status()
+    assert not st.leader_heard_within(3) and st.leader_id == 1
+    assert not st.leader_presumed_gone()
+    net.tick(2, times=follower.cfg.election_ticks - 4, drop=lambda m: True)
+    assert follower.status().leader_presumed_gone()
+    assert not net.cores[1].status().leader_presumed_gone()  # a leader never presumes so

@@ -13,6 +13,7 @@ from raftnode.transport.auth import (
     MAX_VERSION,
     NO_CLUSTER,
     AuthError,
+    Handshake,
     LegacyListenerSuspected,
     VersionMismatch,
     accept_handshake,
@@ -67,10 +68,27 @@ async def run(
     dialer = dial_handshake(
         b_to_a.read_exactly, a_to_b.write, dial_secret, my_id, target, dial_cluster, legacy=legacy
     )
-    listener = accept_handshake(
-        a_to_b.read_exactly, b_to_a.write, accept_secret, 1, set(members), accept_cluster
-    )
-    return await asyncio.gather(dialer, listener, return_exceptions=True)
+
+    async def listener() -> Handshake:
+        try:
+            return await accept_handshake(
+                a_to_b.read_exactly, b_to_a.write, accept_secret, 1, set(members), accept_cluster
+            )
+        finally:
+            b_to_a.close()  # as the transport closes the stream
+
+    results = await asyncio.gather(dialer, listener(), return_exceptions=True)
+    return [_summary(r) for r in results]
+
+
+def _summary(result: object) -> object:
+    """A dialer's ``(cluster id, version)``, a listener's ``(dialer id, cluster id, version)``
+    (the shape of the assertions below), or the exception."""
+    if not isinstance(result, Handshake):
+        return result
+    if result.peer_id == 1:  # the dialer's view of the listener, node 1
+        return (result.cluster_id, result.version)
+    return (result.peer_id, result.cluster_id, result.version)
 
 
 def test_same_secret_authenticates_both_sides() -> None:

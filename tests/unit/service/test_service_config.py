@@ -114,3 +114,20 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     cfg = load_config(path)
     assert cfg.data_dir == tmp_path.resolve() / "data/n1"
+
+
+@pytest.mark.parametrize("value", [1, 9, "8", True, None])
+def test_peer_min_protocol_must_be_a_version_this_release_speaks(
+    tmp_path: Path, value: object
+) -> None:
+    raw = {**good(tmp_path), "peer_min_protocol": value}
+    found = problems(raw)
+    assert len(found) == 1 and found[0].startswith("peer_min_protocol"), found
+
+
+def test_peer_min_protocol_reaches_the_node_options(tmp_path: Path) -> None:
+    from raftnode.node_options import options_from_config
+
+    assert options_from_config(parse_config(good(tmp_path))).peer_min_protocol == 2
+    raw = {**good(tmp_path), "peer_min_protocol": 8}
+    assert options_from_config(parse_config(raw)).peer_min_protocol == 8
