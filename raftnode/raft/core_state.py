@@ -114,6 +114,8 @@ class CoreState:
         self._lost_peers: set[int] = set()
         self._leader_heard_at = 0.0
         self._campaign_leader_lost = False
+        self._campaign_transfer = False
+        """The campaign under way was asked for by the leader (TimeoutNow: a transfer)."""
         self._quiet_proven = False
         """We started a fast leader-loss campaign and heard from no leader since."""
         self._reset_randomized_timeout()

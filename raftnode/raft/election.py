@@ -30,6 +30,7 @@ class Election(CoreState):
 
     def _campaign(self, pre_vote: bool, force: bool = False, leader_lost: bool = False) -> None:
         self._campaign_leader_lost = leader_lost
+        self._campaign_transfer = force
         if pre_vote:
             self._become_pre_candidate()
             term = self.term + 1

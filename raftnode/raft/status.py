@@ -59,6 +59,8 @@ class Status:
     """Leader only: every other member's replication. Empty on other roles."""
     learners_caught_up: frozenset[int] = frozenset()
     """Leader only: learners the catch-up rule would let it promote now."""
+    campaign_transfer: bool = False
+    """This node campaigns because the leader handed leadership to it (TimeoutNow)."""
 
     @property
     def is_leader(self) -> bool:
@@ -96,6 +98,8 @@ class Status:
         """Raft's own verdict that the leader is gone: no leader heard for a whole election
         timeout, or this node campaigns (its election timer fired, or its link to the leader
         was lost). A few missed heartbeats are not that verdict: a leader starved of CPU or
-        waiting on its disk for a moment is still leading, and answers."""
+        waiting on its disk for a moment is still leading, and answers; nor is a campaign the
+        leader asked for (a transfer to this node): that leader is alive and answers."""
         campaigning = self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE)
+        campaigning = campaigning and not self.campaign_transfer
         return not self.is_leader and (campaigning or self.leader_lost())

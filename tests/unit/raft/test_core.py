@@ -465,3 +465,21 @@ def test_a_few_missed_heartbeats_are_not_a_verdict_that_the_leader_is_gone() -> 
     net.tick(2, times=follower.cfg.election_ticks - 4, drop=lambda m: True)
     assert follower.status().leader_presumed_gone()
     assert not net.cores[1].status().leader_presumed_gone()  # a leader never presumes so
+
+
+def test_a_campaign_the_leader_asked_for_is_not_a_verdict_that_it_is_gone() -> None:
+    """The leader hands over (e.g. it is being removed, on a write a follower forwarded to it):
+    the follower it asks campaigns at once; the leader is alive and will answer, so the
+    forwarded write is not given up. A campaign of its own (its timer fired) still is."""
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    leader.transfer_leadership(2)
+    net.deliver(drop=lambda m: m.type in (MT.VOTE, MT.VOTE_RESP))  # TimeoutNow only
+    st = net.cores[2].status()
+    assert st.role is Role.CANDIDATE and st.campaign_transfer
+    assert not st.leader_presumed_gone()
+    net.tick(2, times=4 * net.cores[2].cfg.election_ticks, drop=lambda m: True)
+    st = net.cores[2].status()
+    assert st.role in (Role.PRE_CANDIDATE, Role.CANDIDATE) and not st.campaign_transfer
+    assert st.leader_presumed_gone()
