@@ -13,10 +13,10 @@ Some writes carry an ``Idempotency-Key`` and are retried with it after an indete
 answer, until a definite one or the retry bound: the attempts are one logical operation
 (ok if any attempt was, fail only if every attempt certainly did nothing, else info).
 
-Classification: 200 (404 for a read) ok; 409 CAS mismatch, a refused connection and raftnode's
-documented 503 (JSON ``unavailable``: nothing was done) and 507 ``disk_full`` (refused before
-proposing) fail; timeouts, 504, other 5xx and a
-connection lost after sending info.
+Classification (``chaos.classify``): 200 (404 for a read) ok; 409 CAS mismatch, a refused
+connection and raftnode's documented 503 (JSON ``unavailable``: nothing was done) and 507
+``disk_full`` (refused before proposing) fail; timeouts, 504, other 5xx and a connection lost
+after sending info.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from .classify import classify_read, classify_write
 from .history import Operation, Outcome
 from .http_client import Answer, request
 
@@ -62,33 +63,6 @@ class WorkloadConfig:
     @property
     def set_prefix(self) -> str:
         return f"chaos-{self.run_id}-set/"
-
-
-def classify_write(answer: Answer) -> Outcome:
-    if answer.status == 200:
-        return "ok"
-    if answer.status == 0:
-        return "info" if answer.sent else "fail"
-    if answer.status == 409:
-        return "fail"
-    if answer.status == 503 and _error_code(answer) == "unavailable":
-        return "fail"
-    if answer.status == 507 and _error_code(answer) == "disk_full":
-        return "fail"  # refused before anything was proposed (kv/service.py)
-    if 400 <= answer.status < 500:
-        return "fail"  # 400/413/404: refused before doing anything
-    return "info"  # 504, 502, HAProxy's 503, 500: may or may not have applied
-
-
-def classify_read(answer: Answer) -> Outcome:
-    if answer.status in (200, 404):
-        return "ok"
-    return "info" if answer.status == 0 and answer.sent else "fail"
-
-
-def _error_code(answer: Answer) -> str | None:
-    body = answer.json()
-    return body.get("error") if isinstance(body, dict) else None
 
 
 def _note(answer: Answer) -> str:
