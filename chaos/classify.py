@@ -3,7 +3,8 @@
 Writes: 200 ok; 409 CAS mismatch, a refused connection, raftnode's documented 503 (JSON
 ``unavailable``: nothing was done), 507 ``disk_full`` (refused before proposing) and other 4xx
 fail; timeouts, 504, other 5xx and a connection lost after sending info. Reads: 200 and 404 ok,
-an answer lost after sending info, any other answer fail.
+an answer lost after sending info, any other answer fail. The client-library path
+(``chaos.library_client``) classifies each of the library's attempts with these too.
 """
 
 from __future__ import annotations
