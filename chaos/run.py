@@ -199,6 +199,7 @@ async def record(
         clients=args.clients,
         keys=args.keys,
         duration=args.duration,
+        client_library=None,  # half through raftnode.client, half raw HTTP
         seed=args.seed,
     )
     chosen = workloads(args.workload)

@@ -12,11 +12,14 @@ the list (the VIP and every node), with a short pause between operations:
 Some writes carry an ``Idempotency-Key`` and are retried with it after an indeterminate
 answer, until a definite one or the retry bound: the attempts are one logical operation
 (ok if any attempt was, fail only if every attempt certainly did nothing, else info).
+With ``client_library`` (None: every odd-numbered client) a client sends everything through
+``raftnode.client.AsyncClient`` instead, which retries and keys every write itself
+(``chaos.library_client``, where its errors map to the same outcomes).
 
-Classification: 200 (404 for a read) ok; 409 CAS mismatch, a refused connection and raftnode's
-documented 503 (JSON ``unavailable``: nothing was done) and 507 ``disk_full`` (refused before
-proposing) fail; timeouts, 504, other 5xx and a
-connection lost after sending info.
+Classification (``chaos.classify``): 200 (404 for a read) ok; 409 CAS mismatch, a refused
+connection and raftnode's documented 503 (JSON ``unavailable``: nothing was done) and 507
+``disk_full`` (refused before proposing) fail; timeouts, 504, other 5xx and a connection lost
+after sending info.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from .classify import classify_read, classify_write
 from .history import Operation, Outcome
 from .http_client import Answer, request
+from .library_client import LibraryClient
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class WorkloadConfig:
     think: float = 0.02
     idempotent_share: float = 0.5
     idempotent_attempts: int = 3
+    client_library: bool | None = False
+    """Send through ``raftnode.client.AsyncClient`` (its own retries and idempotency keys)
+    instead of raw HTTP; None: odd-numbered clients do, even-numbered ones use raw HTTP."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,33 +70,6 @@ class WorkloadConfig:
     @property
     def set_prefix(self) -> str:
         return f"chaos-{self.run_id}-set/"
-
-
-def classify_write(answer: Answer) -> Outcome:
-    if answer.status == 200:
-        return "ok"
-    if answer.status == 0:
-        return "info" if answer.sent else "fail"
-    if answer.status == 409:
-        return "fail"
-    if answer.status == 503 and _error_code(answer) == "unavailable":
-        return "fail"
-    if answer.status == 507 and _error_code(answer) == "disk_full":
-        return "fail"  # refused before anything was proposed (kv/service.py)
-    if 400 <= answer.status < 500:
-        return "fail"  # 400/413/404: refused before doing anything
-    return "info"  # 504, 502, HAProxy's 503, 500: may or may not have applied
-
-
-def classify_read(answer: Answer) -> Outcome:
-    if answer.status in (200, 404):
-        return "ok"
-    return "info" if answer.status == 0 and answer.sent else "fail"
-
-
-def _error_code(answer: Answer) -> str | None:
-    body = answer.json()
-    return body.get("error") if isinstance(body, dict) else None
 
 
 def _note(answer: Answer) -> str:
@@ -121,15 +102,28 @@ class Client:
         self.rng = random.Random(f"{config.seed}-{number}")
         self.last_seen: dict[str, str | None] = {}
         self.counter = 0
+        library = config.client_library
+        # The library stays on the endpoint that answered last: each client starts on another.
+        first = number % len(config.endpoints)
+        rotated = config.endpoints[first:] + config.endpoints[:first]
+        self.library = (
+            LibraryClient(rotated, config.timeout, config.idempotent_attempts)
+            if (number % 2 == 1 if library is None else library)
+            else None
+        )
 
     def _unique(self) -> str:
         self.counter += 1
         return f"{self.config.run_id}-c{self.name}-{self.counter}"
 
     async def run(self, deadline: float) -> None:
-        while self.recorder.clock() < deadline:
-            await self.one_operation()
-            await asyncio.sleep(self.rng.uniform(0, 2 * self.config.think))
+        try:
+            while self.recorder.clock() < deadline:
+                await self.one_operation()
+                await asyncio.sleep(self.rng.uniform(0, 2 * self.config.think))
+        finally:
+            if self.library is not None:
+                await self.library.close()
 
     async def one_operation(self) -> None:
         key = self.rng.choice(self.config.register_keys)
@@ -152,18 +146,21 @@ class Client:
 
     async def get(self, endpoint: str, key: str, consistency: str) -> None:
         invoke = self.recorder.clock()
-        answer = await request(
-            endpoint,
-            "GET",
-            f"/kv/{quote(key)}?consistency={consistency}",
-            timeout=self.config.timeout,
-        )
+        if self.library is not None:
+            done = await self.library.get(key, consistency)
+            outcome, result, endpoint, note = done.outcome, done.result, done.endpoint, done.note
+        else:
+            answer = await request(
+                endpoint,
+                "GET",
+                f"/kv/{quote(key)}?consistency={consistency}",
+                timeout=self.config.timeout,
+            )
+            outcome, result, note = classify_read(answer), None, _note(answer)
+            if answer.status == 200:
+                body = answer.json()
+                result = body.get("value") if isinstance(body, dict) else None
         complete = self.recorder.clock()
-        outcome = classify_read(answer)
-        result = None
-        if answer.status == 200:
-            body = answer.json()
-            result = body.get("value") if isinstance(body, dict) else None
         if outcome == "ok":
             self.last_seen[key] = result
         self.recorder.add(
@@ -177,34 +174,20 @@ class Client:
                 result=result,
                 consistency=consistency,
                 endpoint=endpoint,
-                note=_note(answer),
+                note=note,
             )
         )
 
     async def write(
         self, endpoint: str, kind: str, key: str, value: str | None, expected: str | None = None
     ) -> None:
-        method, path, body = _write_request(kind, key, value, expected)
-        keyed = kind != "delete" and self.rng.random() < self.config.idempotent_share
-        headers = {"Idempotency-Key": uuid.uuid4().hex} if keyed else {}
-        attempts = self.config.idempotent_attempts if keyed else 1
         invoke = self.recorder.clock()
-        outcomes: list[Outcome] = []
-        notes: list[str] = []
-        for attempt in range(attempts):
-            if attempt:
-                endpoint = self.rng.choice(self.config.endpoints)
-            answer = await request(
-                endpoint, method, path, body, headers, timeout=self.config.timeout
-            )
-            outcomes.append(classify_write(answer))
-            notes.append(_note(answer))
-            if outcomes[-1] != "info":
-                break
+        if self.library is not None:
+            done = await self.library.write(kind, key, value, expected)
+            outcome, endpoint, note = done.outcome, done.endpoint, done.note
+        else:
+            outcome, endpoint, note = await self._raw_write(endpoint, kind, key, value, expected)
         complete = self.recorder.clock()
-        outcome: Outcome = (
-            "ok" if "ok" in outcomes else "fail" if set(outcomes) == {"fail"} else "info"
-        )
         if kind in {"put", "cas"} and outcome == "ok":
             self.last_seen[key] = value
         if kind == "delete" and outcome == "ok":
@@ -221,9 +204,34 @@ class Client:
                 value=key[len(self.config.set_prefix) :] if kind == "add" else value,
                 expected=expected,
                 endpoint=endpoint,
-                note=" | ".join(notes) + (" idem" if keyed else ""),
+                note=note,
             )
         )
+
+    async def _raw_write(
+        self, endpoint: str, kind: str, key: str, value: str | None, expected: str | None
+    ) -> tuple[Outcome, str, str]:
+        """(outcome, the last endpoint tried, note) of a write over raw HTTP."""
+        method, path, body = _write_request(kind, key, value, expected)
+        keyed = kind != "delete" and self.rng.random() < self.config.idempotent_share
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if keyed else {}
+        attempts = self.config.idempotent_attempts if keyed else 1
+        outcomes: list[Outcome] = []
+        notes: list[str] = []
+        for attempt in range(attempts):
+            if attempt:
+                endpoint = self.rng.choice(self.config.endpoints)
+            answer = await request(
+                endpoint, method, path, body, headers, timeout=self.config.timeout
+            )
+            outcomes.append(classify_write(answer))
+            notes.append(_note(answer))
+            if outcomes[-1] != "info":
+                break
+        outcome: Outcome = (
+            "ok" if "ok" in outcomes else "fail" if set(outcomes) == {"fail"} else "info"
+        )
+        return outcome, endpoint, " | ".join(notes) + (" idem" if keyed else "")
 
 
 def _write_request(
