@@ -614,11 +614,13 @@ class Nemesis:
         await asyncio.sleep(self.hold)
         t0 = self.recorder.clock()
         await lab_cli(name, "exec", target, "--", "systemctl", "start", "raftnode")
-        waited = await self.wait_replica(target, REJOIN_TIMEOUT)
+        # A caught-up replica, or the leader: beside a kill of the leader (a combined round)
+        # the restarted node may win the election, which needs its log complete.
+        waited = await self.wait_serving(target, REJOIN_TIMEOUT)
         if waited is None:
             raise LabError(
-                f"{kind}: {target} not a caught-up replica {REJOIN_TIMEOUT:.0f} s after its "
-                f"start ({note}); {await self.evidence(target)}"
+                f"{kind}: {target} neither a caught-up replica nor the leader "
+                f"{REJOIN_TIMEOUT:.0f} s after its start ({note}); {await self.evidence(target)}"
             )
         self._record("heal", kind, target, t0, f"caught up in {waited:.1f} s")
 

@@ -141,10 +141,33 @@ def test_wal_tail_fails_with_evidence_when_the_node_does_not_come_back(
     FakeLab(monkeypatch, replica_ok=False)
     monkeypatch.setattr(nemesis, "REJOIN_TIMEOUT", 0.2)
     n = _nemesis(["wal-tail"])
-    with pytest.raises(LabError, match="not a caught-up replica") as failure:
+    with pytest.raises(LabError, match="neither a caught-up replica nor the leader") as failure:
         asyncio.run(n.one_fault("wal-tail"))
     assert '"lag": 41' in str(failure.value) and LOG_LINE in str(failure.value)
     assert [kind for kind, _, _ in _nemesis_records(n)] == ["fault"], "no heal claimed"
+
+
+def test_wal_tail_heals_when_the_damaged_node_comes_back_as_the_leader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second long run's one nemesis failure: n1, restarted after its torn tail, won the
+    election (a combined round killed the leader) and was refused as "not a replica"."""
+    lab = FakeLab(monkeypatch, replica_ok=False)
+    answer = lab.request
+
+    async def the_restarted_node_leads(
+        base_url: str, method: str, path: str, *a: Any, **k: Any
+    ) -> Answer:
+        started = [c[1] for c in lab.calls if c[0] == "exec" and c[-2:] == ("start", "raftnode")]
+        if path == "/primary" and any(HOSTS.raft[h] in base_url for h in started):
+            return Answer(200, True)
+        return await answer(base_url, method, path, *a, **k)
+
+    monkeypatch.setattr(nemesis, "request", the_restarted_node_leads)
+    monkeypatch.setattr(nemesis, "REJOIN_TIMEOUT", 2.0)
+    n = _nemesis(["wal-tail"])
+    asyncio.run(n.one_fault("wal-tail"))
+    assert [kind for kind, _, _ in _nemesis_records(n)] == ["fault", "heal"]
 
 
 def test_a_failed_fault_is_recorded_and_the_run_still_ends_healed(
