@@ -94,6 +94,25 @@ class _Answer:
     """The metrics label: ``ok``, ``forwarded`` or the error code."""
 
 
+@dataclass(slots=True)
+class _ForwardAttempts:
+    """What one client request's attempts at reaching a leader have done so far."""
+
+    maybe_sent: bool = False
+    """An attempt may have reached a leader (a keyed write, sent again after no answer came).
+    From then on a refusal (503, 507) speaks only for a later attempt: the first may still
+    apply, so the request's answer is 504 (outcome unknown), never "nothing was done"."""
+
+
+# Answers that mean "this attempt was refused before it was proposed".
+REFUSED_BEFORE_PROPOSAL = frozenset({503, 507})
+
+MAYBE_SENT_MESSAGE = (
+    "the write was forwarded to a leader that gave no answer, and it cannot be taken now; "
+    "it may still apply: send it again with the same Idempotency-Key to learn its outcome"
+)
+
+
 _Run = Callable[[Request, float], Awaitable[_Answer]]
 _Route = tuple[str, str, _Run]
 """(kind: write, read or other; the metrics label; the handler, given the request's deadline)."""
@@ -308,7 +327,7 @@ class ClientApi:
     async def _forward_admin(
         self, request: Request, leader_id: int, deadline: float
     ) -> Response | None:
-        answer = await self._forward(request, leader_id, deadline)
+        answer = await self._forward(request, leader_id, deadline, _ForwardAttempts())
         return answer.response if answer is not None else None
 
     # -- writes ------------------------------------------------------------------------------
@@ -343,24 +362,27 @@ class ClientApi:
         request_id = requests.idempotency_key(request.headers.get(IDEMPOTENCY_HEADER.lower()))
         if request_id is not None:
             cmd = dataclasses.replace(cmd, request_id=request_id, stamp=time.time())
+        attempts = _ForwardAttempts()
         try:
             while True:
                 try:
                     result = await self.service.write(cmd, deadline)
                     break
                 except NotLeader as e:
-                    forwarded = await self._forward(request, e.leader_id, deadline)
+                    forwarded = await self._forward(request, e.leader_id, deadline, attempts)
                     if forwarded is not None:
                         return forwarded
                     # Leadership moved to this node while forwarding: propose here.
-        except Unavailable as e:
+        except (Unavailable, DiskFull, UpgradeInProgress) as e:
+            if attempts.maybe_sent:
+                raise outcome_unknown(f"{MAYBE_SENT_MESSAGE} (here: {e})") from e
+            if isinstance(e, DiskFull):
+                raise disk_full(e.free, e.minimum) from e
+            if isinstance(e, UpgradeInProgress):
+                raise upgrade_in_progress(str(e)) from e
             raise unavailable(f"{e}; retry shortly") from e
         except OutcomeUnknown as e:
             raise outcome_unknown(f"{e}; read the key to learn whether it was written") from e
-        except DiskFull as e:
-            raise disk_full(e.free, e.minimum) from e
-        except UpgradeInProgress as e:
-            raise upgrade_in_progress(str(e)) from e
         if isinstance(cmd, Txn):
             assert isinstance(result, TxnResult)
             return self._txn_answer(result)
@@ -426,19 +448,19 @@ class ClientApi:
             raise quota_exceeded(cmd.key, self.service.store.max_store_bytes)
         raise ApiError(500, ErrorCode.INTERNAL, f"the command failed to apply ({result.error})")
 
-    async def _forward(self, request: Request, leader_id: int, deadline: float) -> _Answer | None:
-        """Relay the request to the leader; None when this node became the leader meanwhile."""
+    async def _forward(
+        self, request: Request, leader_id: int, deadline: float, attempts: _ForwardAttempts
+    ) -> _Answer | None:
+        """Relay the request to the leader; None when this node became the leader meanwhile
+        (``attempts`` then tells the caller whether an attempt may have reached a leader)."""
         hops_text = request.headers.get(HOPS_HEADER.lower(), "0")
         hops = int(hops_text) if hops_text.isdigit() else MAX_HOPS
         node = self.service.node
-        maybe_sent = False
-        """An earlier attempt may have reached a leader: giving up is then not "nothing was
-        done" (503) but "the outcome is unknown" (504)."""
         while True:
             remaining = deadline - time.monotonic()
             addr = self.settings.member_clients.get(leader_id)
             if hops >= MAX_HOPS or addr is None or remaining <= 0:
-                if maybe_sent:
+                if attempts.maybe_sent:
                     raise outcome_unknown(
                         "the write was forwarded to the leader and no answer came back in "
                         "time; send it again with the same Idempotency-Key to learn its outcome"
@@ -457,8 +479,13 @@ class ClientApi:
             ):
                 answer, sent = await self._forward_once(request, addr, leader_id, hops, remaining)
                 if answer is not None:
+                    if attempts.maybe_sent and answer.response.status in REFUSED_BEFORE_PROPOSAL:
+                        raise outcome_unknown(
+                            f"{MAYBE_SENT_MESSAGE} (node {leader_id} answered "
+                            f"{answer.response.status})"
+                        )
                     return answer
-                maybe_sent = maybe_sent or sent
+                attempts.maybe_sent = attempts.maybe_sent or sent
             await node.changed(deadline)
             if node.is_leader:
                 return None

@@ -1,0 +1,148 @@
+"""A keyed write that a follower forwarded to a leader which then fell silent may still apply
+(the leader may have logged and replicated it). Found by the long ``make chaos`` run with full
+disks: the write was sent again, refused by whoever took the second attempt, and answered
+"nothing was done" (503) although the first attempt applied. From the moment an attempt may
+have reached a leader, every refusal of a later attempt must end in 504 (outcome unknown)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from raftnode.config import Address, Limits
+from raftnode.http.client_api import ClientApi, ClientApiSettings
+from raftnode.http.connection import Request, Response
+from raftnode.http.forward import ForwardedResponse, ForwardUnknown
+from raftnode.kv.service import DiskFull
+from raftnode.metrics import NodeMetrics
+from raftnode.node import NotLeader, Unavailable
+
+LEADER = 2
+
+
+class FollowerOfNodeTwo:
+    """A follower that hears from its leader (node 2) until told otherwise."""
+
+    def __init__(self) -> None:
+        self.membership = "voter"
+        self.is_leader = False
+        self.leader_id = LEADER
+
+    def peer_connected(self, node_id: int) -> bool:
+        return True
+
+    def leader_recently_heard(self) -> bool:
+        return True
+
+    def leader_presumed_gone(self) -> bool:
+        return False
+
+    async def changed(self, deadline: float) -> bool:
+        await asyncio.sleep(0)
+        return True
+
+
+class Service:
+    """Forwards while it follows; once it leads, refuses the write with ``local_refusal``."""
+
+    def __init__(self, local_refusal: Exception) -> None:
+        self.node = FollowerOfNodeTwo()
+        self.store = SimpleNamespace()
+        self.local_refusal = local_refusal
+
+    async def write(self, cmd: Any, deadline: float) -> Any:
+        if not self.node.is_leader:
+            raise NotLeader(self.node.leader_id)
+        raise self.local_refusal
+
+
+class Leaders:
+    """The forwarding pool: its first attempt gets no answer (the leader went quiet with the
+    request in flight); later attempts get ``then`` or, with ``then`` None, this node leads."""
+
+    def __init__(self, node: FollowerOfNodeTwo, then: ForwardedResponse | None) -> None:
+        self.node = node
+        self.then = then
+        self.calls = 0
+
+    async def forward(self, *args: Any) -> ForwardedResponse:
+        self.calls += 1
+        if self.calls == 1:
+            if self.then is None:
+                self.node.is_leader = True
+                self.node.leader_id = 1
+            raise ForwardUnknown("node 2 went quiet with the request in flight")
+        assert self.then is not None
+        return self.then
+
+    def close(self) -> None:
+        pass
+
+
+def refused(status: int, code: str) -> ForwardedResponse:
+    body = json.dumps({"error": code, "message": "nothing was written"}).encode()
+    return ForwardedResponse(status, body, {"Content-Type": "application/json"})
+
+
+def keyed_put(service: Service, then: ForwardedResponse | None, key: str = "k1") -> Response:
+    settings = ClientApiSettings(
+        node_id=1,
+        limits=Limits(),
+        request_timeout=2.0,
+        member_clients={LEADER: Address("127.0.0.1", 9), 1: Address("127.0.0.1", 8)},
+    )
+    api = ClientApi(service, settings, NodeMetrics())  # type: ignore[arg-type]
+    leaders = Leaders(service.node, then)
+    api._leaders = leaders  # type: ignore[assignment]
+    headers = {"idempotency-key": key} if key else {}
+    request = Request(
+        method="PUT",
+        path="/kv/a",
+        raw_path="/kv/a",
+        query={},
+        headers=headers,
+        body=b'{"value": "v"}',
+        remote="127.0.0.1",
+        started=0.0,
+    )
+    return asyncio.run(api.handle(request))
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(503, "unavailable"), (507, "disk_full"), (503, "upgrade_in_progress")]
+)
+def test_a_refusal_from_the_next_leader_after_a_silent_one_is_504(status: int, code: str) -> None:
+    r = keyed_put(Service(Unavailable("unused")), refused(status, code))
+    body = json.loads(r.body)
+    assert (r.status, body["error"]) == (504, "outcome_unknown"), body
+    assert "same Idempotency-Key" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Unavailable("no leader could take the write in time"),
+        DiskFull(free=1 << 20, minimum=256 << 20),
+    ],
+)
+def test_a_refusal_here_after_this_node_took_over_is_504(refusal: Exception) -> None:
+    r = keyed_put(Service(refusal), None)
+    body = json.loads(r.body)
+    assert (r.status, body["error"]) == (504, "outcome_unknown"), body
+
+
+def test_a_refusal_before_any_attempt_reached_a_leader_stays_what_it_was() -> None:
+    service = Service(DiskFull(free=1 << 20, minimum=256 << 20))
+    service.node.is_leader = True  # nothing forwarded: the refusal is certain
+    r = keyed_put(service, None)
+    assert (r.status, json.loads(r.body)["error"]) == (507, "disk_full")
+
+
+def test_an_answer_of_the_next_leader_that_is_an_outcome_passes_through() -> None:
+    conflict = ForwardedResponse(409, b'{"error": "cas_mismatch"}', {})
+    r = keyed_put(Service(Unavailable("unused")), conflict)
+    assert r.status == 409
