@@ -11,7 +11,6 @@ loopback ports.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.peers import role_template
 from bench.peers.raftnode import RaftnodeCluster
 from bench.procs import ProcessGroup, request_json, wait_until
 from raftnode.devcluster import free_ports
@@ -27,44 +27,16 @@ REPO = Path(__file__).resolve().parents[2]
 ROOT = REPO / ".venv" / "nginx"
 NGINX = ROOT / "usr" / "sbin" / "nginx"
 ROLE = REPO / "roles" / "nginx"
-ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-
-RENDER_PLAYBOOK = """\
-- name: Render the nginx role's configuration
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  vars_files:
-    - %(role)s/defaults/main.yml
-  tasks:
-    - name: Render nginx.conf
-      ansible.builtin.template:
-        src: %(role)s/templates/nginx.conf.j2
-        dest: "{{ rendered }}"
-        mode: "0644"
-"""
 
 
 def available() -> bool:
-    return NGINX.exists() and ANSIBLE_PLAYBOOK.exists()
+    return NGINX.exists() and role_template.available()
 
 
 def render(directory: Path, variables: dict[str, object]) -> Path:
     """The role's template rendered by Ansible with ``variables`` over its defaults."""
-    playbook = directory / "render.yml"
-    playbook.write_text(RENDER_PLAYBOOK % {"role": ROLE})
-    rendered = directory / "nginx.role.conf"
-    extra = json.dumps({**variables, "rendered": str(rendered)})
-    subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(playbook), "-e", extra],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return rendered
+    return role_template.render("nginx", "nginx.conf.j2", directory, variables)
 
 
 def localise(text: str, directory: Path) -> str:

@@ -129,8 +129,14 @@ def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) 
     return Response(status, _dumps(obj), headers or {})
 
 
+ERROR_HEADER = "X-Raftnode-Error"
+"""Every error answer names its code in this header too, for balancers that route on it
+without reading the body (roles/haproxy's keyed write backend)."""
+
+
 def error_response(err: ApiError) -> Response:
     headers = dict(err.headers)
+    headers[ERROR_HEADER] = str(err.code)
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
     return json_response(err.status, err.body(), headers)

@@ -1,0 +1,132 @@
+"""roles/haproxy's haproxy.cfg (rendered by Ansible, checked with haproxy -c) in front of a
+real three-node cluster on loopback: writes reach the leader, and a keyed write whose first
+attempt may have reached a leader is never answered "nothing was done". Skipped unless
+HAProxy and the deploy tools are installed (make test-haproxy)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from raftnode.devcluster import free_ports
+from tests.haproxy import role_haproxy
+from tests.integration.cluster import Cluster, Response, http, running
+
+pytestmark = pytest.mark.skipif(
+    not role_haproxy.available(), reason="haproxy or ansible-playbook missing (make test-haproxy)"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with running() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def haproxy(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[role_haproxy.LocalHaproxy]:
+    directory: Path = tmp_path_factory.mktemp("haproxy")
+    port, stats_port = free_ports(2)
+    proc = role_haproxy.prepare(directory, cluster, port, stats_port)
+    checked = proc.check()
+    assert checked.returncode == 0, checked.stderr
+    proc.start()
+    try:
+        cluster.wait_for(
+            "HAProxy passes writes to the leader",
+            lambda: http("PUT", proc.url + "/kv/ready", {"value": "v"}).status == 200,
+            timeout=20.0,
+        )
+        yield proc
+    finally:
+        proc.stop()
+        log = directory / "haproxy.log"
+        print(log.read_text()[-4000:] if log.exists() else "")
+
+
+def test_writes_go_to_the_leader_and_reads_come_back(
+    haproxy: role_haproxy.LocalHaproxy,
+) -> None:
+    for i in range(5):
+        r = http("PUT", haproxy.url + f"/kv/route-{i}", {"value": str(i)})
+        assert r.status == 200 and "X-Raftnode-Forwarded-To" not in r.headers, r
+        keyed = http(
+            "POST",
+            haproxy.url + "/kv",
+            {"key": f"keyed-{i}", "value": str(i)},
+            headers={"Idempotency-Key": f"route-{i}"},
+        )
+        assert keyed.status == 200, keyed
+    r = http("GET", haproxy.url + "/kv/route-4")
+    assert r.status == 200 and r.json()["value"] == "4", r
+
+
+def test_a_keyed_write_sent_to_a_leader_that_stalls_is_never_answered_nothing_was_done(
+    cluster: Cluster, haproxy: role_haproxy.LocalHaproxy
+) -> None:
+    """Found by the long `make chaos` run (full disks): a keyed write reached the leader, which
+    stalled; HAProxy's keyed backend sent it again to a node that could not take it (no
+    quorum without the leader) and relayed that node's 503, and the write applied once the
+    leader came back. Any attempt may have applied, so the keyed backend's final refusal must
+    be 504 (outcome unknown); a 503 must mean it never applies."""
+    leader = cluster.leader()
+    entry, other = (i for i in (1, 2, 3) if i != leader)
+    cluster.kill(other)  # without the leader nobody can take the write
+    answers: list[tuple[str, Response]] = []
+    try:
+        for attempt in range(2):
+            key = f"stalled-{attempt}"
+            cluster.signal(leader, signal.SIGSTOP)
+            try:
+                r = http(
+                    "PUT",
+                    haproxy.url + f"/kv/{key}",
+                    {"value": "v"},
+                    timeout=30.0,
+                    headers={"Idempotency-Key": key},
+                )
+            finally:
+                cluster.signal(leader, signal.SIGCONT)
+            answers.append((key, r))
+            cluster.leader(timeout=20, among=[leader])
+    finally:
+        cluster.start(other)
+    cluster.leader(timeout=20)
+    time.sleep(1.0)  # anything the resumed leader read is applied by now
+    for key, r in answers:
+        applied = http("GET", cluster.url(entry, f"/kv/{key}"))
+        print(key, r.status, r.body[:200], "applied:", applied.status)
+        assert r.status != 503 or applied.status == 404, f"{key} answered {r} but applied"
+
+
+def test_a_full_disk_refusal_is_outcome_unknown_for_keyed_writes_only(
+    tmp_path: Path,
+) -> None:
+    """507 disk_full is a refusal before proposing: certain for a write sent once, but not for
+    a keyed write whose earlier attempt may have reached a leader. (The keyed backend cannot
+    tell its attempts apart, so it answers 504 for any; the write backend passes 507 on.)"""
+    with running(limits={"min_free_disk_bytes": 1 << 62}) as full:
+        port, stats_port = free_ports(2)
+        proc = role_haproxy.prepare(tmp_path, full, port, stats_port)
+        proc.start()
+        try:
+            full.wait_for(
+                "HAProxy routes writes",
+                lambda: http("PUT", proc.url + "/kv/a", {"value": "v"}).status == 507,
+                timeout=20.0,
+            )
+            plain = http("PUT", proc.url + "/kv/a", {"value": "v"})
+            assert (plain.status, plain.json()["error"]) == (507, "disk_full"), plain
+            keyed = http(
+                "PUT", proc.url + "/kv/a", {"value": "v"}, headers={"Idempotency-Key": "a"}
+            )
+            assert (keyed.status, keyed.json()["error"]) == (504, "outcome_unknown"), keyed
+            assert keyed.headers.get("x-raftnode-error") == "outcome_unknown", keyed.headers
+        finally:
+            proc.stop()
