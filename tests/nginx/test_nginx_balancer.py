@@ -19,6 +19,10 @@ import pytest
 from bench.peers import nginx as local_nginx
 from raftnode.devcluster import free_ports
 from tests.integration.cluster import Cluster, http, running
+from tests.stalled_leader import (
+    assert_never_nothing_was_done_and_applied,
+    keyed_writes_to_a_stalled_leader,
+)
 
 pytestmark = pytest.mark.skipif(
     not local_nginx.available(),
@@ -199,6 +203,20 @@ def test_keyed_writes_survive_a_leader_kill(
     cluster.start(leader)
     cluster.wait_for(
         "the old leader ready again", lambda: cluster.health(leader, "/readiness").status == 200, 30
+    )
+
+
+def test_a_keyed_write_sent_to_a_leader_that_stalls_is_never_answered_nothing_was_done(
+    cluster: Cluster, nginx: local_nginx.LocalNginx
+) -> None:
+    """As tests/haproxy: the keyed location's refusal after a retry is 504, never 503."""
+    results = keyed_writes_to_a_stalled_leader(cluster, base(nginx))
+    assert_never_nothing_was_done_and_applied(results)
+    assert any(applied == 200 for _, _, applied in results), "no write reached the leader"
+    cluster.wait_for(
+        "every node ready again",
+        lambda: all(cluster.health(n, "/readiness").status == 200 for n in (1, 2, 3)),
+        30,
     )
 
 

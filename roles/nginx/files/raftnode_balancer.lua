@@ -226,6 +226,35 @@ function _M.route()
     return ngx.exec("@read")
 end
 
+-- header_filter_by_lua in the keyed write location: a refusal of the last attempt (503, or
+-- 507 disk_full, refused before proposing) does not speak for the earlier attempts, one of
+-- which may have reached a leader and may still apply: answered 504 outcome_unknown instead
+-- (its body from keyed_refusal_body). Other answers pass unchanged.
+function _M.keyed_refusal_header()
+    local status = ngx.status
+    local code = ngx.header["X-Raftnode-Error"]
+    if status ~= 503 and not (status == 507 and code == "disk_full") then return end
+    ngx.ctx.keyed_unknown = true
+    ngx.status = 504
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["Content-Length"] = #config.keyed_unknown_body + 1
+    ngx.header["Retry-After"] = nil
+    ngx.header["X-Raftnode-Error"] = "outcome_unknown"
+end
+
+-- body_filter_by_lua in the keyed write location: the outcome_unknown body in place of the
+-- refusal's.
+function _M.keyed_refusal_body()
+    local ctx = ngx.ctx
+    if not ctx.keyed_unknown then return end
+    if ctx.keyed_body_sent then
+        ngx.arg[1] = ""
+    else
+        ngx.arg[1] = config.keyed_unknown_body .. "\n"
+        ctx.keyed_body_sent = true
+    end
+end
+
 -- After a connection error (502: refused, reset, or closed without an answer) the node is
 -- down for every check until its checks pass again.
 local function mark_down(name)
