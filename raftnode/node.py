@@ -85,6 +85,10 @@ __all__ = [
 CONSISTENCY_LEVELS = tuple(Consistency)
 
 
+_FROM_LEADER = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
+"""Messages only a leader sends, that tell its commit index (``RaftNode._note_leader_commit``)."""
+
+
 class RaftNode(NodeView):
     """A running Raft member around a ``StateMachine``; see the module docstring.
 
@@ -157,6 +161,7 @@ class RaftNode(NodeView):
         self._shown = SoftState(Role.FOLLOWER, 0, NO_NODE)
         self.applied_index = 0
         self._leader_commit_seen = 0
+        self._leader_commit_term = 0
         self.started = False
         self.stopping = False
         self.failure: BaseException | None = None
@@ -409,12 +414,23 @@ class RaftNode(NodeView):
     def _on_peer_message(self, msg: Message) -> None:
         if self.core is None or self.stopping or self.failure is not None:
             return
-        if msg.type is MessageType.APPEND and msg.term >= self.core.term:
-            self._leader_commit_seen = max(self._leader_commit_seen, msg.commit)
+        if msg.type in _FROM_LEADER and msg.term >= self.core.term:
+            self._note_leader_commit(msg)
         if msg.type is MessageType.HEARTBEAT_RESP:
             self.metrics.heartbeat_answered(msg)
         self.core.step(msg, self._clock())
         self._after_input()
+
+    def _note_leader_commit(self, msg: Message) -> None:
+        """The leader's commit index, for ``replica_lag``. An append carries it in ``commit``;
+        a heartbeat's ``commit`` is capped at what the leader knows this node holds (which,
+        right after this node restarted, is where it stood when it stopped), so its ``index``
+        carries the leader's own (0 from a leader that predates the field). Kept per term: a
+        new leader starts it over."""
+        if msg.term != self._leader_commit_term:
+            self._leader_commit_term, self._leader_commit_seen = msg.term, 0
+        told = msg.commit if msg.type is MessageType.APPEND else max(msg.commit, msg.index)
+        self._leader_commit_seen = max(self._leader_commit_seen, told)
 
     def _on_peer_reachability(self, peer_id: int, reachable: bool) -> None:
         """The carrier saw a peer's process go (stream reset, reconnect refused) or come back:
@@ -522,8 +538,6 @@ class RaftNode(NodeView):
         before, self._shown = self._shown, now
         show_soft_state(self.metrics, before, now)
         if before.leader_id != now.leader_id:
-            if now.leader_id != NO_NODE:
-                self._leader_commit_seen = 0
             for listener in list(self._leader_listeners):
                 try:
                     listener(now.leader_id, now.term)

@@ -224,6 +224,10 @@ class Replication(CoreState):
                     frm=self.id,
                     term=self.term,
                     commit=min(pr.match, self.log.committed),
+                    # The follower cannot commit past what it holds, but its lag (readiness)
+                    # must count from the leader's commit: a restarted follower's match is
+                    # where it stopped, and it would report itself caught up.
+                    index=self.log.committed,
                     context=round_,
                 )
             )

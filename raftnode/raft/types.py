@@ -161,7 +161,8 @@ class Message:
       APPEND_RESP: index (the last index now matching, or the rejected index), reject,
         reject_hint (the follower's best guess at a matching index), log_term (the term at
         reject_hint, 0 when unknown).
-      HEARTBEAT: commit, context (ReadIndex round). HEARTBEAT_RESP: context echoed.
+      HEARTBEAT: commit (capped at the follower's match), index (the leader's commit, for the
+        follower's lag), context (ReadIndex round). HEARTBEAT_RESP: context echoed.
       SNAPSHOT: snapshot meta, offset and data chunk, done when the chunk is the last.
       SNAPSHOT_RESP: index (snapshot index), offset (bytes received so far), reject.
       READ_INDEX: context (the requester's read id), lease (answer from the lease if valid).
