@@ -79,6 +79,8 @@ OPT_IN = frozenset(
 """Kinds left out of ``all`` (named explicitly or by their group): a fault outside the model
 (wal-lost-tail), or one whose real runs have not yet shown it fits ``make chaos``'s budget."""
 CLIENT_PORT = 8081
+BALANCER_PORT = 8080
+"""The VIP's client port (HAProxy's frontend), as the seed gives it."""
 HEALTH_PORT = 10001
 JOURNAL_WITHOUT_HEALTH_CHECKS = (
     "journalctl -u raftnode --no-pager -n 2000 | grep -v 'msg=\"health check\"' | tail -n 12"
@@ -129,7 +131,7 @@ class LabHosts:
     @property
     def endpoints(self) -> list[str]:
         """The VIP and every node's client port."""
-        return [f"http://{self.vip}:8080"] + [
+        return [f"http://{self.vip}:{BALANCER_PORT}"] + [
             f"http://{a}:{CLIENT_PORT}" for a in self.raft.values()
         ]
 

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from raftnode.failpoints import UnknownFailpoint
 from raftnode.failpoints import parse as parse_failpoints
@@ -35,7 +36,7 @@ from .elle import check_list_append
 from .history import SET_KINDS, Operation, read_history, write_history
 from .linearizability import check
 from .list_append import AppendConfig, run_list_append
-from .nemesis import LabHosts, Nemesis, fault_kinds, lab_hosts
+from .nemesis import BALANCER_PORT, LabHosts, Nemesis, fault_kinds, lab_hosts
 from .report import passed, summarize, summary_text, write_report
 from .schedule import COMBINE_SHARE
 from .set_checker import check_set
@@ -234,6 +235,12 @@ FAILPOINTS_FILE = "failpoints"
 """In the run directory when the nodes ran broken on purpose: their failpoints, one a line."""
 
 
+def balancer_endpoints(operations: list[Operation]) -> frozenset[str]:
+    """The endpoints in the history that are the balancers' VIP (its port), not one node."""
+    endpoints = {op.endpoint for op in operations if op.endpoint}
+    return frozenset(e for e in endpoints if urlsplit(e).port == BALANCER_PORT)
+
+
 def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     started = time.monotonic()
     failpoints_file = run_dir / FAILPOINTS_FILE
@@ -242,7 +249,7 @@ def check_and_report(operations: list[Operation], run_dir: Path) -> bool:
     # Each check runs on what the history holds: an append-only run has no set to read back.
     has_set = any(op.kind in SET_KINDS for op in operations)
     sets = [check_set(operations)] if has_set else []
-    stale = check_stale_reads(operations, frozenset({"stale"}))
+    stale = check_stale_reads(operations, frozenset({"stale"}), balancer_endpoints(operations))
     has_txns = any(op.kind == "txn" for op in operations)
     elle = check_list_append(operations) if has_txns else None
     summary = summarize(operations, lin, sets, stale, elle)

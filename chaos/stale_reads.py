@@ -3,12 +3,14 @@ reads when their clock assumption is not trusted).
 
 A stale read may be old, but it must (1) return a value somebody tried to write (or absent,
 before any write) and (2) not go back in time on one connection: a process that read a key at
-modification revision r from one endpoint never later reads that key there at a revision below r
-(another node may lag more: that is allowed). A node the nemesis wiped and added back
-(a ``wiped=URL`` token in a nemesis record's note) starts its history over: from that record
-on, its reads are compared only with each other. Revisions come from
-the ``X-Raftnode-Revision`` answer header, recorded by the workload in ``note`` as
-``rev=N``; reads without one are checked for (1) only.
+modification revision r from one node never later reads that key there at a revision below r
+(another node may lag more: that is allowed). A balancer (the VIP) sends each read to whichever
+ready node it picks, so reads through it are checked for (1) only: a stale read promises the
+state of the node that answers, however far behind (docs/client.md). A node the nemesis wiped
+and added back (a ``wiped=URL`` token in a nemesis record's note) starts its history over: from
+that record on, its reads are compared only with each other. Revisions come from the
+``X-Raftnode-Revision`` answer header, recorded by the workload in ``note`` as ``rev=N``; reads
+without one are checked for (1) only.
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def wiped_endpoints(op: Operation) -> list[str]:
 
 
 def check_stale_reads(
-    operations: Iterable[Operation], consistencies: frozenset[str] = frozenset({"stale"})
+    operations: Iterable[Operation],
+    consistencies: frozenset[str] = frozenset({"stale"}),
+    balancers: frozenset[str] = frozenset(),
 ) -> list[StaleReadAnomaly]:
+    """The anomalies among the reads of ``consistencies``; reads through an endpoint in
+    ``balancers`` are checked only for values never written."""
     ops = sorted(operations, key=lambda op: op.invoke)
     written = {
         (op.key, op.value) for op in ops if op.kind in {"put", "cas"} and op.outcome != "fail"
@@ -63,7 +69,7 @@ def check_stale_reads(
                 StaleReadAnomaly("never-written", op, f"{op.key}={op.result!r} was never written")
             )
         revision = revision_of(op)
-        if revision is None:
+        if revision is None or op.endpoint in balancers:
             continue
         connection = (op.process, op.endpoint, op.key)
         seen = last_seen.get(connection)
