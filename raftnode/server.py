@@ -220,13 +220,15 @@ class RaftnodeServer:
         timeout = self.config.timing.shutdown_transfer_seconds if transfer else 0.0
         await self.lessor.stop()
         await self.node.stop(transfer_timeout=timeout)
+        # Kept-alive client connections outlive the listener: answer what they still carry
+        # (503 from here on: the node is stopping) before the store closes under them.
+        if self.client_api is not None and not await self.client_api.close_connections(2.0):
+            log.warning("client requests still in flight at exit")
         self.store.close()
         for pc in self._periodic:
             pc.stop()
         if self.health_server is not None:
             self.health_server.stop()
-        if self.client_api is not None and not await self.client_api.close_connections(2.0):
-            log.warning("client requests still in flight at exit")
 
     async def _stop_after_failed_start(self) -> None:
         if self.client_server is not None:

@@ -254,6 +254,10 @@ class ClientApi:
                 refused = e
             if refused is not None:
                 return error_response(refused)
+        if self.service.node.stopping:
+            return error_response(
+                unavailable("this node is shutting down; send requests to another member")
+            )
         membership = self.service.node.membership
         if membership in ("removed", "not_joined"):
             return error_response(

@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 import time
+from http.client import HTTPConnection
 
 from tests.integration.cluster import Cluster, http, running
 
@@ -306,3 +307,48 @@ def test_a_restarted_follower_is_not_ready_while_it_is_far_behind() -> None:
         assert written > 1000, f"only {written} writes: the follower was never far behind"
         # Ready means at most REPLICA_MAX_LAG (100) entries behind; writes land meanwhile.
         assert max(gaps) < 400, f"ready while this many entries behind the leader: {gaps}"
+
+
+def test_requests_on_kept_alive_connections_during_a_shutdown_are_never_a_500() -> None:
+    """Found by the long `make chaos` run (a rolling restart): a balancer keeps its connections
+    to a node open, and a request that arrived on one after the node had closed its store was
+    answered 500 ("Cannot operate on a closed database"). A stopping node answers 503 (HAProxy
+    retries it on another node) and closes its store only after its connections."""
+    with running() as c:
+        stop = threading.Event()
+        statuses: dict[int, int] = {}
+
+        def keep_asking(node: int, path: str) -> None:
+            conn: HTTPConnection | None = None
+            while not stop.is_set():
+                try:
+                    if conn is None:
+                        conn = HTTPConnection("127.0.0.1", c.node(node).ports.client, timeout=3)
+                    conn.request("GET", path)
+                    answer = conn.getresponse()
+                    answer.read()
+                    statuses[answer.status] = statuses.get(answer.status, 0) + 1
+                except OSError:  # refused, reset: the node is gone
+                    conn = None
+                    time.sleep(0.01)
+
+        for node in (1, 2, 3):
+            stop.clear()
+            askers = [
+                threading.Thread(target=keep_asking, args=(node, f"/kv/k{n}?consistency=stale"))
+                for n in range(4)
+            ]
+            for asker in askers:
+                asker.start()
+            time.sleep(0.5)
+            c.signal(node, signal.SIGTERM)
+            assert c.wait_exit(node, 20) == 0
+            stop.set()
+            for asker in askers:
+                asker.join(10)
+            log = c.log(node)
+            c.start(node)
+            c.leader()
+            assert "request handler failed" not in log, log[-3000:]
+        assert statuses.get(404, 0) > 100, statuses
+        assert 500 not in statuses, statuses

@@ -29,6 +29,7 @@ class FollowerOfNodeTwo:
 
     def __init__(self) -> None:
         self.membership = "voter"
+        self.stopping = False
         self.is_leader = False
         self.leader_id = LEADER
 

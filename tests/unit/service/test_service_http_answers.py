@@ -25,7 +25,9 @@ class NoLeaderService:
     """A service whose reads find no leader; writes must not reach it in these tests."""
 
     def __init__(self) -> None:
-        self.node = SimpleNamespace(is_leader=False, leader_id=0, membership="voter")
+        self.node = SimpleNamespace(
+            is_leader=False, leader_id=0, membership="voter", stopping=False
+        )
         self.store = SimpleNamespace()
 
     async def read_barrier(self, consistency: str, deadline: float) -> None:
