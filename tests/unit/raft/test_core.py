@@ -119,6 +119,23 @@ def test_5_3_leader_replicates_and_commits_on_majority() -> None:
     assert b"a" not in net.applied[3]
 
 
+def test_a_heartbeat_tells_a_lagging_follower_the_leaders_own_commit_index() -> None:
+    """The heartbeat's commit is capped at what the leader knows the follower holds (it cannot
+    commit further); its index carries the leader's commit, from which the follower counts its
+    lag (a restarted follower otherwise thinks itself caught up: tests/integration)."""
+    net = Net(3)
+    leader = net.elect(1)
+    for i in range(20):
+        leader.propose(b"w%d" % i)
+    net.deliver(drop=isolate(3))
+    net.sent.clear()
+    net.tick_all(leader.cfg.heartbeat_ticks, drop=isolate(3))
+    to_3 = [m for m in net.sent if m.type is MT.HEARTBEAT and m.to == 3]
+    assert to_3, "no heartbeat to node 3"
+    assert to_3[-1].commit < leader.commit_index
+    assert to_3[-1].index == leader.commit_index
+
+
 def test_5_3_fast_backtracking_skips_a_whole_divergent_term() -> None:
     net = Net(3)
     leader = net.elect(1)
