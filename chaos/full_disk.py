@@ -1,9 +1,11 @@
 """``full-disk``: a node's data dir on a small filesystem that fills, then space coming back.
 
 No host disk is ever filled: the data dir moves onto a size-limited tmpfs inside the guest
-(``SMALL_DISK``), sized to what the data uses plus the node's own reserve
-(``limits.min_free_disk_bytes``) plus ``SLACK_BYTES``, and never over ``MAX_BYTES``; a filler
-file then takes all of its free space. Steps, in the guest (``lab.raftlab exec``):
+(``SMALL_DISK``), sized to twice what the data uses (the node catches up after the move, maybe
+with a snapshot from the leader as large as its store, written beside the old one) plus the
+node's own reserve (``limits.min_free_disk_bytes``) plus ``SLACK_BYTES``, and never over
+``MAX_BYTES``; a filler file then takes all of its free space. Steps, in the guest
+(``lab.raftlab exec``):
 
 1. raftnode stopped, the tmpfs mounted, the data dir copied onto it and bind-mounted over the
    data dir, raftnode started and waited for (it serves as a replica or as the leader);
@@ -34,7 +36,7 @@ SMALL_DISK = "/mnt/chaos-full-disk"
 CONFIG = "/etc/raftnode/raftnode.yaml"
 SLACK_BYTES = 64 << 20
 """Room above the reserve: once the filler is gone the node takes writes again."""
-MAX_BYTES = 1 << 30
+MAX_BYTES = 2 << 30
 """The tmpfs is never bigger (it takes memory once filled): a larger data dir refuses the fault."""
 SERVE_TIMEOUT = 60.0
 FILL_MARGIN = 4 << 20
@@ -44,7 +46,7 @@ if mountpoint -q {SMALL_DISK}; then echo "{SMALL_DISK} is already mounted" >&2; 
 reserve=$(sed -n 's/^ *min_free_disk_bytes: *\\([0-9]*\\).*/\\1/p' {CONFIG} | head -n 1)
 reserve=${{reserve:-0}}
 used=$(du -sb {DATA_DIR} | cut -f1)
-size=$(( (used + reserve + {SLACK_BYTES} + 4095) / 4096 * 4096 ))
+size=$(( (2 * used + reserve + {SLACK_BYTES} + 4095) / 4096 * 4096 ))
 if [ "$size" -gt {MAX_BYTES} ]; then
   echo "a tmpfs of $size bytes would be over {MAX_BYTES}: data dir too big" >&2; exit 4
 fi
