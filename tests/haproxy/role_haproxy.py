@@ -5,14 +5,17 @@ each node's own loopback ports (the role gives every node the same ports on its 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.peers import role_template
-from tests.integration.cluster import Cluster
+from raftnode.devcluster import free_ports
+from tests.integration.cluster import Cluster, Response, http
 
 DROPPED_LINES = (
     "log /dev/log local0",
@@ -108,3 +111,34 @@ def prepare(directory: Path, cluster: Cluster, port: int, stats_port: int) -> Lo
     config = directory / "haproxy.cfg"
     config.write_text(localise(rendered.read_text(), cluster, role_port, role_health_port))
     return LocalHaproxy(directory, config, port)
+
+
+@contextlib.contextmanager
+def serving(directory: Path, cluster: Cluster, routed: int = 200) -> Iterator[LocalHaproxy]:
+    """The role's HAProxy for ``cluster``, checked with ``haproxy -c`` and started, once a PUT
+    through it answers ``routed`` from the leader itself, several times in a row (HAProxy starts
+    every server UP: until its first checks a write may land on a follower, which forwards it);
+    stopped on the way out, its log printed."""
+    port, stats_port = free_ports(2)
+    proc = prepare(directory, cluster, port, stats_port)
+    checked = proc.check()
+    assert checked.returncode == 0, checked.stderr
+    proc.start()
+    try:
+        cluster.wait_for(
+            "HAProxy routes writes",
+            lambda: all(
+                _from_the_leader(http("PUT", proc.url + "/kv/ready", {"value": "v"}), routed)
+                for _ in range(len(cluster.nodes) + 2)
+            ),
+            timeout=20.0,
+        )
+        yield proc
+    finally:
+        proc.stop()
+        log = directory / "haproxy.log"
+        print(log.read_text()[-4000:] if log.exists() else "")
+
+
+def _from_the_leader(answer: Response, status: int) -> bool:
+    return answer.status == status and "x-raftnode-forwarded-to" not in answer.headers

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from raftnode.devcluster import free_ports
 from tests.haproxy import role_haproxy
 from tests.integration.cluster import Cluster, http, running
 from tests.stalled_leader import (
@@ -33,23 +32,8 @@ def cluster() -> Iterator[Cluster]:
 def haproxy(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[role_haproxy.LocalHaproxy]:
-    directory: Path = tmp_path_factory.mktemp("haproxy")
-    port, stats_port = free_ports(2)
-    proc = role_haproxy.prepare(directory, cluster, port, stats_port)
-    checked = proc.check()
-    assert checked.returncode == 0, checked.stderr
-    proc.start()
-    try:
-        cluster.wait_for(
-            "HAProxy passes writes to the leader",
-            lambda: http("PUT", proc.url + "/kv/ready", {"value": "v"}).status == 200,
-            timeout=20.0,
-        )
+    with role_haproxy.serving(tmp_path_factory.mktemp("haproxy"), cluster) as proc:
         yield proc
-    finally:
-        proc.stop()
-        log = directory / "haproxy.log"
-        print(log.read_text()[-4000:] if log.exists() else "")
 
 
 def test_writes_go_to_the_leader_and_reads_come_back(
@@ -88,22 +72,12 @@ def test_a_full_disk_refusal_is_outcome_unknown_for_keyed_writes_only(
     """507 disk_full is a refusal before proposing: certain for a write sent once, but not for
     a keyed write whose earlier attempt may have reached a leader. (The keyed backend cannot
     tell its attempts apart, so it answers 504 for any; the write backend passes 507 on.)"""
-    with running(limits={"min_free_disk_bytes": 1 << 62}) as full:
-        port, stats_port = free_ports(2)
-        proc = role_haproxy.prepare(tmp_path, full, port, stats_port)
-        proc.start()
-        try:
-            full.wait_for(
-                "HAProxy routes writes",
-                lambda: http("PUT", proc.url + "/kv/a", {"value": "v"}).status == 507,
-                timeout=20.0,
-            )
-            plain = http("PUT", proc.url + "/kv/a", {"value": "v"})
-            assert (plain.status, plain.json()["error"]) == (507, "disk_full"), plain
-            keyed = http(
-                "PUT", proc.url + "/kv/a", {"value": "v"}, headers={"Idempotency-Key": "a"}
-            )
-            assert (keyed.status, keyed.json()["error"]) == (504, "outcome_unknown"), keyed
-            assert keyed.headers.get("x-raftnode-error") == "outcome_unknown", keyed.headers
-        finally:
-            proc.stop()
+    with (
+        running(limits={"min_free_disk_bytes": 1 << 62}) as full,
+        role_haproxy.serving(tmp_path, full, routed=507) as proc,
+    ):
+        plain = http("PUT", proc.url + "/kv/a", {"value": "v"})
+        assert (plain.status, plain.json()["error"]) == (507, "disk_full"), plain
+        keyed = http("PUT", proc.url + "/kv/a", {"value": "v"}, headers={"Idempotency-Key": "a"})
+        assert (keyed.status, keyed.json()["error"]) == (504, "outcome_unknown"), keyed
+        assert keyed.headers.get("x-raftnode-error") == "outcome_unknown", keyed.headers
