@@ -1,4 +1,4 @@
-"""Peer connections: persistent, authenticated Tornado TCP streams carrying framed messages.
+"""Peer connections: persistent, authenticated TCP streams carrying framed messages.
 
 Every node dials every other node once and sends its messages for that node over that stream;
 it receives the other nodes' messages on the streams they dialed to its listener. So each pair
@@ -7,10 +7,13 @@ connect time (``raftnode.transport.auth``). From peer protocol 8 on, without ``p
 every frame also carries a MAC under a key of that connection (``raftnode.transport.frame_mac``);
 a frame that fails it closes the stream, logs one line and counts in ``on_auth_failure``.
 
-Sending never blocks the caller: messages are encoded into the peer's queue and a per-peer
-writer task flushes everything queued in one write (batching). When a peer is unreachable its
-queue is dropped (Raft retransmits), the writer reconnects with exponential backoff and the
-queue is bounded, so a dead or stopped peer costs memory only up to ``max_queue_bytes``.
+Each connection is an ``asyncio.Protocol`` (``raftnode.transport.peer_stream``): received
+frames are decoded and delivered from ``data_received``, with no coroutine per frame. Sending
+never blocks the caller: messages are encoded into the peer's queue and one callback, scheduled
+with the first message of a loop iteration, writes everything queued in one write (batching).
+When a peer is unreachable its queue is dropped (Raft retransmits), the link reconnects with
+exponential backoff and the queue is bounded, so a dead or stopped peer costs memory only up to
+``max_queue_bytes``.
 
 A stream that was up and then reset or closed, followed by a refused reconnect (nothing listens
 on the peer's address: its process is gone), is reported as the peer lost (``PeerReachability``),
@@ -25,14 +28,11 @@ import contextlib
 import logging
 import random
 import socket
-import ssl
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from tornado.iostream import IOStream, StreamClosedError
 from tornado.netutil import bind_sockets
-from tornado.tcpclient import TCPClient
-from tornado.tcpserver import TCPServer
 
 from raftnode.config import Address
 from raftnode.raft.types import Message
@@ -67,9 +67,9 @@ from raftnode.transport.frame_mac import (
     RecordSealer,
     split_frames,
 )
+from raftnode.transport.peer_stream import PeerStream, StreamClosed
 from raftnode.transport.peer_tls import (
     PEER_TLS_SECRET,
-    HandshakeLogFilter,
     PeerRefused,
     PeerTls,
     Refusal,
@@ -83,7 +83,6 @@ HANDSHAKE_TIMEOUT = 5.0
 LEGACY_RETRY_SECONDS = 60.0
 """How long a peer that closed a negotiating hello unanswered is dialed with the legacy one."""
 CONNECT_TIMEOUT = 2.0
-WRITE_TIMEOUT = 5.0
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 AUTH_BAD_PROOF = "bad_proof"
@@ -92,26 +91,24 @@ AUTH_BAD_FRAME_MAC = "bad_frame_mac"
 """A frame after the handshake failed its MAC (injected, altered, replayed, reordered, dropped)."""
 AUTH_OLD_PROTOCOL = "old_protocol"
 """A dialer offered only protocols older than ``peer_min_protocol``."""
-_TLS_HANDSHAKES = HandshakeLogFilter()
-"""The sockets in a peer TLS handshake, whose failures the transport logs itself (one filter
-for every transport of the process: one transport's handshake can outlive another's close)."""
 
 
 class _PeerLink:
-    """The outbound stream to one peer: queue, writer task, reconnect with backoff."""
+    """The outbound connection to one peer: queue, flush callback, reconnect with backoff."""
 
     def __init__(self, transport: PeerTransport, peer_id: int, address: Address) -> None:
         self.transport = transport
         self.peer_id = peer_id
         self.address = address
+        self.loop = asyncio.get_running_loop()
         self.queue: list[bytes] = []
         self.queued_bytes = 0
-        self.wakeup = asyncio.Event()
+        self.flush_scheduled = False
         self.retry_now = asyncio.Event()
         """Set when the peer dialed us: its process is up, so stop backing off."""
         self.connected = False
         self.task: asyncio.Task[None] | None = None
-        self.stream: IOStream | None = None
+        self.stream: PeerStream | None = None
         self.stream_ended = False
         """A stream to the peer was up and ended (reset or closed), none succeeded since."""
         self.reported_lost = False
@@ -129,14 +126,29 @@ class _PeerLink:
             return  # dropped: Raft retransmits what matters
         self.queue.append(frame(payload))
         self.queued_bytes += len(payload) + MESSAGE_FRAME_HEADER.size
-        self.wakeup.set()
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write everything queued as one write (one record, one MAC, however many messages);
+        while the socket's buffer is full the queue waits (``enqueue`` bounds it)."""
+        self.flush_scheduled = False
+        stream = self.stream
+        if stream is None or not self.queue or not stream.writable or stream.closed.done():
+            return
+        sealer = self.sealer
+        batch = b"".join(self.queue) if sealer is None else sealer.seal_all(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        stream.send(batch)
 
     async def run(self) -> None:
         backoff = BACKOFF_MIN
         while not self.transport.closed:
             try:
                 stream = await self._connect()
-            except (OSError, StreamClosedError, TimeoutError, AuthError) as e:
+            except (OSError, TimeoutError, AuthError) as e:
                 if isinstance(e, LegacyListenerSuspected) and self._may_fall_back():
                     # Only a negotiating hello raises this, so the next attempt (legacy) cannot.
                     self.legacy_until = time.monotonic() + LEGACY_RETRY_SECONDS
@@ -188,12 +200,15 @@ class _PeerLink:
             if self.reported_lost:
                 self.reported_lost = False
                 self.transport.reachability(self.peer_id, True)
+            # The listener never writes after the hello: any byte closes the stream, and so
+            # does the other side's close; both end this wait.
+            stream.on_writable = self.flush
+            stream.write_only()
             try:
-                await self._write_loop(stream)
-            except (OSError, StreamClosedError, TimeoutError) as e:
+                error = await stream.closed
                 log.info(
                     "peer disconnected",
-                    extra={"fields": {"peer": self.peer_id, "error": repr(e)}},
+                    extra={"fields": {"peer": self.peer_id, "error": repr(StreamClosed(error))}},
                 )
             finally:
                 self.connected = False
@@ -202,7 +217,7 @@ class _PeerLink:
                 self.queued_bytes = 0
                 self.stream = None
                 self.sealer = None
-                stream.close()
+                stream.abort(None)
 
     def _may_fall_back(self) -> bool:
         """Whether a negotiating hello closed unanswered may be retried with the legacy one
@@ -223,31 +238,28 @@ class _PeerLink:
             return False
         return True
 
-    async def _connect(self) -> IOStream:
+    async def _connect(self) -> PeerStream:
         t = self.transport
-        stream = await asyncio.wait_for(
-            TCPClient().connect(self.address.host, self.address.port), CONNECT_TIMEOUT
+        stream = PeerStream()
+        await asyncio.wait_for(
+            self.loop.create_connection(lambda: stream, self.address.host, self.address.port),
+            CONNECT_TIMEOUT,
         )
-        if t.tls is not None:
-            try:  # on failure the TLS stream, which owns the socket, was closed
-                stream = await t.start_tls(stream, server_side=False, host=self.address.host)
-            except PeerRefused as e:
-                raise AuthError(str(e)) from e
-            try:
-                check_identity(
-                    stream.socket.getpeercert(),  # type: ignore[attr-defined]
-                    cluster_id=t.cluster_id,
-                    no_cluster=NO_CLUSTER,
-                    expected=self.peer_id,
-                )
-            except PeerRefused as e:
-                stream.close()
-                raise AuthError(str(e)) from e
         try:
-            stream.set_nodelay(True)
+            if t.tls is not None:
+                try:
+                    await t.start_tls(stream, server_side=False, host=self.address.host)
+                    check_identity(
+                        stream.peer_certificate(),
+                        cluster_id=t.cluster_id,
+                        no_cluster=NO_CLUSTER,
+                        expected=self.peer_id,
+                    )
+                except PeerRefused as e:
+                    raise AuthError(str(e)) from e
             shook: Handshake = await asyncio.wait_for(
                 dial_handshake(
-                    stream.read_bytes,
+                    stream.read_exactly,
                     stream.write,
                     self.transport.secret,
                     self.transport.node_id,
@@ -268,50 +280,22 @@ class _PeerLink:
                 self.sealer = RecordSealer(shook.send_key)
             self.transport.learn_cluster_id(shook.cluster_id)
         except LegacyListenerSuspected as e:
-            stream.close()
+            stream.abort(None)
             if t.tls is None:
                 raise
             # TLS 1.3: the listener verifies our certificate after our side of the handshake
             # ended, so its refusal shows here, as a close (or an alert) before its answer.
             cause = e.__cause__
-            real = cause.real_error if isinstance(cause, StreamClosedError) else cause
+            real = cause.real_error if isinstance(cause, StreamClosed) else cause
             reason, detail = classify(real)
             raise AuthError(
                 f"{reason}: node {self.peer_id} closed the connection during the hello, it "
                 f"refused this node's certificate (see its log): {detail}"
             ) from e
         except BaseException:
-            stream.close()
+            stream.abort(None)
             raise
         return stream
-
-    async def _write_loop(self, stream: IOStream) -> None:
-        # The listener never writes after the handshake, so one pending read per connection
-        # completes only when the stream closes; it is the close detector while idle.
-        closed = asyncio.ensure_future(self._closed(stream))
-        try:
-            while not self.transport.closed:
-                if closed.done():
-                    raise StreamClosedError()
-                if not self.queue:
-                    self.wakeup.clear()
-                    waiter = asyncio.ensure_future(self.wakeup.wait())
-                    await asyncio.wait({closed, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    continue
-                # One record (one MAC) per write, however many messages it carries.
-                sealer = self.sealer
-                batch = b"".join(self.queue) if sealer is None else sealer.seal_all(self.queue)
-                self.queue.clear()
-                self.queued_bytes = 0
-                await asyncio.wait_for(stream.write(batch), WRITE_TIMEOUT)
-        finally:
-            closed.cancel()
-
-    @staticmethod
-    async def _closed(stream: IOStream) -> None:
-        with contextlib.suppress(StreamClosedError, OSError):
-            await stream.read_bytes(1, partial=True)
 
     def close(self) -> None:
         if self.stream is not None:
@@ -320,36 +304,54 @@ class _PeerLink:
             self.task.cancel()
 
 
-class _PeerListener(TCPServer):
-    def __init__(self, transport: PeerTransport) -> None:
-        # + 1024: a frame's or a record's header and tag
-        super().__init__(max_buffer_size=max(transport.max_frame_bytes, RECORD_TARGET_BYTES) + 1024)
-        self.transport = transport
-        self.streams: set[IOStream] = set()
+class _PeerListener:
+    """Accepts peers' connections: TLS (with peer TLS), the hello, then frames to the node."""
 
-    async def handle_stream(self, stream: IOStream, address: tuple[str, int]) -> None:
-        t = self.transport
+    def __init__(self, transport: PeerTransport) -> None:
+        self.transport = transport
+        self.servers: list[asyncio.Server] = []
+        self.streams: set[PeerStream] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def listen(self, sockets: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            self.servers.append(await loop.create_server(self._connection, sock=sock))
+
+    def _connection(self) -> PeerStream:
+        stream = _InboundStream(self)
         self.streams.add(stream)
-        owned: IOStream | None = stream
-        """The stream to close at the end: after ``start_tls`` the plain one belongs to the
-        TLS stream (and a failed handshake closed that)."""
+        return stream
+
+    def accepted(self, stream: PeerStream) -> None:
+        task = asyncio.ensure_future(self._serve(stream))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for stream in list(self.streams):
+            stream.abort(None)
+
+    async def _serve(self, stream: PeerStream) -> None:
+        t = self.transport
+        peer = stream.transport.get_extra_info("peername") or ("?", 0)
+        remote = f"{peer[0]}:{peer[1]}"
         try:
             try:
                 cert_id = None
                 if t.tls is not None:
-                    self.streams.discard(stream)
-                    owned = None
-                    stream = owned = await t.start_tls(stream, server_side=True)
-                    self.streams.add(stream)
+                    await t.start_tls(stream, server_side=True)
                     cert_id = check_identity(
-                        stream.socket.getpeercert(),  # type: ignore[attr-defined]
+                        stream.peer_certificate(),
                         cluster_id=t.cluster_id,
                         no_cluster=NO_CLUSTER,
                         members=t.members() - {t.node_id},
                     )
                 shook = await asyncio.wait_for(
                     accept_handshake(
-                        stream.read_bytes,
+                        stream.read_exactly,
                         stream.write,
                         t.secret,
                         t.node_id,
@@ -362,12 +364,12 @@ class _PeerListener(TCPServer):
                 )
                 peer_id, version = shook.peer_id, shook.version
                 t.learn_cluster_id(shook.cluster_id)
-            except (AuthError, TimeoutError, StreamClosedError, OSError, PeerRefused) as e:
+            except (AuthError, TimeoutError, OSError, PeerRefused) as e:
                 if isinstance(e, ProofFailed):
                     t.auth_failure(AUTH_BAD_PROOF)
                 elif isinstance(e, VersionMismatch) and t.min_version > MIN_VERSION:
                     t.auth_failure(AUTH_OLD_PROTOCOL)
-                fields = {"remote": f"{address[0]}:{address[1]}", "reason": str(e) or repr(e)}
+                fields = {"remote": remote, "reason": str(e) or repr(e)}
                 if isinstance(e, IdentityMismatch):
                     fields = {**fields, "reason": str(Refusal.WRONG_ID), "detail": str(e)}
                 elif t.tls is not None and not isinstance(e, AuthError):
@@ -377,43 +379,29 @@ class _PeerListener(TCPServer):
                 if t.on_refused is not None:
                     t.on_refused()
                 return
-            stream.set_nodelay(True)
             log.debug("peer accepted", extra={"fields": {"peer": peer_id, "version": version}})
             t.versions_in[peer_id] = version
             t.latest_versions[peer_id] = version
             t.peer_dialed_in(peer_id, version)
-            # With peer TLS the frames are protected by TLS already: no MAC on top.
-            opener = None
-            if t.tls is None and shook.receive_key is not None:
-                opener = RecordOpener(shook.receive_key)
-            await self._read_loop(stream, peer_id, opener)
-        except StreamClosedError:
-            pass
+            await self._receive(stream, peer_id, shook.receive_key if t.tls is None else None)
         finally:
-            if owned is not None:
-                self.streams.discard(owned)
-                owned.close()
+            self.streams.discard(stream)
+            stream.abort(None)
 
-    async def _read_loop(self, stream: IOStream, peer_id: int, opener: RecordOpener | None) -> None:
+    async def _receive(self, stream: PeerStream, peer_id: int, key: bytes | None) -> None:
+        """Deliver the stream's frames until it ends. ``key``: the frames come as records
+        under that MAC key (protocol 8 on, without peer TLS)."""
         t = self.transport
         limit = t.max_frame_bytes
+        opener = None if key is None else RecordOpener(key)
         if opener is not None:  # a record holds whole frames: up to RECORD_TARGET_BYTES, or one
             limit = max(limit, RECORD_TARGET_BYTES) + MESSAGE_FRAME_HEADER.size
-        tag = 0 if opener is None else TAG_BYTES
-        while True:
-            header = await stream.read_bytes(MESSAGE_FRAME_HEADER.size)
-            (length,) = MESSAGE_FRAME_HEADER.unpack(header)
-            if length > limit:
-                log.warning(
-                    "peer frame too large; closing",
-                    extra={"fields": {"peer": peer_id, "bytes": length, "max": limit}},
-                )
-                return
-            body = await stream.read_bytes(length + tag)
-            if opener is None:
-                if not self._deliver(body, peer_id):
-                    return
-                continue
+
+        def plain(body: bytes) -> bool:
+            return self._deliver(body, peer_id)
+
+        def record(body: bytes) -> bool:
+            assert opener is not None
             try:
                 frames = opener.open(body)
             except FrameAuthError as e:
@@ -422,17 +410,26 @@ class _PeerListener(TCPServer):
                     extra={"fields": {"peer": peer_id, "reason": str(e)}},
                 )
                 t.auth_failure(AUTH_BAD_FRAME_MAC)
-                return
+                return False
             try:
                 payloads = list(split_frames(frames))
             except ValueError as e:
                 log.warning(
                     "bad peer frame; closing", extra={"fields": {"peer": peer_id, "error": str(e)}}
                 )
-                return
-            for payload in payloads:
-                if not self._deliver(payload, peer_id):
-                    return
+                return False
+            return all(self._deliver(payload, peer_id) for payload in payloads)
+
+        if opener is None:
+            stream.start_frames(plain, limit=limit, tag=0)
+        else:
+            stream.start_frames(record, limit=limit, tag=TAG_BYTES)
+        await stream.closed
+        if stream.oversized:
+            log.warning(
+                "peer frame too large; closing",
+                extra={"fields": {"peer": peer_id, "bytes": stream.oversized, "max": limit}},
+            )
 
     def _deliver(self, payload: bytes | memoryview, peer_id: int) -> bool:
         """Decode one frame's payload and hand it on; False: the stream must close."""
@@ -453,6 +450,18 @@ class _PeerListener(TCPServer):
         t.last_heard[peer_id] = time.monotonic()
         t.on_message(msg)
         return True
+
+
+class _InboundStream(PeerStream):
+    """A connection a peer dialed: the listener serves it from ``connection_made``."""
+
+    def __init__(self, listener: _PeerListener) -> None:
+        super().__init__()
+        self.listener = listener
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.listener.accepted(self)
 
 
 class PeerTransport:
@@ -483,8 +492,6 @@ class PeerTransport:
         self.tls = tls
         """Mutual TLS 1.3 under the hello (``peer_tls``); None: the hello over plain TCP."""
         self.secret = secret or (PEER_TLS_SECRET if tls is not None else secret)
-        if tls is not None:
-            logging.getLogger("tornado.general").addFilter(_TLS_HANDSHAKES)  # once: a set
         self.on_message: Deliver = _drop
         self.reachability: PeerReachability = _ignore
         self.on_refused = on_refused
@@ -516,29 +523,22 @@ class PeerTransport:
             if self._cluster_learned is not None:
                 self._cluster_learned(peer_cluster)
 
-    async def start_tls(self, stream: IOStream, *, server_side: bool, host: str = "") -> IOStream:
-        """``stream`` after a TLS handshake with the peer contexts in force now (a SIGHUP's
-        reload applies to the next connection); raises ``PeerRefused`` with the reason. The
-        TLS stream takes ``stream``'s socket: the caller closes only the stream returned
-        (a failed handshake closed it already)."""
+    async def start_tls(self, stream: PeerStream, *, server_side: bool, host: str = "") -> None:
+        """Put TLS under ``stream`` with the peer contexts in force now (a SIGHUP's reload
+        applies to the next connection); raises ``PeerRefused`` with the reason (the stream
+        is closed then)."""
         assert self.tls is not None
         ctx = self.tls.server if server_side else self.tls.client
-        fd = stream.fileno()
-        fdno = fd if isinstance(fd, int) else fd.fileno()
-        _TLS_HANDSHAKES.fds.add(fdno)
         try:
-            return await asyncio.wait_for(
-                stream.start_tls(server_side, ssl_options=ctx, server_hostname=host or None),
-                HANDSHAKE_TIMEOUT,
+            await stream.start_tls(
+                ctx, server_side=server_side, host=host, timeout=HANDSHAKE_TIMEOUT
             )
-        except StreamClosedError as e:
-            raise PeerRefused(*classify(e.real_error)) from e
-        except ssl.SSLError as e:  # the dialer's verification of the listener's certificate
-            raise PeerRefused(*classify(e)) from e
+        except StreamClosed as e:
+            raise PeerRefused(*classify(e.real_error or e)) from e
         except TimeoutError as e:
             raise PeerRefused(Refusal.HANDSHAKE, "no TLS handshake in time") from e
-        finally:
-            _TLS_HANDSHAKES.fds.discard(fdno)
+        except OSError as e:  # ssl.SSLError is an OSError
+            raise PeerRefused(*classify(e)) from e
 
     def auth_failure(self, reason: str) -> None:
         if self.on_auth_failure is not None:
@@ -553,8 +553,7 @@ class PeerTransport:
         self.on_message = deliver
         if reachability is not None:
             self.reachability = reachability
-        sockets = _bind(self.listen)
-        self._listener.add_sockets(sockets)
+        await self._listener.listen(_bind(self.listen))
         for pid, addr in self._initial_peers.items():
             self.add_peer(pid, addr)
 
@@ -617,11 +616,10 @@ class PeerTransport:
     async def close(self) -> None:
         self.closed = True
         self._listener.stop()
-        for stream in list(self._listener.streams):
-            stream.close()
         for link in self._links.values():
             link.close()
         tasks = [link.task for link in self._links.values() if link.task is not None]
+        tasks += self._listener.tasks
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
 
@@ -635,11 +633,10 @@ def _ignore(peer_id: int, reachable: bool) -> None:
 
 
 def _refused(e: BaseException) -> bool:
-    """Whether a connect failed because nothing listens there (TCP RST to our SYN). Tornado
-    wraps the socket error in a ``StreamClosedError``."""
-    return isinstance(e, ConnectionRefusedError) or (
-        isinstance(e, StreamClosedError) and isinstance(e.real_error, ConnectionRefusedError)
-    )
+    """Whether a connect failed because nothing listens there (TCP RST to our SYN). A name
+    with several addresses that all refuse raises a plain ``OSError`` naming each: not
+    counted, so such a peer's loss shows only as silence (an election timeout)."""
+    return isinstance(e, ConnectionRefusedError)
 
 
 def _bind(addr: Address) -> list[socket.socket]:

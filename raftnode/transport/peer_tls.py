@@ -304,21 +304,3 @@ class PeerTls:
             extra={"fields": {"cert": str(self.settings.cert_file)}},
         )
         return True
-
-
-class HandshakeLogFilter(logging.Filter):
-    """Drops Tornado's own "SSL Error on <fd>" warning for peer handshakes, which the peer
-    transport logs itself with a reason: one line per refusal."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fds: set[int] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        return not (
-            record.msg == "SSL Error on %s %s: %s"
-            and isinstance(args, tuple)
-            and bool(args)
-            and args[0] in self.fds
-        )
