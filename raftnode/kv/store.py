@@ -949,11 +949,14 @@ class KeyValueStore:
         if self.max_store_bytes is None or cmd.op != "put" or not isinstance(cmd.value, str):
             return False
         kb = cmd.key.encode(_ENC, _ERRORS)
+        added = len(kb) + len(cmd.value.encode(_ENC, _ERRORS))
+        if not self._over_quota(self._logical_bytes + added):
+            # Within the quota even if the key is new: the size of the value it replaces
+            # (a query per write) only matters near the quota.
+            return False
         row = self._conn.execute("SELECT length(value) FROM kv WHERE key = ?", (kb,)).fetchone()
         old = len(kb) + row[0] if row is not None else 0
-        return self._over_quota(
-            self._logical_bytes - old + len(kb) + len(cmd.value.encode(_ENC, _ERRORS))
-        )
+        return self._over_quota(self._logical_bytes - old + added)
 
     # -- reads -----------------------------------------------------------------------------
 
