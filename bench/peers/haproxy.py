@@ -29,7 +29,8 @@ def render_config(template: str, ports: dict[int, tuple[int, int]], bind: int, s
     text = re.sub(r"server n(\d) 127\.0\.0\.1:808(\d) check port 1000\d", server, template)
     text = re.sub(r"bind (\*|127\.0\.0\.1):8080\b", f"bind 127.0.0.1:{bind}", text)
     text = re.sub(r"bind 127\.0\.0\.1:8404", f"bind 127.0.0.1:{stats}", text)
-    if "808" in re.sub(r"#.*", "", text):
+    # A free port may contain "808" (18083): look for the seed's ports themselves.
+    if re.search(r"(:808\d|port 1000\d|:8404)\b", re.sub(r"#.*", "", text)):
         raise ValueError("haproxy template: a seed port was left unrewritten")
     return text
 

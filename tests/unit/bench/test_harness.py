@@ -19,6 +19,12 @@ def test_haproxy_config_uses_the_clusters_ports_on_loopback() -> None:
     assert ":8080" not in config and ":8081" not in config and "10001" not in config
 
 
+def test_haproxy_config_accepts_free_ports_that_contain_808() -> None:
+    ports = {1: (18081, 28080), 2: (18082, 38089), 3: (48083, 58087)}
+    text = render_config(LOCAL_CFG.read_text(), ports, bind=18080, stats=40808)
+    assert "server n3 127.0.0.1:48083 check port 58087" in text
+
+
 def test_haproxy_config_refuses_a_template_it_cannot_rewrite() -> None:
     with pytest.raises(ValueError):
         render_config("server n1 127.0.0.1:8081 check", {}, bind=1, stats=2)
