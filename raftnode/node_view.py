@@ -70,7 +70,7 @@ class NodeView:
     def membership(self) -> str:
         """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node) or
         ``not_joined`` (started as ``existing`` and not yet contacted by a leader)."""
-        return self.core.status().membership if self.core is not None else "not_joined"
+        return self.core.membership if self.core is not None else "not_joined"
 
     @property
     def commit_index(self) -> int:

@@ -29,7 +29,7 @@ from raftnode.raft.errors import ConfChangeError, LeaderNotReady, NotLeaderError
 from raftnode.raft.follower import Following
 from raftnode.raft.quorum import has_quorum
 from raftnode.raft.replication import Replication
-from raftnode.raft.status import PeerProgress, Role, Status
+from raftnode.raft.status import PeerProgress, Role, Status, membership_of
 from raftnode.raft.types import (
     NO_NODE,
     ConfChange,
@@ -99,6 +99,11 @@ class RaftCore(Election, Replication, Following):
             raise ValueError("a cluster needs at least one voter, with positive ids")
         change = ConfChange(ConfChangeOp.BOOTSTRAP, NO_NODE, conf)
         return [Entry(term=1, index=1, type=EntryType.CONF_CHANGE, data=change.encode())]
+
+    @property
+    def membership(self) -> str:
+        """``status().membership`` without copying the rest of the status."""
+        return membership_of(self.id, self.conf, self.removed)
 
     def status(self) -> Status:
         """An immutable copy of what the application may know (``raft.status``)."""

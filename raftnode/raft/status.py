@@ -14,6 +14,17 @@ from enum import Enum
 from raftnode.raft.types import ConfState
 
 
+def membership_of(node_id: int, conf: ConfState, removed: bool) -> str:
+    """``Status.membership`` from its inputs (also read per request, without a ``Status``)."""
+    if removed:
+        return "removed"
+    if node_id in conf.voters:
+        return "voter"
+    if node_id in conf.learners:
+        return "learner"
+    return "removed" if conf.members() else "not_joined"
+
+
 class Role(Enum):
     FOLLOWER = "follower"
     PRE_CANDIDATE = "pre_candidate"
@@ -71,13 +82,7 @@ class Status:
         """``voter``, ``learner``, ``removed`` (the configuration no longer lists this node, or
         a leader said so) or ``not_joined`` (no configuration yet: started to join a cluster
         and not contacted by its leader)."""
-        if self.removed:
-            return "removed"
-        if self.id in self.conf.voters:
-            return "voter"
-        if self.id in self.conf.learners:
-            return "learner"
-        return "removed" if self.conf.members() else "not_joined"
+        return membership_of(self.id, self.conf, self.removed)
 
     def lag_of(self, peer: int) -> int | None:
         """How many entries ``peer`` is behind the leader's last index (leader only)."""
