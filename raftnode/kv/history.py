@@ -5,8 +5,10 @@ apply transaction as the change itself, so the window is a function of the log: 
 that applied the same entries with the same settings holds the same rows. The window is
 bounded by revision count (``max_revisions``) and bytes (``max_bytes``: keys, values and
 ``ROW_OVERHEAD`` per change); it is compacted as it is written, the oldest revisions first,
-never the revision being written. ``compact_revision`` (in ``history_meta``) is the highest
-revision no longer held: a watch may start at ``compact_revision + 1`` or later.
+never the revision being written. The count bound drops a 64th of the window at a time, so the
+window holds the last ``max_revisions - max_revisions // 64`` to ``max_revisions`` revisions.
+``compact_revision`` (in ``history_meta``) is the highest revision no longer held: a watch may
+start at ``compact_revision + 1`` or later.
 
 The tables exist from store format 3 (``raftnode.kv.commands.HISTORY_FORMAT``), created by the
 ``FormatUpgrade`` entry at one log position with ``compact_revision`` = the revision there, so
@@ -143,7 +145,9 @@ class History:
         """Drop the oldest revisions past either bound; never ``revision`` itself."""
         floor = revision - self.limits.max_revisions
         if floor > self.compact_revision:
-            self._drop_through(floor)
+            # Drop a 64th of the window ahead, so the DELETE and the meta update run once
+            # per that many writes instead of on each (a window under 64 stays exact).
+            self._drop_through(min(floor + self.limits.max_revisions // 64, revision - 1))
         while self.nbytes > self.limits.max_bytes and self.compact_revision < revision - 1:
             oldest = self._conn.execute("SELECT MIN(rev) FROM history").fetchone()[0]
             if oldest is None or oldest >= revision:

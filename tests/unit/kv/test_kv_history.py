@@ -175,3 +175,17 @@ def test_history_tables_in_a_format_2_file_are_refused(tmp_path: Path) -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         HistoryLimits(max_revisions=0)
+
+
+def test_a_large_window_drops_a_64th_at_a_time_and_never_holds_more(tmp_path: Path) -> None:
+    store, a = upgraded(tmp_path / "kv.sqlite", HistoryLimits(max_revisions=128))
+    assert store.history is not None
+    held: list[int] = []
+    for i in range(400):
+        a.put(f"k{i % 7}", str(i))
+        held.append(store.history.rows)
+    assert max(held) == 128
+    assert min(held[128:]) == 128 - 128 // 64
+    revisions = [c.revision for c in all_changes(store)]
+    assert revisions == list(range(store.history.compact_revision + 1, 401))
+    store.close()
