@@ -383,6 +383,12 @@ class ClientApi:
                     if forwarded is not None:
                         return forwarded
                     # Leadership moved to this node while forwarding: propose here.
+                except Unavailable:
+                    # Sent again after an attempt that may have reached a leader: its key keeps
+                    # it from applying twice, so an election still under way is waited out
+                    # (until the deadline) rather than answered 504 at once.
+                    if not attempts.maybe_sent or not await self.service.node.changed(deadline):
+                        raise
         except (Unavailable, DiskFull, UpgradeInProgress) as e:
             if attempts.maybe_sent:
                 raise outcome_unknown(f"{MAYBE_SENT_MESSAGE} (here: {e})") from e
@@ -488,14 +494,19 @@ class ClientApi:
                 and node.leader_recently_heard()
             ):
                 answer, sent = await self._forward_once(request, addr, leader_id, hops, remaining)
-                if answer is not None:
-                    if attempts.maybe_sent and answer.response.status in REFUSED_BEFORE_PROPOSAL:
-                        raise outcome_unknown(
-                            f"{MAYBE_SENT_MESSAGE} (node {leader_id} answered "
-                            f"{answer.response.status})"
-                        )
+                if answer is None:
+                    attempts.maybe_sent = attempts.maybe_sent or sent
+                elif (
+                    not attempts.maybe_sent or answer.response.status not in REFUSED_BEFORE_PROPOSAL
+                ):
                     return answer
-                attempts.maybe_sent = attempts.maybe_sent or sent
+                elif answer.response.status != 503 or deadline <= time.monotonic():
+                    raise outcome_unknown(
+                        f"{MAYBE_SENT_MESSAGE} (node {leader_id} answered {answer.response.status})"
+                    )
+                # else: the next leader is not ready to take it yet (an election, a leader
+                # not yet committing in its term). The key makes sending again safe: wait for
+                # a change and send again, until the deadline (then 504 above).
             await node.changed(deadline)
             if node.is_leader:
                 return None

@@ -2,7 +2,9 @@
 (the leader may have logged and replicated it). Found by the long ``make chaos`` run with full
 disks: the write was sent again, refused by whoever took the second attempt, and answered
 "nothing was done" (503) although the first attempt applied. From the moment an attempt may
-have reached a leader, every refusal of a later attempt must end in 504 (outcome unknown)."""
+have reached a leader, a refusal of a later attempt never ends in 503: an election still under
+way (503) is waited out and the write sent again until the deadline (its key keeps it from
+applying twice), and what is left at the deadline, or a full disk, is 504 (outcome unknown)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from raftnode.config import Address, Limits
 from raftnode.http.client_api import ClientApi, ClientApiSettings
 from raftnode.http.connection import Request, Response
 from raftnode.http.forward import ForwardedResponse, ForwardUnknown
+from raftnode.kv.commands import CommandResult
 from raftnode.kv.service import DiskFull
 from raftnode.metrics import NodeMetrics
 from raftnode.node import NotLeader, Unavailable
@@ -43,31 +46,40 @@ class FollowerOfNodeTwo:
         return False
 
     async def changed(self, deadline: float) -> bool:
-        await asyncio.sleep(0)
-        return True
+        await asyncio.sleep(0.01)  # a tick
+        return asyncio.get_running_loop().time() < deadline
 
 
 class Service:
-    """Forwards while it follows; once it leads, refuses the write with ``local_refusal``."""
+    """Forwards while it follows; once it leads, refuses the write with ``local_refusal``
+    ``refusals`` times (every time: None), then applies it."""
 
-    def __init__(self, local_refusal: Exception) -> None:
+    def __init__(self, local_refusal: Exception, refusals: int | None = None) -> None:
         self.node = FollowerOfNodeTwo()
         self.store = SimpleNamespace()
         self.local_refusal = local_refusal
+        self.refusals = refusals
 
     async def write(self, cmd: Any, deadline: float) -> Any:
         if not self.node.is_leader:
             raise NotLeader(self.node.leader_id)
-        raise self.local_refusal
+        if self.refusals is None or self.refusals > 0:
+            if self.refusals is not None:
+                self.refusals -= 1
+            raise self.local_refusal
+        return CommandResult(ok=True, revision=7)
 
 
 class Leaders:
     """The forwarding pool: its first attempt gets no answer (the leader went quiet with the
-    request in flight); later attempts get ``then`` or, with ``then`` None, this node leads."""
+    request in flight); later attempts get ``then`` (a list: one answer per attempt, the last
+    one from then on) or, with ``then`` None, this node leads."""
 
-    def __init__(self, node: FollowerOfNodeTwo, then: ForwardedResponse | None) -> None:
+    def __init__(
+        self, node: FollowerOfNodeTwo, then: ForwardedResponse | list[ForwardedResponse] | None
+    ) -> None:
         self.node = node
-        self.then = then
+        self.then = [then] if isinstance(then, ForwardedResponse) else then
         self.calls = 0
 
     async def forward(self, *args: Any) -> ForwardedResponse:
@@ -78,7 +90,7 @@ class Leaders:
                 self.node.leader_id = 1
             raise ForwardUnknown("node 2 went quiet with the request in flight")
         assert self.then is not None
-        return self.then
+        return self.then[min(self.calls - 2, len(self.then) - 1)]
 
     def close(self) -> None:
         pass
@@ -89,11 +101,15 @@ def refused(status: int, code: str) -> ForwardedResponse:
     return ForwardedResponse(status, body, {"Content-Type": "application/json"})
 
 
-def keyed_put(service: Service, then: ForwardedResponse | None, key: str = "k1") -> Response:
+def keyed_put(
+    service: Service,
+    then: ForwardedResponse | list[ForwardedResponse] | None,
+    key: str = "k1",
+) -> Response:
     settings = ClientApiSettings(
         node_id=1,
         limits=Limits(),
-        request_timeout=2.0,
+        request_timeout=0.5,
         member_clients={LEADER: Address("127.0.0.1", 9), 1: Address("127.0.0.1", 8)},
     )
     api = ClientApi(service, settings, NodeMetrics())  # type: ignore[arg-type]
@@ -147,3 +163,17 @@ def test_an_answer_of_the_next_leader_that_is_an_outcome_passes_through() -> Non
     conflict = ForwardedResponse(409, b'{"error": "cas_mismatch"}', {})
     r = keyed_put(Service(Unavailable("unused")), conflict)
     assert r.status == 409
+
+
+def test_a_next_leader_not_ready_yet_is_sent_the_write_again_until_it_takes_it() -> None:
+    """Found by ``make test`` on a fresh clone: the follower that gave up on a silent leader
+    forwarded to the newly elected one, which refused (503) while not yet ready, and the
+    keyed write ended 504 although a moment later it would have applied."""
+    ok = ForwardedResponse(200, b'{"revision": 7}', {"Content-Type": "application/json"})
+    r = keyed_put(Service(Unavailable("unused")), [refused(503, "unavailable"), ok])
+    assert r.status == 200
+
+
+def test_an_election_still_under_way_here_is_waited_out_after_taking_over() -> None:
+    r = keyed_put(Service(Unavailable("no leader is known (election in progress)"), 2), None)
+    assert r.status == 200, r.body
