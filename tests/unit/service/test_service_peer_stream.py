@@ -214,6 +214,29 @@ def _tls_pair(
     )
 
 
+async def _dial_tls(
+    client_ctx: ssl.SSLContext,
+) -> tuple[asyncio.Server, PeerStream, asyncio.Future[None], PeerStream]:
+    """A loopback listener and a dialer whose TLS handshake (with ``client_ctx``) is under way
+    in a task; the listener's stream has not started TLS yet."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[PeerStream] = loop.create_future()
+
+    def factory() -> PeerStream:
+        stream = PeerStream()
+        accepted.set_result(stream)
+        return stream
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialer = PeerStream()
+    await loop.create_connection(lambda: dialer, "127.0.0.1", port)
+    dialing = asyncio.ensure_future(
+        dialer.start_tls(client_ctx, server_side=False, host="127.0.0.1", timeout=5.0)
+    )
+    return server, dialer, dialing, await accepted
+
+
 def test_tls_starts_even_when_the_dialers_first_flight_came_before_the_listener_began(
     tmp_path: Path,
 ) -> None:
@@ -223,21 +246,7 @@ def test_tls_starts_even_when_the_dialers_first_flight_came_before_the_listener_
     server_ctx, client_ctx = _tls_pair(tmp_path)
 
     async def scenario() -> tuple[bytes, bytes, bool]:
-        accepted: asyncio.Future[PeerStream] = asyncio.get_running_loop().create_future()
-
-        def factory() -> PeerStream:
-            stream = PeerStream()
-            accepted.set_result(stream)
-            return stream
-
-        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        dialer = PeerStream()
-        await asyncio.get_running_loop().create_connection(lambda: dialer, "127.0.0.1", port)
-        dialing = asyncio.ensure_future(
-            dialer.start_tls(client_ctx, server_side=False, host="127.0.0.1", timeout=5.0)
-        )
-        listener = await accepted
+        server, dialer, dialing, listener = await _dial_tls(client_ctx)
         for _ in range(100):  # until the ClientHello sits in the listener's plain buffer
             if listener._buffer:
                 break
@@ -262,21 +271,7 @@ def test_a_tls_handshake_with_an_unknown_ca_raises_openssls_reason(tmp_path: Pat
     _, stranger_ctx = _tls_pair(tmp_path / "b", "another CA")  # a client certificate of it
 
     async def scenario() -> tuple[BaseException, BaseException]:
-        accepted: asyncio.Future[PeerStream] = asyncio.get_running_loop().create_future()
-
-        def factory() -> PeerStream:
-            stream = PeerStream()
-            accepted.set_result(stream)
-            return stream
-
-        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        dialer = PeerStream()
-        await asyncio.get_running_loop().create_connection(lambda: dialer, "127.0.0.1", port)
-        dialing = asyncio.ensure_future(
-            dialer.start_tls(stranger_ctx, server_side=False, host="127.0.0.1", timeout=5.0)
-        )
-        listener = await accepted
+        server, _, dialing, listener = await _dial_tls(stranger_ctx)
         with pytest.raises(Exception) as refused:
             await listener.start_tls(server_ctx, server_side=True, host=None, timeout=5.0)
         with pytest.raises(Exception) as dial_failed:
