@@ -221,7 +221,7 @@ class RaftNode(NodeView):
                 await asyncio.wait_for(self._loop_task, 5.0)
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("ready loop did not finish in time")
-        for task in self._snapshots.tasks():
+        for task in [*self._snapshots.tasks(), *self._keeper.tasks()]:
             if not task.done():
                 task.cancel()
         await self.carrier.close()
@@ -234,7 +234,7 @@ class RaftNode(NodeView):
         """Stop at once, as if the process died: nothing more is persisted, sent or answered
         (what the simulation does to crash a node; the log store is left as it is)."""
         self._halt("the node crashed")
-        for task in [self._loop_task, *self._snapshots.tasks()]:
+        for task in [self._loop_task, *self._snapshots.tasks(), *self._keeper.tasks()]:
             if task is not None:
                 task.cancel()
 

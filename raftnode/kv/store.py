@@ -1271,16 +1271,24 @@ class _Durability:
             self._conn = None
 
     def sync_locked(self) -> int:
-        """Checkpoint (passive: never blocks the writer) and fsync the WAL and the database
-        file; every commit before the applied index read first is then durable."""
+        """Checkpoint (passive: never blocks the writer) and fsync the database file, and the
+        WAL too when the checkpoint left frames in it; every commit before the applied index
+        read first is then durable.
+
+        After a complete checkpoint the WAL is not fsynced: every frame is in the database
+        file, and the writer restarts the WAL with its next commit, syncing the new header
+        itself. An fsync of the WAL from here would race that restart, and the writer's
+        commit, on the event loop, would wait for this thread's writeback (tens of ms).
+        """
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
         index = int(conn.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()[0])
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        wal = self._path.with_name(self._path.name + "-wal")
-        with contextlib.suppress(FileNotFoundError):
-            _fsync_path(wal)
+        busy, wal_frames, checkpointed = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if busy or checkpointed != wal_frames:
+            wal = self._path.with_name(self._path.name + "-wal")
+            with contextlib.suppress(FileNotFoundError):
+                _fsync_path(wal)
         _fsync_path(self._path)
         self.index = max(self.index, index)
         return self.index
