@@ -492,6 +492,11 @@ class RaftNode(NodeView):
             self._pending.replaced_up_to(rd.snapshot.meta.index)
         if rd.snapshot_wanted:
             self._snapshots.want_complete(self._core())
+        applied_early = 0
+        if rd.durable_committed and rd.snapshot is None and (rd.entries or rd.hard_state):
+            # Committed and already durable here: answer them while this batch's fsync runs.
+            applied_early = rd.durable_committed
+            self._apply_batch(rd.committed_entries[:applied_early])
         if rd.entries or rd.hard_state is not None:
             seconds = await self.log_store.persist(rd.entries, rd.hard_state)
             if rd.entries:
@@ -502,15 +507,18 @@ class RaftNode(NodeView):
         if rd.messages:
             self.carrier.send(rd.messages)
             self.metrics.heartbeats_sent(rd.messages)
-        for entry in rd.committed_entries:
-            self._apply(entry)
-        if rd.committed_entries:
-            self._keeper.end_batch(self.applied_index)
+        self._apply_batch(rd.committed_entries[applied_early:])
         self._pending.read_states(rd.read_states, self.applied_index)
         m = self.metrics
         m.commit_index.set(self.commit_index)
         m.applied_index.set(self.applied_index)
         m.last_index.set(self.core.last_index if self.core else 0)
+
+    def _apply_batch(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self._apply(entry)
+        if entries:
+            self._keeper.end_batch(self.applied_index)
 
     def _apply(self, entry: Entry) -> None:
         if entry.index <= self.applied_index:

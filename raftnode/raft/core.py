@@ -73,8 +73,13 @@ class Ready:
     """Everything else (votes, append acknowledgements, ...): send only after the persist,
     since each one promises what the node has stored."""
     committed_entries: list[Entry] = field(default_factory=list)
-    """Apply to the state machine in order, after the persist. Contiguous, starting right after
-    the previous ``Ready``'s last committed entry (or the installed snapshot)."""
+    """Apply to the state machine in order, after the persist (but see ``durable_committed``).
+    Contiguous, starting right after the previous ``Ready``'s last committed entry (or the
+    installed snapshot)."""
+    durable_committed: int = 0
+    """How many of ``committed_entries``, from the first, this node's storage already holds
+    durably (from earlier readies, not overwritten by ``entries``): those may be applied
+    before the persist, so that a commit need not wait for the fsync of the next batch."""
     read_states: list[ReadState] = field(default_factory=list)
     """Reads that became safe: answer each once the state machine applied ``index`` (or
     refuse it when ``error`` is set)."""
@@ -393,11 +398,14 @@ class RaftCore(Election, Replication, Following):
         if self._pending_snapshot is not None:
             rd.snapshot = self._pending_snapshot
             self._pending_snapshot = None
+        durable = min(self._persisted, self.log.unstable_from - 1)
         rd.entries = self.log.unstable_entries()
         if rd.entries:
             self.log.mark_handed_to_storage(rd.entries[-1].index)
         if self.log.committed > self._handed_applied:
-            rd.committed_entries = self.log.slice(self._handed_applied + 1, self.log.committed + 1)
+            first = self._handed_applied + 1
+            rd.committed_entries = self.log.slice(first, self.log.committed + 1)
+            rd.durable_committed = max(0, min(len(rd.committed_entries), durable - first + 1))
             self._handed_applied = self.log.committed
         rd.messages, self._msgs = self._msgs, []
         rd.early_messages, self._early_msgs = self._early_msgs, []

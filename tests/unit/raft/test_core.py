@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -207,6 +208,43 @@ def test_10_2_1_leader_sends_before_its_fsync_but_counts_itself_only_once_durabl
     assert leader.commit_index < index
     leader.advance(rd)  # now the leader's copy is durable too
     assert leader.commit_index == index
+
+
+def test_entries_committed_and_durable_may_be_applied_before_the_next_batchs_fsync() -> None:
+    from raftnode.raft import Message
+
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    first = leader.propose(b"x")
+    leader.advance(leader.ready())  # x is durable on the leader
+    leader.step(Message(MT.APPEND_RESP, to=1, frm=2, term=leader.term, index=first), net.now)
+    second = leader.propose(b"y")  # the next batch, not yet persisted
+    rd = leader.ready()
+    assert [e.index for e in rd.entries] == [second]
+    assert [e.index for e in rd.committed_entries] == [first]
+    assert rd.durable_committed == 1
+
+
+def test_committed_entries_that_this_ready_persists_are_not_durable_yet() -> None:
+    net = Net(3)
+    leader = net.elect(1)
+    net.tick_all(2)
+    net.sent.clear()
+    leader.propose(b"x")
+    net.collect(1)
+    append = next(m for m in net.pending if m.type is MT.APPEND and m.to == 2 and m.entries)
+    net.pending.clear()
+    # The follower learns the entry and that it is committed in one message: it must persist
+    # the entry before applying it.
+    follower = net.cores[2]
+    follower.advance(follower.ready())
+    commit = append.entries[-1].index
+    follower.step(dataclasses.replace(append, commit=commit), net.now)
+    rd = follower.ready()
+    assert [e.index for e in rd.entries] == [commit]
+    assert rd.committed_entries[-1].index == commit
+    assert rd.durable_committed == len(rd.committed_entries) - 1
 
 
 # --- Reads -----------------------------------------------------------------------------------
