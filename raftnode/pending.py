@@ -20,6 +20,13 @@ from raftnode.raft.types import ReadState
 class _Proposal:
     term: int
     future: asyncio.Future[Any]
+    deadline: float
+    timeout: float
+
+
+SWEEP_SECONDS = 0.05
+"""How often proposals past their deadline are failed (so at most this late): one timer for
+all of them, where a timer per proposal cost a start and a cancel per write."""
 
 
 def _expire(fut: asyncio.Future[Any], error: Callable[[], NodeError]) -> None:
@@ -32,6 +39,8 @@ class PendingRequests:
     def __init__(self, metrics: NodeMetrics, first_read_id: int) -> None:
         self.metrics = metrics
         self._proposals: dict[int, _Proposal] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        metrics.proposals_pending.set_function(lambda: len(self._proposals))
         self._reads: dict[int, asyncio.Future[int]] = {}
         self._read_waiters: list[tuple[int, int, asyncio.Future[int]]] = []
         self._read_ids = itertools.count(first_read_id)
@@ -42,22 +51,37 @@ class PendingRequests:
         """The state machine's result for the entry proposed at ``index`` in ``term``."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._proposals[index] = _Proposal(term, fut)
-        self.metrics.proposals_pending.set(len(self._proposals))
-        timer = loop.call_later(
-            timeout,
-            _expire,
-            fut,
-            lambda: OutcomeUnknown(
-                f"entry {index} was proposed but not applied within {timeout:.1f}s"
-            ),
-        )
+        earlier = self._proposals.get(index)
+        if earlier is not None and not earlier.future.done():
+            # Its entry left this node's log (a newer leader's overwrote it); another leader
+            # that still holds it may yet commit it.
+            earlier.future.set_exception(
+                OutcomeUnknown(f"entry {index} was replaced in this node's log before it applied")
+            )
+        self._proposals[index] = _Proposal(term, fut, loop.time() + timeout, timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
         try:
             return await fut
         finally:
-            timer.cancel()
-            self._proposals.pop(index, None)
-            self.metrics.proposals_pending.set(len(self._proposals))
+            p = self._proposals.get(index)
+            if p is not None and p.future is fut:
+                del self._proposals[index]
+
+    def _sweep(self) -> None:
+        """Fail the proposals past their deadline; run again while any are left."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        expired = [i for i, p in self._proposals.items() if p.deadline <= now]
+        for index in expired:
+            p = self._proposals.pop(index)
+            if not p.future.done():
+                p.future.set_exception(
+                    OutcomeUnknown(
+                        f"entry {index} was proposed but not applied within {p.timeout:.1f}s"
+                    )
+                )
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep) if self._proposals else None
 
     def answer(self, index: int, term: int, result: Any) -> None:
         """Entry ``index`` of ``term`` applied with ``result``: answer its proposer, if any
