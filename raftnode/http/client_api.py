@@ -118,11 +118,14 @@ _Route = tuple[str, str, _Run]
 """(kind: write, read or other; the metrics label; the handler, given the request's deadline)."""
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every answer: ``json.dumps`` with these options builds a new one per call."""
+
+
 def _dumps(obj: Any) -> bytes:
     # backslashreplace: a lone surrogate (echoed from an invalid request) becomes its JSON
     # escape, exactly what ensure_ascii would write, instead of failing the answer.
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8", "backslashreplace")
+    return _COMPACT_JSON.encode(obj).encode("utf-8", "backslashreplace")
 
 
 def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
@@ -676,10 +679,13 @@ def _txn_op_answer(r: TxnOpResult) -> dict[str, Any]:
     return body
 
 
+_CONSISTENCY_LEVELS = frozenset(Consistency)
+
+
 def _consistency_label(request: Request) -> str:
     """The metrics label for a read: its consistency when valid (validated again later)."""
     value = request.param("consistency") or Consistency.LINEARIZABLE
-    return value if value in set(Consistency) else "invalid"
+    return value if value in _CONSISTENCY_LEVELS else "invalid"
 
 
 def _method_not_allowed(method: str, path: str, allowed: str) -> _Run:

@@ -381,16 +381,19 @@ def flag(arg: str | None, name: str) -> bool:
     raise bad_request(f"{name} must be true or false, got {arg!r}", ErrorCode.BAD_PARAM)
 
 
+_CONSISTENCY_BY_NAME = {level.value: level for level in Consistency}
+
+
 def consistency(arg: str | None) -> Consistency:
     if arg is None or arg == "":
         return Consistency.LINEARIZABLE
-    try:
-        return Consistency(arg)
-    except ValueError:
+    level = _CONSISTENCY_BY_NAME.get(arg)
+    if level is None:
         raise bad_request(
             f"consistency must be one of {', '.join(Consistency)}, got {arg!r}",
             ErrorCode.BAD_PARAM,
-        ) from None
+        )
+    return level
 
 
 def list_limit(arg: str | None) -> int:

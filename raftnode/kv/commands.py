@@ -60,8 +60,12 @@ MAX_REVISION = (1 << 63) - 1
 """The largest revision an entry or a request may name (SQLite's integers are 64-bit)."""
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every entry: ``json.dumps`` with these options builds a new one per call."""
+
+
 def _dumps(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT_JSON.encode(obj)
 
 
 def _digest(what: object) -> bytes:

@@ -89,6 +89,8 @@ class LeaseTable:
 
     def lease_of(self, key: str) -> int | None:
         """The lease ``key`` is attached to, if any."""
+        if not self._ttl:
+            return None  # no lease, so nothing attached (revoking detaches): skip the query
         row = self._conn.execute(
             "SELECT lease FROM lease_keys WHERE key = ?", (key.encode(_ENC, _ERRORS),)
         ).fetchone()
