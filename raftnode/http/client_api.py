@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 import weakref
@@ -60,6 +59,7 @@ from raftnode.kv.commands import (
     Txn,
     TxnOpResult,
     TxnResult,
+    compact_json,
 )
 from raftnode.kv.lessor import Lessor
 from raftnode.kv.service import DiskFull, KeyValueService, UpgradeInProgress
@@ -118,14 +118,10 @@ _Route = tuple[str, str, _Run]
 """(kind: write, read or other; the metrics label; the handler, given the request's deadline)."""
 
 
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-"""One encoder for every answer: ``json.dumps`` with these options builds a new one per call."""
-
-
 def _dumps(obj: Any) -> bytes:
     # backslashreplace: a lone surrogate (echoed from an invalid request) becomes its JSON
     # escape, exactly what ensure_ascii would write, instead of failing the answer.
-    return _COMPACT_JSON.encode(obj).encode("utf-8", "backslashreplace")
+    return compact_json(obj).encode("utf-8", "backslashreplace")
 
 
 def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:

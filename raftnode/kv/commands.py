@@ -61,15 +61,16 @@ MAX_REVISION = (1 << 63) - 1
 
 
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-"""One encoder for every entry: ``json.dumps`` with these options builds a new one per call."""
+"""One encoder for every call: ``json.dumps`` with these options builds a new one each time."""
 
 
-def _dumps(obj: object) -> str:
+def compact_json(obj: object) -> str:
+    """``obj`` as JSON without spaces, non-ASCII kept as is (log entries, client answers)."""
     return _COMPACT_JSON.encode(obj)
 
 
 def _digest(what: object) -> bytes:
-    return hashlib.sha256(_dumps(what).encode("utf-8", "surrogatepass")).digest()[:16]
+    return hashlib.sha256(compact_json(what).encode("utf-8", "surrogatepass")).digest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,7 @@ class Command:
         if self.request_id is not None:
             obj["i"] = self.request_id
             obj["t"] = self.stamp
-        return _dumps(obj).encode()
+        return compact_json(obj).encode()
 
     def fingerprint(self) -> bytes:
         """A digest of what the command does (not who sent it or when): the same idempotency
@@ -251,7 +252,7 @@ class Txn:
         if self.request_id is not None:
             obj["i"] = self.request_id
             obj["t"] = self.stamp
-        return _dumps(obj).encode()
+        return compact_json(obj).encode()
 
     def fingerprint(self) -> bytes:
         return _digest(
@@ -289,7 +290,7 @@ class FormatUpgrade:
         return HISTORY_PROTOCOL_VERSION if self.format >= HISTORY_FORMAT else TXN_PROTOCOL_VERSION
 
     def encode(self) -> bytes:
-        return _dumps({"op": "upgrade", "format": self.format}).encode()
+        return compact_json({"op": "upgrade", "format": self.format}).encode()
 
     def fingerprint(self) -> bytes:
         return _digest(["upgrade", self.format])
@@ -311,7 +312,7 @@ class LeaseGrant:
     request_id = None
 
     def encode(self) -> bytes:
-        return _dumps({"op": "lease_grant", "id": self.lease, "ttl": self.ttl}).encode()
+        return compact_json({"op": "lease_grant", "id": self.lease, "ttl": self.ttl}).encode()
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> LeaseGrant:
@@ -336,7 +337,7 @@ class LeaseRevoke:
         obj: dict[str, object] = {"op": "lease_revoke", "id": self.lease}
         if self.expired:
             obj["x"] = True
-        return _dumps(obj).encode()
+        return compact_json(obj).encode()
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> LeaseRevoke:
@@ -359,7 +360,7 @@ class Compact:
     request_id = None
 
     def encode(self) -> bytes:
-        return _dumps({"op": "compact", "rev": self.revision}).encode()
+        return compact_json({"op": "compact", "rev": self.revision}).encode()
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Compact:
@@ -520,7 +521,7 @@ class TxnResult:
         return self.error is None
 
     def to_json(self) -> str:
-        return _dumps(
+        return compact_json(
             {
                 "txn": self.succeeded,
                 "rev": self.revision,
@@ -559,7 +560,7 @@ class CompactResult:
         return self.error is None
 
     def to_json(self) -> str:
-        return _dumps(
+        return compact_json(
             {
                 "compact": self.compact_revision,
                 "rev": self.revision,
