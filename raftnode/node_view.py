@@ -107,8 +107,12 @@ class NodeView:
 
     def leader_presumed_gone(self) -> bool:
         """No leader heard for an election timeout, or this node campaigns (see
-        ``Status.leader_presumed_gone``); also when there is no core (stopping)."""
-        return self.core is None or self.core.status().leader_presumed_gone()
+        ``Status.leader_presumed_gone``) or won a campaign of its own; also when there is no
+        core (stopping). A node that forwarded a request asks this while it waits."""
+        if self.core is None:
+            return True
+        st = self.core.status()
+        return st.leader_presumed_gone() or st.leads_after_own_campaign()
 
     def replica_lag(self) -> int:
         """How many committed entries this node has not applied yet, as far as it knows."""

@@ -532,7 +532,7 @@ class ClientApi:
             )
         )
         try:
-            resp = await self._while_leader_speaks(fetch, leader_id)
+            resp = await self._while_leader_speaks(fetch, leader_id, keyed=bool(key))
         except ForwardNotSent:
             self.metrics.forwarded.labels(outcome="not_sent").inc()
             return None, False  # the leader is probably gone: wait for the cluster to name another
@@ -553,7 +553,7 @@ class ClientApi:
         return _Answer(Response(resp.status, resp.body, headers, content_type), "forwarded"), True
 
     async def _while_leader_speaks(
-        self, fetch: asyncio.Future[ForwardedResponse], leader_id: int
+        self, fetch: asyncio.Future[ForwardedResponse], leader_id: int, keyed: bool
     ) -> ForwardedResponse:
         """The forwarded request's answer, unless this node concludes first that no leader
         is left: then the request is given up (``ForwardUnknown``) instead of waited on until
@@ -561,7 +561,12 @@ class ClientApi:
         is Raft's own (an election timeout of silence, or a campaign), not a few missed
         heartbeats: a leader starved of CPU for a moment is still leading and answers, and
         giving its write up would turn a success into a 504. (A leader that hands over, e.g.
-        on this very request, still answers: a new leader speaking is fine.)"""
+        on this very request, still answers: a new leader speaking is fine.)
+
+        A ``keyed`` write is given up as soon as this node follows (or is) another leader:
+        sending it again cannot apply it twice, and the next leader answers it, while the one
+        it went to may be stopped or cut off without this node ever campaigning (it only
+        voted, then heard the winner)."""
         node = self.service.node
         while True:
             done, _ = await asyncio.wait({fetch}, timeout=FORWARD_WATCH_SECONDS)
@@ -570,6 +575,12 @@ class ClientApi:
             if node.leader_presumed_gone():
                 fetch.cancel()
                 raise ForwardUnknown(f"node {leader_id} went quiet with the request in flight")
+            if keyed and node.leader_id not in (leader_id, 0):
+                fetch.cancel()
+                raise ForwardUnknown(
+                    f"node {node.leader_id} leads now, with the request in flight at node "
+                    f"{leader_id}"
+                )
 
     # -- reads -------------------------------------------------------------------------------
 

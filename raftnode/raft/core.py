@@ -141,8 +141,7 @@ class RaftCore(Election, Replication, Following):
             election_ticks=self.cfg.election_ticks,
             progress=progress,
             learners_caught_up=caught_up,
-            campaign_transfer=self._campaign_transfer
-            and self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE),
+            campaign_transfer=self._campaign_transfer and self.role is not Role.FOLLOWER,
         )
 
     def has_quorum_contact(self) -> bool:

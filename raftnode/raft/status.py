@@ -71,7 +71,8 @@ class Status:
     learners_caught_up: frozenset[int] = frozenset()
     """Leader only: learners the catch-up rule would let it promote now."""
     campaign_transfer: bool = False
-    """This node campaigns because the leader handed leadership to it (TimeoutNow)."""
+    """This node campaigns, or leads after a campaign, because the leader handed leadership
+    to it (TimeoutNow)."""
 
     @property
     def is_leader(self) -> bool:
@@ -108,3 +109,10 @@ class Status:
         campaigning = self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE)
         campaigning = campaigning and not self.campaign_transfer
         return not self.is_leader and (campaigning or self.leader_lost())
+
+    def leads_after_own_campaign(self) -> bool:
+        """This node leads after an election it started itself (its timer fired), not one the
+        previous leader asked for. Whatever it forwarded to that leader gets no answer: the
+        old leader is deposed, and its election can go by between two looks at
+        ``leader_presumed_gone`` (a campaign may take a few milliseconds)."""
+        return self.is_leader and not self.campaign_transfer

@@ -538,3 +538,29 @@ def test_a_campaign_the_leader_asked_for_is_not_a_verdict_that_it_is_gone() -> N
     st = net.cores[2].status()
     assert st.role in (Role.PRE_CANDIDATE, Role.CANDIDATE) and not st.campaign_transfer
     assert st.leader_presumed_gone()
+
+
+def test_a_node_that_won_its_own_campaign_knows_what_it_forwarded_gets_no_answer() -> None:
+    """A follower's timer fires and it wins within milliseconds: a forwarded write's watcher may
+    never see it campaigning. Leading after its own campaign is the verdict too; leading after
+    a transfer the old leader asked for is not (that leader is alive and answers)."""
+    net = Net(3)
+    net.elect(1)
+    net.tick_all(2)
+    assert not net.cores[2].status().leads_after_own_campaign()
+    for _ in range(4 * net.cores[2].cfg.election_ticks):
+        net.tick_all(drop=isolate(1))
+        if set(net.leaders()) - {1}:
+            break
+    (new,) = set(net.leaders()) - {1}
+    st = net.cores[new].status()
+    assert st.is_leader and st.leads_after_own_campaign()
+    assert not st.leader_presumed_gone()  # the follower's verdict; this node leads now
+
+    handed = Net(3)
+    leader = handed.elect(1)
+    handed.tick_all(2)
+    leader.transfer_leadership(2)
+    handed.deliver()
+    st = handed.cores[2].status()
+    assert st.is_leader and not st.leads_after_own_campaign()

@@ -177,3 +177,72 @@ def test_a_next_leader_not_ready_yet_is_sent_the_write_again_until_it_takes_it()
 def test_an_election_still_under_way_here_is_waited_out_after_taking_over() -> None:
     r = keyed_put(Service(Unavailable("no leader is known (election in progress)"), 2), None)
     assert r.status == 200, r.body
+
+
+class SlowOldLeader:
+    """The forwarding pool when node 2 stops answering with the request in flight, and this
+    node hears a new leader (node 3) after voting for it, without campaigning itself: the
+    first attempt answers only after ``old_answers_after`` seconds; node 3 answers at once."""
+
+    def __init__(self, node: FollowerOfNodeTwo, old_answers_after: float) -> None:
+        self.node = node
+        self.old_answers_after = old_answers_after
+        self.ports: list[int] = []
+
+    async def forward(self, host: str, port: int, *args: Any) -> ForwardedResponse:
+        self.ports.append(port)
+        if port == 9:  # node 2
+            asyncio.get_running_loop().call_later(0.03, setattr, self.node, "leader_id", 3)
+            await asyncio.sleep(self.old_answers_after)
+        return ForwardedResponse(200, b'{"revision": 7}', {"Content-Type": "application/json"})
+
+    def close(self) -> None:
+        pass
+
+
+def put_via_new_leader(key: str, old_answers_after: float) -> tuple[Response, list[int], float]:
+    service = Service(Unavailable("unused"))
+    settings = ClientApiSettings(
+        node_id=1,
+        limits=Limits(),
+        request_timeout=2.0,
+        member_clients={LEADER: Address("127.0.0.1", 9), 3: Address("127.0.0.1", 10)},
+    )
+    api = ClientApi(service, settings, NodeMetrics())  # type: ignore[arg-type]
+    leaders = SlowOldLeader(service.node, old_answers_after)
+    api._leaders = leaders  # type: ignore[assignment]
+    request = Request(
+        method="PUT",
+        path="/kv/a",
+        raw_path="/kv/a",
+        query={},
+        headers={"idempotency-key": key} if key else {},
+        body=b'{"value": "v"}',
+        remote="127.0.0.1",
+        started=0.0,
+    )
+
+    async def timed() -> tuple[Response, float]:
+        started = asyncio.get_running_loop().time()
+        answer = await api.handle(request)
+        return answer, asyncio.get_running_loop().time() - started
+
+    answer, took = asyncio.run(timed())
+    return answer, leaders.ports, took
+
+
+def test_a_keyed_write_goes_on_to_the_next_leader_once_this_node_follows_it() -> None:
+    """Found by ``make test`` in CI: the leader the write went to was stopped; this node voted
+    for node 3 and followed it within milliseconds, so it never saw an election timeout of
+    silence nor campaigned, and the write waited out its whole timeout (504)."""
+    r, ports, took = put_via_new_leader("k1", old_answers_after=10.0)
+    assert r.status == 200, r.body
+    assert ports == [9, 10]
+    assert took < 1.0
+
+
+def test_an_unkeyed_write_still_waits_for_the_leader_it_went_to() -> None:
+    """Sent again it could apply twice: the leader that handed over (or only paused) answers."""
+    r, ports, _ = put_via_new_leader("", old_answers_after=0.2)
+    assert r.status == 200, r.body
+    assert ports == [9]
