@@ -58,6 +58,9 @@ class Ack:
     sent: float
     answered: float
     status: int
+    error: str = ""
+    """Why no HTTP answer came (status 0): the exception, to tell a refused or reset
+    connection from a TLS verification failure or a timeout."""
 
 
 @dataclass
@@ -92,14 +95,17 @@ class Writer:
                 n += 1
                 key, value = f"{self.prefix}-{n}", f"v{n}-{time.time():.3f}"
             sent = time.monotonic()
-            status = keyed_write(self.vip, key, value, key, self.timeout)
-            self.results.append(Ack(key, value, sent, time.monotonic(), status))
+            status, error = keyed_write(self.vip, key, value, key, self.timeout)
+            self.results.append(Ack(key, value, sent, time.monotonic(), status, error))
             acknowledged = status == 200
             time.sleep(self.interval)
 
 
-def keyed_write(host: str, key: str, value: str, idempotency_key: str, timeout: float) -> int:
-    """POST /kv with an Idempotency-Key on a new connection; the status, 0 when none came."""
+def keyed_write(
+    host: str, key: str, value: str, idempotency_key: str, timeout: float
+) -> tuple[int, str]:
+    """POST /kv with an Idempotency-Key on a new connection: (the status, ""), or (0, the
+    error) when no answer came."""
     body = json.dumps({"key": key, "value": value})
     conn: http.client.HTTPConnection
     if lab_probe.SCHEME == "https":  # LAB_SCHEME / LAB_CA_FILE, as lab_probe's requests
@@ -116,9 +122,9 @@ def keyed_write(host: str, key: str, value: str, idempotency_key: str, timeout: 
         )
         resp = conn.getresponse()
         resp.read()
-        return resp.status
-    except OSError:
-        return 0
+        return resp.status, ""
+    except OSError as e:
+        return 0, repr(e)
     finally:
         conn.close()
 
@@ -316,7 +322,13 @@ def write_during(vip: str, command: list[str], timeout: float) -> dict[str, Any]
         "lost": lost_writes(lab, prefix, acked),
         # When each attempt without a 200 was sent (wall clock, to place it in the command's log).
         "failures": [
-            {"key": a.key, "status": a.status, "sent_at": round(wall(a.sent), 3)}
+            {
+                "key": a.key,
+                "status": a.status,
+                "error": a.error,
+                "sent_at": round(wall(a.sent), 3),
+                "answered_after_ms": round((a.answered - a.sent) * 1000, 1),
+            }
             for a in results
             if a.status != 200
         ],
