@@ -101,6 +101,8 @@ class DiskLogStore:
 
     async def persist(self, entries: Sequence[Entry], hard_state: HardState | None) -> float:
         storage = self._open()
+        if not entries and hard_state is not None and storage.try_note_commit(hard_state):
+            return 0.0  # a commit index alone: no I/O, so no hop to the worker and back
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, storage.persist, entries, hard_state
         )

@@ -185,6 +185,26 @@ class RaftStorage:
             self.last_fsync_seconds = seconds
             return seconds
 
+    def try_note_commit(self, hard_state: HardState) -> bool:
+        """Record ``hard_state`` when it moves only the commit index, which needs no I/O (the
+        commit index is written with the next term, vote or snapshot): True when done. False,
+        changing nothing, when term or vote changed or another thread holds the storage (then
+        ``persist`` it in the worker as usual); raises like ``persist`` on a bad hard state.
+        Never blocks: the event loop calls it."""
+        if (hard_state.term, hard_state.vote) != (self._saved.term, self._saved.vote):
+            return False
+        if not self._mutex.acquire(blocking=False):
+            return False
+        try:
+            self._check_usable()
+            if (hard_state.term, hard_state.vote) != (self._saved.term, self._saved.vote):
+                return False
+            _check_hard_state(self._current, hard_state, self._wal.last_index)
+            self._current = hard_state
+            return True
+        finally:
+            self._mutex.release()
+
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Save ``snapshot`` atomically, then drop the segments it makes unnecessary.
 

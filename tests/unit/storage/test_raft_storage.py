@@ -127,3 +127,25 @@ def test_after_an_io_error_the_storage_refuses_writes_until_restarted(data_dir: 
     with RaftStorage.open(data_dir) as storage:
         assert storage.entries()[:3] == batch(1, 3)
         assert storage.healthy
+
+
+def test_a_commit_index_alone_is_noted_without_io_and_anything_else_is_left_to_persist(
+    data_dir: Path,
+) -> None:
+    """The event loop notes a commit-only hard state itself (no hop to the disk worker);
+    a new term or vote, a bad commit index or a storage another thread holds are refused."""
+    with RaftStorage.open(data_dir) as storage:
+        storage.persist(batch(1, 5), HardState(term=3, vote=1, commit=2))
+        assert storage.try_note_commit(HardState(term=3, vote=1, commit=5))
+        assert storage._current == HardState(term=3, vote=1, commit=5)
+        assert not storage.try_note_commit(HardState(term=4, vote=0, commit=5))
+        assert not storage.try_note_commit(HardState(term=3, vote=2, commit=5))
+        with pytest.raises(ValueError, match="commit 6 is past the last entry 5"):
+            storage.try_note_commit(HardState(term=3, vote=1, commit=6))
+        with storage._mutex:  # the worker is busy with it (a snapshot being saved, say)
+            assert not storage.try_note_commit(HardState(term=3, vote=1, commit=4))
+        assert storage._current == HardState(term=3, vote=1, commit=5)
+        # The noted commit index is written with the next term.
+        storage.persist([], HardState(term=4, vote=2, commit=5))
+    with RaftStorage.open(data_dir) as storage:
+        assert storage.hard_state == HardState(term=4, vote=2, commit=5)
