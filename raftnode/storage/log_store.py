@@ -9,9 +9,7 @@ files) driven from one worker thread, so fsyncs never block the event loop and r
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +17,7 @@ from typing import Protocol
 from raftnode.raft.types import Entry, HardState, Snapshot
 from raftnode.storage.cluster_identity import read_cluster_id, write_cluster_id
 from raftnode.storage.raft_storage import RaftStorage
+from raftnode.storage.serial_worker import SerialWorker
 from raftnode.transport.auth import NO_CLUSTER
 
 
@@ -74,9 +73,7 @@ class DiskLogStore:
     def __init__(self, data_dir: Path, node_id: int) -> None:
         self.data_dir = data_dir
         self._storage: RaftStorage | None = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"raft-disk-{node_id}"
-        )
+        self._worker = SerialWorker(f"raft-disk-{node_id}")
 
     @property
     def healthy(self) -> bool:
@@ -88,38 +85,29 @@ class DiskLogStore:
         return self._storage
 
     async def load(self) -> PersistedState:
-        loop = asyncio.get_running_loop()
-        storage = await loop.run_in_executor(self._executor, RaftStorage.open, self.data_dir)
+        storage = await self._worker.run(RaftStorage.open, self.data_dir)
         self._storage = storage
         cluster_id = read_cluster_id(self.data_dir)
         return PersistedState(storage.hard_state, storage.snapshot, storage.entries(), cluster_id)
 
     async def save_cluster_id(self, cluster_id: bytes) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, write_cluster_id, self.data_dir, cluster_id
-        )
+        await self._worker.run(write_cluster_id, self.data_dir, cluster_id)
 
     async def persist(self, entries: Sequence[Entry], hard_state: HardState | None) -> float:
         storage = self._open()
         if not entries and hard_state is not None and storage.try_note_commit(hard_state):
             return 0.0  # a commit index alone: no I/O, so no hop to the worker and back
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, storage.persist, entries, hard_state
-        )
+        return await self._worker.run(storage.persist, entries, hard_state)
 
     async def install_snapshot(self, snapshot: Snapshot) -> None:
         storage = self._open()
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, storage.install_snapshot, snapshot
-        )
+        await self._worker.run(storage.install_snapshot, snapshot)
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         storage = self._open()
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, storage.save_snapshot, snapshot
-        )
+        await self._worker.run(storage.save_snapshot, snapshot)
 
     async def close(self) -> None:
         if self._storage is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._storage.close)
-        self._executor.shutdown(wait=False)
+            await self._worker.run(self._storage.close)
+        self._worker.close()
