@@ -45,8 +45,9 @@ lint: venv
 		MYPYPATH=molecule/shared $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \
 	done
 
-## Unit tests, and the embedding example's tests (examples/, on raftnode.testing: in memory).
-test-unit: venv
+## Unit tests, and the embedding example's tests (examples/, on raftnode.testing: in memory). With
+## the bench extra: the chaos report's picture test draws with matplotlib, and must not be skipped.
+test-unit: bench-venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit examples
 
 ## The deterministic cluster simulation (500 seeds in make test; make sim SEEDS=20000 for a long run)

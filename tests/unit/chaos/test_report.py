@@ -143,7 +143,7 @@ def test_the_anomaly_picture_draws_only_the_smallest_failing_sub_history(
 
 
 def test_the_anomaly_picture_is_a_real_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    # matplotlib comes with the bench extra, which `make test-unit` installs: never skipped.
     ops = _stale_read_among_noise()
     summary = summarize(ops, check(ops), [], [])
     write_report(tmp_path, ops, summary)
