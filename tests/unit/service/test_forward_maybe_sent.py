@@ -101,32 +101,41 @@ def refused(status: int, code: str) -> ForwardedResponse:
     return ForwardedResponse(status, body, {"Content-Type": "application/json"})
 
 
+def client_api(
+    service: Service, leaders: Any, request_timeout: float, others: dict[int, int]
+) -> ClientApi:
+    """Node 1's client API over ``service``, forwarding through ``leaders`` to the other
+    members (node id -> port on 127.0.0.1)."""
+    members = {node: Address("127.0.0.1", port) for node, port in {1: 8, **others}.items()}
+    settings = ClientApiSettings(
+        node_id=1, limits=Limits(), request_timeout=request_timeout, member_clients=members
+    )
+    api = ClientApi(service, settings, NodeMetrics())  # type: ignore[arg-type]
+    api._leaders = leaders
+    return api
+
+
+def put_request(key: str) -> Request:
+    """``PUT /kv/a``, with ``key`` as its Idempotency-Key (none when empty)."""
+    return Request(
+        method="PUT",
+        path="/kv/a",
+        raw_path="/kv/a",
+        query={},
+        headers={"idempotency-key": key} if key else {},
+        body=b'{"value": "v"}',
+        remote="127.0.0.1",
+        started=0.0,
+    )
+
+
 def keyed_put(
     service: Service,
     then: ForwardedResponse | list[ForwardedResponse] | None,
     key: str = "k1",
 ) -> Response:
-    settings = ClientApiSettings(
-        node_id=1,
-        limits=Limits(),
-        request_timeout=0.5,
-        member_clients={LEADER: Address("127.0.0.1", 9), 1: Address("127.0.0.1", 8)},
-    )
-    api = ClientApi(service, settings, NodeMetrics())  # type: ignore[arg-type]
-    leaders = Leaders(service.node, then)
-    api._leaders = leaders  # type: ignore[assignment]
-    headers = {"idempotency-key": key} if key else {}
-    request = Request(
-        method="PUT",
-        path="/kv/a",
-        raw_path="/kv/a",
-        query={},
-        headers=headers,
-        body=b'{"value": "v"}',
-        remote="127.0.0.1",
-        started=0.0,
-    )
-    return asyncio.run(api.handle(request))
+    api = client_api(service, Leaders(service.node, then), 0.5, {LEADER: 9})
+    return asyncio.run(api.handle(put_request(key)))
 
 
 @pytest.mark.parametrize(
@@ -202,25 +211,9 @@ class SlowOldLeader:
 
 def put_via_new_leader(key: str, old_answers_after: float) -> tuple[Response, list[int], float]:
     service = Service(Unavailable("unused"))
-    settings = ClientApiSettings(
-        node_id=1,
-        limits=Limits(),
-        request_timeout=2.0,
-        member_clients={LEADER: Address("127.0.0.1", 9), 3: Address("127.0.0.1", 10)},
-    )
-    api = ClientApi(service, settings, NodeMetrics())  # type: ignore[arg-type]
     leaders = SlowOldLeader(service.node, old_answers_after)
-    api._leaders = leaders  # type: ignore[assignment]
-    request = Request(
-        method="PUT",
-        path="/kv/a",
-        raw_path="/kv/a",
-        query={},
-        headers={"idempotency-key": key} if key else {},
-        body=b'{"value": "v"}',
-        remote="127.0.0.1",
-        started=0.0,
-    )
+    api = client_api(service, leaders, 2.0, {LEADER: 9, 3: 10})
+    request = put_request(key)
 
     async def timed() -> tuple[Response, float]:
         started = asyncio.get_running_loop().time()
