@@ -191,8 +191,6 @@ class RaftStorage:
         changing nothing, when term or vote changed or another thread holds the storage (then
         ``persist`` it in the worker as usual); raises like ``persist`` on a bad hard state.
         Never blocks: the event loop calls it."""
-        if (hard_state.term, hard_state.vote) != (self._saved.term, self._saved.vote):
-            return False
         if not self._mutex.acquire(blocking=False):
             return False
         try:
