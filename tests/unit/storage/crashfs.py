@@ -26,6 +26,7 @@ class CrashableFileSystem(FileSystem):
         """(operation, path relative to root) in the order issued."""
         self.crash_before: Callable[[int, str, Path], bool] | None = None
         """Called as (op number, op, path) before each op; True raises SimulatedCrash."""
+        self.dsync_flag = None  # a durable write is a "write" then an "fsync" here
         self._load_model()
 
     def _load_model(self) -> None:
@@ -78,13 +79,29 @@ class CrashableFileSystem(FileSystem):
         self._handles[f.fd] = (f, file_id)
         return f
 
+    def open_positional(self, path: Path) -> OpenFile:
+        self._op("open", path)
+        f = super().open_positional(path)
+        file_id = self._ids.get(path) or self._new_id(path)
+        self._handles[f.fd] = (f, file_id)
+        return f
+
     def write(self, f: OpenFile, data: bytes) -> None:
         self._op("write", f.path)
         super().write(f, data)
 
+    def write_at(self, f: OpenFile, offset: int, data: bytes) -> None:
+        self._op("write", f.path)
+        super().write_at(f, offset, data)
+
     def fsync(self, f: OpenFile) -> None:
         self._op("fsync", f.path)
         super().fsync(f)
+        self._durable_data[self._handles[f.fd][1]] = f.path.read_bytes()
+
+    def datasync(self, f: OpenFile) -> None:
+        self._op("fsync", f.path)
+        super().datasync(f)
         self._durable_data[self._handles[f.fd][1]] = f.path.read_bytes()
 
     def truncate(self, f: OpenFile, size: int) -> None:

@@ -28,7 +28,8 @@ def test_group_commit_is_one_wal_fsync_per_persist(data_dir: Path) -> None:
     fs.ops.clear()
     storage.persist(batch(1, 1000), HardState(term=1, vote=0, commit=0))  # term 0 -> 1
     wal_ops = [op for op in fs.ops if "/wal/" in op[1]]
-    assert [op for op, _ in wal_ops] == ["write", "fsync"]
+    # The new segment's runway first (zeros, fsync), then the batch (write, fsync).
+    assert [op for op, _ in wal_ops] == ["write", "fsync", "write", "fsync"]
     fs.ops.clear()
     storage.persist(batch(1001, 2500), HardState(term=1, vote=0, commit=900))
     assert [op for op, _ in fs.ops] == ["write", "fsync"]  # commit-only change: no hard-state I/O
@@ -41,7 +42,9 @@ def test_hard_state_is_fsynced_before_rename_and_directory_fsynced_after(data_di
     fs.ops.clear()
     storage.persist(batch(1, 3, term=2), HardState(term=2, vote=3, commit=1))
     assert fs.ops == [
-        ("write", "node/wal/0000000000000001-0000000000000001.wal"),
+        ("write", "node/wal/0000000000000001-0000000000000001.wal"),  # the runway
+        ("fsync", "node/wal/0000000000000001-0000000000000001.wal"),
+        ("write", "node/wal/0000000000000001-0000000000000001.wal"),  # the batch
         ("fsync", "node/wal/0000000000000001-0000000000000001.wal"),
         ("open", "node/hardstate.tmp"),
         ("write", "node/hardstate.tmp"),

@@ -100,19 +100,20 @@ def test_corrupt_hard_state_is_an_error_naming_the_file(data_dir: Path) -> None:
 
 
 class FailingFileSystem(FileSystem):
-    """Fails the n-th WAL fsync with EIO, as a dying disk would."""
+    """Fails the sync of the n-th batch written to the WAL with EIO, as a dying disk would."""
 
     def __init__(self, fail_at: int) -> None:
         super().__init__()
         self.fail_at = fail_at
-        self.wal_fsyncs = 0
+        self.wal_syncs = 0
+        self.dsync_flag = None  # each batch: write_at, then datasync
 
-    def fsync(self, f: OpenFile) -> None:
+    def datasync(self, f: OpenFile) -> None:
         if f.path.suffix == ".wal":
-            self.wal_fsyncs += 1
-            if self.wal_fsyncs == self.fail_at:
+            self.wal_syncs += 1
+            if self.wal_syncs == self.fail_at:
                 raise OSError(5, "Input/output error")
-        super().fsync(f)
+        super().datasync(f)
 
 
 def test_after_an_io_error_the_storage_refuses_writes_until_restarted(data_dir: Path) -> None:

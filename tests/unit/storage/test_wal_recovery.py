@@ -76,14 +76,75 @@ def test_after_repairing_a_torn_tail_new_appends_survive_restart(data_dir: Path)
     assert recover(data_dir) == batch(1, 5) + batch(6, 8, term=2)
 
 
-def test_zero_filled_tail_is_a_torn_write(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_zero_filled_tail_is_the_runway_not_damage(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a process that died leaves: its frames, then the zeros laid ahead of them. The
+    zeros are kept as the runway (no warning), and the next batch lands right after the
+    last frame."""
     write_batches(data_dir, [batch(1, 5)])
     (segment,) = segments(data_dir)
-    segment.write_bytes(segment.read_bytes() + b"\0" * 4096)
+    frames = segment.read_bytes()
+    segment.write_bytes(frames + b"\0" * 4096)
+    with (
+        caplog.at_level(logging.WARNING, logger="raftnode.storage"),
+        RaftStorage.open(data_dir) as storage,
+    ):
+        assert storage.entries() == batch(1, 5)
+        assert segment.stat().st_size == len(frames) + 4096  # kept, not truncated
+        storage.persist(batch(6, 7))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert recover(data_dir) == batch(1, 7)
+    assert segment.read_bytes() == frames + encode_frame(batch(6, 7))  # cut back on close
+
+
+def test_a_torn_frame_on_the_runway_is_cut_off_with_the_zeros_after_it(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_batches(data_dir, [batch(1, 5)])
+    (segment,) = segments(data_dir)
+    frames = segment.read_bytes()
+    torn = encode_frame(batch(6, 9))[:-5]
+    segment.write_bytes(frames + torn + b"\0" * 4096)
     with caplog.at_level(logging.WARNING, logger="raftnode.storage"):
         assert recover(data_dir) == batch(1, 5)
     (warning,) = [r for r in caplog.records if r.getMessage() == "wal torn tail truncated"]
-    assert vars(warning)["fields"]["dropped_bytes"] == 4096
+    assert vars(warning)["fields"]["dropped_bytes"] == len(torn) + 4096
+    assert segment.stat().st_size == len(frames)
+
+
+def test_zeros_at_the_end_of_a_segment_before_the_last_are_corruption(data_dir: Path) -> None:
+    """Only the active segment has a runway (a full one is cut back before the next starts),
+    so zeros at the end of an earlier one are lost data."""
+    write_batches(data_dir, [batch(i, i + 9) for i in range(1, 60, 10)], segment_bytes=600)
+    first, *_rest = segments(data_dir)
+    assert _rest
+    first.write_bytes(first.read_bytes() + b"\0" * 512)
+    with pytest.raises(CorruptLogError):
+        recover(data_dir, segment_bytes=600)
+
+
+def test_the_runway_is_laid_ahead_and_full_segments_are_cut_back(data_dir: Path) -> None:
+    from raftnode.storage.wal import RUNWAY_BYTES
+
+    segment_bytes = 4 * RUNWAY_BYTES
+    storage = RaftStorage.open(data_dir, segment_bytes=segment_bytes)
+    storage.persist(batch(1, 5))
+    (segment,) = segments(data_dir)
+    assert segment.stat().st_size == RUNWAY_BYTES  # zeros laid ahead of the first batch
+    big = [[Entry(1, i, data=bytes([i]) * 300_000)] for i in range(6, 20)]
+    frames = [len(encode_frame(b)) for b in [batch(1, 5), *big]]
+    in_first = next(n for n in range(len(frames)) if sum(frames[: n + 1]) > segment_bytes)
+    for entries in big:
+        storage.persist(entries)
+    first, second = segments(data_dir)
+    assert first.stat().st_size == sum(frames[:in_first])  # frames only: no zeros left
+    assert second.stat().st_size > sum(frames[in_first:])  # the active one has its runway
+    storage.close()
+    assert second.stat().st_size == sum(frames[in_first:])  # cut back on close
+    assert recover(data_dir, segment_bytes=segment_bytes) == batch(1, 5) + [
+        e for b in big for e in b
+    ]
 
 
 def test_bit_flips_in_the_last_frame_are_truncated_as_a_torn_tail(data_dir: Path) -> None:
