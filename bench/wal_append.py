@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, parent: Path) -> None:
     print(
         f"fsyncs per persist {persist_fsyncs / persist_calls:>12.3f}  "
         f"({persist_fsyncs} over {persist_calls} calls; "
-        "extra: hard state on term change, segment roll-overs)"
+        "extra: hard state on term change, segment roll-overs, the runway laid a MiB at a time)"
     )
     print(f"segments left      {segments:>12}")
     print(f"recovery           {recovery:>12.2f} s  ({remaining:,} entries after the snapshot)")
