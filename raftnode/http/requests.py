@@ -13,6 +13,7 @@ from typing import Any
 from raftnode.config import Limits
 from raftnode.consistency import Consistency
 from raftnode.http.errors import ErrorCode, bad_request, too_large
+from raftnode.json_text import parse_json
 from raftnode.kv.commands import (
     COMPARE_OPS,
     COMPARE_TARGETS,
@@ -49,7 +50,7 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     body; the handlers then refuse every field that is not of its documented type.
     """
     try:
-        obj = json.loads(body)
+        obj = parse_json(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad_request(f"request body is not valid JSON: {e}", ErrorCode.BAD_JSON) from e
     except RecursionError:

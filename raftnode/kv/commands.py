@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
+
+from raftnode.json_text import compact_json, parse_json
 
 Op = Literal["put", "delete"]
 
@@ -61,40 +62,6 @@ MAX_REVISION = (1 << 63) - 1
 """The largest revision an entry or a request may name (SQLite's integers are 64-bit)."""
 
 
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _compact_encoder() -> Callable[[object], str]:
-    """``_COMPACT_JSON.encode``, with its C scanner made once instead of on every call.
-
-    ``JSONEncoder.encode`` builds a new ``c_make_encoder`` scanner per call, which cost the
-    leader about 3% of its event loop's time (two encodes per write: the command, the answer).
-    This one is built with the same options, without the circular-reference check (which
-    this module's own data never needs). Where the C accelerator is missing, the encoder's
-    own ``encode``.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _COMPACT_JSON.encode
-    scan = make(
-        None,  # markers: no circular-reference check
-        _COMPACT_JSON.default,
-        json.encoder.encode_basestring,  # ensure_ascii=False
-        None,  # indent
-        ":",
-        ",",
-        False,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan
-    )
-
-    def encode(obj: object) -> str:
-        return "".join(scan(obj, 0))
-
-    return encode
-
-
-compact_json = _compact_encoder()
 """``obj`` as JSON without spaces, non-ASCII kept as is (log entries, client answers)."""
 
 
@@ -405,7 +372,7 @@ Entry = Command | Txn | FormatUpgrade | LeaseGrant | LeaseRevoke | Compact
 
 def decode_entry(data: bytes) -> Entry:
     """The command in a log entry; ``ValueError``/``KeyError``/``TypeError`` when it is none."""
-    obj = json.loads(data)
+    obj = parse_json(data)
     if not isinstance(obj, dict):
         raise ValueError("an entry is a JSON object")
     op = obj.get("op")
