@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from raftnode.json_text import compact_json, parse_json
+from raftnode.value_type import value_type
 
 Op = Literal["put", "delete"]
 
@@ -69,7 +70,7 @@ def _digest(what: object) -> bytes:
     return hashlib.sha256(compact_json(what).encode("utf-8", "surrogatepass")).digest()[:16]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Command:
     op: Op
     key: str
@@ -423,7 +424,7 @@ class Outcome(StrEnum):
     """An entry that does not decode as a command (skipped the same way on every node)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class KeyRevisions:
     """A key's ``create_revision``, ``mod_revision`` and ``version`` (all 0 when absent;
     ``version`` None while the store does not count versions yet: see ``raftnode.kv.store``)."""
@@ -433,7 +434,7 @@ class KeyRevisions:
     version: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CommandResult:
     """What applying a command did: ``ok`` False means a CAS mismatch or an absent key."""
 

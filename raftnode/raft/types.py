@@ -12,6 +12,8 @@ import mmap
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from raftnode.value_type import value_type
+
 NO_NODE = 0
 """Node ids are positive integers; 0 means "nobody" (no vote, no known leader)."""
 
@@ -23,7 +25,7 @@ class EntryType(IntEnum):
     CONF_CHANGE = 1
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Entry:
     """One log entry. A NORMAL entry with empty data is the leader's no-op."""
 
@@ -33,7 +35,7 @@ class Entry:
     data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class HardState:
     """What a node must persist before it answers a vote or a term change."""
 
@@ -146,7 +148,7 @@ class MessageType(IntEnum):
     """From a leader to a node its configuration does not list: stop campaigning."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Message:
     """A message between two nodes. Fields unused by a type keep their defaults.
 
@@ -189,7 +191,7 @@ class Message:
     done: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReadState:
     """The answer to a read request: once ``applied >= index`` the read is linearizable.
 
