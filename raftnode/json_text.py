@@ -47,6 +47,7 @@ def _compact_encoder() -> Callable[[object], str]:
 
 
 compact_json = _compact_encoder()
+"""``obj`` as JSON without spaces, non-ASCII kept as is (log entries, client answers)."""
 
 _scan_value: Callable[[str, int], tuple[Any, int]]
 _scan_value = json.JSONDecoder().scan_once  # type: ignore[attr-defined]

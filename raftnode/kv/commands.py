@@ -63,9 +63,6 @@ MAX_REVISION = (1 << 63) - 1
 """The largest revision an entry or a request may name (SQLite's integers are 64-bit)."""
 
 
-"""``obj`` as JSON without spaces, non-ASCII kept as is (log entries, client answers)."""
-
-
 def _digest(what: object) -> bytes:
     return hashlib.sha256(compact_json(what).encode("utf-8", "surrogatepass")).digest()[:16]
 
