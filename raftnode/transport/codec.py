@@ -36,6 +36,9 @@ _HEADER = struct.Struct(">BBQQQQQQQQQII")
 _META = struct.Struct(">QQHH")
 _ID = struct.Struct(">Q")
 _ENTRY = struct.Struct(">QQBI")
+_MESSAGE_TYPES = {int(t): t for t in MessageType}
+_ENTRY_TYPES = {int(t): t for t in EntryType}
+"""Wire values to members: a lookup here costs a tenth of calling the enum."""
 
 _REJECT = 1
 _FORCE = 2
@@ -93,8 +96,8 @@ def encode_message(m: Message) -> bytes:
 
 
 def decode_message(buf: bytes | memoryview) -> Message:
-    view = memoryview(buf)
-    size = len(view)
+    raw = buf if isinstance(buf, bytes) else bytes(buf)  # slicing bytes beats a memoryview
+    size = len(raw)
     if size < _HEADER.size:
         raise CodecError(f"message too short: {size} bytes")
     (
@@ -111,18 +114,17 @@ def decode_message(buf: bytes | memoryview) -> Message:
         offset,
         n_entries,
         data_len,
-    ) = _HEADER.unpack_from(view, 0)
-    try:
-        msg_type = MessageType(mtype)
-    except ValueError as e:
-        raise CodecError(f"unknown message type {mtype}") from e
+    ) = _HEADER.unpack_from(raw, 0)
+    msg_type = _MESSAGE_TYPES.get(mtype)
+    if msg_type is None:
+        raise CodecError(f"unknown message type {mtype}")
     if flags & ~_KNOWN_FLAGS:
         raise CodecError(f"unknown flag bits {flags & ~_KNOWN_FLAGS:#x}")
     pos = _HEADER.size
     meta: SnapshotMeta | None = None
     if flags & _HAS_META:
-        meta, pos = _decode_snapshot_meta(view, pos)
-    entries, pos = _decode_entries(view, pos, n_entries)
+        meta, pos = _decode_snapshot_meta(raw, pos)
+    entries, pos = _decode_entries(raw, pos, n_entries)
     if pos + data_len != size:
         raise CodecError(f"message length mismatch: {size - pos} bytes left, data_len={data_len}")
     return Message(
@@ -142,22 +144,22 @@ def decode_message(buf: bytes | memoryview) -> Message:
         leader_lost=bool(flags & _LEADER_LOST),
         snapshot_meta=meta,
         offset=offset,
-        data=bytes(view[pos:]),
+        data=raw[pos:],
         done=bool(flags & _DONE),
     )
 
 
-def _decode_snapshot_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int]:
+def _decode_snapshot_meta(raw: bytes, pos: int) -> tuple[SnapshotMeta, int]:
     """The snapshot meta at ``pos`` and the position after it."""
-    size = len(view)
+    size = len(raw)
     if pos + _META.size > size:
         raise CodecError("truncated snapshot meta")
-    m_index, m_term, n_voters, n_learners = _META.unpack_from(view, pos)
+    m_index, m_term, n_voters, n_learners = _META.unpack_from(raw, pos)
     pos += _META.size
     n_ids = n_voters + n_learners
     if pos + n_ids * _ID.size > size:
         raise CodecError("truncated snapshot conf")
-    ids = [_ID.unpack_from(view, pos + i * _ID.size)[0] for i in range(n_ids)]
+    ids = [_ID.unpack_from(raw, pos + i * _ID.size)[0] for i in range(n_ids)]
     pos += n_ids * _ID.size
     voters, learners = ids[:n_voters], ids[n_voters:]
     for name, group in (("voter", voters), ("learner", learners)):
@@ -169,26 +171,27 @@ def _decode_snapshot_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int
     return SnapshotMeta(index=m_index, term=m_term, conf=conf), pos
 
 
-def _decode_entries(view: memoryview, pos: int, count: int) -> tuple[list[Entry], int]:
+def _decode_entries(raw: bytes, pos: int, count: int) -> tuple[list[Entry], int]:
     """``count`` entries from ``pos`` on and the position after them."""
-    size = len(view)
+    size = len(raw)
     # Each entry needs at least its header: reject absurd counts before looping.
     if count * _ENTRY.size > size - pos:
         raise CodecError(f"entry count {count} exceeds message size")
     entries: list[Entry] = []
+    append, unpack, header, types = entries.append, _ENTRY.unpack_from, _ENTRY.size, _ENTRY_TYPES
     for _ in range(count):
-        if pos + _ENTRY.size > size:
+        if pos + header > size:
             raise CodecError("truncated entry header")
-        e_term, e_index, e_type, e_len = _ENTRY.unpack_from(view, pos)
-        pos += _ENTRY.size
-        if pos + e_len > size:
+        e_term, e_index, e_type, e_len = unpack(raw, pos)
+        pos += header
+        end = pos + e_len
+        if end > size:
             raise CodecError("truncated entry data")
-        try:
-            etype = EntryType(e_type)
-        except ValueError as e:
-            raise CodecError(f"unknown entry type {e_type}") from e
-        entries.append(Entry(e_term, e_index, etype, bytes(view[pos : pos + e_len])))
-        pos += e_len
+        etype = types.get(e_type)
+        if etype is None:
+            raise CodecError(f"unknown entry type {e_type}")
+        append(Entry(e_term, e_index, etype, raw[pos:end]))
+        pos = end
     return entries, pos
 
 

@@ -93,3 +93,23 @@ def test_huge_entry_count_rejected_cheaply() -> None:
     payload[header_end : header_end + 4] = (2**32 - 1).to_bytes(4, "big")
     with pytest.raises(CodecError, match="entry count"):
         decode_message(bytes(payload))
+
+
+def test_unknown_entry_type_rejected() -> None:
+    msg = Message(MessageType.APPEND, to=3, frm=1, term=3, entries=(Entry(3, 1, data=b"ab"),))
+    payload = bytearray(encode_message(msg))
+    header = 2 + 9 * 8 + 4 + 4
+    payload[header + 16] = 7  # the entry header: term, index (u64 each), then its type
+    with pytest.raises(CodecError, match="unknown entry type 7"):
+        decode_message(bytes(payload))
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview], ids=lambda w: w.__name__)
+def test_any_buffer_decodes_to_bytes(wrap: type) -> None:
+    """Frames arrive as bytes, or as memoryviews of a sealed record: every entry's data and
+    the message's own data come out as bytes either way, equal to what was encoded."""
+    for msg in sample_messages():
+        decoded = decode_message(wrap(encode_message(msg)))
+        assert decoded == msg
+        assert type(decoded.data) is bytes
+        assert all(type(e.data) is bytes for e in decoded.entries)
