@@ -190,7 +190,7 @@ class RaftCore(Election, Replication, Following):
     def propose(self, data: bytes) -> int:
         """Append ``data`` as a new entry; returns its index. Leader only."""
         self._check_can_propose()
-        return self._append_own([(EntryType.NORMAL, data)])
+        return self._append_normal(data)
 
     def propose_many(self, datas: Sequence[bytes]) -> int:
         """Append several entries at once; returns the index of the first one."""

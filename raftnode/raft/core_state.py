@@ -250,6 +250,15 @@ class CoreState:
         self._dirty_peers.update(p for p in self.progress if p != self.id)
         return index
 
+    def _append_normal(self, data: bytes) -> int:
+        """``_append_own`` of one normal entry, the path of every write. Nothing else can move
+        here: a normal entry changes no configuration, and this node's own entries count
+        towards the commit index only once they are durable (``advance``)."""
+        index = self.log.last_index() + 1
+        self.log.append((Entry(term=self.term, index=index, type=EntryType.NORMAL, data=data),))
+        self._dirty_peers.update(p for p in self.progress if p != self.id)
+        return index
+
     def _on_conf_changed(self) -> None:
         last = self.log.last_index()
         members = self.conf.members()

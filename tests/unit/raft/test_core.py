@@ -210,6 +210,35 @@ def test_10_2_1_leader_sends_before_its_fsync_but_counts_itself_only_once_durabl
     assert leader.commit_index == index
 
 
+@pytest.mark.parametrize("size", [1, 3])
+def test_propose_matches_propose_many_entry_for_entry(size: int) -> None:
+    """``propose`` (one normal entry, every write's path) leaves the same log, commit index
+    and messages as the general path, in a cluster of one (where its own durability alone
+    commits) and of three."""
+    nets = [Net(size), Net(size)]
+    leaders = [net.elect(1) for net in nets]
+    for net in nets:
+        net.tick_all(2)
+    for step in range(3):
+        datas = [f"w{step}-{i}".encode() for i in range(4)]
+        firsts = [leaders[0].propose(datas[0]), leaders[1].propose_many(datas[:1])]
+        for data in datas[1:]:
+            leaders[0].propose(data)
+        leaders[1].propose_many(datas[1:])
+        assert firsts[0] == firsts[1]
+        readies = [leader.ready() for leader in leaders]
+        assert readies[0].entries == readies[1].entries
+        assert readies[0].early_messages == readies[1].early_messages
+        assert readies[0].messages == readies[1].messages
+        for net, leader, rd in zip(nets, leaders, readies, strict=True):
+            leader.advance(rd)
+            net.pending.extend(rd.early_messages + rd.messages)
+        assert leaders[0].commit_index == leaders[1].commit_index
+        for net in nets:
+            net.deliver()
+        assert leaders[0].commit_index == leaders[1].commit_index == leaders[0].log.last_index()
+
+
 def test_entries_committed_and_durable_may_be_applied_before_the_next_batchs_fsync() -> None:
     from raftnode.raft import Message
 
