@@ -255,12 +255,17 @@ class PeerStream(asyncio.Protocol):
     def _decrypt(self) -> None:
         tls = self._tls
         assert tls is not None
+        session, incoming = tls.session, tls.incoming
         plaintext: list[bytes] = []
         ended: BaseException | None = None
         try:
-            while True:
-                chunk = tls.session.read(TLS_READ_BYTES)
-                if not chunk:
+            # Read while a record (or decrypted data) is left: asking once more only to be
+            # told SSLWantReadError costs more than the read. A partial record still ends
+            # that way.
+            while incoming.pending or session.pending():
+                chunk = session.read(TLS_READ_BYTES)
+                if not chunk:  # ssl reads the other side's close_notify as the end: b""
+                    ended = StreamClosed(None)
                     break
                 plaintext.append(chunk)
         except ssl.SSLWantReadError:

@@ -284,3 +284,60 @@ def test_a_tls_handshake_with_an_unknown_ca_raises_openssls_reason(tmp_path: Pat
     assert isinstance(listener_error, ssl.SSLError)
     assert isinstance(dialer_error, ssl.SSLCertVerificationError)
     assert classify(dialer_error)[0] is Refusal.UNKNOWN_CA
+
+
+def test_tls_records_cut_at_every_byte_arrive_whole_and_a_close_notify_ends_the_stream(
+    tmp_path: Path,
+) -> None:
+    """Frames sent through TLS reach the other side whole and in order however the ciphertext
+    is cut: whole records, several records in one chunk, one byte at a time (partial records),
+    and a record larger than one read. The other side's close_notify is a clean close."""
+    server_ctx, client_ctx = _tls_pair(tmp_path)
+    bodies = [b"a", b"b" * (2 * peer_stream.TLS_READ_BYTES + 5), b"", b"c" * 300]
+
+    async def scenario() -> list[tuple[str, list[bytes], bool, BaseException | None]]:
+        results = []
+        for cut in ("records", "all at once", "bytes"):
+            listener, listener_transport = _connected()
+            dialer, dialer_transport = _connected()
+
+            async def pump(ends: list[tuple[FakeTransport, PeerStream]]) -> None:
+                while True:
+                    for src, dst in ends:
+                        while src.written:
+                            dst.data_received(src.written.pop(0))
+                    await asyncio.sleep(0)
+
+            pumping = asyncio.ensure_future(
+                pump([(dialer_transport, listener), (listener_transport, dialer)])
+            )
+            await asyncio.gather(
+                listener.start_tls(server_ctx, server_side=True, host=None, timeout=5.0),
+                dialer.start_tls(client_ctx, server_side=False, host="127.0.0.1", timeout=5.0),
+            )
+            pumping.cancel()
+            got: list[bytes] = []
+            listener.start_frames(_collect(got), limit=1 << 20, tag=0)
+            dialer_transport.written.clear()
+            for body in bodies:
+                dialer.send(frame(body))
+            records = list(dialer_transport.written)
+            ciphertext = b"".join(records)
+            chunks = {
+                "records": records,
+                "all at once": [ciphertext],
+                "bytes": [ciphertext[i : i + 1] for i in range(len(ciphertext))],
+            }[cut]
+            for chunk in chunks:
+                listener.data_received(chunk)
+            dialer_transport.written.clear()
+            dialer.close()  # queues close_notify
+            for chunk in dialer_transport.written:
+                listener.data_received(chunk)
+            await asyncio.sleep(0)
+            results.append((cut, got, listener_transport.closing, listener.error))
+        return results
+
+    for cut, got, closed, error in asyncio.run(scenario()):
+        assert got == bodies, cut
+        assert closed and error is None, cut
