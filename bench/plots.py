@@ -153,6 +153,30 @@ def plot_app(result: dict[str, Any], path: Path) -> Path | None:
     return _save(plt, fig, path)
 
 
+def plot_tls_floor(result: dict[str, Any], path: Path) -> Path | None:
+    """bench.tls_floor: per work level, CPU microseconds per request of the responder and of
+    wrk, in plaintext and with TLS."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    levels = result["levels"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.2
+    bars = [(side, part) for part in ("server", "wrk") for side in ("plaintext", "tls")]
+    for i, (side, part) in enumerate(bars):
+        xs = [n + (i - 1.5) * width for n in range(len(levels))]
+        label = f"{'responder' if part == 'server' else 'wrk'}, {side}"
+        ax.bar(xs, [lv[f"{side}_{part}_us"] for lv in levels], width, label=label)
+    ax.set_xticks(range(len(levels)))
+    ax.set_xticklabels(
+        [f"work {lv['work']}: TLS/plain {lv['ratio']:.2f}x" for lv in levels], fontsize=8
+    )
+    ax.set_ylabel("CPU us per request (median)")
+    ax.set_title("What TLS adds per request on uvloop + OpenSSL (64 connections)")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
 def save_results(
     out: Path,
     name: str,
