@@ -425,4 +425,4 @@ class RaftCore(Election, Replication, Following):
         if rd.committed_entries:
             self.log.applied = max(self.log.applied, rd.committed_entries[-1].index)
         if self.role is Role.LEADER and self._maybe_commit():
-            self._dirty_peers.update(p for p in self.progress if p != self.id)
+            self._mark_peers_dirty()

@@ -247,8 +247,12 @@ class CoreState:
         if self._members.observe(entries):
             self._on_conf_changed()
         self._maybe_commit()
-        self._dirty_peers.update(p for p in self.progress if p != self.id)
+        self._mark_peers_dirty()
         return index
+
+    def _mark_peers_dirty(self) -> None:
+        """Every peer is owed an append (new entries, or a newer commit index)."""
+        self._dirty_peers.update(p for p in self.progress if p != self.id)
 
     def _append_normal(self, data: bytes) -> int:
         """``_append_own`` of one normal entry, the path of every write. Nothing else can move
@@ -256,7 +260,7 @@ class CoreState:
         towards the commit index only once they are durable (``advance``)."""
         index = self.log.last_index() + 1
         self.log.append((Entry(term=self.term, index=index, type=EntryType.NORMAL, data=data),))
-        self._dirty_peers.update(p for p in self.progress if p != self.id)
+        self._mark_peers_dirty()
         return index
 
     def _on_conf_changed(self) -> None:

@@ -101,7 +101,7 @@ class Replication(CoreState):
             elif pr.state is ProgressState.REPLICATE:
                 pr.inflights.free_up_to(m.index)
             if self._maybe_commit():
-                self._dirty_peers.update(p for p in self.progress if p != self.id)
+                self._mark_peers_dirty()
             self._dirty_peers.add(m.frm)
             if m.frm == self.transferee and pr.match == self.log.last_index():
                 self._send_timeout_now(m.frm)
