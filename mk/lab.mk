@@ -62,9 +62,15 @@ MOLECULE_SCENARIOS ?= default failover quorum membership
 ## quorum (leader isolation, two of three down, then both fault rounds, with nginx as the
 ## balancer), membership
 ## (grow 3 -> 5, remove 2).
-## `make test` runs them last.
+## `make test` runs them last. Each scenario's log is kept in build/molecule/; when one fails,
+## the lines that say why are printed again at the end (molecule/shared/failure_digest.py).
 test-molecule: $(VENV)/.deploy-installed
-	@set -e; for scenario in $(MOLECULE_SCENARIOS); do \
+	@set -e -o pipefail; mkdir -p build/molecule; for scenario in $(MOLECULE_SCENARIOS); do \
 		echo "== molecule test -s $$scenario"; \
-		PATH="$(DEPLOY_BIN):$$PATH" $(DEPLOY_BIN)/molecule test -s $$scenario; \
+		log=build/molecule/$$scenario.log; \
+		if ! PATH="$(DEPLOY_BIN):$$PATH" $(DEPLOY_BIN)/molecule test -s $$scenario 2>&1 \
+				| tee $$log; then \
+			$(PY) molecule/shared/failure_digest.py $$log; \
+			exit 1; \
+		fi; \
 	done
