@@ -177,6 +177,40 @@ def plot_tls_floor(result: dict[str, Any], path: Path) -> Path | None:
     return _save(plt, fig, path)
 
 
+def plot_haproxy_cost(result: dict[str, Any], path: Path) -> Path | None:
+    """bench.haproxy_cost: per side, the machine's CPU per request stacked by who spent it."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    sides = ("direct", "haproxy")
+    parts = ("leader", "followers", "haproxy", "wrk")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bottoms = [0.0, 0.0]
+    for part in [*parts, "kernel and the rest"]:
+        if part in parts:
+            heights = [result[side][f"{part}_us"] for side in sides]
+        else:
+            heights = [
+                result[side]["machine_us"] - sum(result[side][f"{p}_us"] for p in parts)
+                for side in sides
+            ]
+        ax.bar(sides, heights, 0.5, bottom=bottoms, label=part)
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    ax.set_xticks(range(len(sides)))
+    ax.set_xticklabels(
+        [f"{side}: {result[side]['ok_per_s']:,.0f} ok/s" for side in sides], fontsize=8
+    )
+    ax.set_ylabel("machine CPU us per write (median)")
+    ax.set_title(
+        f"Writes through HAProxy: {result['ratio']:.2f}x of direct\nthe leader's CPU per "
+        f"write allows {result['leader_bound_ratio']:.2f}x, the machine's "
+        f"{result['machine_bound_ratio']:.2f}x",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
 def save_results(
     out: Path,
     name: str,

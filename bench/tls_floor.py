@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import sqlite3
 import ssl
 import statistics
@@ -37,7 +36,7 @@ from typing import Any
 
 from bench.deps import ensure_commands
 from bench.plots import plot_tls_floor, save_results
-from bench.procs import ProcessGroup, http_status, wait_until
+from bench.procs import ProcessGroup, cpu_seconds, http_status, wait_until
 from bench.wrkrun import parse_wrk_output, wrk_argv
 from raftnode.devcluster import free_ports
 
@@ -109,12 +108,6 @@ def serve(port: int, work: int, cert: Path | None, key: Path | None) -> None:
 
 
 # -- measuring ----------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_run(url: str, server_pid: int, seconds: float) -> dict[str, float]:

@@ -8,6 +8,7 @@ free ports, never the seed's 808N/1000N/908N; every node is a child of the calle
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class RaftnodeCluster:
             tls=files.get("tls"),
             peer_tls=files.get("tls"),
         )
-        self._procs: dict[int, object] = {}
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, timeout: float = 30.0) -> None:
         for node in self.nodes:
@@ -65,7 +66,7 @@ class RaftnodeCluster:
     def stop_node(self, node: LocalNode) -> None:
         proc = self._procs.pop(node.ports.node_id, None)
         if proc is not None:
-            self.procs.stop(proc)  # type: ignore[arg-type]
+            self.procs.stop(proc)
 
     def restart_node(self, node: LocalNode, wipe: bool = False) -> None:
         """Restart a node; ``wipe`` replaces it by an empty one the way an operator must (a
@@ -158,10 +159,11 @@ class RaftnodeCluster:
         return self.is_ready(node) and self.applied(node) >= index
 
     def rss(self) -> dict[str, int]:
-        return {
-            f"n{nid}": rss_bytes(proc.pid)  # type: ignore[attr-defined]
-            for nid, proc in sorted(self._procs.items())
-        }
+        return {f"n{nid}": rss_bytes(proc.pid) for nid, proc in sorted(self._procs.items())}
+
+    def pids(self) -> dict[int, int]:
+        """Each running node's process id, by node id."""
+        return {nid: proc.pid for nid, proc in sorted(self._procs.items())}
 
     def leader_url(self) -> str:
         return self.wait_leader().client_url
