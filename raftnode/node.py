@@ -3,9 +3,10 @@
 Inputs reach the core as they happen (a tick every ``tick_seconds``, each peer message, each
 proposal or read). One ready loop turns the core's outputs into effects, always in the order
 ``Ready`` prescribes: send the leader's early appends, persist (one durable batch), send the rest,
-apply, then ``advance``. While a persist is in flight the loop keeps stepping messages and ticks,
-so heartbeats never wait for the disk, and everything that accumulated meanwhile is persisted by
-the next batch (group commit).
+apply, then ``advance``. While a persist is in flight the core keeps stepping messages and ticks,
+and everything that accumulated meanwhile goes into the next ``Ready``: persisted as one batch
+(group commit), its messages sent then. So what the core sends waits for the fsync in flight,
+heartbeats included: a leader whose fsync outlasts an election timeout loses its followers.
 
 The node reaches the outside only through ``LogStore`` (durable state), ``MessageCarrier``
 (peers) and a clock; production uses ``DiskLogStore``, ``PeerTransport`` and the monotonic
