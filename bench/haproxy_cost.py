@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +36,7 @@ from bench.peers.haproxy import LocalHaproxy
 from bench.peers.raftnode import RaftnodeCluster
 from bench.plots import plot_haproxy_cost, save_results
 from bench.procs import ProcessGroup, cpu_seconds, machine_busy_seconds
-from bench.wrkrun import parse_wrk_output, wrk_argv
+from bench.wrkrun import run_wrk_sampled, wrk_argv
 
 SIDES = ("direct", "haproxy")
 PARTS = ("leader", "followers", "haproxy", "wrk", "machine")
@@ -73,50 +70,26 @@ def one_run(
     part -> its processes) and of the machine, the machine's busy fraction, and the entries
     in the leader's average persisted batch (from ``metrics_url``)."""
     argv = wrk_argv(url, connections=connections, seconds=seconds, script_args=WRITES)
-    wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parts = {**pids, "wrk": [wrk.pid]}
-    sample: dict[str, float] = {}
 
-    def cpu_now() -> dict[str, float]:
-        now = {part: sum(cpu_seconds(pid) for pid in ids) for part, ids in parts.items()}
+    def counters(wrk: int) -> dict[str, float]:
+        now = {part: sum(cpu_seconds(pid) for pid in ids) for part, ids in pids.items()}
         entries, batches = batch_counters(metrics_url)
-        now.update(entries=entries, batches=batches, machine=machine_busy_seconds())
-        return {**now, "clock": time.monotonic()}
+        now.update(wrk=cpu_seconds(wrk), entries=entries, batches=batches)
+        return {**now, "machine": machine_busy_seconds()}
 
-    def measure() -> None:
-        time.sleep(seconds * 0.2)
-        try:
-            before = cpu_now()
-            time.sleep(seconds * 0.6)
-            after = cpu_now()
-        except OSError:
-            return  # a process ended early: the run is reported as failed below
-        sample.update({k: after[k] - before[k] for k in after})
-
-    sampler = threading.Thread(target=measure)
-    sampler.start()
-    try:
-        out, err = wrk.communicate(timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        wrk.kill()
-        wrk.communicate()
-        raise
-    finally:
-        sampler.join()
-    if wrk.returncode != 0 or not sample:
-        raise RuntimeError(f"wrk failed ({wrk.returncode}): {err.strip()[:300]}")
-    ok_per_s = parse_wrk_output(out).ok_per_s
-    requests = ok_per_s * sample["clock"]
+    result, sample = run_wrk_sampled(argv, seconds, counters)
+    ok_per_s = result.ok_per_s
+    requests = ok_per_s * sample["elapsed"]
     run = {"ok_per_s": ok_per_s}
     for part in PARTS:
         run[f"{part}_us"] = sample.get(part, 0.0) / requests * 1e6
-    run["machine_busy"] = sample["machine"] / (sample["clock"] * (os.cpu_count() or 1))
+    run["machine_busy"] = sample["machine"] / (sample["elapsed"] * (os.cpu_count() or 1))
     run["leader_batch"] = sample["entries"] / max(sample["batches"], 1.0)
     return run
 
 
 def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
-    """Each side's medians, the measured ratio, and the ratio the machine's CPU allows."""
+    """Each side's medians, the measured ratio, and the ratios the CPU per write allows."""
 
     def med(side: str, name: str) -> float:
         return statistics.median(r[name] for r in runs[side])

@@ -26,18 +26,15 @@ import json
 import sqlite3
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.deps import ensure_commands
 from bench.plots import plot_tls_floor, save_results
 from bench.procs import ProcessGroup, cpu_seconds, http_status, wait_until
-from bench.wrkrun import parse_wrk_output, wrk_argv
+from bench.wrkrun import run_wrk_sampled, wrk_argv
 from raftnode.devcluster import free_ports
 
 CONNECTIONS = 64
@@ -120,32 +117,10 @@ def one_run(url: str, server_pid: int, seconds: float) -> dict[str, float]:
         script_args={"dialect": "raftnode", "mode": "read", "keys": "1000", "prefix": "bench-"},
         threads=1,
     )
-    wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sample: dict[str, float] = {}
-
-    def measure() -> None:
-        time.sleep(seconds * 0.2)
-        try:
-            s0, w0, t0 = cpu_seconds(server_pid), cpu_seconds(wrk.pid), time.monotonic()
-            time.sleep(seconds * 0.6)
-            s1, w1 = cpu_seconds(server_pid), cpu_seconds(wrk.pid)
-        except OSError:
-            return  # wrk ended early: the run is reported as failed below
-        sample.update(server=s1 - s0, wrk=w1 - w0, elapsed=time.monotonic() - t0)
-
-    sampler = threading.Thread(target=measure)
-    sampler.start()
-    try:
-        out, err = wrk.communicate(timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        wrk.kill()
-        wrk.communicate()
-        raise
-    finally:
-        sampler.join()
-    if wrk.returncode != 0 or not sample:
-        raise RuntimeError(f"wrk failed ({wrk.returncode}): {err.strip()[:300]}")
-    ok_per_s = parse_wrk_output(out).ok_per_s
+    result, sample = run_wrk_sampled(
+        argv, seconds, lambda wrk: {"server": cpu_seconds(server_pid), "wrk": cpu_seconds(wrk)}
+    )
+    ok_per_s = result.ok_per_s
     requests = ok_per_s * sample["elapsed"]
     return {
         "ok_per_s": ok_per_s,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,3 +115,39 @@ def run_wrk(
     if proc.returncode != 0:
         raise WrkError(f"wrk exited {proc.returncode}: {proc.stderr.strip()[:500]}")
     return parse_wrk_output(proc.stdout)
+
+
+def run_wrk_sampled(
+    argv: list[str], seconds: float, counters: Callable[[int], dict[str, float]]
+) -> tuple[WrkResult, dict[str, float]]:
+    """Run wrk (``argv``, a ``seconds`` run) and read ``counters(wrk's pid)`` (CPU times and
+    the like, each growing) at 20% and at 80% of the run: wrk's result, and how much each
+    counter grew over that middle 60%, with ``elapsed`` the seconds between the two reads.
+    ``WrkError`` when wrk fails or a counted process ended before the second read."""
+    wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    grown: dict[str, float] = {}
+
+    def measure() -> None:
+        time.sleep(seconds * 0.2)
+        try:
+            before, started = counters(wrk.pid), time.monotonic()
+            time.sleep(seconds * 0.6)
+            after = counters(wrk.pid)
+        except OSError:
+            return  # a process ended early: the run is reported as failed below
+        grown.update({name: after[name] - before[name] for name in after})
+        grown["elapsed"] = time.monotonic() - started
+
+    sampler = threading.Thread(target=measure)
+    sampler.start()
+    try:
+        out, err = wrk.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        wrk.kill()
+        wrk.communicate()
+        raise
+    finally:
+        sampler.join()
+    if wrk.returncode != 0 or not grown:
+        raise WrkError(f"wrk failed ({wrk.returncode}): {err.strip()[:300]}")
+    return parse_wrk_output(out), grown

@@ -1,9 +1,11 @@
 """wrk's output as kv.lua's done() prints it, read back into a result."""
 
+import sys
+
 import pytest
 
 from bench.client_load import MARKER, Tally
-from bench.wrkrun import LUA_SCRIPT, WrkError, parse_wrk_output, wrk_argv
+from bench.wrkrun import LUA_SCRIPT, WrkError, parse_wrk_output, run_wrk_sampled, wrk_argv
 
 SAMPLE = """Running 3s test @ http://127.0.0.1:20001
   2 threads and 64 connections
@@ -65,3 +67,34 @@ def test_the_client_loads_line_reads_as_wrks_with_its_cpu_per_write() -> None:
     assert (result.ok, result.non2xx, result.requests) == (4, 1, 5)
     assert result.ok_per_s == 2.0 and result.latency_ms("p50") == 3.0
     assert '"cpu_us_per_ok": 500.0' in line
+
+
+def _stand_in(exit_code: int = 0) -> list[str]:
+    """A process standing in for wrk: runs a second, prints SAMPLE, exits ``exit_code``."""
+    code = f"import sys, time; time.sleep(1); print({SAMPLE!r}); sys.exit({exit_code})"
+    return [sys.executable, "-c", code]
+
+
+def test_sampled_run_reads_the_counters_over_the_middle_of_the_run() -> None:
+    reads: list[int] = []
+
+    def counters(pid: int) -> dict[str, float]:
+        reads.append(pid)
+        return {"reads": float(len(reads))}
+
+    result, grown = run_wrk_sampled(_stand_in(), 1.0, counters)
+    assert result.ok == 4000
+    assert len(reads) == 2 and reads[0] == reads[1] > 0  # wrk's pid, twice
+    assert grown["reads"] == 1.0
+    assert 0.5 <= grown["elapsed"] < 1.0  # 60% of the run, read at 20% and 80%
+
+
+def test_sampled_run_fails_when_wrk_fails_or_a_counted_process_is_gone() -> None:
+    with pytest.raises(WrkError, match=r"wrk failed \(3\)"):
+        run_wrk_sampled(_stand_in(exit_code=3), 1.0, lambda pid: {"x": 0.0})
+
+    def gone(pid: int) -> dict[str, float]:
+        raise OSError("no such process")
+
+    with pytest.raises(WrkError, match="wrk failed"):
+        run_wrk_sampled(_stand_in(), 1.0, gone)
