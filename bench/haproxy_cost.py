@@ -17,17 +17,22 @@ batch. Then the throughput ratio through HAProxy against direct (the median of t
 ratios), beside what the CPU per write alone allows: direct's over HAProxy's, of the leader
 (when its one event loop is the bound) and of the machine (when every core is busy).
 ``haproxy_cost.json`` and ``haproxy_cost.png`` go to ``--out``.
+
+``--haproxy-cpu N`` gives HAProxy CPU N alone and the nodes and wrk the other CPUs (affinity),
+as ``site.yml`` gives the balancer hosts of their own: what HAProxy then adds is its latency,
+not CPU taken from the nodes. Without it every process shares every CPU, as in ``bench-peers``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +123,59 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="per run (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="direct/HAProxy pairs (default 3)")
     p.add_argument("--connections", type=int, default=64, help="wrk's (default 64)")
+    p.add_argument(
+        "--haproxy-cpu",
+        type=int,
+        default=None,
+        help="HAProxy alone on this CPU, the nodes and wrk on the others (default: all share)",
+    )
     p.add_argument("--out", type=Path, default=Path("build/bench"))
     args = p.parse_args(argv)
     if args.rounds < 1 or args.seconds < 2 or args.connections < 1:
         p.error("--rounds and --connections must be >= 1 and --seconds >= 2")
+    if args.haproxy_cpu is not None:
+        try:
+            cpus_left(args.haproxy_cpu)
+        except ValueError as e:
+            p.error(str(e))
     return args
+
+
+def cpus_left(haproxy_cpu: int) -> set[int]:
+    """The CPUs this process may use besides ``haproxy_cpu``; ValueError, naming them, unless
+    it may use ``haproxy_cpu`` and at least one other."""
+    allowed = os.sched_getaffinity(0)
+    others = allowed - {haproxy_cpu}
+    if haproxy_cpu not in allowed or not others:
+        raise ValueError(
+            f"--haproxy-cpu {haproxy_cpu}: this process may use CPUs {sorted(allowed)}; "
+            "HAProxy needs one of them and the nodes at least one other"
+        )
+    return others
+
+
+@contextlib.contextmanager
+def cpus_apart(haproxy_cpu: int | None) -> Iterator[set[int] | None]:
+    """With ``haproxy_cpu``, this process (so every process it starts: the nodes, HAProxy, wrk)
+    runs on the other CPUs it may use, which are yielded; HAProxy is moved to its CPU once
+    started (``give_cpu``). The affinity is restored on the way out. Without: nothing changes,
+    and None is yielded."""
+    if haproxy_cpu is None:
+        yield None
+        return
+    allowed = os.sched_getaffinity(0)
+    others = cpus_left(haproxy_cpu)
+    os.sched_setaffinity(0, others)
+    try:
+        yield others
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def give_cpu(pid: int, cpu: int) -> None:
+    """Run ``pid`` (every thread of it) on ``cpu`` alone."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
 
 
 def measure(procs: ProcessGroup, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -131,6 +184,8 @@ def measure(procs: ProcessGroup, work: Path, args: argparse.Namespace) -> dict[s
     balancer = LocalHaproxy(work / "haproxy", procs, cluster)
     balancer.start()
     assert balancer.proc is not None
+    if args.haproxy_cpu is not None:
+        give_cpu(balancer.proc.pid, args.haproxy_cpu)
     leader = cluster.wait_leader()
     node_pids = cluster.pids()
     pids = {
@@ -162,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_commands(["wrk", "haproxy"])
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="haproxy-cost-") as tmp, ProcessGroup() as procs:
+    with (
+        tempfile.TemporaryDirectory(prefix="haproxy-cost-") as tmp,
+        cpus_apart(args.haproxy_cpu) as node_cpus,
+        ProcessGroup() as procs,
+    ):
+        if node_cpus is not None:
+            print(f"HAProxy on CPU {args.haproxy_cpu}; the nodes and wrk on {sorted(node_cpus)}")
         result = measure(procs, Path(tmp), args)
     heading = "  ".join(f"{p + ' us':>12}" for p in PARTS)
     print(f"\n{'':<8} {'ok/s':>8}  {heading}  busy  leader batch")
@@ -179,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['leader_bound_ratio']:.3f}x when the leader's event loop is the bound, "
         f"{result['machine_bound_ratio']:.3f}x when every core is busy"
     )
-    result.update(connections=args.connections, seconds=args.seconds, rounds=args.rounds)
+    result.update(
+        connections=args.connections,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        haproxy_cpu=args.haproxy_cpu,
+    )
     save_results(args.out, "haproxy_cost", result, plot_haproxy_cost)
     return 0
 

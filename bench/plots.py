@@ -201,8 +201,10 @@ def plot_haproxy_cost(result: dict[str, Any], path: Path) -> Path | None:
         [f"{side}: {result[side]['ok_per_s']:,.0f} ok/s" for side in sides], fontsize=8
     )
     ax.set_ylabel("machine CPU us per write (median)")
+    apart = result.get("haproxy_cpu")
+    where = "" if apart is None else f" (HAProxy alone on CPU {apart})"
     ax.set_title(
-        f"Writes through HAProxy: {result['ratio']:.2f}x of direct\nthe leader's CPU per "
+        f"Writes through HAProxy{where}: {result['ratio']:.2f}x of direct\nthe leader's CPU per "
         f"write allows {result['leader_bound_ratio']:.2f}x, the machine's "
         f"{result['machine_bound_ratio']:.2f}x",
         fontsize=10,

@@ -4,6 +4,8 @@ medians and ratios the note quotes."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -70,3 +72,45 @@ def test_the_picture_is_written_where_matplotlib_is(tmp_path: Path) -> None:
 def test_bad_arguments_are_refused_by_name(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         haproxy_cost.parse_args(argv)
+
+
+def test_haproxy_cpu_must_be_one_this_process_may_use_with_another_left() -> None:
+    allowed = os.sched_getaffinity(0)
+    with pytest.raises(SystemExit):
+        haproxy_cost.parse_args(["--haproxy-cpu", str(max(allowed) + 1)])
+    with pytest.raises(ValueError, match="may use CPUs"):
+        haproxy_cost.cpus_left(max(allowed) + 1)
+    if len(allowed) >= 2:
+        cpu = min(allowed)
+        assert haproxy_cost.parse_args(["--haproxy-cpu", str(cpu)]).haproxy_cpu == cpu
+        assert haproxy_cost.cpus_left(cpu) == allowed - {cpu}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to set one apart")
+def test_cpus_apart_moves_this_process_off_haproxys_cpu_and_back() -> None:
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    with haproxy_cost.cpus_apart(cpu) as others:
+        assert others == allowed - {cpu} == os.sched_getaffinity(0)
+    assert os.sched_getaffinity(0) == allowed
+    with haproxy_cost.cpus_apart(None) as others:
+        assert others is None and os.sched_getaffinity(0) == allowed
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to set one apart")
+def test_give_cpu_pins_every_thread_of_a_process() -> None:
+    cpu = max(os.sched_getaffinity(0))
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(5,)).start(); "
+    code += "time.sleep(5)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 5
+        while len(os.listdir(f"/proc/{child.pid}/task")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        haproxy_cost.give_cpu(child.pid, cpu)
+        tids = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
+        assert len(tids) == 2
+        assert all(os.sched_getaffinity(tid) == {cpu} for tid in tids)
+    finally:
+        child.kill()
+        child.wait(timeout=5)
