@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from raftnode.cpu_scheduling import DEFAULT_POLICY as DEFAULT_CPU_POLICY
+from raftnode.cpu_scheduling import POLICIES as CPU_POLICIES
 from raftnode.defaults import (
     History,
     Limits,
@@ -115,6 +117,8 @@ class NodeConfig:
     peer_min_protocol: int = MIN_VERSION
     """The oldest peer protocol this node speaks, both ways; 8 (``MAC_VERSION``) refuses the
     versions whose frames carry no MAC, once every member runs a release that speaks 8."""
+    cpu_scheduling: str = DEFAULT_CPU_POLICY
+    """``batch`` or ``inherit`` (``raftnode.cpu_scheduling``); applied by ``raftnode serve``."""
 
     def member(self, node_id: int) -> Member | None:
         for m in self.cluster:
@@ -460,6 +464,7 @@ TOP_KEYS = {
     "tls",
     "peer_tls",
     "peer_min_protocol",
+    "cpu_scheduling",
 }
 
 
@@ -483,6 +488,9 @@ def parse_config(
     state = c.string(top, "initial_cluster_state", "initial_cluster_state", "new")
     if state not in CLUSTER_STATES:
         c.fail("initial_cluster_state", f"must be new or existing, got {state!r}")
+    cpu_policy = c.string(top, "cpu_scheduling", "cpu_scheduling", DEFAULT_CPU_POLICY)
+    if cpu_policy not in CPU_POLICIES:
+        c.fail("cpu_scheduling", f"must be {' or '.join(CPU_POLICIES)}, got {cpu_policy!r}")
     token = top.get("initial_cluster_token", "")
     if not isinstance(token, str):
         c.fail("initial_cluster_token", f"must be a string, got {token!r}")
@@ -510,6 +518,7 @@ def parse_config(
             c, top.get("peer_tls"), base_dir, credentials_dir, node_id, cluster
         ),
         peer_min_protocol=_peer_min_protocol(c, top),
+        cpu_scheduling=cpu_policy,
     )
     if c.problems:
         raise ConfigError(c.problems)

@@ -19,6 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from raftnode.config import Address, Limits, NodeConfig
+from raftnode.cpu_scheduling import apply_policy
 from raftnode.failpoints import KNOWN, UnknownFailpoint, from_environment
 from raftnode.http.auth import ClientAuth
 from raftnode.http.client_api import ClientApi, ClientApiSettings
@@ -302,6 +303,10 @@ def _learn_client_address(settings: ClientApiSettings, change: ConfChange) -> No
 
 def serve(config: NodeConfig) -> int:
     """Run the service until a signal stops it; returns the process exit code."""
+    # First: every thread started from here on inherits the policy.
+    problem = apply_policy(config.cpu_scheduling)
+    if problem is not None:
+        log.warning("CPU scheduling policy not applied", extra={"fields": {"error": problem}})
     try:
         failpoints = from_environment()
     except UnknownFailpoint as e:

@@ -1,4 +1,5 @@
-"""The systemd notify protocol end to end: a real node process talking to a notify socket."""
+"""The systemd notify protocol end to end: a real node process talking to a notify socket
+(and running, like every thread it started, under the default CPU scheduling policy)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from raftnode.cpu_scheduling import current_policy
 from raftnode.devcluster import NodePorts, free_ports, write_configs
 
 
@@ -36,6 +38,11 @@ def test_ready_status_watchdog_and_stopping() -> None:
             messages.append(sock.recv(4096).decode())
         ready = next(m for m in messages if "READY=1" in m)
         assert "STATUS=role=" in ready and f"MAINPID={proc.pid}" in ready
+        # cpu_scheduling defaults to batch: set before the first thread, so every one has it.
+        policies = {
+            current_policy(task / "stat") for task in Path(f"/proc/{proc.pid}/task").iterdir()
+        }
+        assert policies == {os.SCHED_BATCH}
         deadline = time.monotonic() + 10
         seen: set[str] = set()
         while time.monotonic() < deadline and not {"WATCHDOG=1", "leader"} <= seen:

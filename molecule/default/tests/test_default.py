@@ -60,6 +60,13 @@ def test_raftnode_runs_as_a_sandboxed_notify_service(host: Any) -> None:
     pid = host.run("systemctl show raftnode -p MainPID --value").stdout.strip()
     status = host.file(f"/proc/{pid}/status").content_string
     assert re.search(r"^CapEff:\s+0+$", status, re.M), "the node must run without capabilities"
+    # raftnode_cpu_scheduling: batch. The unit sets SCHED_BATCH (3) before the node starts, so
+    # every thread has it and the node, whose filter refuses sched_setscheduler, need not try.
+    stats = host.run(f"cat /proc/{pid}/task/*/stat").stdout.splitlines()
+    policies = {line.rsplit(")", 1)[1].split()[41 - 3] for line in stats}
+    assert len(stats) > 1 and policies == {"3"}, policies
+    journal = host.run("journalctl -u raftnode --no-pager -o cat").stdout
+    assert "CPU scheduling policy not applied" not in journal
 
 
 def test_raftnode_unit_documentation_exists_on_the_host(host: Any) -> None:

@@ -131,3 +131,15 @@ def test_peer_min_protocol_reaches_the_node_options(tmp_path: Path) -> None:
     assert options_from_config(parse_config(good(tmp_path))).peer_min_protocol == 2
     raw = {**good(tmp_path), "peer_min_protocol": 8}
     assert options_from_config(parse_config(raw)).peer_min_protocol == 8
+
+
+def test_cpu_scheduling_is_batch_unless_inherit_is_chosen(tmp_path: Path) -> None:
+    assert parse_config(good(tmp_path)).cpu_scheduling == "batch"
+    raw = {**good(tmp_path), "cpu_scheduling": "inherit"}
+    assert parse_config(raw).cpu_scheduling == "inherit"
+
+
+@pytest.mark.parametrize("value", ["fifo", "BATCH", "", 3, True])
+def test_an_unknown_cpu_scheduling_policy_is_named(tmp_path: Path, value: object) -> None:
+    found = problems({**good(tmp_path), "cpu_scheduling": value})
+    assert len(found) == 1 and found[0].startswith("cpu_scheduling: must be"), found
