@@ -213,6 +213,27 @@ def plot_haproxy_cost(result: dict[str, Any], path: Path) -> Path | None:
     return _save(plt, fig, path)
 
 
+def plot_cpu_scheduling(result: dict[str, Any], path: Path) -> Path | None:
+    """bench.cpu_scheduling: writes/s per connection count, SCHED_BATCH beside inherit."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.38
+    for k, policy in enumerate(("batch", "inherit")):
+        xs = [i + (k - 0.5) * width for i in range(len(rows))]
+        ax.bar(xs, [row[policy]["ok_per_s"] for row in rows], width, label=policy)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(
+        [f"{row['connections']} connections: {row['ratio']:.3f}x" for row in rows], fontsize=8
+    )
+    ax.set_ylabel("writes/s (median of the rounds)")
+    ax.set_title("cpu_scheduling: batch (SCHED_BATCH) against inherit, fresh clusters", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
 def save_results(
     out: Path,
     name: str,

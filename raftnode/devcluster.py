@@ -110,6 +110,7 @@ def write_configs(
     auth: dict[str, Any] | None = None,
     tls: dict[str, Any] | None = None,
     peer_tls: dict[str, str] | None = None,
+    cpu_scheduling: str | None = None,
 ) -> list[LocalNode]:
     """One YAML config per node under ``base`` (and a shared secret file), idempotently.
 
@@ -117,6 +118,7 @@ def write_configs(
     file read on its own shows what the node runs with. ``auth`` defaults to the quick start's
     explicit choice, anonymous admin (``LOCAL_AUTH``); ``tls`` (none by default) and
     ``peer_tls`` are written as given, ``{node_id}`` in their values replaced by each node's id.
+    ``cpu_scheduling`` is written when given (else the node's default, ``batch``).
     """
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -157,6 +159,8 @@ def write_configs(
             }
         if peer_tls is not None:
             cfg["peer_tls"] = {k: v.format(node_id=p.node_id) for k, v in peer_tls.items()}
+        if cpu_scheduling is not None:
+            cfg["cpu_scheduling"] = cpu_scheduling
         path = base / f"n{p.node_id}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         scheme = "http" if tls is None else "https"

@@ -22,10 +22,16 @@ class RaftnodeCluster:
     dialect = "raftnode"
 
     def __init__(
-        self, base: Path, procs: ProcessGroup, size: int = 3, tls: BenchTls | None = None
+        self,
+        base: Path,
+        procs: ProcessGroup,
+        size: int = 3,
+        tls: BenchTls | None = None,
+        cpu_scheduling: str | None = None,
     ) -> None:
         """``tls``: HTTPS on the client and health listeners and mutual TLS between peers,
-        with the certificates ``bench.peers.tls`` made (``raftnode-<id>``)."""
+        with the certificates ``bench.peers.tls`` made (``raftnode-<id>``). ``cpu_scheduling``:
+        the nodes' policy (``raftnode.cpu_scheduling``; None: the default)."""
         self.base = base
         self.procs = procs
         if tls is not None:
@@ -51,6 +57,7 @@ class RaftnodeCluster:
             log_level="warning",
             tls=files.get("tls"),
             peer_tls=files.get("tls"),
+            cpu_scheduling=cpu_scheduling,
         )
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
