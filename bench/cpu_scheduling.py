@@ -25,19 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.deps import ensure_commands
+from bench.haproxy_cost import WRITES
 from bench.peers.raftnode import RaftnodeCluster
 from bench.plots import plot_cpu_scheduling, save_results
 from bench.procs import ProcessGroup, machine_busy_seconds
 from bench.wrkrun import run_wrk_sampled, wrk_argv
 
 POLICIES = ("batch", "inherit")
-WRITES = {
-    "dialect": "raftnode",
-    "mode": "write",
-    "keys": "1000",
-    "value_bytes": "100",
-    "prefix": "bench-",
-}
 
 
 def context_switches(pid: int) -> tuple[int, int]:
