@@ -21,10 +21,13 @@ _MEMBER_PATHS = ("/admin/v1/members/{id}", "/admin/v1/members/{id}/promote")
 
 
 def _make_safe(case: Any) -> None:
-    """Give a write its own Idempotency-Key, and point a removal or promotion at an id that
-    cannot be a member (ids may come as integers or, from the coverage phase, as strings)."""
+    """Give a write its own Idempotency-Key, make a transaction's branches valid (see
+    ``_write_each_key_once``), and point a removal or promotion at an id that cannot be a
+    member (ids may come as integers or, from the coverage phase, as strings)."""
     if case.headers and IDEMPOTENCY_HEADER in case.headers:
         case.headers[IDEMPOTENCY_HEADER] = f"fuzz-{uuid.uuid4().hex}"
+    if case.operation.path == "/txn" and isinstance(case.body, dict):
+        _write_each_key_once(case.body)
     if case.operation.path not in _MEMBER_PATHS or not case.path_parameters:
         return
     member = case.path_parameters.get("id")
@@ -36,6 +39,33 @@ def _make_safe(case: Any) -> None:
         digits = member.strip()
         if digits.isascii() and digits.isdigit() and int(digits) < FIRST_FOREIGN_ID:
             case.path_parameters["id"] = str(int(digits) + FIRST_FOREIGN_ID)
+
+
+def _write_each_key_once(txn: dict[str, Any]) -> None:
+    """Rename a key that a branch of a generated transaction writes again (``key#2``, ...).
+
+    A branch writes each key at most once, and a second write is refused with 400 as
+    documented; JSON Schema cannot say "unique by key", so without this the fuzzer reports
+    that refusal as a schema-valid request rejected (ST202). The refusal itself is tested
+    in ``tests/unit/http/test_requests_txn.py``.
+    """
+    for branch in ("success", "failure"):
+        ops = txn.get(branch)
+        if not isinstance(ops, list):
+            continue
+        written: set[str] = set()
+        for op in ops:
+            if not isinstance(op, dict) or op.get("op") not in ("put", "delete"):
+                continue
+            key = op.get("key")
+            if not isinstance(key, str):
+                continue
+            unique, n = key, 1
+            while unique in written:
+                n += 1
+                unique = f"{key}#{n}"
+            op["key"] = unique
+            written.add(unique)
 
 
 @schemathesis.hook
