@@ -20,6 +20,7 @@ start-cluster: venv
 	done
 
 ## HAProxy on 127.0.0.1:8080 with files/haproxy-local.cfg (installs haproxy with apt when missing).
+## Under SCHED_BATCH, as the haproxy role runs it (haproxy_cpu_scheduling): chrt is util-linux's.
 start-lb:
 	@command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 	@mkdir -p $(CLUSTER_DIR)
@@ -27,7 +28,7 @@ start-lb:
 		echo "haproxy already running (pid $$(cat $(HAPROXY_PID)))"; \
 	else \
 		haproxy -c -q -f $(HAPROXY_CFG) && \
-		haproxy -D -f $(HAPROXY_CFG) -p $(HAPROXY_PID) && \
+		chrt --batch 0 haproxy -D -f $(HAPROXY_CFG) -p $(HAPROXY_PID) && \
 		echo "haproxy on 127.0.0.1:8080 (stats http://127.0.0.1:8404/), pid $$(cat $(HAPROXY_PID))"; \
 	fi
 

@@ -1,6 +1,7 @@
 """HAProxy in front of a benchmark's raftnode cluster: files/haproxy-local.cfg with its ports
 rewritten to the cluster's free ones (and every bind on 127.0.0.1), run in the foreground as a
-child of the caller's ``ProcessGroup``.
+child of the caller's ``ProcessGroup``, under ``SCHED_BATCH`` as the haproxy role and
+``make start-lb`` run it (or the inherited policy).
 """
 
 from __future__ import annotations
@@ -35,11 +36,30 @@ def render_config(template: str, ports: dict[int, tuple[int, int]], bind: int, s
     return text
 
 
+CPU_SCHEDULING = ("batch", "inherit")
+
+
+def haproxy_argv(cfg: Path, cpu_scheduling: str = "batch") -> list[str]:
+    """HAProxy in the foreground on ``cfg``; with ``batch``, started through ``chrt --batch``
+    so every thread has ``SCHED_BATCH`` from the start (the role's ``CPUSchedulingPolicy``)."""
+    if cpu_scheduling not in CPU_SCHEDULING:
+        raise ValueError(f"cpu_scheduling must be batch or inherit, got {cpu_scheduling!r}")
+    argv = [command_path("haproxy"), "-db", "-f", str(cfg)]
+    return [command_path("chrt"), "--batch", "0", *argv] if cpu_scheduling == "batch" else argv
+
+
 class LocalHaproxy:
-    def __init__(self, base: Path, procs: ProcessGroup, cluster: RaftnodeCluster) -> None:
+    def __init__(
+        self,
+        base: Path,
+        procs: ProcessGroup,
+        cluster: RaftnodeCluster,
+        cpu_scheduling: str = "batch",
+    ) -> None:
         self.base = base.resolve()
         self.procs = procs
         self.cluster = cluster
+        self.cpu_scheduling = cpu_scheduling
         self.port, self.stats_port = free_ports(2)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -54,7 +74,9 @@ class LocalHaproxy:
         cfg.write_text(render_config(LOCAL_CFG.read_text(), ports, self.port, self.stats_port))
         haproxy = command_path("haproxy")
         subprocess.run([haproxy, "-c", "-q", "-f", str(cfg)], check=True)
-        self.proc = self.procs.spawn([haproxy, "-db", "-f", str(cfg)], self.base / "haproxy.log")
+        self.proc = self.procs.spawn(
+            haproxy_argv(cfg, self.cpu_scheduling), self.base / "haproxy.log"
+        )
         # Ready once a write goes through to the leader's backend.
         wait_until(
             "haproxy passes writes",

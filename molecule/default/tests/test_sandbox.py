@@ -45,3 +45,15 @@ def test_haproxy_sandbox_keeps_its_admin_socket_and_state_file(host: Any) -> Non
     assert host.service("haproxy").is_running
     state = host.file("/var/lib/haproxy/server-state")
     assert state.exists and state.content_string.startswith("1\n")
+
+
+def test_haproxy_runs_under_sched_batch_after_a_reload(host: Any) -> None:
+    """haproxy_cpu_scheduling: batch. systemd starts the master under SCHED_BATCH (3); its
+    workers, those of the reload in the test above included, inherit it in every thread."""
+    if "lb" not in host.ansible.get_variables().get("group_names", []):
+        pytest.skip("not a balancer")
+    pids = host.run("pgrep -x haproxy").stdout.split()
+    assert len(pids) >= 2, "a master and at least one worker"
+    stats = host.run(f"cat {' '.join(f'/proc/{pid}/task/*/stat' for pid in pids)}").stdout
+    policies = {line.rsplit(")", 1)[1].split()[41 - 3] for line in stats.splitlines()}
+    assert policies == {"3"}, policies

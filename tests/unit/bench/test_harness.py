@@ -1,12 +1,18 @@
 """Pure parts of the harness: the HAProxy config rewrite and the growing run's pacing."""
 
 import argparse
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from bench.peers.haproxy import LOCAL_CFG, render_config
+from bench.peers.haproxy import LOCAL_CFG, haproxy_argv, render_config
 from bench.preload import put_request
 from bench.scale_bench import GrowingRun, next_chunk_seconds
+from raftnode.devcluster import free_ports
 
 
 def test_haproxy_config_uses_the_clusters_ports_on_loopback() -> None:
@@ -28,6 +34,43 @@ def test_haproxy_config_accepts_free_ports_that_contain_808() -> None:
 def test_haproxy_config_refuses_a_template_it_cannot_rewrite() -> None:
     with pytest.raises(ValueError):
         render_config("server n1 127.0.0.1:8081 check", {}, bind=1, stats=2)
+
+
+def _thread_policies(pid: int) -> set[int]:
+    policies = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        policies.add(int(fields[41 - 3]))
+    return policies
+
+
+@pytest.mark.parametrize("policy, expected", [("batch", os.SCHED_BATCH), ("inherit", None)])
+def test_haproxy_runs_under_the_policy_asked_for(
+    tmp_path: Path, policy: str, expected: int | None
+) -> None:
+    """As the haproxy role runs it (CPUSchedulingPolicy=batch): every thread SCHED_BATCH."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed")
+    (port,) = free_ports(1)
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(
+        "global\n    nbthread 2\ndefaults\n    mode http\n    timeout connect 1s\n"
+        f"    timeout client 1s\n    timeout server 1s\nfrontend f\n    bind 127.0.0.1:{port}\n"
+        "    http-request return status 200\n"
+    )
+    proc = subprocess.Popen(haproxy_argv(cfg, policy), stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while len(list(Path(f"/proc/{proc.pid}/task").iterdir())) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "haproxy did not start"
+            time.sleep(0.05)
+        policies = _thread_policies(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert policies == ({expected} if expected is not None else _thread_policies(os.getpid()))
+    with pytest.raises(ValueError, match="batch or inherit, got 'fifo'"):
+        haproxy_argv(cfg, "fifo")
 
 
 def test_etcd_writes_are_base64_and_others_plain_json() -> None:
