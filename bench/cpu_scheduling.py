@@ -1,18 +1,22 @@
-"""What the nodes' CPU scheduling policy does to writes: ``cpu_scheduling: batch`` (the default,
-``SCHED_BATCH``) against ``inherit`` (the system's default policy), side by side.
+"""What a CPU scheduling policy does to writes: ``batch`` (``SCHED_BATCH``, the default) against
+``inherit`` (the system's default policy), side by side, for the nodes or for HAProxy.
 
-``python -m bench.cpu_scheduling [--seconds S] [--rounds R] [--connections 8,64] [--out DIR]``
+``python -m bench.cpu_scheduling [--subject nodes|haproxy] [--seconds S] [--rounds R]
+[--connections 8,64] [--out DIR]``
 
 For each connection count, R rounds; each round starts a fresh plaintext three-node cluster
 (``bench.peers.raftnode``) under each policy in turn and sends it kv.lua's writes with wrk, to
-the leader. Over the middle 60% of each run it reads the machine's CPU time (``/proc/stat``) and
-the context switches of every node thread (``/proc/<pid>/task/*/status``): involuntary ones are
-the preemptions ``SCHED_BATCH`` is meant to spare.
+the leader. With ``--subject haproxy`` the nodes keep their default (batch) and the policy is
+HAProxy's instead: each round also starts HAProxy on files/haproxy-local.cfg
+(``bench.peers.haproxy``, as ``make bench-peers`` does) and the writes go through it. Over the
+middle 60% of each run it reads the machine's CPU time (``/proc/stat``) and the context
+switches of every thread of the nodes (and HAProxy) (``/proc/<pid>/task/*/status``):
+involuntary ones are the preemptions ``SCHED_BATCH`` is meant to spare.
 
 Printed per connection count and policy, medians over the rounds: writes/s, p99, the machine's
 CPU microseconds per write and the node threads' context switches per write; then batch's
 throughput against inherit's (the median of the rounds' ratios). ``cpu_scheduling.json`` and
-``cpu_scheduling.png`` go to ``--out``.
+``cpu_scheduling.png`` (``cpu_scheduling_haproxy.*`` for HAProxy) go to ``--out``.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from typing import Any
 
 from bench.deps import ensure_commands
 from bench.haproxy_cost import WRITES
+from bench.peers.haproxy import LocalHaproxy
 from bench.peers.raftnode import RaftnodeCluster
 from bench.plots import plot_cpu_scheduling, save_results
 from bench.procs import ProcessGroup, machine_busy_seconds
 from bench.wrkrun import run_wrk_sampled, wrk_argv
 
 POLICIES = ("batch", "inherit")
+SUBJECTS = ("nodes", "haproxy")
 
 
 def context_switches(pid: int) -> tuple[int, int]:
@@ -54,13 +60,23 @@ def context_switches(pid: int) -> tuple[int, int]:
 def run_once(
     procs: ProcessGroup, work: Path, policy: str, args: argparse.Namespace, conns: int
 ) -> dict[str, float]:
-    """One fresh cluster under ``policy``, one wrk run to its leader: the round's figures."""
-    cluster = RaftnodeCluster(work, procs, cpu_scheduling=policy)
+    """One fresh cluster, one wrk run to its leader (through HAProxy with ``--subject
+    haproxy``), ``policy`` for the subject: the round's figures."""
+    on_nodes = args.subject == "nodes"
+    cluster = RaftnodeCluster(work, procs, cpu_scheduling=policy if on_nodes else "batch")
     cluster.start()
+    balancer: LocalHaproxy | None = None
     try:
         leader = cluster.wait_leader()
-        cluster.settle()
+        url = leader.client_url
         pids = list(cluster.pids().values())
+        if not on_nodes:
+            balancer = LocalHaproxy(work / "haproxy", procs, cluster, cpu_scheduling=policy)
+            balancer.start()
+            assert balancer.proc is not None
+            url = balancer.url
+            pids.append(balancer.proc.pid)
+        cluster.settle()
 
         def counters(_wrk_pid: int) -> dict[str, float]:
             switches = [context_switches(pid) for pid in pids]
@@ -70,11 +86,11 @@ def run_once(
                 "involuntary": float(sum(i for _, i in switches)),
             }
 
-        argv = wrk_argv(
-            leader.client_url, connections=conns, seconds=args.seconds, script_args=WRITES
-        )
+        argv = wrk_argv(url, connections=conns, seconds=args.seconds, script_args=WRITES)
         result, grown = run_wrk_sampled(argv, args.seconds, counters)
     finally:
+        if balancer is not None and balancer.proc is not None:
+            procs.stop(balancer.proc)
         for node in cluster.nodes:
             cluster.stop_node(node)
     writes = result.ok_per_s * grown["elapsed"]
@@ -88,7 +104,12 @@ def run_once(
 
 
 def measure(procs: ProcessGroup, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "rows": []}
+    result: dict[str, Any] = {
+        "subject": args.subject,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "rows": [],
+    }
     for conns in args.connections:
         runs: dict[str, list[dict[str, float]]] = {p: [] for p in POLICIES}
         for r in range(args.rounds):
@@ -118,8 +139,9 @@ def measure(procs: ProcessGroup, work: Path, args: argparse.Namespace) -> dict[s
 
 
 def report(result: dict[str, Any]) -> None:
+    print(f"\nthe policy of: {result['subject']}")
     print(
-        f"\n{'connections':>11}  {'policy':8} {'ok/s':>8} {'p99 ms':>7} {'machine us':>10}"
+        f"{'connections':>11}  {'policy':8} {'ok/s':>8} {'p99 ms':>7} {'machine us':>10}"
         f" {'switches':>9} {'involuntary':>11}"
     )
     for row in result["rows"]:
@@ -148,6 +170,13 @@ def _connection_counts(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--subject",
+        choices=SUBJECTS,
+        default="nodes",
+        help="whose policy alternates: the nodes' (default) or HAProxy's, the writes then going"
+        " through HAProxy",
+    )
     p.add_argument("--seconds", type=float, default=5.0, help="per run (default 5)")
     p.add_argument("--rounds", type=int, default=3, help="batch/inherit pairs (default 3)")
     p.add_argument("--connections", type=_connection_counts, default=[8, 64], help="default 8,64")
@@ -167,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="raftnode-sched-") as tmp, ProcessGroup() as procs:
         result = measure(procs, Path(tmp), args)
     report(result)
-    save_results(args.out, "cpu_scheduling", result, plot_cpu_scheduling)
+    name = "cpu_scheduling" if args.subject == "nodes" else "cpu_scheduling_haproxy"
+    save_results(args.out, name, result, plot_cpu_scheduling)
     return 0
 
 

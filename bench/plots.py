@@ -229,7 +229,12 @@ def plot_cpu_scheduling(result: dict[str, Any], path: Path) -> Path | None:
         [f"{row['connections']} connections: {row['ratio']:.3f}x" for row in rows], fontsize=8
     )
     ax.set_ylabel("writes/s (median of the rounds)")
-    ax.set_title("cpu_scheduling: batch (SCHED_BATCH) against inherit, fresh clusters", fontsize=10)
+    subject = result.get("subject", "nodes")
+    where = "writes through HAProxy" if subject == "haproxy" else "writes to the leader"
+    ax.set_title(
+        f"cpu_scheduling, the {subject}' policy: batch (SCHED_BATCH) against inherit, {where}",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     return _save(plt, fig, path)
 

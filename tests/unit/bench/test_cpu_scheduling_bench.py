@@ -79,6 +79,10 @@ def test_the_picture_is_written_where_matplotlib_is(tmp_path: Path) -> None:
     row = {"connections": 8, "ratio": 1.05, "batch": _figures(3150.0), "inherit": _figures(3000.0)}
     png = plot_cpu_scheduling({"rows": [row]}, tmp_path / "cpu_scheduling.png")
     assert png is not None and png.stat().st_size > 1000
+    png = plot_cpu_scheduling(
+        {"subject": "haproxy", "rows": [row]}, tmp_path / "cpu_scheduling_haproxy.png"
+    )
+    assert png is not None and png.stat().st_size > 1000
 
 
 @pytest.mark.parametrize(
@@ -89,6 +93,7 @@ def test_the_picture_is_written_where_matplotlib_is(tmp_path: Path) -> None:
         ["--connections", "5000"],
         ["--rounds", "0"],
         ["--seconds", "1"],
+        ["--subject", "keepalived"],
     ],
 )
 def test_bad_arguments_are_refused_by_name(argv: list[str]) -> None:
@@ -99,3 +104,8 @@ def test_bad_arguments_are_refused_by_name(argv: list[str]) -> None:
 def test_connection_counts_parse() -> None:
     assert cpu_scheduling.parse_args(["--connections", "8,64,256"]).connections == [8, 64, 256]
     assert cpu_scheduling.parse_args([]).connections == [8, 64]
+
+
+def test_the_subject_is_the_nodes_unless_haproxy_is_asked_for() -> None:
+    assert cpu_scheduling.parse_args([]).subject == "nodes"
+    assert cpu_scheduling.parse_args(["--subject", "haproxy"]).subject == "haproxy"
