@@ -229,10 +229,13 @@ def plot_cpu_scheduling(result: dict[str, Any], path: Path) -> Path | None:
         [f"{row['connections']} connections: {row['ratio']:.3f}x" for row in rows], fontsize=8
     )
     ax.set_ylabel("writes/s (median of the rounds)")
-    subject = result.get("subject", "nodes")
-    where = "writes through HAProxy" if subject == "haproxy" else "writes to the leader"
+    whose, where = (
+        ("HAProxy's", "writes through HAProxy")
+        if result.get("subject") == "haproxy"
+        else ("the nodes'", "writes to the leader")
+    )
     ax.set_title(
-        f"cpu_scheduling, the {subject}' policy: batch (SCHED_BATCH) against inherit, {where}",
+        f"cpu_scheduling, {whose} policy: batch (SCHED_BATCH) against inherit, {where}",
         fontsize=9,
     )
     ax.legend(fontsize=8)

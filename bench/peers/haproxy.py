@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.deps import command_path
 from bench.peers.raftnode import RaftnodeCluster
 from bench.procs import ProcessGroup, request_json, wait_until
+from raftnode.cpu_scheduling import POLICIES
 from raftnode.devcluster import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,13 +37,10 @@ def render_config(template: str, ports: dict[int, tuple[int, int]], bind: int, s
     return text
 
 
-CPU_SCHEDULING = ("batch", "inherit")
-
-
 def haproxy_argv(cfg: Path, cpu_scheduling: str = "batch") -> list[str]:
     """HAProxy in the foreground on ``cfg``; with ``batch``, started through ``chrt --batch``
     so every thread has ``SCHED_BATCH`` from the start (the role's ``CPUSchedulingPolicy``)."""
-    if cpu_scheduling not in CPU_SCHEDULING:
+    if cpu_scheduling not in POLICIES:
         raise ValueError(f"cpu_scheduling must be batch or inherit, got {cpu_scheduling!r}")
     argv = [command_path("haproxy"), "-db", "-f", str(cfg)]
     return [command_path("chrt"), "--batch", "0", *argv] if cpu_scheduling == "batch" else argv

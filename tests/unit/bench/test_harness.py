@@ -12,6 +12,7 @@ import pytest
 from bench.peers.haproxy import LOCAL_CFG, haproxy_argv, render_config
 from bench.preload import put_request
 from bench.scale_bench import GrowingRun, next_chunk_seconds
+from raftnode.cpu_scheduling import current_policy
 from raftnode.devcluster import free_ports
 
 
@@ -37,11 +38,7 @@ def test_haproxy_config_refuses_a_template_it_cannot_rewrite() -> None:
 
 
 def _thread_policies(pid: int) -> set[int]:
-    policies = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        policies.add(int(fields[41 - 3]))
-    return policies
+    return {current_policy(task / "stat") for task in Path(f"/proc/{pid}/task").iterdir()}
 
 
 @pytest.mark.parametrize("policy, expected", [("batch", os.SCHED_BATCH), ("inherit", None)])
