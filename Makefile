@@ -32,14 +32,14 @@ $(VENV)/.installed: pyproject.toml
 
 # Every Python tree in the repository. Molecule scenarios are checked one at a time: each has its
 # own tests/test_*.py (same module names), and they import molecule/shared/lab_probe.py.
-PY_TREES := raftnode tests bench lab examples molecule chaos
+PY_TREES := raftnode tests bench lab examples molecule chaos roles/haproxy/files
 MOLECULE_PY_DIRS := $(patsubst %/,%,$(dir $(wildcard molecule/*/tests/*.py molecule/*/*.py)))
 
 ## ruff (lint and format), mypy over the Python trees and each Molecule scenario's tests.
 lint: venv
 	$(VENV)/bin/ruff check $(PY_TREES)
 	$(VENV)/bin/ruff format --check $(PY_TREES)
-	$(VENV)/bin/mypy raftnode tests bench lab examples chaos
+	$(VENV)/bin/mypy raftnode tests bench lab examples chaos roles/haproxy/files
 	@set -e; for scenario in $(sort $(patsubst %/tests,%,$(MOLECULE_PY_DIRS))); do \
 		echo "mypy $$scenario"; \
 		MYPYPATH=molecule/shared $(VENV)/bin/mypy $$(find $$scenario -name '*.py' | sort); \

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,22 @@ class LocalHaproxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_socket(self) -> Path:
+        """The role's admin socket (haproxy_admin_socket), in the test's directory."""
+        return self.directory / "admin.sock"
+
+    def admin(self, command: str) -> str:
+        """One command line on the admin socket, and HAProxy's answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5.0)
+            conn.connect(str(self.admin_socket))
+            conn.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
 
     def check(self) -> subprocess.CompletedProcess[str]:
         """``haproxy -c``, as the role's template task validates the file."""

@@ -1,10 +1,15 @@
 """roles/haproxy's haproxy.cfg (rendered by Ansible, checked with haproxy -c) in front of a
-real three-node cluster on loopback: writes reach the leader, and a keyed write whose first
-attempt may have reached a leader is never answered "nothing was done". Skipped unless
-HAProxy and the deploy tools are installed (make test-haproxy)."""
+real three-node cluster on loopback: writes reach the leader, a keyed write whose first
+attempt may have reached a leader is never answered "nothing was done", and a server put back
+after maintenance (files/haproxy_server_ready.py) takes requests only once its checks pass.
+Skipped unless HAProxy and the deploy tools are installed (make test-haproxy)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,11 @@ from tests.stalled_leader import (
     assert_never_nothing_was_done_and_applied,
     keyed_writes_to_a_stalled_leader,
 )
+
+PUT_BACK = Path(__file__).parents[2] / "roles/haproxy/files/haproxy_server_ready.py"
+BACKENDS = ("write_backend", "write_keyed_backend", "live_backend", "read_backend")
+RUNNING = 2
+"""srv_op_state of a server that takes requests ("show servers state")."""
 
 pytestmark = pytest.mark.skipif(
     not role_haproxy.available(), reason="haproxy or ansible-playbook missing (make test-haproxy)"
@@ -81,3 +91,80 @@ def test_a_full_disk_refusal_is_outcome_unknown_for_keyed_writes_only(
         keyed = http("PUT", proc.url + "/kv/a", {"value": "v"}, headers={"Idempotency-Key": "a"})
         assert (keyed.status, keyed.json()["error"]) == (504, "outcome_unknown"), keyed
         assert keyed.headers.get("x-raftnode-error") == "outcome_unknown", keyed.headers
+
+
+def op_states(haproxy: role_haproxy.LocalHaproxy, server: str) -> dict[str, int]:
+    """Each backend's srv_op_state for ``server`` (0 down, 2 running)."""
+    lines = haproxy.admin("show servers state").splitlines()
+    header = lines[1].lstrip("# ").split()
+    rows = [dict(zip(header, line.split(), strict=False)) for line in lines[2:] if line.strip()]
+    return {r["be_name"]: int(r["srv_op_state"]) for r in rows if r["srv_name"] == server}
+
+
+def put_back(haproxy: role_haproxy.LocalHaproxy, server: str) -> list[str]:
+    """Run the role's script as the server_state entry point does; the backends it changed."""
+    done = subprocess.run(
+        [sys.executable, str(PUT_BACK), "--socket", str(haproxy.admin_socket), server],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    changed: list[str] = json.loads(done.stdout)["changed"]
+    return changed
+
+
+def test_a_server_put_back_takes_requests_only_once_its_checks_pass(
+    cluster: Cluster, haproxy: role_haproxy.LocalHaproxy
+) -> None:
+    """Found under the Molecule rotation's write loop: "enable server" starts a checked server
+    UP before its first check, so a follower put back after its restart took writes until that
+    check failed and cut them (the client's connection closed with no answer). Put back by the
+    script, a follower never runs in the write backends, and the leader runs there only after
+    its check passed."""
+    leader = cluster.leader()
+    follower = next(n.ports.node_id for n in cluster.nodes if n.ports.node_id != leader)
+    for node in (follower, leader):
+        for backend in BACKENDS:
+            assert haproxy.admin(f"disable server {backend}/n{node}").strip() == ""
+    try:
+        assert sorted(put_back(haproxy, f"n{follower}")) == sorted(BACKENDS)
+        assert sorted(put_back(haproxy, f"n{leader}")) == sorted(BACKENDS)
+        first = op_states(haproxy, f"n{leader}")
+        assert first["write_backend"] != RUNNING, "the leader ran before a check passed"
+        seen = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            seen.append(op_states(haproxy, f"n{follower}"))
+            if seen[-1]["read_backend"] == RUNNING and len(seen) > 20:
+                break
+            time.sleep(0.02)
+        assert all(s["write_backend"] != RUNNING for s in seen), seen
+        assert all(s["write_keyed_backend"] != RUNNING for s in seen), seen
+        assert seen[-1]["read_backend"] == RUNNING, "the follower's read checks never passed"
+        cluster.wait_for(
+            "the leader runs in the write backends",
+            lambda: op_states(haproxy, f"n{leader}")["write_keyed_backend"] == RUNNING,
+            timeout=5.0,
+        )
+        assert put_back(haproxy, f"n{follower}") == [], "a second run changed something"
+    finally:
+        for node in (follower, leader):
+            for backend in BACKENDS:
+                haproxy.admin(f"set server {backend}/n{node} state ready")
+
+
+def test_putting_back_an_unknown_server_changes_nothing_and_a_dead_socket_is_named(
+    haproxy: role_haproxy.LocalHaproxy, tmp_path: Path
+) -> None:
+    assert put_back(haproxy, "no-such-node") == []
+    missing = tmp_path / "admin.sock"
+    done = subprocess.run(
+        [sys.executable, str(PUT_BACK), "--socket", str(missing), "n1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert f"cannot talk to HAProxy on {missing}" in done.stderr, done.stderr
+    assert done.stdout == ""
