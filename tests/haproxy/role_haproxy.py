@@ -6,17 +6,34 @@ each node's own loopback ports (the role gives every node the same ports on its 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
 import shutil
-import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from bench.peers import role_template
 from raftnode.devcluster import free_ports
 from tests.integration.cluster import Cluster, Response, http
+
+PUT_BACK = Path(__file__).resolve().parents[2] / "roles/haproxy/files/haproxy_server_ready.py"
+"""The role's put-back script (the server_state entry point runs it on each balancer); its
+admin-socket client serves the tests too."""
+
+
+def _put_back_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("haproxy_server_ready", PUT_BACK)
+    assert spec is not None and spec.loader is not None, PUT_BACK
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_PUT_BACK = _put_back_module()
 
 DROPPED_LINES = (
     "log /dev/log local0",
@@ -65,14 +82,25 @@ class LocalHaproxy:
 
     def admin(self, command: str) -> str:
         """One command line on the admin socket, and HAProxy's answer."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(5.0)
-            conn.connect(str(self.admin_socket))
-            conn.sendall(command.encode() + b"\n")
-            chunks = []
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
+        answer: str = _PUT_BACK.cli(str(self.admin_socket), command)
+        return answer
+
+    def servers_state(self) -> list[dict[str, str]]:
+        """The answer to "show servers state", a dict per server."""
+        rows: list[dict[str, str]] = _PUT_BACK.servers_state(str(self.admin_socket))
+        return rows
+
+    def put_back(
+        self, server: str, admin_socket: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the put-back script as the server_state entry point does."""
+        socket_path = admin_socket or self.admin_socket
+        return subprocess.run(
+            [sys.executable, str(PUT_BACK), "--socket", str(socket_path), server],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     def check(self) -> subprocess.CompletedProcess[str]:
         """``haproxy -c``, as the role's template task validates the file."""

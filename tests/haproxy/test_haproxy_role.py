@@ -7,8 +7,6 @@ Skipped unless HAProxy and the deploy tools are installed (make test-haproxy).""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,6 @@ from tests.stalled_leader import (
     keyed_writes_to_a_stalled_leader,
 )
 
-PUT_BACK = Path(__file__).parents[2] / "roles/haproxy/files/haproxy_server_ready.py"
 BACKENDS = ("write_backend", "write_keyed_backend", "live_backend", "read_backend")
 RUNNING = 2
 """srv_op_state of a server that takes requests ("show servers state")."""
@@ -95,20 +92,16 @@ def test_a_full_disk_refusal_is_outcome_unknown_for_keyed_writes_only(
 
 def op_states(haproxy: role_haproxy.LocalHaproxy, server: str) -> dict[str, int]:
     """Each backend's srv_op_state for ``server`` (0 down, 2 running)."""
-    lines = haproxy.admin("show servers state").splitlines()
-    header = lines[1].lstrip("# ").split()
-    rows = [dict(zip(header, line.split(), strict=False)) for line in lines[2:] if line.strip()]
-    return {r["be_name"]: int(r["srv_op_state"]) for r in rows if r["srv_name"] == server}
+    return {
+        r["be_name"]: int(r["srv_op_state"])
+        for r in haproxy.servers_state()
+        if r["srv_name"] == server
+    }
 
 
 def put_back(haproxy: role_haproxy.LocalHaproxy, server: str) -> list[str]:
-    """Run the role's script as the server_state entry point does; the backends it changed."""
-    done = subprocess.run(
-        [sys.executable, str(PUT_BACK), "--socket", str(haproxy.admin_socket), server],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    """The backends the role's script changed."""
+    done = haproxy.put_back(server)
     assert done.returncode == 0, done.stderr
     changed: list[str] = json.loads(done.stdout)["changed"]
     return changed
@@ -159,12 +152,7 @@ def test_putting_back_an_unknown_server_changes_nothing_and_a_dead_socket_is_nam
 ) -> None:
     assert put_back(haproxy, "no-such-node") == []
     missing = tmp_path / "admin.sock"
-    done = subprocess.run(
-        [sys.executable, str(PUT_BACK), "--socket", str(missing), "n1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = haproxy.put_back("n1", admin_socket=missing)
     assert done.returncode == 1
     assert f"cannot talk to HAProxy on {missing}" in done.stderr, done.stderr
     assert done.stdout == ""

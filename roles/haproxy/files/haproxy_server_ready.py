@@ -50,21 +50,26 @@ def cli(path: str, command: str) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def listed_in(path: str, server: str) -> list[tuple[str, int, bool]]:
-    """(backend, admin state bits, whether it has a health check) for each backend listing
-    ``server``, from "show servers state" (a version line, a header line, a row per server)."""
+def servers_state(path: str) -> list[dict[str, str]]:
+    """One dict per server from "show servers state" (a version line, a header line, a row per
+    server), keyed by the header's names."""
     lines = cli(path, "show servers state").splitlines()
     if len(lines) < 2 or not lines[1].startswith("# "):
         raise CliError(f"unexpected answer to 'show servers state': {lines[:2]!r}")
     header = lines[1][2:].split()
-    rows = [dict(zip(header, line.split(), strict=False)) for line in lines[2:] if line.strip()]
+    return [dict(zip(header, line.split(), strict=False)) for line in lines[2:] if line.strip()]
+
+
+def listed_in(path: str, server: str) -> list[tuple[str, int, bool]]:
+    """(backend, admin state bits, whether it has a health check) for each backend listing
+    ``server``."""
     return [
         (
             row["be_name"],
             int(row["srv_admin_state"]),
             bool(int(row["srv_check_state"]) & CHECK_CONFIGURED),
         )
-        for row in rows
+        for row in servers_state(path)
         if row.get("srv_name") == server
     ]
 
